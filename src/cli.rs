@@ -1,0 +1,217 @@
+//! Command line of the `vitrine` binary.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vitrine",
+    version,
+    about = "A Wayland compositor for video kiosks and digital signage",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Talk to a running vitrine over its control socket
+    Msg(MsgArgs),
+    /// Validate a configuration file and report errors with line and column
+    CheckConfig {
+        /// The TOML file to check
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum BackendChoice {
+    /// DRM on a free seat or VT, nested inside a desktop session, headless otherwise
+    #[default]
+    Auto,
+    Drm,
+    Nested,
+    Headless,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunArgs {
+    /// Which backend shows the outputs
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+
+    /// Configuration file (default: $XDG_CONFIG_HOME/vitrine/vitrine.toml, then /etc/vitrine/vitrine.toml)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Virtual output of the headless backend, or the window size of the nested one (repeatable)
+    #[arg(long = "output", value_name = "WIDTHxHEIGHT@HZ")]
+    pub outputs: Vec<OutputSpec>,
+
+    /// Name of the Wayland socket to create in $XDG_RUNTIME_DIR (default: the first free wayland-N)
+    #[arg(long, value_name = "NAME")]
+    pub socket: Option<String>,
+
+    /// Write a PNG of the first output once a client has drawn (or after 5 s), for a first look
+    #[arg(long, value_name = "FILE.png")]
+    pub screenshot_on_start: Option<PathBuf>,
+
+    /// More logging (-v debug, -vv trace); RUST_LOG overrides
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// The kiosk app and its arguments, started with WAYLAND_DISPLAY pointing at vitrine
+    #[arg(last = true, value_name = "APP [ARGS]")]
+    pub app: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MsgArgs {
+    /// Print the reply as JSON
+    #[arg(long)]
+    pub json: bool,
+
+    /// Control socket to use (default: $VITRINE_SOCKET, else the one of $WAYLAND_DISPLAY, else the only one running)
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub request: MsgCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MsgCommand {
+    /// The running compositor's version
+    Version,
+    /// Outputs with their modes and positions
+    Outputs,
+    /// Connected clients with their surfaces, app ids and outputs
+    Clients,
+    /// Write a PNG of what an output shows, composited by vitrine
+    Screenshot {
+        /// Output name (default: the first output)
+        #[arg(long)]
+        output: Option<String>,
+        /// Where to write the PNG
+        file: PathBuf,
+    },
+    /// Stop the compositor
+    Quit,
+}
+
+/// `WIDTHxHEIGHT@HZ`, e.g. `1920x1080@60` (the refresh rate is optional and defaults to 60).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct OutputSpec {
+    pub width: u32,
+    pub height: u32,
+    /// Refresh rate in millihertz.
+    pub refresh_mhz: u32,
+}
+
+impl OutputSpec {
+    pub const DEFAULT: OutputSpec = OutputSpec {
+        width: 1920,
+        height: 1080,
+        refresh_mhz: 60_000,
+    };
+}
+
+impl FromStr for OutputSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("'{s}' is not WIDTHxHEIGHT[@HZ] (e.g. 1920x1080@60)");
+        let (size, hz) = match s.split_once('@') {
+            Some((size, hz)) => (size, Some(hz)),
+            None => (s, None),
+        };
+        let (w, h) = size.split_once('x').ok_or_else(bad)?;
+        let width: u32 = w.trim().parse().map_err(|_| bad())?;
+        let height: u32 = h.trim().parse().map_err(|_| bad())?;
+        let refresh_hz: f64 = match hz {
+            Some(hz) => hz.trim().parse().map_err(|_| bad())?,
+            None => 60.0,
+        };
+        if !(1..=16384).contains(&width) || !(1..=16384).contains(&height) {
+            return Err(format!(
+                "'{s}': width and height must be between 1 and 16384"
+            ));
+        }
+        if !(1.0..=1000.0).contains(&refresh_hz) {
+            return Err(format!("'{s}': refresh rate must be between 1 and 1000 Hz"));
+        }
+        Ok(OutputSpec {
+            width,
+            height,
+            refresh_mhz: (refresh_hz * 1000.0).round() as u32,
+        })
+    }
+}
+
+impl std::fmt::Display for OutputSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hz = self.refresh_mhz as f64 / 1000.0;
+        write!(f, "{}x{}@{}", self.width, self.height, hz)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_spec_parses_with_and_without_rate() {
+        assert_eq!(
+            "1280x720@30".parse::<OutputSpec>().unwrap(),
+            OutputSpec {
+                width: 1280,
+                height: 720,
+                refresh_mhz: 30_000
+            }
+        );
+        assert_eq!("640x480".parse::<OutputSpec>().unwrap().refresh_mhz, 60_000);
+        assert_eq!(
+            "1920x1080@59.94".parse::<OutputSpec>().unwrap().refresh_mhz,
+            59_940
+        );
+    }
+
+    #[test]
+    fn output_spec_rejects_nonsense() {
+        for bad in ["", "1920", "0x10", "10x10@0", "axb@60", "99999x10"] {
+            assert!(
+                bad.parse::<OutputSpec>().is_err(),
+                "{bad} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn trailing_app_is_collected() {
+        let cli = Cli::try_parse_from([
+            "vitrine",
+            "--backend",
+            "headless",
+            "--",
+            "foot",
+            "-e",
+            "top",
+        ])
+        .unwrap();
+        assert_eq!(cli.run.backend, BackendChoice::Headless);
+        assert_eq!(cli.run.app, ["foot", "-e", "top"]);
+    }
+
+    #[test]
+    fn unknown_option_is_an_error() {
+        let err = Cli::try_parse_from(["vitrine", "--frobnicate"]).unwrap_err();
+        assert!(err.to_string().contains("--frobnicate"), "{err}");
+    }
+}

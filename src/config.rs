@@ -1,0 +1,417 @@
+//! The TOML configuration: schema, defaults, lookup and validation.
+//!
+//! The documented default configuration is `resources/vitrine.toml`; a test proves it parses to
+//! exactly [`Config::default`]. Every error names the file, line and column.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cli::OutputSpec;
+
+/// The shipped, documented default configuration.
+pub const DEFAULT_CONFIG: &str = include_str!("../resources/vitrine.toml");
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub outputs: OutputsConfig,
+    pub background: BackgroundConfig,
+    pub kiosk: KioskConfig,
+    pub input: InputConfig,
+    pub keyboard: KeyboardConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputsConfig {
+    /// Virtual outputs of the headless backend (`--output` overrides).
+    pub headless: Vec<OutputSpec>,
+    /// Initial window size of the nested backend (`--output` overrides).
+    pub nested: OutputSpec,
+}
+
+impl Default for OutputsConfig {
+    fn default() -> Self {
+        OutputsConfig {
+            headless: vec![OutputSpec::DEFAULT],
+            nested: OutputSpec {
+                width: 1280,
+                height: 720,
+                refresh_mhz: 60_000,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackgroundConfig {
+    /// Shown wherever no client and no video covers the output.
+    pub color: Color,
+}
+
+impl Default for BackgroundConfig {
+    fn default() -> Self {
+        BackgroundConfig {
+            color: Color::rgb(0, 0, 0),
+        }
+    }
+}
+
+/// What happens when the kiosk app started with `-- APP` exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AppExitPolicy {
+    /// vitrine exits too, with the app's exit status (like cage).
+    #[default]
+    Exit,
+    /// vitrine starts the app again after a delay that doubles up to a maximum.
+    Restart,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KioskConfig {
+    pub on_app_exit: AppExitPolicy,
+    pub restart_delay_ms: u64,
+    pub restart_delay_max_ms: u64,
+    /// Which output a toplevel goes to, by app id; unmatched toplevels go to the first output.
+    pub placement: Vec<Placement>,
+}
+
+impl Default for KioskConfig {
+    fn default() -> Self {
+        KioskConfig {
+            on_app_exit: AppExitPolicy::Exit,
+            restart_delay_ms: 1000,
+            restart_delay_max_ms: 30_000,
+            placement: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Placement {
+    pub app_id: String,
+    pub output: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputConfig {
+    /// The pointer is hidden until a pointer device moves, and again after this long without motion
+    /// (0: never hide it again once shown).
+    pub hide_pointer_after_ms: u64,
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        InputConfig {
+            hide_pointer_after_ms: 5000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyboardConfig {
+    pub layout: String,
+    pub variant: String,
+    pub options: String,
+    pub repeat_delay_ms: u32,
+    pub repeat_rate: u32,
+}
+
+impl Default for KeyboardConfig {
+    fn default() -> Self {
+        KeyboardConfig {
+            layout: "us".into(),
+            variant: String::new(),
+            options: String::new(),
+            repeat_delay_ms: 600,
+            repeat_rate: 25,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter (`RUST_LOG` syntax); `RUST_LOG` itself overrides it.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            filter: "info".into(),
+        }
+    }
+}
+
+/// An opaque sRGB colour written `#rrggbb`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Color {
+    pub r: u8,
+    pub g: u8,
+    pub b: u8,
+}
+
+impl Color {
+    pub const fn rgb(r: u8, g: u8, b: u8) -> Self {
+        Color { r, g, b }
+    }
+
+    pub fn to_f32(self) -> [f32; 4] {
+        [
+            self.r as f32 / 255.0,
+            self.g as f32 / 255.0,
+            self.b as f32 / 255.0,
+            1.0,
+        ]
+    }
+}
+
+impl FromStr for Color {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hex = s
+            .strip_prefix('#')
+            .filter(|h| h.len() == 6 && h.chars().all(|c| c.is_ascii_hexdigit()))
+            .ok_or_else(|| format!("'{s}' is not a colour: write #rrggbb"))?;
+        let byte = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).unwrap_or(0);
+        Ok(Color::rgb(byte(0), byte(2), byte(4)))
+    }
+}
+
+impl TryFrom<String> for Color {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Color> for String {
+    fn from(c: Color) -> String {
+        format!("#{:02x}{:02x}{:02x}", c.r, c.g, c.b)
+    }
+}
+
+impl<'de> Deserialize<'de> for OutputSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A configuration error with its position in the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Parse a configuration from text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|err| {
+            let (line, column) = err
+                .span()
+                .map(|s| line_column(text, s.start))
+                .unwrap_or((1, 1));
+            ConfigError::Invalid {
+                path: origin.to_string(),
+                line,
+                column,
+                message: err.message().trim().to_string(),
+            }
+        })?;
+        config.validate(text, origin)?;
+        Ok(config)
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: origin.clone(),
+            source,
+        })?;
+        Config::parse(&text, &origin)
+    }
+
+    /// Checks that serde cannot express: relations between fields.
+    fn validate(&self, text: &str, origin: &str) -> Result<(), ConfigError> {
+        let at = |needle: &str, message: String| {
+            let (line, column) = text
+                .find(needle)
+                .map(|i| line_column(text, i))
+                .unwrap_or((1, 1));
+            ConfigError::Invalid {
+                path: origin.to_string(),
+                line,
+                column,
+                message,
+            }
+        };
+        if self.outputs.headless.is_empty() {
+            return Err(at(
+                "headless",
+                "outputs.headless must list at least one output".into(),
+            ));
+        }
+        if self.kiosk.restart_delay_max_ms < self.kiosk.restart_delay_ms {
+            return Err(at(
+                "restart_delay_max_ms",
+                "kiosk.restart_delay_max_ms must not be smaller than kiosk.restart_delay_ms".into(),
+            ));
+        }
+        for p in &self.kiosk.placement {
+            if p.app_id.is_empty() || p.output.is_empty() {
+                return Err(at(
+                    "placement",
+                    "kiosk.placement needs a non-empty app_id and output".into(),
+                ));
+            }
+        }
+        if self.keyboard.repeat_rate > 1000 {
+            return Err(at(
+                "repeat_rate",
+                "keyboard.repeat_rate must be at most 1000".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The output a toplevel with this app id should go to, if the config names one.
+    pub fn output_for_app(&self, app_id: &str) -> Option<&str> {
+        self.kiosk
+            .placement
+            .iter()
+            .find(|p| p.app_id == app_id)
+            .map(|p| p.output.as_str())
+    }
+}
+
+/// Where the configuration is looked up when `--config` is not given.
+pub fn default_paths() -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
+        paths.push(PathBuf::from(dir).join("vitrine/vitrine.toml"));
+    } else if let Some(home) = std::env::var_os("HOME") {
+        paths.push(PathBuf::from(home).join(".config/vitrine/vitrine.toml"));
+    }
+    paths.push(PathBuf::from("/etc/vitrine/vitrine.toml"));
+    paths
+}
+
+/// Load the configuration from `explicit`, else from the first default path that exists, else the
+/// built-in defaults. Returns the path it came from, if any.
+pub fn find_and_load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigError> {
+    if let Some(path) = explicit {
+        return Ok((Config::load(path)?, Some(path.to_path_buf())));
+    }
+    for path in default_paths() {
+        if path.exists() {
+            return Ok((Config::load(&path)?, Some(path)));
+        }
+    }
+    Ok((Config::default(), None))
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_default_matches_builtin_defaults() {
+        let parsed = Config::parse(DEFAULT_CONFIG, "resources/vitrine.toml").unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn empty_file_is_the_default() {
+        assert_eq!(Config::parse("", "empty").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_reported_with_position() {
+        let text = "[kiosk]\non_app_exit = \"restart\"\nbogus = 1\n";
+        let err = Config::parse(text, "x.toml").unwrap_err().to_string();
+        assert!(err.starts_with("x.toml:3:1:"), "{err}");
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_reported_at_the_value() {
+        let text = "[background]\ncolor = \"red\"\n";
+        let err = Config::parse(text, "x.toml").unwrap_err().to_string();
+        assert!(err.starts_with("x.toml:2:9:"), "{err}");
+        assert!(err.contains("#rrggbb"), "{err}");
+
+        let text = "[outputs]\nheadless = [\"1920x1080@60\", \"wide\"]\n";
+        let err = Config::parse(text, "y.toml").unwrap_err().to_string();
+        assert!(err.starts_with("y.toml:2:"), "{err}");
+        assert!(err.contains("'wide'"), "{err}");
+    }
+
+    #[test]
+    fn relations_are_validated() {
+        let text = "[kiosk]\nrestart_delay_ms = 5000\nrestart_delay_max_ms = 10\n";
+        let err = Config::parse(text, "z.toml").unwrap_err().to_string();
+        assert!(err.starts_with("z.toml:3:1:"), "{err}");
+    }
+
+    #[test]
+    fn placement_and_policy_parse() {
+        let text = r#"
+[kiosk]
+on_app_exit = "restart"
+[[kiosk.placement]]
+app_id = "org.example.Menu"
+output = "HEADLESS-2"
+"#;
+        let config = Config::parse(text, "p.toml").unwrap();
+        assert_eq!(config.kiosk.on_app_exit, AppExitPolicy::Restart);
+        assert_eq!(
+            config.output_for_app("org.example.Menu"),
+            Some("HEADLESS-2")
+        );
+        assert_eq!(config.output_for_app("other"), None);
+    }
+
+    #[test]
+    fn colour_round_trips() {
+        let c: Color = "#10a0ff".parse().unwrap();
+        assert_eq!(c, Color::rgb(0x10, 0xa0, 0xff));
+        assert_eq!(String::from(c), "#10a0ff");
+    }
+}

@@ -1,0 +1,91 @@
+//! Requests and replies of the control socket.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    Version,
+    Outputs,
+    Clients,
+    Screenshot {
+        #[serde(default)]
+        output: Option<String>,
+        path: PathBuf,
+    },
+    Quit,
+}
+
+/// `{"ok": true, "data": ...}` or `{"ok": false, "error": "..."}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Reply {
+    pub fn ok(data: Value) -> Self {
+        Reply {
+            ok: true,
+            data: Some(data),
+            error: None,
+        }
+    }
+
+    pub fn err(message: impl Into<String>) -> Self {
+        Reply {
+            ok: false,
+            data: None,
+            error: Some(message.into()),
+        }
+    }
+}
+
+/// Parse one request line; the error is what the client is told.
+pub fn parse_request(line: &str) -> Result<Request, String> {
+    serde_json::from_str(line).map_err(|e| format!("malformed request: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip() {
+        let req = Request::Screenshot {
+            output: Some("HEADLESS-1".into()),
+            path: "/tmp/x.png".into(),
+        };
+        let line = serde_json::to_string(&req).unwrap();
+        assert_eq!(
+            line,
+            r#"{"cmd":"screenshot","output":"HEADLESS-1","path":"/tmp/x.png"}"#
+        );
+        assert_eq!(parse_request(&line).unwrap(), req);
+        assert_eq!(
+            parse_request(r#"{"cmd":"version"}"#).unwrap(),
+            Request::Version
+        );
+    }
+
+    #[test]
+    fn malformed_requests_are_errors() {
+        for bad in [
+            "",
+            "{",
+            "[]",
+            r#"{"cmd":"explode"}"#,
+            r#"{"cmd":"version","x":1}"#,
+            r#"{"cmd":"screenshot"}"#,
+        ] {
+            let err = parse_request(bad).unwrap_err();
+            assert!(err.starts_with("malformed request"), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Input events from any smithay input backend (winit today, libinput with DRM) to clients.
+
+use smithay::backend::input::{
+    AbsolutePositionEvent, Axis, AxisSource, ButtonState, Event, InputBackend, InputEvent,
+    KeyboardKeyEvent, PointerAxisEvent, PointerButtonEvent, PointerMotionEvent, TouchEvent,
+};
+use smithay::desktop::WindowSurfaceType;
+use smithay::input::keyboard::FilterResult;
+use smithay::input::pointer::{AxisFrame, ButtonEvent, MotionEvent};
+use smithay::input::touch::{DownEvent, MotionEvent as TouchMotionEvent, UpEvent};
+use smithay::reexports::wayland_server::protocol::wl_surface::WlSurface;
+use smithay::utils::{Logical, Point, SERIAL_COUNTER};
+
+use crate::state::State;
+
+impl State {
+    /// The surface under a point in the global layout, with that surface's origin.
+    pub fn surface_under(
+        &self,
+        pos: Point<f64, Logical>,
+    ) -> Option<(WlSurface, Point<f64, Logical>)> {
+        let (window, render_loc) = self.space.element_under(pos)?;
+        let (surface, surface_loc) =
+            window.surface_under(pos - render_loc.to_f64(), WindowSurfaceType::ALL)?;
+        Some((surface, (surface_loc + render_loc).to_f64()))
+    }
+
+    /// Where an absolute event lands: the first output's area (the nested window has one output).
+    fn absolute_position<B: InputBackend, E: AbsolutePositionEvent<B>>(
+        &self,
+        event: &E,
+    ) -> Option<Point<f64, Logical>> {
+        let output = self.outputs.first()?;
+        let geo = self.space.output_geometry(output)?;
+        Some(event.position_transformed(geo.size) + geo.loc.to_f64())
+    }
+
+    fn pointer_moved(&mut self, pos: Point<f64, Logical>, time: u32) {
+        self.kiosk.pointer_location = pos;
+        self.kiosk.last_pointer_motion = Some(std::time::Instant::now());
+        let under = self.surface_under(pos);
+        if let Some(pointer) = self.seat.get_pointer() {
+            pointer.motion(
+                self,
+                under,
+                &MotionEvent {
+                    location: pos,
+                    serial: SERIAL_COUNTER.next_serial(),
+                    time,
+                },
+            );
+            pointer.frame(self);
+        }
+    }
+
+    pub fn handle_input<B: InputBackend>(&mut self, event: InputEvent<B>) {
+        match event {
+            InputEvent::Keyboard { event } => {
+                let Some(keyboard) = self.seat.get_keyboard() else {
+                    return;
+                };
+                keyboard.input::<(), _>(
+                    self,
+                    event.key_code(),
+                    event.state(),
+                    SERIAL_COUNTER.next_serial(),
+                    event.time_msec(),
+                    |_, _, _| FilterResult::Forward,
+                );
+            }
+            InputEvent::PointerMotionAbsolute { event } => {
+                if let Some(pos) = self.absolute_position(&event) {
+                    self.pointer_moved(pos, event.time_msec());
+                }
+            }
+            InputEvent::PointerMotion { event } => {
+                let pos = self.kiosk.pointer_location + event.delta();
+                let pos = self.clamp_to_outputs(pos);
+                self.pointer_moved(pos, event.time_msec());
+            }
+            InputEvent::PointerButton { event } => {
+                let Some(pointer) = self.seat.get_pointer() else {
+                    return;
+                };
+                let serial = SERIAL_COUNTER.next_serial();
+                if event.state() == ButtonState::Pressed {
+                    if let Some((surface, _)) = self.surface_under(pointer.current_location()) {
+                        if let Some(window) = self.window_for_root_of(&surface) {
+                            if let Some(t) = window.toplevel() {
+                                let surface = t.wl_surface().clone();
+                                if let Some(keyboard) = self.seat.get_keyboard() {
+                                    keyboard.set_focus(self, Some(surface), serial);
+                                }
+                            }
+                        }
+                    }
+                }
+                pointer.button(
+                    self,
+                    &ButtonEvent {
+                        button: event.button_code(),
+                        state: event.state(),
+                        serial,
+                        time: event.time_msec(),
+                    },
+                );
+                pointer.frame(self);
+            }
+            InputEvent::PointerAxis { event } => {
+                let Some(pointer) = self.seat.get_pointer() else {
+                    return;
+                };
+                let mut frame = AxisFrame::new(event.time_msec()).source(event.source());
+                for axis in [Axis::Horizontal, Axis::Vertical] {
+                    let amount = event
+                        .amount(axis)
+                        .or_else(|| event.amount_v120(axis).map(|v| v * 15.0 / 120.0))
+                        .unwrap_or(0.0);
+                    if amount != 0.0 {
+                        frame = frame.value(axis, amount);
+                        if let Some(v120) = event.amount_v120(axis) {
+                            frame = frame.v120(axis, v120 as i32);
+                        }
+                    } else if event.source() == AxisSource::Finger {
+                        frame = frame.stop(axis);
+                    }
+                }
+                pointer.axis(self, frame);
+                pointer.frame(self);
+            }
+            InputEvent::TouchDown { event } => {
+                // Touch hides the pointer: kiosks are touch-first.
+                self.kiosk.last_pointer_motion = None;
+                let (Some(touch), Some(pos)) =
+                    (self.seat.get_touch(), self.absolute_position(&event))
+                else {
+                    return;
+                };
+                let under = self.surface_under(pos);
+                touch.down(
+                    self,
+                    under,
+                    &DownEvent {
+                        slot: event.slot(),
+                        location: pos,
+                        serial: SERIAL_COUNTER.next_serial(),
+                        time: event.time_msec(),
+                    },
+                );
+            }
+            InputEvent::TouchMotion { event } => {
+                let (Some(touch), Some(pos)) =
+                    (self.seat.get_touch(), self.absolute_position(&event))
+                else {
+                    return;
+                };
+                let under = self.surface_under(pos);
+                touch.motion(
+                    self,
+                    under,
+                    &TouchMotionEvent {
+                        slot: event.slot(),
+                        location: pos,
+                        time: event.time_msec(),
+                    },
+                );
+            }
+            InputEvent::TouchUp { event } => {
+                let Some(touch) = self.seat.get_touch() else {
+                    return;
+                };
+                touch.up(
+                    self,
+                    &UpEvent {
+                        slot: event.slot(),
+                        serial: SERIAL_COUNTER.next_serial(),
+                        time: event.time_msec(),
+                    },
+                );
+            }
+            InputEvent::TouchFrame { .. } => {
+                if let Some(touch) = self.seat.get_touch() {
+                    touch.frame(self);
+                }
+            }
+            InputEvent::TouchCancel { .. } => {
+                if let Some(touch) = self.seat.get_touch() {
+                    touch.cancel(self);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn window_for_root_of(&self, surface: &WlSurface) -> Option<smithay::desktop::Window> {
+        let mut root = surface.clone();
+        while let Some(parent) = smithay::wayland::compositor::get_parent(&root) {
+            root = parent;
+        }
+        self.window_for_surface(&root)
+    }
+
+    fn clamp_to_outputs(&self, pos: Point<f64, Logical>) -> Point<f64, Logical> {
+        if self
+            .outputs
+            .iter()
+            .filter_map(|o| self.space.output_geometry(o))
+            .any(|g| g.to_f64().contains(pos))
+        {
+            return pos;
+        }
+        let Some(geo) = self
+            .outputs
+            .first()
+            .and_then(|o| self.space.output_geometry(o))
+        else {
+            return pos;
+        };
+        let x = pos
+            .x
+            .clamp(geo.loc.x as f64, (geo.loc.x + geo.size.w - 1) as f64);
+        let y = pos
+            .y
+            .clamp(geo.loc.y as f64, (geo.loc.y + geo.size.h - 1) as f64);
+        (x, y).into()
+    }
+}

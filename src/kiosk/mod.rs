@@ -1,0 +1,303 @@
+//! Kiosk policy: every toplevel fullscreen on its output (by app id, else the first output),
+//! newest on top with keyboard focus, no decorations, a pointer that shows only while it moves.
+
+pub mod app;
+
+use std::cell::RefCell;
+use std::time::Instant;
+
+use smithay::desktop::{PopupKind, Window};
+use smithay::input::pointer::{CursorImageStatus, CursorImageSurfaceData};
+use smithay::output::Output;
+use smithay::reexports::wayland_protocols::xdg::shell::server::xdg_toplevel;
+use smithay::reexports::wayland_server::protocol::wl_surface::WlSurface;
+use smithay::reexports::wayland_server::Resource;
+use smithay::utils::{Logical, Point, Rectangle, SERIAL_COUNTER};
+use smithay::wayland::compositor::with_states;
+use smithay::wayland::shell::xdg::{ToplevelSurface, XdgToplevelSurfaceData};
+
+use crate::scene::{CursorSource, Layer, LayerSource, Scene};
+use crate::state::State;
+use app::AppSupervisor;
+
+/// Which output a window was put on (kept in the window's user data).
+struct WindowOutput(RefCell<Option<String>>);
+
+pub struct Kiosk {
+    /// Toplevels bottom to top (newest last).
+    pub stack: Vec<Window>,
+    pub cursor_image: CursorImageStatus,
+    pub pointer_location: Point<f64, Logical>,
+    pub last_pointer_motion: Option<Instant>,
+    pub app: Option<AppSupervisor>,
+}
+
+impl Kiosk {
+    pub fn new() -> Self {
+        Kiosk {
+            stack: Vec::new(),
+            cursor_image: CursorImageStatus::default_named(),
+            pointer_location: (0.0, 0.0).into(),
+            last_pointer_motion: None,
+            app: None,
+        }
+    }
+}
+
+impl Default for Kiosk {
+    fn default() -> Self {
+        Kiosk::new()
+    }
+}
+
+/// The app id of a toplevel, if it set one.
+pub fn app_id(surface: &WlSurface) -> Option<String> {
+    with_states(surface, |states| {
+        states
+            .data_map
+            .get::<XdgToplevelSurfaceData>()
+            .and_then(|d| d.lock().ok().and_then(|d| d.app_id.clone()))
+    })
+}
+
+/// The output name a window was placed on.
+pub fn window_output(window: &Window) -> Option<String> {
+    window
+        .user_data()
+        .get::<WindowOutput>()
+        .and_then(|o| o.0.borrow().clone())
+}
+
+impl State {
+    pub fn window_for_surface(&self, surface: &WlSurface) -> Option<Window> {
+        self.kiosk
+            .stack
+            .iter()
+            .find(|w| {
+                w.toplevel()
+                    .map(|t| t.wl_surface() == surface)
+                    .unwrap_or(false)
+            })
+            .cloned()
+    }
+
+    pub fn kiosk_new_toplevel(&mut self, window: Window) {
+        let Some(toplevel) = window.toplevel().cloned() else {
+            return;
+        };
+        toplevel.with_pending_state(|state| {
+            state.states.set(xdg_toplevel::State::Fullscreen);
+            state.states.set(xdg_toplevel::State::Activated);
+        });
+        window
+            .user_data()
+            .insert_if_missing(|| WindowOutput(RefCell::new(None)));
+        self.kiosk.stack.push(window.clone());
+        self.space.map_element(window, (0, 0), false);
+        // Keyboard focus follows the newest toplevel.
+        if let Some(keyboard) = self.seat.get_keyboard() {
+            keyboard.set_focus(
+                self,
+                Some(toplevel.wl_surface().clone()),
+                SERIAL_COUNTER.next_serial(),
+            );
+        }
+    }
+
+    pub fn kiosk_toplevel_destroyed(&mut self, surface: &ToplevelSurface) {
+        let Some(window) = self.window_for_surface(surface.wl_surface()) else {
+            return;
+        };
+        self.kiosk.stack.retain(|w| w != &window);
+        self.space.unmap_elem(&window);
+        let next = self
+            .kiosk
+            .stack
+            .last()
+            .and_then(|w| w.toplevel().map(|t| t.wl_surface().clone()));
+        if let Some(keyboard) = self.seat.get_keyboard() {
+            if keyboard.current_focus().as_ref() == Some(surface.wl_surface())
+                || keyboard.current_focus().is_none()
+            {
+                keyboard.set_focus(self, next, SERIAL_COUNTER.next_serial());
+            }
+        }
+    }
+
+    /// Raise a toplevel and give it keyboard focus (xdg-activation).
+    pub fn kiosk_activate(&mut self, surface: &WlSurface) {
+        let Some(window) = self.window_for_surface(surface) else {
+            return;
+        };
+        self.kiosk.stack.retain(|w| w != &window);
+        self.kiosk.stack.push(window.clone());
+        self.space.raise_element(&window, true);
+        if let Some(keyboard) = self.seat.get_keyboard() {
+            keyboard.set_focus(self, Some(surface.clone()), SERIAL_COUNTER.next_serial());
+        }
+    }
+
+    /// Send initial configures and keep every toplevel fullscreen and centred on its output.
+    pub fn kiosk_on_commit(&mut self, surface: &WlSurface) {
+        if let Some(window) = self.window_for_surface(surface) {
+            let initial = window
+                .toplevel()
+                .map(|t| !t.is_initial_configure_sent())
+                .unwrap_or(false);
+            self.kiosk_place_toplevel(surface);
+            if initial {
+                if let Some(t) = window.toplevel() {
+                    t.send_configure();
+                }
+            }
+            return;
+        }
+        if let Some(PopupKind::Xdg(popup)) = self.popups.find_popup(surface) {
+            if !popup.is_initial_configure_sent() {
+                if let Err(err) = popup.send_configure() {
+                    tracing::warn!(?err, "cannot configure popup");
+                }
+            }
+        }
+    }
+
+    /// Choose the output of a toplevel (config placement by app id, else the first output), size
+    /// it to that output and centre it there.
+    pub fn kiosk_place_toplevel(&mut self, surface: &WlSurface) {
+        let Some(window) = self.window_for_surface(surface) else {
+            return;
+        };
+        let Some(toplevel) = window.toplevel().cloned() else {
+            return;
+        };
+        let wanted =
+            app_id(surface).and_then(|id| self.config.output_for_app(&id).map(str::to_string));
+        let output = wanted
+            .as_deref()
+            .and_then(|name| self.output_by_name(name))
+            .or_else(|| self.outputs.first())
+            .cloned();
+        let Some(output) = output else { return };
+        let Some(out_geo) = self.space.output_geometry(&output) else {
+            return;
+        };
+
+        if let Some(slot) = window.user_data().get::<WindowOutput>() {
+            let mut current = slot.0.borrow_mut();
+            if current.as_deref() != Some(output.name().as_str()) {
+                tracing::info!(app_id = ?app_id(surface), output = %output.name(), "toplevel placed");
+                *current = Some(output.name());
+            }
+        }
+        let wl_output = self
+            .display_handle
+            .get_client(surface.id())
+            .ok()
+            .and_then(|client| output.client_outputs(&client).next());
+        toplevel.with_pending_state(|state| {
+            state.states.set(xdg_toplevel::State::Fullscreen);
+            state.size = Some(out_geo.size);
+            state.fullscreen_output = wl_output;
+        });
+        if toplevel.is_initial_configure_sent() {
+            toplevel.send_pending_configure();
+        }
+
+        // Centre what the client drew (a client may ignore the configured size).
+        let geo = window.geometry();
+        let offset = (
+            (out_geo.size.w - geo.size.w).max(0) / 2,
+            (out_geo.size.h - geo.size.h).max(0) / 2,
+        );
+        let loc = out_geo.loc + Point::from(offset);
+        if self.space.element_location(&window) != Some(loc) {
+            self.space.map_element(window.clone(), loc, false);
+            // map_element raises; restore the kiosk's stacking above this window.
+            if let Some(pos) = self.kiosk.stack.iter().position(|w| w == &window) {
+                for above in &self.kiosk.stack[pos + 1..] {
+                    self.space.raise_element(above, false);
+                }
+            }
+        }
+    }
+
+    /// Re-place every toplevel, e.g. after an output changed size.
+    pub fn kiosk_relayout(&mut self) {
+        let surfaces: Vec<WlSurface> = self
+            .kiosk
+            .stack
+            .iter()
+            .filter_map(|w| w.toplevel().map(|t| t.wl_surface().clone()))
+            .collect();
+        for s in surfaces {
+            self.kiosk_place_toplevel(&s);
+        }
+    }
+
+    /// Whether the pointer should be drawn: only after a pointer device moved, and not after
+    /// `hide_pointer_after_ms` without motion.
+    pub fn pointer_visible(&self) -> bool {
+        let Some(at) = self.kiosk.last_pointer_motion else {
+            return false;
+        };
+        let hide_after = self.config.input.hide_pointer_after_ms;
+        hide_after == 0 || at.elapsed().as_millis() < hide_after as u128
+    }
+
+    /// What `output` should show now.
+    pub fn scene_for_output(&self, output: &Output) -> Scene {
+        let mut scene = Scene {
+            background: self.config.background.color.to_f32(),
+            layers: Vec::new(),
+        };
+        let Some(out_geo) = self.space.output_geometry(output) else {
+            return scene;
+        };
+        for window in &self.kiosk.stack {
+            if window_output(window).as_deref() != Some(output.name().as_str()) {
+                continue;
+            }
+            let Some(loc) = self.space.element_location(window) else {
+                continue;
+            };
+            let size = window.geometry().size;
+            if size.w <= 0 || size.h <= 0 {
+                continue;
+            }
+            scene.layers.push(Layer {
+                source: LayerSource::Client(window.clone()),
+                dst: Rectangle::new(loc - out_geo.loc, size),
+                alpha: 1.0,
+            });
+        }
+        let pointer = self.kiosk.pointer_location.to_i32_round();
+        if self.pointer_visible() && out_geo.contains(pointer) {
+            let local = pointer - out_geo.loc;
+            let source = match &self.kiosk.cursor_image {
+                CursorImageStatus::Hidden => None,
+                CursorImageStatus::Named(_) => Some(CursorSource::Default),
+                CursorImageStatus::Surface(surface) => {
+                    let hotspot = with_states(surface, |states| {
+                        states
+                            .data_map
+                            .get::<CursorImageSurfaceData>()
+                            .and_then(|d| d.lock().ok().map(|d| d.hotspot))
+                            .unwrap_or_default()
+                    });
+                    Some(CursorSource::Surface {
+                        surface: surface.clone(),
+                        hotspot,
+                    })
+                }
+            };
+            if let Some(source) = source {
+                scene.layers.push(Layer {
+                    source: LayerSource::Cursor(source),
+                    dst: Rectangle::new(local, (16, 16).into()),
+                    alpha: 1.0,
+                });
+            }
+        }
+        scene
+    }
+}

@@ -1,0 +1,16 @@
+//! vitrine: an embedded Wayland compositor for video kiosks and digital signage.
+//!
+//! The binary is a thin shell around [`run::run`]; tests drive the library directly.
+
+pub mod backend;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod input;
+pub mod kiosk;
+pub mod logging;
+pub mod render;
+pub mod run;
+pub mod scene;
+pub mod state;
+pub mod wayland;

@@ -1,0 +1,49 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use vitrine::cli::{Cli, Command};
+use vitrine::config::Config;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Some(Command::Msg(args)) => vitrine::control::client::run(args),
+        Some(Command::CheckConfig { file }) => match Config::load(&file) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                0
+            }
+            Err(err) => {
+                eprintln!("{err}");
+                1
+            }
+        },
+        None => {
+            let (config, source) = match vitrine::run::load_config(&cli.run) {
+                Ok(found) => found,
+                Err(err) => {
+                    eprintln!("vitrine: {err:#}");
+                    return ExitCode::from(1);
+                }
+            };
+            vitrine::logging::init(&vitrine::logging::filter_for(
+                &config.log.filter,
+                cli.run.verbose,
+            ));
+            match &source {
+                Some(path) => tracing::info!(config = %path.display(), "configuration loaded"),
+                None => tracing::info!("no configuration file: using the built-in defaults"),
+            }
+            match vitrine::run::run(cli.run, config) {
+                Ok(code) => code,
+                Err(err) => {
+                    tracing::error!("{err:#}");
+                    eprintln!("vitrine: {err:#}");
+                    1
+                }
+            }
+        }
+    };
+    ExitCode::from(code.clamp(0, 255) as u8)
+}

@@ -1,0 +1,57 @@
+//! What one output should show in one frame, independent of how a backend shows it.
+//!
+//! A [`Scene`] is an ordered list of [`Layer`]s, bottom to top. The kiosk builds it from the
+//! window layout; each backend turns it into pixels (today by composition; planes come with the
+//! DRM backend).
+
+use smithay::desktop::Window;
+use smithay::reexports::wayland_server::protocol::wl_surface::WlSurface;
+use smithay::utils::{Logical, Point, Rectangle};
+
+/// Where a layer's pixels come from.
+#[derive(Debug, Clone)]
+pub enum LayerSource {
+    /// A client's toplevel with its subsurfaces and popups.
+    Client(Window),
+    /// A flat colour (RGBA, 0..1), e.g. the background.
+    Solid([f32; 4]),
+    /// The pointer.
+    Cursor(CursorSource),
+}
+
+#[derive(Debug, Clone)]
+pub enum CursorSource {
+    /// vitrine's own cursor (the client asked for the default one).
+    Default,
+    /// A client's cursor surface; the hotspot is subtracted from the layer's position.
+    Surface {
+        surface: WlSurface,
+        hotspot: Point<i32, Logical>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub source: LayerSource,
+    /// Destination rectangle in output-local logical coordinates.
+    pub dst: Rectangle<i32, Logical>,
+    pub alpha: f32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Scene {
+    /// What shows where no layer covers the output (RGBA, 0..1).
+    pub background: [f32; 4],
+    /// Bottom to top.
+    pub layers: Vec<Layer>,
+}
+
+impl Scene {
+    /// Client windows in this scene, bottom to top.
+    pub fn windows(&self) -> impl Iterator<Item = &Window> {
+        self.layers.iter().filter_map(|l| match &l.source {
+            LayerSource::Client(w) => Some(w),
+            _ => None,
+        })
+    }
+}

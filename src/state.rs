@@ -1,0 +1,114 @@
+//! The compositor's single state: Wayland globals, window layout, backend, kiosk and control.
+//!
+//! One `State`, owned by the calloop event loop; no locks. Backends and the control socket are
+//! event sources that get `&mut State`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use smithay::desktop::{PopupManager, Space, Window};
+use smithay::input::{Seat, SeatState};
+use smithay::output::Output;
+use smithay::reexports::calloop::{LoopHandle, LoopSignal};
+use smithay::reexports::wayland_server::backend::{ClientData, ClientId, DisconnectReason};
+use smithay::reexports::wayland_server::DisplayHandle;
+use smithay::utils::{Clock, Monotonic};
+use smithay::wayland::compositor::{CompositorClientState, CompositorState};
+use smithay::wayland::content_type::ContentTypeState;
+use smithay::wayland::dmabuf::{DmabufGlobal, DmabufState};
+use smithay::wayland::output::OutputManagerState;
+use smithay::wayland::presentation::PresentationState;
+use smithay::wayland::selection::data_device::DataDeviceState;
+use smithay::wayland::shell::xdg::decoration::XdgDecorationState;
+use smithay::wayland::shell::xdg::XdgShellState;
+use smithay::wayland::shm::ShmState;
+use smithay::wayland::single_pixel_buffer::SinglePixelBufferState;
+use smithay::wayland::viewporter::ViewporterState;
+use smithay::wayland::xdg_activation::XdgActivationState;
+
+use crate::backend::Backend;
+use crate::config::Config;
+use crate::kiosk::Kiosk;
+
+/// Per-client data smithay needs.
+#[derive(Default)]
+pub struct ClientState {
+    pub compositor_state: CompositorClientState,
+}
+
+impl ClientData for ClientState {
+    fn initialized(&self, client_id: ClientId) {
+        tracing::debug!(client = ?client_id, "client connected");
+    }
+
+    fn disconnected(&self, client_id: ClientId, reason: DisconnectReason) {
+        match reason {
+            DisconnectReason::ProtocolError(err) => {
+                tracing::warn!(client = ?client_id, error = %err, "client disconnected for a protocol error")
+            }
+            DisconnectReason::ConnectionClosed => {
+                tracing::debug!(client = ?client_id, "client disconnected")
+            }
+        }
+    }
+}
+
+pub struct State {
+    pub display_handle: DisplayHandle,
+    pub loop_handle: LoopHandle<'static, State>,
+    pub loop_signal: LoopSignal,
+    pub config: Config,
+    pub socket_name: String,
+    pub started: Instant,
+    pub clock: Clock<Monotonic>,
+
+    pub compositor_state: CompositorState,
+    pub xdg_shell_state: XdgShellState,
+    pub xdg_decoration_state: XdgDecorationState,
+    pub shm_state: ShmState,
+    pub dmabuf_state: DmabufState,
+    pub dmabuf_global: Option<DmabufGlobal>,
+    pub seat_state: SeatState<State>,
+    pub data_device_state: DataDeviceState,
+    pub output_manager_state: OutputManagerState,
+    pub presentation_state: PresentationState,
+    pub viewporter_state: ViewporterState,
+    pub single_pixel_buffer_state: SinglePixelBufferState,
+    pub content_type_state: ContentTypeState,
+    pub activation_state: XdgActivationState,
+
+    pub seat: Seat<State>,
+    pub popups: PopupManager,
+    /// Window layout: every toplevel sits fullscreen on one output.
+    pub space: Space<Window>,
+    /// Outputs in creation order; the first is where unplaced toplevels go.
+    pub outputs: Vec<Output>,
+    pub backend: Backend,
+    pub kiosk: Kiosk,
+    /// Set when the compositor should stop; the process exits with this status.
+    pub exit_code: Option<i32>,
+}
+
+impl State {
+    /// Stop the event loop; vitrine exits with `code`.
+    pub fn quit(&mut self, code: i32) {
+        if self.exit_code.is_none() {
+            self.exit_code = Some(code);
+        }
+        self.loop_signal.stop();
+        self.loop_signal.wakeup();
+    }
+
+    pub fn output_by_name(&self, name: &str) -> Option<&Output> {
+        self.outputs.iter().find(|o| o.name() == name)
+    }
+
+    /// Milliseconds since start, for frame callbacks.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn new_client_data() -> Arc<ClientState> {
+        Arc::new(ClientState::default())
+    }
+}

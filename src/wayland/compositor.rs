@@ -1,0 +1,61 @@
+//! wl_compositor, wl_subcompositor, wl_shm and buffer handling.
+
+use smithay::backend::renderer::utils::on_commit_buffer_handler;
+use smithay::delegate_compositor;
+use smithay::delegate_shm;
+use smithay::reexports::wayland_server::protocol::wl_buffer::WlBuffer;
+use smithay::reexports::wayland_server::protocol::wl_surface::WlSurface;
+use smithay::reexports::wayland_server::Client;
+use smithay::wayland::buffer::BufferHandler;
+use smithay::wayland::compositor::{
+    get_parent, is_sync_subsurface, CompositorClientState, CompositorHandler, CompositorState,
+};
+use smithay::wayland::shm::{ShmHandler, ShmState};
+
+use crate::state::{ClientState, State};
+
+impl CompositorHandler for State {
+    fn compositor_state(&mut self) -> &mut CompositorState {
+        &mut self.compositor_state
+    }
+
+    fn client_compositor_state<'a>(&self, client: &'a Client) -> &'a CompositorClientState {
+        match client.get_data::<ClientState>() {
+            Some(data) => &data.compositor_state,
+            None => {
+                // Every client is inserted with ClientState; anything else is a bug in vitrine.
+                static FALLBACK: std::sync::OnceLock<CompositorClientState> =
+                    std::sync::OnceLock::new();
+                FALLBACK.get_or_init(CompositorClientState::default)
+            }
+        }
+    }
+
+    fn commit(&mut self, surface: &WlSurface) {
+        on_commit_buffer_handler::<Self>(surface);
+        if !is_sync_subsurface(surface) {
+            let mut root = surface.clone();
+            while let Some(parent) = get_parent(&root) {
+                root = parent;
+            }
+            if let Some(window) = self.window_for_surface(&root) {
+                window.on_commit();
+            }
+        }
+        self.popups.commit(surface);
+        self.kiosk_on_commit(surface);
+    }
+}
+
+impl BufferHandler for State {
+    fn buffer_destroyed(&mut self, _buffer: &WlBuffer) {}
+}
+
+impl ShmHandler for State {
+    fn shm_state(&self) -> &ShmState {
+        &self.shm_state
+    }
+}
+
+delegate_compositor!(State);
+delegate_shm!(State);

@@ -1,0 +1,54 @@
+//! smithay protocol handlers, one file per protocol group, and the globals vitrine advertises.
+
+mod compositor;
+mod misc;
+mod seat;
+mod xdg;
+
+use smithay::reexports::wayland_server::DisplayHandle;
+use smithay::wayland::compositor::CompositorState;
+use smithay::wayland::content_type::ContentTypeState;
+use smithay::wayland::output::OutputManagerState;
+use smithay::wayland::presentation::PresentationState;
+use smithay::wayland::selection::data_device::DataDeviceState;
+use smithay::wayland::shell::xdg::decoration::XdgDecorationState;
+use smithay::wayland::shell::xdg::XdgShellState;
+use smithay::wayland::shm::ShmState;
+use smithay::wayland::single_pixel_buffer::SinglePixelBufferState;
+use smithay::wayland::viewporter::ViewporterState;
+use smithay::wayland::xdg_activation::XdgActivationState;
+
+use crate::state::State;
+
+/// Every global vitrine advertises on every backend (linux-dmabuf comes with the renderer).
+pub struct Globals {
+    pub compositor: CompositorState,
+    pub xdg_shell: XdgShellState,
+    pub xdg_decoration: XdgDecorationState,
+    pub shm: ShmState,
+    pub data_device: DataDeviceState,
+    pub output_manager: OutputManagerState,
+    pub presentation: PresentationState,
+    pub viewporter: ViewporterState,
+    pub single_pixel_buffer: SinglePixelBufferState,
+    pub content_type: ContentTypeState,
+    pub activation: XdgActivationState,
+}
+
+impl Globals {
+    pub fn new(dh: &DisplayHandle) -> Self {
+        Globals {
+            compositor: CompositorState::new_v6::<State>(dh),
+            xdg_shell: XdgShellState::new::<State>(dh),
+            xdg_decoration: XdgDecorationState::new::<State>(dh),
+            shm: ShmState::new::<State>(dh, Vec::new()),
+            data_device: DataDeviceState::new::<State>(dh),
+            output_manager: OutputManagerState::new_with_xdg_output::<State>(dh),
+            presentation: PresentationState::new::<State>(dh, libc::CLOCK_MONOTONIC as u32),
+            viewporter: ViewporterState::new::<State>(dh),
+            single_pixel_buffer: SinglePixelBufferState::new::<State>(dh),
+            content_type: ContentTypeState::new::<State>(dh),
+            activation: XdgActivationState::new::<State>(dh),
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! xdg-shell with kiosk policy (every toplevel fullscreen, no decorations) and its rule checks.
+
+use smithay::delegate_xdg_decoration;
+use smithay::delegate_xdg_shell;
+use smithay::desktop::{PopupKind, Window};
+use smithay::reexports::wayland_protocols::xdg::decoration::zv1::server::zxdg_toplevel_decoration_v1::Mode as DecorationMode;
+use smithay::reexports::wayland_protocols::xdg::shell::server::xdg_surface;
+use smithay::reexports::wayland_server::protocol::{wl_output::WlOutput, wl_seat::WlSeat};
+use smithay::reexports::wayland_server::{DisplayHandle, Resource};
+use smithay::utils::Serial;
+use smithay::wayland::compositor::{self, BufferAssignment, SurfaceAttributes};
+use smithay::wayland::shell::xdg::decoration::XdgDecorationHandler;
+use smithay::wayland::shell::xdg::{
+    PopupSurface, PositionerState, ToplevelSurface, XdgShellHandler, XdgShellState, XdgToplevelSurfaceData,
+};
+
+use crate::state::State;
+
+impl XdgShellHandler for State {
+    fn xdg_shell_state(&mut self) -> &mut XdgShellState {
+        &mut self.xdg_shell_state
+    }
+
+    fn new_toplevel(&mut self, surface: ToplevelSurface) {
+        compositor::add_pre_commit_hook::<State, _>(
+            surface.wl_surface(),
+            reject_unconfigured_buffer,
+        );
+        let window = Window::new_wayland_window(surface);
+        self.kiosk_new_toplevel(window);
+    }
+
+    fn toplevel_destroyed(&mut self, surface: ToplevelSurface) {
+        self.kiosk_toplevel_destroyed(&surface);
+    }
+
+    fn new_popup(&mut self, surface: PopupSurface, positioner: PositionerState) {
+        surface.with_pending_state(|state| {
+            state.geometry = positioner.get_geometry();
+            state.positioner = positioner;
+        });
+        if let Err(err) = self.popups.track_popup(PopupKind::Xdg(surface)) {
+            tracing::warn!(?err, "cannot track popup");
+        }
+    }
+
+    fn reposition_request(
+        &mut self,
+        surface: PopupSurface,
+        positioner: PositionerState,
+        token: u32,
+    ) {
+        surface.with_pending_state(|state| {
+            state.geometry = positioner.get_geometry();
+            state.positioner = positioner;
+        });
+        surface.send_repositioned(token);
+    }
+
+    fn grab(&mut self, _surface: PopupSurface, _seat: WlSeat, _serial: Serial) {
+        // Popups stay until their client dismisses them: a kiosk has no other windows to click.
+    }
+
+    // A kiosk decides sizes itself: requests to move, resize, maximize, minimize or leave
+    // fullscreen are answered with the same fullscreen configure.
+    fn fullscreen_request(&mut self, surface: ToplevelSurface, _output: Option<WlOutput>) {
+        surface.send_configure();
+    }
+
+    fn unfullscreen_request(&mut self, surface: ToplevelSurface) {
+        surface.send_configure();
+    }
+
+    fn maximize_request(&mut self, surface: ToplevelSurface) {
+        surface.send_configure();
+    }
+
+    fn unmaximize_request(&mut self, surface: ToplevelSurface) {
+        surface.send_configure();
+    }
+
+    fn app_id_changed(&mut self, surface: ToplevelSurface) {
+        self.kiosk_place_toplevel(surface.wl_surface());
+    }
+}
+
+impl XdgDecorationHandler for State {
+    fn new_decoration(&mut self, toplevel: ToplevelSurface) {
+        toplevel
+            .with_pending_state(|state| state.decoration_mode = Some(DecorationMode::ServerSide));
+    }
+
+    fn request_mode(&mut self, toplevel: ToplevelSurface, _mode: DecorationMode) {
+        // "Server side", and the server draws none: a kiosk window has no frame.
+        toplevel
+            .with_pending_state(|state| state.decoration_mode = Some(DecorationMode::ServerSide));
+        if toplevel.is_initial_configure_sent() {
+            toplevel.send_pending_configure();
+        }
+    }
+
+    fn unset_mode(&mut self, toplevel: ToplevelSurface) {
+        self.request_mode(toplevel, DecorationMode::ServerSide);
+    }
+}
+
+/// xdg-shell forbids attaching a buffer before the first configure is acknowledged; smithay does
+/// not check it for toplevels, so vitrine does, and disconnects only the offending client.
+fn reject_unconfigured_buffer(
+    _state: &mut State,
+    dh: &DisplayHandle,
+    surface: &smithay::reexports::wayland_server::protocol::wl_surface::WlSurface,
+) {
+    let violates = compositor::with_states(surface, |states| {
+        let configured = states
+            .data_map
+            .get::<XdgToplevelSurfaceData>()
+            .and_then(|data| data.lock().ok().map(|d| d.configured))
+            .unwrap_or(true);
+        let new_buffer = matches!(
+            states
+                .cached_state
+                .get::<SurfaceAttributes>()
+                .pending()
+                .buffer,
+            Some(BufferAssignment::NewBuffer(_))
+        );
+        new_buffer && !configured
+    });
+    if violates {
+        tracing::warn!(surface = %surface.id(), "client attached a buffer before acknowledging the first configure");
+        if let Ok(client) = dh.get_client(surface.id()) {
+            client.kill(
+                dh,
+                smithay::reexports::wayland_server::backend::protocol::ProtocolError {
+                    code: xdg_surface::Error::UnconfiguredBuffer as u32,
+                    object_id: surface.id().protocol_id(),
+                    object_interface: "xdg_surface".into(),
+                    message: format!(
+                        "{} attached a buffer before acknowledging the first xdg_surface.configure",
+                        surface.id()
+                    ),
+                },
+            );
+        }
+    }
+}
+
+delegate_xdg_shell!(State);
+delegate_xdg_decoration!(State);
