@@ -49,7 +49,18 @@ impl Reply {
 
 /// Parse one request line; the error is what the client is told.
 pub fn parse_request(line: &str) -> Result<Request, String> {
-    serde_json::from_str(line).map_err(|e| format!("malformed request: {e}"))
+    let value: Value = serde_json::from_str(line).map_err(|e| format!("malformed request: {e}"))?;
+    // serde ignores unknown fields of unit variants; a typo like "ouput" must not pass silently.
+    if let Some(object) = value.as_object() {
+        let allowed: &[&str] = match object.get("cmd").and_then(Value::as_str) {
+            Some("screenshot") => &["cmd", "output", "path"],
+            _ => &["cmd"],
+        };
+        if let Some(key) = object.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return Err(format!("malformed request: unknown field `{key}`"));
+        }
+    }
+    serde_json::from_value(value).map_err(|e| format!("malformed request: {e}"))
 }
 
 #[cfg(test)]
