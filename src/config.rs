@@ -21,6 +21,7 @@ pub struct Config {
     pub kiosk: KioskConfig,
     pub input: InputConfig,
     pub keyboard: KeyboardConfig,
+    pub compat: CompatConfig,
     pub log: LogConfig,
 }
 
@@ -134,6 +135,23 @@ impl Default for KeyboardConfig {
             options: String::new(),
             repeat_delay_ms: 600,
             repeat_rate: 25,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompatConfig {
+    /// The xdg_wm_base version advertised (1 to 6). Some older clients bind whatever version is
+    /// advertised yet cannot handle its newer events (Debian 12's weston-presentation-shm aborts
+    /// on configure_bounds, version 4); 3 suits them.
+    pub xdg_wm_base_version: u32,
+}
+
+impl Default for CompatConfig {
+    fn default() -> Self {
+        CompatConfig {
+            xdg_wm_base_version: 6,
         }
     }
 }
@@ -289,6 +307,12 @@ impl Config {
                     "kiosk.placement needs a non-empty app_id and output".into(),
                 ));
             }
+        }
+        if !(1..=6).contains(&self.compat.xdg_wm_base_version) {
+            return Err(at(
+                "xdg_wm_base_version",
+                "compat.xdg_wm_base_version must be between 1 and 6".into(),
+            ));
         }
         if self.keyboard.repeat_rate > 1000 {
             return Err(at(

@@ -46,7 +46,7 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
     .context("cannot create the Wayland socket (is XDG_RUNTIME_DIR set and writable?)")?;
     let socket_name = socket.socket_name().to_string_lossy().into_owned();
 
-    let globals = Globals::new(&dh);
+    let globals = Globals::new(&dh, &config);
     let mut seat_state = SeatState::new();
     let mut seat = seat_state.new_wl_seat(&dh, "seat0");
     let kb = &config.keyboard;

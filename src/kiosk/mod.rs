@@ -3,9 +3,10 @@
 
 pub mod app;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::time::Instant;
 
+use smithay::backend::renderer::utils::with_renderer_surface_state;
 use smithay::desktop::{PopupKind, Window};
 use smithay::input::pointer::{CursorImageStatus, CursorImageSurfaceData};
 use smithay::output::Output;
@@ -20,8 +21,14 @@ use crate::scene::{CursorSource, Layer, LayerSource, Scene};
 use crate::state::State;
 use app::AppSupervisor;
 
-/// Which output a window was put on (kept in the window's user data).
-struct WindowOutput(RefCell<Option<String>>);
+/// Kiosk bookkeeping kept in a window's user data.
+#[derive(Default)]
+struct WindowKiosk {
+    /// The output the window was put on.
+    output: RefCell<Option<String>>,
+    /// Whether the toplevel has committed a buffer yet.
+    mapped: Cell<bool>,
+}
 
 pub struct Kiosk {
     /// Toplevels bottom to top (newest last).
@@ -64,8 +71,16 @@ pub fn app_id(surface: &WlSurface) -> Option<String> {
 pub fn window_output(window: &Window) -> Option<String> {
     window
         .user_data()
-        .get::<WindowOutput>()
-        .and_then(|o| o.0.borrow().clone())
+        .get::<WindowKiosk>()
+        .and_then(|k| k.output.borrow().clone())
+}
+
+fn is_mapped(window: &Window) -> bool {
+    window
+        .user_data()
+        .get::<WindowKiosk>()
+        .map(|k| k.mapped.get())
+        .unwrap_or(false)
 }
 
 impl State {
@@ -89,19 +104,11 @@ impl State {
             state.states.set(xdg_toplevel::State::Fullscreen);
             state.states.set(xdg_toplevel::State::Activated);
         });
-        window
-            .user_data()
-            .insert_if_missing(|| WindowOutput(RefCell::new(None)));
+        window.user_data().insert_if_missing(WindowKiosk::default);
         self.kiosk.stack.push(window.clone());
         self.space.map_element(window, (0, 0), false);
-        // Keyboard focus follows the newest toplevel.
-        if let Some(keyboard) = self.seat.get_keyboard() {
-            keyboard.set_focus(
-                self,
-                Some(toplevel.wl_surface().clone()),
-                SERIAL_COUNTER.next_serial(),
-            );
-        }
+        // Keyboard focus comes when the toplevel maps (first buffer), see `kiosk_on_commit`:
+        // some clients crash when focused before they have drawn.
     }
 
     pub fn kiosk_toplevel_destroyed(&mut self, surface: &ToplevelSurface) {
@@ -113,7 +120,9 @@ impl State {
         let next = self
             .kiosk
             .stack
-            .last()
+            .iter()
+            .rev()
+            .find(|w| is_mapped(w))
             .and_then(|w| w.toplevel().map(|t| t.wl_surface().clone()));
         if let Some(keyboard) = self.seat.get_keyboard() {
             if keyboard.current_focus().as_ref() == Some(surface.wl_surface())
@@ -150,6 +159,22 @@ impl State {
                     t.send_configure();
                 }
             }
+            let has_buffer =
+                with_renderer_surface_state(surface, |s| s.buffer().is_some()).unwrap_or(false);
+            if let Some(kiosk) = window.user_data().get::<WindowKiosk>() {
+                if has_buffer && !kiosk.mapped.replace(true) {
+                    // Keyboard focus follows the newest mapped toplevel.
+                    if let Some(keyboard) = self.seat.get_keyboard() {
+                        keyboard.set_focus(
+                            self,
+                            Some(surface.clone()),
+                            SERIAL_COUNTER.next_serial(),
+                        );
+                    }
+                } else if !has_buffer {
+                    kiosk.mapped.set(false);
+                }
+            }
             return;
         }
         if let Some(PopupKind::Xdg(popup)) = self.popups.find_popup(surface) {
@@ -182,8 +207,8 @@ impl State {
             return;
         };
 
-        if let Some(slot) = window.user_data().get::<WindowOutput>() {
-            let mut current = slot.0.borrow_mut();
+        if let Some(kiosk) = window.user_data().get::<WindowKiosk>() {
+            let mut current = kiosk.output.borrow_mut();
             if current.as_deref() != Some(output.name().as_str()) {
                 tracing::info!(app_id = ?app_id(surface), output = %output.name(), "toplevel placed");
                 *current = Some(output.name());

@@ -18,6 +18,9 @@ use smithay::wayland::single_pixel_buffer::SinglePixelBufferState;
 use smithay::wayland::viewporter::ViewporterState;
 use smithay::wayland::xdg_activation::XdgActivationState;
 
+use smithay::reexports::wayland_protocols::xdg::shell::server::xdg_wm_base::XdgWmBase;
+
+use crate::config::Config;
 use crate::state::State;
 
 /// Every global vitrine advertises on every backend (linux-dmabuf comes with the renderer).
@@ -36,10 +39,21 @@ pub struct Globals {
 }
 
 impl Globals {
-    pub fn new(dh: &DisplayHandle) -> Self {
+    pub fn new(dh: &DisplayHandle, config: &Config) -> Self {
+        let xdg_shell = XdgShellState::new::<State>(dh);
+        let version = config.compat.xdg_wm_base_version;
+        if version < 6 {
+            // smithay advertises version 6; replace its global with one of the configured version.
+            dh.remove_global::<State>(xdg_shell.global());
+            dh.create_global::<State, XdgWmBase, ()>(version, ());
+            tracing::info!(
+                version,
+                "xdg_wm_base advertised at a lower version (compat.xdg_wm_base_version)"
+            );
+        }
         Globals {
             compositor: CompositorState::new_v6::<State>(dh),
-            xdg_shell: XdgShellState::new::<State>(dh),
+            xdg_shell,
             xdg_decoration: XdgDecorationState::new::<State>(dh),
             shm: ShmState::new::<State>(dh, Vec::new()),
             data_device: DataDeviceState::new::<State>(dh),
