@@ -33,6 +33,13 @@ pub struct Nested {
 impl Nested {
     /// Open the window and hook its events into the loop. The output is created here too.
     pub fn start(state: &mut State, spec: OutputSpec) -> Result<(), String> {
+        // smithay's winit backend prefers a 10-bit EGL config; parents that composite in
+        // software (weston's pixman renderer, KWin's virtual backend) show such a window as
+        // blank. Mesa's driconf switch keeps it to 8 bits unless the user decided otherwise.
+        if std::env::var_os("allow_rgb10_configs").is_none() {
+            std::env::set_var("allow_rgb10_configs", "false");
+            tracing::debug!("nested: 10-bit EGL configs disabled (allow_rgb10_configs=false)");
+        }
         let attributes = WinitWindow::default_attributes()
             .with_inner_size(PhysicalSize::new(spec.width, spec.height))
             .with_title(format!("vitrine ({})", state.socket_name))
