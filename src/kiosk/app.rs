@@ -1,6 +1,6 @@
 //! The kiosk app started with `vitrine -- APP ARGS`: its launch, its exit, its restarts.
 
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
@@ -75,6 +75,18 @@ impl AppSupervisor {
             .env_remove("WAYLAND_SOCKET");
         for (k, v) in &self.env {
             cmd.env(k, v);
+        }
+        // vitrine blocks SIGINT/SIGTERM to receive them through a signalfd; the app must not
+        // inherit that mask, or it could never be stopped with SIGTERM.
+        unsafe {
+            cmd.pre_exec(|| {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                if libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
         }
         self.started_at = Instant::now();
         match cmd.spawn() {
