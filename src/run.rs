@@ -103,6 +103,7 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
         outputs: Vec::new(),
         backend: Backend::Headless(Headless::new().map_err(|e| anyhow!(e))?),
         kiosk: Kiosk::new(),
+        xdg_surface_in_request: None,
         exit_code: None,
     };
 

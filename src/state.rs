@@ -85,6 +85,9 @@ pub struct State {
     pub outputs: Vec<Output>,
     pub backend: Backend,
     pub kiosk: Kiosk,
+    /// The xdg_surface whose get_toplevel request is being handled (see wayland/xdg.rs).
+    pub xdg_surface_in_request:
+        Option<smithay::reexports::wayland_protocols::xdg::shell::server::xdg_surface::XdgSurface>,
     /// Set when the compositor should stop; the process exits with this status.
     pub exit_code: Option<i32>,
 }

@@ -1,17 +1,26 @@
 //! xdg-shell with kiosk policy (every toplevel fullscreen, no decorations) and its rule checks.
 
 use smithay::delegate_xdg_decoration;
-use smithay::delegate_xdg_shell;
 use smithay::desktop::{PopupKind, Window};
 use smithay::reexports::wayland_protocols::xdg::decoration::zv1::server::zxdg_toplevel_decoration_v1::Mode as DecorationMode;
-use smithay::reexports::wayland_protocols::xdg::shell::server::xdg_surface;
+use smithay::reexports::wayland_protocols::xdg::shell::server::xdg_popup::XdgPopup;
+use smithay::reexports::wayland_protocols::xdg::shell::server::xdg_positioner::XdgPositioner;
+use smithay::reexports::wayland_protocols::xdg::shell::server::xdg_surface::{self, XdgSurface};
+use smithay::reexports::wayland_protocols::xdg::shell::server::xdg_toplevel::XdgToplevel;
+use smithay::reexports::wayland_protocols::xdg::shell::server::xdg_wm_base::XdgWmBase;
+use smithay::reexports::wayland_server::backend::ClientId;
+use smithay::reexports::wayland_server::protocol::wl_surface::{self, WlSurface};
+use smithay::reexports::wayland_server::{
+    delegate_dispatch, delegate_global_dispatch, Client, DataInit, Dispatch,
+};
 use smithay::reexports::wayland_server::protocol::{wl_output::WlOutput, wl_seat::WlSeat};
 use smithay::reexports::wayland_server::{DisplayHandle, Resource};
 use smithay::utils::Serial;
 use smithay::wayland::compositor::{self, BufferAssignment, SurfaceAttributes};
 use smithay::wayland::shell::xdg::decoration::XdgDecorationHandler;
 use smithay::wayland::shell::xdg::{
-    PopupSurface, PositionerState, ToplevelSurface, XdgShellHandler, XdgShellState, XdgToplevelSurfaceData,
+    PopupSurface, PositionerState, ToplevelSurface, XdgPositionerUserData, XdgShellHandler, XdgShellState,
+    XdgShellSurfaceUserData, XdgSurfaceUserData, XdgToplevelSurfaceData, XdgWmBaseUserData,
 };
 
 use crate::state::State;
@@ -22,6 +31,13 @@ impl XdgShellHandler for State {
     }
 
     fn new_toplevel(&mut self, surface: ToplevelSurface) {
+        if let Some(xdg) = self.xdg_surface_in_request.take() {
+            compositor::with_states(surface.wl_surface(), |states| {
+                states
+                    .data_map
+                    .insert_if_missing_threadsafe(|| XdgSurfaceOf(xdg));
+            });
+        }
         compositor::add_pre_commit_hook::<State, _>(
             surface.wl_surface(),
             reject_unconfigured_buffer,
@@ -104,14 +120,14 @@ impl XdgDecorationHandler for State {
     }
 }
 
+/// The xdg_surface a toplevel was made from, kept in the wl_surface's data: smithay does not
+/// expose it, and protocol errors about the xdg_surface must be posted on it.
+struct XdgSurfaceOf(XdgSurface);
+
 /// xdg-shell forbids attaching a buffer before the first configure is acknowledged; smithay does
 /// not check it for toplevels, so vitrine does, and disconnects only the offending client.
-fn reject_unconfigured_buffer(
-    _state: &mut State,
-    dh: &DisplayHandle,
-    surface: &smithay::reexports::wayland_server::protocol::wl_surface::WlSurface,
-) {
-    let violates = compositor::with_states(surface, |states| {
+fn reject_unconfigured_buffer(_state: &mut State, _dh: &DisplayHandle, surface: &WlSurface) {
+    let violation = compositor::with_states(surface, |states| {
         let configured = states
             .data_map
             .get::<XdgToplevelSurfaceData>()
@@ -125,26 +141,61 @@ fn reject_unconfigured_buffer(
                 .buffer,
             Some(BufferAssignment::NewBuffer(_))
         );
-        new_buffer && !configured
+        (new_buffer && !configured)
+            .then(|| states.data_map.get::<XdgSurfaceOf>().map(|x| x.0.clone()))
     });
-    if violates {
+    if let Some(xdg_surface) = violation {
         tracing::warn!(surface = %surface.id(), "client attached a buffer before acknowledging the first configure");
-        if let Ok(client) = dh.get_client(surface.id()) {
-            client.kill(
-                dh,
-                smithay::reexports::wayland_server::backend::protocol::ProtocolError {
-                    code: xdg_surface::Error::UnconfiguredBuffer as u32,
-                    object_id: surface.id().protocol_id(),
-                    object_interface: "xdg_surface".into(),
-                    message: format!(
-                        "{} attached a buffer before acknowledging the first xdg_surface.configure",
-                        surface.id()
-                    ),
-                },
-            );
+        let message = format!(
+            "{} attached a buffer before acknowledging the first configure",
+            surface.id()
+        );
+        match xdg_surface {
+            Some(xdg) => xdg.post_error(xdg_surface::Error::UnconfiguredBuffer, message),
+            None => surface.post_error(wl_surface::Error::InvalidSize, message),
         }
     }
 }
 
-delegate_xdg_shell!(State);
+// smithay's xdg-shell dispatch, with one addition: the xdg_surface that asks for a toplevel is
+// remembered for the duration of the request, so `new_toplevel` can keep it.
+impl Dispatch<XdgSurface, XdgSurfaceUserData> for State {
+    fn request(
+        state: &mut State,
+        client: &Client,
+        resource: &XdgSurface,
+        request: xdg_surface::Request,
+        data: &XdgSurfaceUserData,
+        dh: &DisplayHandle,
+        init: &mut DataInit<'_, State>,
+    ) {
+        let creating = matches!(request, xdg_surface::Request::GetToplevel { .. });
+        if creating {
+            state.xdg_surface_in_request = Some(resource.clone());
+        }
+        <XdgShellState as Dispatch<XdgSurface, XdgSurfaceUserData, State>>::request(
+            state, client, resource, request, data, dh, init,
+        );
+        if creating {
+            state.xdg_surface_in_request = None;
+        }
+    }
+
+    fn destroyed(
+        state: &mut State,
+        client: ClientId,
+        resource: &XdgSurface,
+        data: &XdgSurfaceUserData,
+    ) {
+        <XdgShellState as Dispatch<XdgSurface, XdgSurfaceUserData, State>>::destroyed(
+            state, client, resource, data,
+        )
+    }
+}
+
+delegate_global_dispatch!(State: [XdgWmBase: ()] => XdgShellState);
+delegate_dispatch!(State: [XdgWmBase: XdgWmBaseUserData] => XdgShellState);
+delegate_dispatch!(State: [XdgPositioner: XdgPositionerUserData] => XdgShellState);
+delegate_dispatch!(State: [XdgPopup: XdgShellSurfaceUserData] => XdgShellState);
+delegate_dispatch!(State: [XdgToplevel: XdgShellSurfaceUserData] => XdgShellState);
 delegate_xdg_decoration!(State);

@@ -1,0 +1,480 @@
+//! In-process fixture: vitrine's headless server runs on a thread of this test process and a
+//! wayland-client connection in the test drives it, checking protocol behaviour exactly.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsFd, FromRawFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use wayland_client::globals::{registry_queue_init, GlobalListContents};
+use wayland_client::protocol::{
+    wl_buffer::WlBuffer, wl_compositor::WlCompositor, wl_keyboard, wl_keyboard::WlKeyboard,
+    wl_registry::WlRegistry, wl_seat::WlSeat, wl_shm, wl_shm::WlShm, wl_shm_pool::WlShmPool,
+    wl_surface::WlSurface,
+};
+use wayland_client::{delegate_noop, Connection, Dispatch, EventQueue, Proxy, QueueHandle, WEnum};
+use wayland_protocols::xdg::decoration::zv1::client::{
+    zxdg_decoration_manager_v1::ZxdgDecorationManagerV1,
+    zxdg_toplevel_decoration_v1::{self, ZxdgToplevelDecorationV1},
+};
+use wayland_protocols::xdg::shell::client::{
+    xdg_surface::{self, XdgSurface},
+    xdg_toplevel::{self, XdgToplevel},
+    xdg_wm_base::{self, XdgWmBase},
+};
+
+use vitrine::cli::{BackendChoice, OutputSpec, RunArgs};
+use vitrine::config::{Color, Config};
+use vitrine::control::client::request;
+use vitrine::control::protocol::Request;
+use vitrine::render::RgbaImage;
+
+const BG: [u8; 3] = [0xff, 0x00, 0xff];
+
+/// All servers of this process share one runtime dir, set before any thread starts.
+fn runtime() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("vitrine-fixture-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::env::set_var("XDG_RUNTIME_DIR", &dir);
+        dir
+    })
+}
+
+struct Server {
+    socket: String,
+    control: PathBuf,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<i32>>>,
+}
+
+impl Server {
+    fn start(name: &str) -> Server {
+        let dir = runtime();
+        let socket = format!("fixture-{name}-{}", std::process::id());
+        let args = RunArgs {
+            backend: BackendChoice::Headless,
+            outputs: vec![OutputSpec {
+                width: 640,
+                height: 480,
+                refresh_mhz: 60_000,
+            }],
+            socket: Some(socket.clone()),
+            ..Default::default()
+        };
+        let mut config = Config::default();
+        config.background.color = Color::rgb(BG[0], BG[1], BG[2]);
+        let thread = std::thread::spawn(move || vitrine::run::run(args, config));
+        let control = vitrine::control::socket_path(dir, &socket);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while request(&control, &Request::Version).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the in-process server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server {
+            socket,
+            control,
+            thread: Some(thread),
+        }
+    }
+
+    fn connect(&self) -> Connection {
+        let stream = UnixStream::connect(runtime().join(&self.socket)).unwrap();
+        Connection::from_socket(stream).unwrap()
+    }
+
+    fn screenshot(&self) -> RgbaImage {
+        let path = runtime().join(format!("{}.png", self.socket));
+        let reply = request(
+            &self.control,
+            &Request::Screenshot {
+                output: None,
+                path: path.clone(),
+            },
+        )
+        .unwrap();
+        assert!(reply.ok, "{:?}", reply.error);
+        RgbaImage::load_png(&path).unwrap()
+    }
+
+    fn app_ids(&self) -> Vec<String> {
+        let reply = request(&self.control, &Request::Clients).unwrap();
+        let data = reply.data.unwrap();
+        data["clients"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c["surfaces"].as_array().cloned().unwrap_or_default())
+            .filter_map(|s| s["app_id"].as_str().map(str::to_string))
+            .collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = request(&self.control, &Request::Quit);
+        if let Some(t) = self.thread.take() {
+            let code = t
+                .join()
+                .expect("server thread panicked")
+                .expect("server failed");
+            assert_eq!(code, 0);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Client {
+    configures: HashMap<u32, (i32, i32, Vec<u32>)>,
+    pending_serial: HashMap<u32, u32>,
+    decoration_mode: Option<zxdg_toplevel_decoration_v1::Mode>,
+    keyboard_focus: Option<u32>,
+}
+
+struct Globals {
+    compositor: WlCompositor,
+    shm: WlShm,
+    wm_base: XdgWmBase,
+    decoration: ZxdgDecorationManagerV1,
+    _seat: WlSeat,
+}
+
+struct Window {
+    surface: WlSurface,
+    xdg: XdgSurface,
+    toplevel: XdgToplevel,
+}
+
+fn setup(conn: &Connection) -> (Globals, EventQueue<Client>, Client) {
+    let (globals, mut queue) = registry_queue_init::<Client>(conn).unwrap();
+    let qh = queue.handle();
+    let seat: WlSeat = globals.bind(&qh, 1..=7, ()).unwrap();
+    seat.get_keyboard(&qh, ());
+    let g = Globals {
+        compositor: globals.bind(&qh, 4..=6, ()).unwrap(),
+        shm: globals.bind(&qh, 1..=1, ()).unwrap(),
+        wm_base: globals.bind(&qh, 1..=6, ()).unwrap(),
+        decoration: globals.bind(&qh, 1..=1, ()).unwrap(),
+        _seat: seat,
+    };
+    let mut client = Client::default();
+    queue.roundtrip(&mut client).unwrap();
+    (g, queue, client)
+}
+
+fn toplevel(g: &Globals, qh: &QueueHandle<Client>, app_id: &str) -> Window {
+    let surface = g.compositor.create_surface(qh, ());
+    let xdg = g.wm_base.get_xdg_surface(&surface, qh, ());
+    let toplevel = xdg.get_toplevel(qh, ());
+    toplevel.set_app_id(app_id.into());
+    surface.commit();
+    Window {
+        surface,
+        xdg,
+        toplevel,
+    }
+}
+
+/// A solid XRGB8888 buffer.
+fn solid_buffer(g: &Globals, qh: &QueueHandle<Client>, w: i32, h: i32, rgb: [u8; 3]) -> WlBuffer {
+    let size = (w * h * 4) as usize;
+    let fd = unsafe { libc::memfd_create(c"vitrine-test".as_ptr(), libc::MFD_CLOEXEC) };
+    assert!(fd >= 0);
+    let mut file = unsafe { File::from_raw_fd(fd) };
+    let pixel = [rgb[2], rgb[1], rgb[0], 0xff];
+    let data: Vec<u8> = pixel.iter().copied().cycle().take(size).collect();
+    file.write_all(&data).unwrap();
+    let pool = g.shm.create_pool(file.as_fd(), size as i32, qh, ());
+    let buffer = pool.create_buffer(0, w, h, w * 4, wl_shm::Format::Xrgb8888, qh, ());
+    pool.destroy();
+    buffer
+}
+
+fn dispatch_until(
+    queue: &mut EventQueue<Client>,
+    client: &mut Client,
+    mut done: impl FnMut(&Client) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done(client) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the compositor"
+        );
+        queue.roundtrip(client).unwrap();
+    }
+}
+
+fn wait_for_pixel(server: &Server, x: u32, y: u32, rgb: [u8; 3]) -> RgbaImage {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let image = server.screenshot();
+        if image.pixel(x, y)[..3] == rgb {
+            return image;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "({x},{y}) is {:?}, not {rgb:?}",
+            image.pixel(x, y)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Wait for the first configure, ack it, and draw a full-size buffer of `rgb`.
+fn map(
+    g: &Globals,
+    queue: &mut EventQueue<Client>,
+    client: &mut Client,
+    w: &Window,
+    rgb: [u8; 3],
+) -> (i32, i32) {
+    let id = w.toplevel.id().protocol_id();
+    let xid = w.xdg.id().protocol_id();
+    dispatch_until(queue, client, |c| {
+        c.configures.contains_key(&id) && c.pending_serial.contains_key(&xid)
+    });
+    let (width, height, _) = client.configures[&id].clone();
+    w.xdg.ack_configure(client.pending_serial[&xid]);
+    let buffer = solid_buffer(g, &queue.handle(), width, height, rgb);
+    w.surface.attach(Some(&buffer), 0, 0);
+    w.surface.damage_buffer(0, 0, width, height);
+    w.surface.commit();
+    queue.roundtrip(client).unwrap();
+    (width, height)
+}
+
+#[test]
+fn a_toplevel_is_configured_fullscreen_and_shown_on_the_whole_output() {
+    let server = Server::start("fullscreen");
+    let conn = server.connect();
+    let (g, mut queue, mut client) = setup(&conn);
+    let qh = queue.handle();
+    let w = toplevel(&g, &qh, "fixture.fullscreen");
+    let (width, height) = map(&g, &mut queue, &mut client, &w, [0x11, 0x88, 0x22]);
+    assert_eq!((width, height), (640, 480), "configured to the output size");
+    let states = &client.configures[&w.toplevel.id().protocol_id()].2;
+    assert!(
+        states.contains(&(xdg_toplevel::State::Fullscreen as u32)),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&(xdg_toplevel::State::Activated as u32)),
+        "{states:?}"
+    );
+    let image = wait_for_pixel(&server, 320, 240, [0x11, 0x88, 0x22]);
+    for (x, y) in [(0, 0), (639, 0), (0, 479), (639, 479)] {
+        assert_eq!(
+            image.pixel(x, y)[..3],
+            [0x11, 0x88, 0x22],
+            "({x},{y}) is not covered"
+        );
+    }
+    assert_eq!(server.app_ids(), ["fixture.fullscreen"]);
+}
+
+#[test]
+fn a_buffer_before_the_first_ack_disconnects_only_that_client() {
+    let server = Server::start("violation");
+    let good_conn = server.connect();
+    let (good, mut good_queue, mut good_client) = setup(&good_conn);
+    let good_window = toplevel(&good, &good_queue.handle(), "fixture.good");
+    map(
+        &good,
+        &mut good_queue,
+        &mut good_client,
+        &good_window,
+        [0x20, 0x40, 0xa0],
+    );
+    wait_for_pixel(&server, 320, 240, [0x20, 0x40, 0xa0]);
+
+    let bad_conn = server.connect();
+    let (bad, mut bad_queue, mut bad_client) = setup(&bad_conn);
+    let qh = bad_queue.handle();
+    let w = toplevel(&bad, &qh, "fixture.bad");
+    bad_queue.roundtrip(&mut bad_client).unwrap();
+    // Configured, but not acknowledged: attaching a buffer now breaks the xdg-shell rules.
+    let buffer = solid_buffer(&bad, &qh, 64, 64, [0xff, 0xff, 0xff]);
+    w.surface.attach(Some(&buffer), 0, 0);
+    w.surface.commit();
+    let result = bad_queue.roundtrip(&mut bad_client);
+    assert!(result.is_err(), "the violating client was not disconnected");
+    let err = bad_conn.protocol_error().expect("a protocol error");
+    assert_eq!(
+        err.code,
+        xdg_surface::Error::UnconfiguredBuffer as u32,
+        "{err:?}"
+    );
+    assert_eq!(err.object_interface, "xdg_surface");
+
+    // The well-behaved client and the compositor carry on.
+    good_queue.roundtrip(&mut good_client).unwrap();
+    wait_for_pixel(&server, 320, 240, [0x20, 0x40, 0xa0]);
+    assert_eq!(server.app_ids(), ["fixture.good"]);
+}
+
+#[test]
+fn decorations_are_server_side_and_focus_follows_the_newest_mapped_toplevel() {
+    let server = Server::start("policy");
+    let conn = server.connect();
+    let (g, mut queue, mut client) = setup(&conn);
+    let qh = queue.handle();
+
+    let first = toplevel(&g, &qh, "fixture.first");
+    let decoration = g
+        .decoration
+        .get_toplevel_decoration(&first.toplevel, &qh, ());
+    decoration.set_mode(zxdg_toplevel_decoration_v1::Mode::ClientSide);
+    first.surface.commit();
+    map(&g, &mut queue, &mut client, &first, [0x10, 0x10, 0x10]);
+    assert_eq!(
+        client.decoration_mode,
+        Some(zxdg_toplevel_decoration_v1::Mode::ServerSide)
+    );
+    dispatch_until(&mut queue, &mut client, |c| {
+        c.keyboard_focus == Some(first.surface.id().protocol_id())
+    });
+
+    // A second toplevel: created but not yet drawn, it does not take focus...
+    let second = toplevel(&g, &qh, "fixture.second");
+    queue.roundtrip(&mut client).unwrap();
+    assert_eq!(
+        client.keyboard_focus,
+        Some(first.surface.id().protocol_id())
+    );
+    // ...once it has drawn, it has focus and is what the output shows.
+    map(&g, &mut queue, &mut client, &second, [0x90, 0x30, 0x30]);
+    dispatch_until(&mut queue, &mut client, |c| {
+        c.keyboard_focus == Some(second.surface.id().protocol_id())
+    });
+    wait_for_pixel(&server, 320, 240, [0x90, 0x30, 0x30]);
+
+    // Closing it returns focus, and the screen, to the first.
+    second.toplevel.destroy();
+    second.xdg.destroy();
+    second.surface.destroy();
+    dispatch_until(&mut queue, &mut client, |c| {
+        c.keyboard_focus == Some(first.surface.id().protocol_id())
+    });
+    wait_for_pixel(&server, 320, 240, [0x10, 0x10, 0x10]);
+}
+
+impl Dispatch<WlRegistry, GlobalListContents> for Client {
+    fn event(
+        _: &mut Self,
+        _: &WlRegistry,
+        _: <WlRegistry as Proxy>::Event,
+        _: &GlobalListContents,
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+    }
+}
+
+impl Dispatch<XdgWmBase, ()> for Client {
+    fn event(
+        _: &mut Self,
+        wm: &XdgWmBase,
+        event: xdg_wm_base::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let xdg_wm_base::Event::Ping { serial } = event {
+            wm.pong(serial);
+        }
+    }
+}
+
+impl Dispatch<XdgSurface, ()> for Client {
+    fn event(
+        state: &mut Self,
+        xdg: &XdgSurface,
+        event: xdg_surface::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let xdg_surface::Event::Configure { serial } = event {
+            state.pending_serial.insert(xdg.id().protocol_id(), serial);
+        }
+    }
+}
+
+impl Dispatch<XdgToplevel, ()> for Client {
+    fn event(
+        state: &mut Self,
+        t: &XdgToplevel,
+        event: xdg_toplevel::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let xdg_toplevel::Event::Configure {
+            width,
+            height,
+            states,
+        } = event
+        {
+            let states = states
+                .chunks_exact(4)
+                .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            state
+                .configures
+                .insert(t.id().protocol_id(), (width, height, states));
+        }
+    }
+}
+
+impl Dispatch<ZxdgToplevelDecorationV1, ()> for Client {
+    fn event(
+        state: &mut Self,
+        _: &ZxdgToplevelDecorationV1,
+        event: zxdg_toplevel_decoration_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let zxdg_toplevel_decoration_v1::Event::Configure {
+            mode: WEnum::Value(mode),
+        } = event
+        {
+            state.decoration_mode = Some(mode);
+        }
+    }
+}
+
+impl Dispatch<WlKeyboard, ()> for Client {
+    fn event(
+        state: &mut Self,
+        _: &WlKeyboard,
+        event: wl_keyboard::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        match event {
+            wl_keyboard::Event::Enter { surface, .. } => {
+                state.keyboard_focus = Some(surface.id().protocol_id())
+            }
+            wl_keyboard::Event::Leave { .. } => state.keyboard_focus = None,
+            _ => {}
+        }
+    }
+}
+
+delegate_noop!(Client: WlCompositor);
+delegate_noop!(Client: WlShmPool);
+delegate_noop!(Client: ZxdgDecorationManagerV1);
+delegate_noop!(Client: ignore WlShm);
+delegate_noop!(Client: ignore WlBuffer);
+delegate_noop!(Client: ignore WlSurface);
+delegate_noop!(Client: ignore WlSeat);
