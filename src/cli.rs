@@ -24,6 +24,12 @@ pub struct Cli {
 pub enum Command {
     /// Talk to a running vitrine over its control socket
     Msg(MsgArgs),
+    /// Describe the display hardware: DRM devices, connectors, modes, planes and their formats
+    Probe {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a configuration file and report errors with line and column
     CheckConfig {
         /// The TOML file to check
@@ -102,6 +108,8 @@ pub enum MsgCommand {
         /// Where to write the PNG
         file: PathBuf,
     },
+    /// Display-path counters: commits, test commits, framebuffers created, frames presented
+    Stats,
     /// Stop the compositor
     Quit,
 }
@@ -116,11 +124,7 @@ pub struct OutputSpec {
 }
 
 impl OutputSpec {
-    pub const DEFAULT: OutputSpec = OutputSpec {
-        width: 1920,
-        height: 1080,
-        refresh_mhz: 60_000,
-    };
+    pub const DEFAULT: OutputSpec = OutputSpec { width: 1920, height: 1080, refresh_mhz: 60_000 };
 }
 
 impl FromStr for OutputSpec {
@@ -140,18 +144,12 @@ impl FromStr for OutputSpec {
             None => 60.0,
         };
         if !(1..=16384).contains(&width) || !(1..=16384).contains(&height) {
-            return Err(format!(
-                "'{s}': width and height must be between 1 and 16384"
-            ));
+            return Err(format!("'{s}': width and height must be between 1 and 16384"));
         }
         if !(1.0..=1000.0).contains(&refresh_hz) {
             return Err(format!("'{s}': refresh rate must be between 1 and 1000 Hz"));
         }
-        Ok(OutputSpec {
-            width,
-            height,
-            refresh_mhz: (refresh_hz * 1000.0).round() as u32,
-        })
+        Ok(OutputSpec { width, height, refresh_mhz: (refresh_hz * 1000.0).round() as u32 })
     }
 }
 
@@ -170,41 +168,22 @@ mod tests {
     fn output_spec_parses_with_and_without_rate() {
         assert_eq!(
             "1280x720@30".parse::<OutputSpec>().unwrap(),
-            OutputSpec {
-                width: 1280,
-                height: 720,
-                refresh_mhz: 30_000
-            }
+            OutputSpec { width: 1280, height: 720, refresh_mhz: 30_000 }
         );
         assert_eq!("640x480".parse::<OutputSpec>().unwrap().refresh_mhz, 60_000);
-        assert_eq!(
-            "1920x1080@59.94".parse::<OutputSpec>().unwrap().refresh_mhz,
-            59_940
-        );
+        assert_eq!("1920x1080@59.94".parse::<OutputSpec>().unwrap().refresh_mhz, 59_940);
     }
 
     #[test]
     fn output_spec_rejects_nonsense() {
         for bad in ["", "1920", "0x10", "10x10@0", "axb@60", "99999x10"] {
-            assert!(
-                bad.parse::<OutputSpec>().is_err(),
-                "{bad} should be rejected"
-            );
+            assert!(bad.parse::<OutputSpec>().is_err(), "{bad} should be rejected");
         }
     }
 
     #[test]
     fn trailing_app_is_collected() {
-        let cli = Cli::try_parse_from([
-            "vitrine",
-            "--backend",
-            "headless",
-            "--",
-            "foot",
-            "-e",
-            "top",
-        ])
-        .unwrap();
+        let cli = Cli::try_parse_from(["vitrine", "--backend", "headless", "--", "foot", "-e", "top"]).unwrap();
         assert_eq!(cli.run.backend, BackendChoice::Headless);
         assert_eq!(cli.run.app, ["foot", "-e", "top"]);
     }

@@ -38,11 +38,7 @@ impl Default for OutputsConfig {
     fn default() -> Self {
         OutputsConfig {
             headless: vec![OutputSpec::DEFAULT],
-            nested: OutputSpec {
-                width: 1280,
-                height: 720,
-                refresh_mhz: 60_000,
-            },
+            nested: OutputSpec { width: 1280, height: 720, refresh_mhz: 60_000 },
         }
     }
 }
@@ -56,9 +52,7 @@ pub struct BackgroundConfig {
 
 impl Default for BackgroundConfig {
     fn default() -> Self {
-        BackgroundConfig {
-            color: Color::rgb(0, 0, 0),
-        }
+        BackgroundConfig { color: Color::rgb(0, 0, 0) }
     }
 }
 
@@ -111,9 +105,7 @@ pub struct InputConfig {
 
 impl Default for InputConfig {
     fn default() -> Self {
-        InputConfig {
-            hide_pointer_after_ms: 5000,
-        }
+        InputConfig { hide_pointer_after_ms: 5000 }
     }
 }
 
@@ -150,9 +142,7 @@ pub struct CompatConfig {
 
 impl Default for CompatConfig {
     fn default() -> Self {
-        CompatConfig {
-            xdg_wm_base_version: 6,
-        }
+        CompatConfig { xdg_wm_base_version: 6 }
     }
 }
 
@@ -165,9 +155,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig {
-            filter: "info".into(),
-        }
+        LogConfig { filter: "info".into() }
     }
 }
 
@@ -186,12 +174,7 @@ impl Color {
     }
 
     pub fn to_f32(self) -> [f32; 4] {
-        [
-            self.r as f32 / 255.0,
-            self.g as f32 / 255.0,
-            self.b as f32 / 255.0,
-            1.0,
-        ]
+        [self.r as f32 / 255.0, self.g as f32 / 255.0, self.b as f32 / 255.0, 1.0]
     }
 }
 
@@ -238,28 +221,15 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("{path}:{line}:{column}: {message}")]
-    Invalid {
-        path: String,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    Invalid { path: String, line: usize, column: usize, message: String },
 }
 
 impl Config {
     /// Parse a configuration from text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|err| {
-            let (line, column) = err
-                .span()
-                .map(|s| line_column(text, s.start))
-                .unwrap_or((1, 1));
-            ConfigError::Invalid {
-                path: origin.to_string(),
-                line,
-                column,
-                message: err.message().trim().to_string(),
-            }
+            let (line, column) = err.span().map(|s| line_column(text, s.start)).unwrap_or((1, 1));
+            ConfigError::Invalid { path: origin.to_string(), line, column, message: err.message().trim().to_string() }
         })?;
         config.validate(text, origin)?;
         Ok(config)
@@ -267,32 +237,19 @@ impl Config {
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: origin.clone(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: origin.clone(), source })?;
         Config::parse(&text, &origin)
     }
 
     /// Checks that serde cannot express: relations between fields.
     fn validate(&self, text: &str, origin: &str) -> Result<(), ConfigError> {
         let at = |needle: &str, message: String| {
-            let (line, column) = text
-                .find(needle)
-                .map(|i| line_column(text, i))
-                .unwrap_or((1, 1));
-            ConfigError::Invalid {
-                path: origin.to_string(),
-                line,
-                column,
-                message,
-            }
+            let (line, column) = text.find(needle).map(|i| line_column(text, i)).unwrap_or((1, 1));
+            ConfigError::Invalid { path: origin.to_string(), line, column, message }
         };
         if self.outputs.headless.is_empty() {
-            return Err(at(
-                "headless",
-                "outputs.headless must list at least one output".into(),
-            ));
+            return Err(at("headless", "outputs.headless must list at least one output".into()));
         }
         if self.kiosk.restart_delay_max_ms < self.kiosk.restart_delay_ms {
             return Err(at(
@@ -302,34 +259,21 @@ impl Config {
         }
         for p in &self.kiosk.placement {
             if p.app_id.is_empty() || p.output.is_empty() {
-                return Err(at(
-                    "placement",
-                    "kiosk.placement needs a non-empty app_id and output".into(),
-                ));
+                return Err(at("placement", "kiosk.placement needs a non-empty app_id and output".into()));
             }
         }
         if !(1..=6).contains(&self.compat.xdg_wm_base_version) {
-            return Err(at(
-                "xdg_wm_base_version",
-                "compat.xdg_wm_base_version must be between 1 and 6".into(),
-            ));
+            return Err(at("xdg_wm_base_version", "compat.xdg_wm_base_version must be between 1 and 6".into()));
         }
         if self.keyboard.repeat_rate > 1000 {
-            return Err(at(
-                "repeat_rate",
-                "keyboard.repeat_rate must be at most 1000".into(),
-            ));
+            return Err(at("repeat_rate", "keyboard.repeat_rate must be at most 1000".into()));
         }
         Ok(())
     }
 
     /// The output a toplevel with this app id should go to, if the config names one.
     pub fn output_for_app(&self, app_id: &str) -> Option<&str> {
-        self.kiosk
-            .placement
-            .iter()
-            .find(|p| p.app_id == app_id)
-            .map(|p| p.output.as_str())
+        self.kiosk.placement.iter().find(|p| p.app_id == app_id).map(|p| p.output.as_str())
     }
 }
 
@@ -362,12 +306,7 @@ pub fn find_and_load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before
-        .rsplit('\n')
-        .next()
-        .map(|l| l.chars().count())
-        .unwrap_or(0)
-        + 1;
+    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
     (line, column)
 }
 
@@ -425,10 +364,7 @@ output = "HEADLESS-2"
 "#;
         let config = Config::parse(text, "p.toml").unwrap();
         assert_eq!(config.kiosk.on_app_exit, AppExitPolicy::Restart);
-        assert_eq!(
-            config.output_for_app("org.example.Menu"),
-            Some("HEADLESS-2")
-        );
+        assert_eq!(config.output_for_app("org.example.Menu"), Some("HEADLESS-2"));
         assert_eq!(config.output_for_app("other"), None);
     }
 

@@ -1,8 +1,8 @@
 //! Input events from any smithay input backend (winit today, libinput with DRM) to clients.
 
 use smithay::backend::input::{
-    AbsolutePositionEvent, Axis, AxisSource, ButtonState, Event, InputBackend, InputEvent,
-    KeyboardKeyEvent, PointerAxisEvent, PointerButtonEvent, PointerMotionEvent, TouchEvent,
+    AbsolutePositionEvent, Axis, AxisSource, ButtonState, Event, InputBackend, InputEvent, KeyboardKeyEvent,
+    PointerAxisEvent, PointerButtonEvent, PointerMotionEvent, TouchEvent,
 };
 use smithay::desktop::WindowSurfaceType;
 use smithay::input::keyboard::FilterResult;
@@ -15,13 +15,9 @@ use crate::state::State;
 
 impl State {
     /// The surface under a point in the global layout, with that surface's origin.
-    pub fn surface_under(
-        &self,
-        pos: Point<f64, Logical>,
-    ) -> Option<(WlSurface, Point<f64, Logical>)> {
+    pub fn surface_under(&self, pos: Point<f64, Logical>) -> Option<(WlSurface, Point<f64, Logical>)> {
         let (window, render_loc) = self.space.element_under(pos)?;
-        let (surface, surface_loc) =
-            window.surface_under(pos - render_loc.to_f64(), WindowSurfaceType::ALL)?;
+        let (surface, surface_loc) = window.surface_under(pos - render_loc.to_f64(), WindowSurfaceType::ALL)?;
         Some((surface, (surface_loc + render_loc).to_f64()))
     }
 
@@ -40,15 +36,7 @@ impl State {
         self.kiosk.last_pointer_motion = Some(std::time::Instant::now());
         let under = self.surface_under(pos);
         if let Some(pointer) = self.seat.get_pointer() {
-            pointer.motion(
-                self,
-                under,
-                &MotionEvent {
-                    location: pos,
-                    serial: SERIAL_COUNTER.next_serial(),
-                    time,
-                },
-            );
+            pointer.motion(self, under, &MotionEvent { location: pos, serial: SERIAL_COUNTER.next_serial(), time });
             pointer.frame(self);
         }
     }
@@ -97,12 +85,7 @@ impl State {
                 }
                 pointer.button(
                     self,
-                    &ButtonEvent {
-                        button: event.button_code(),
-                        state: event.state(),
-                        serial,
-                        time: event.time_msec(),
-                    },
+                    &ButtonEvent { button: event.button_code(), state: event.state(), serial, time: event.time_msec() },
                 );
                 pointer.frame(self);
             }
@@ -112,10 +95,8 @@ impl State {
                 };
                 let mut frame = AxisFrame::new(event.time_msec()).source(event.source());
                 for axis in [Axis::Horizontal, Axis::Vertical] {
-                    let amount = event
-                        .amount(axis)
-                        .or_else(|| event.amount_v120(axis).map(|v| v * 15.0 / 120.0))
-                        .unwrap_or(0.0);
+                    let amount =
+                        event.amount(axis).or_else(|| event.amount_v120(axis).map(|v| v * 15.0 / 120.0)).unwrap_or(0.0);
                     if amount != 0.0 {
                         frame = frame.value(axis, amount);
                         if let Some(v120) = event.amount_v120(axis) {
@@ -131,9 +112,7 @@ impl State {
             InputEvent::TouchDown { event } => {
                 // Touch hides the pointer: kiosks are touch-first.
                 self.kiosk.last_pointer_motion = None;
-                let (Some(touch), Some(pos)) =
-                    (self.seat.get_touch(), self.absolute_position(&event))
-                else {
+                let (Some(touch), Some(pos)) = (self.seat.get_touch(), self.absolute_position(&event)) else {
                     return;
                 };
                 let under = self.surface_under(pos);
@@ -149,20 +128,14 @@ impl State {
                 );
             }
             InputEvent::TouchMotion { event } => {
-                let (Some(touch), Some(pos)) =
-                    (self.seat.get_touch(), self.absolute_position(&event))
-                else {
+                let (Some(touch), Some(pos)) = (self.seat.get_touch(), self.absolute_position(&event)) else {
                     return;
                 };
                 let under = self.surface_under(pos);
                 touch.motion(
                     self,
                     under,
-                    &TouchMotionEvent {
-                        slot: event.slot(),
-                        location: pos,
-                        time: event.time_msec(),
-                    },
+                    &TouchMotionEvent { slot: event.slot(), location: pos, time: event.time_msec() },
                 );
             }
             InputEvent::TouchUp { event } => {
@@ -171,11 +144,7 @@ impl State {
                 };
                 touch.up(
                     self,
-                    &UpEvent {
-                        slot: event.slot(),
-                        serial: SERIAL_COUNTER.next_serial(),
-                        time: event.time_msec(),
-                    },
+                    &UpEvent { slot: event.slot(), serial: SERIAL_COUNTER.next_serial(), time: event.time_msec() },
                 );
             }
             InputEvent::TouchFrame { .. } => {
@@ -201,27 +170,14 @@ impl State {
     }
 
     fn clamp_to_outputs(&self, pos: Point<f64, Logical>) -> Point<f64, Logical> {
-        if self
-            .outputs
-            .iter()
-            .filter_map(|o| self.space.output_geometry(o))
-            .any(|g| g.to_f64().contains(pos))
-        {
+        if self.outputs.iter().filter_map(|o| self.space.output_geometry(o)).any(|g| g.to_f64().contains(pos)) {
             return pos;
         }
-        let Some(geo) = self
-            .outputs
-            .first()
-            .and_then(|o| self.space.output_geometry(o))
-        else {
+        let Some(geo) = self.outputs.first().and_then(|o| self.space.output_geometry(o)) else {
             return pos;
         };
-        let x = pos
-            .x
-            .clamp(geo.loc.x as f64, (geo.loc.x + geo.size.w - 1) as f64);
-        let y = pos
-            .y
-            .clamp(geo.loc.y as f64, (geo.loc.y + geo.size.h - 1) as f64);
+        let x = pos.x.clamp(geo.loc.x as f64, (geo.loc.x + geo.size.w - 1) as f64);
+        let y = pos.y.clamp(geo.loc.y as f64, (geo.loc.y + geo.size.h - 1) as f64);
         (x, y).into()
     }
 }

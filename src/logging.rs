@@ -18,8 +18,7 @@ pub fn init(filter: &str) {
     let env_filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let under_systemd =
-        std::env::var_os("JOURNAL_STREAM").is_some() && std::env::var_os("INVOCATION_ID").is_some();
+    let under_systemd = std::env::var_os("JOURNAL_STREAM").is_some() && std::env::var_os("INVOCATION_ID").is_some();
     if under_systemd {
         if let Ok(journald) = tracing_journald::layer() {
             let _ = tracing_subscriber::registry()
@@ -29,8 +28,5 @@ pub fn init(filter: &str) {
             return;
         }
     }
-    let _ = tracing_subscriber::registry()
-        .with(env_filter)
-        .with(fmt::layer().with_writer(std::io::stderr))
-        .try_init();
+    let _ = tracing_subscriber::registry().with(env_filter).with(fmt::layer().with_writer(std::io::stderr)).try_init();
 }

@@ -9,6 +9,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Some(Command::Msg(args)) => vitrine::control::client::run(args),
+        Some(Command::Probe { json }) => {
+            let probe = vitrine::backend::drm::probe::probe();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&probe).unwrap_or_default());
+            } else {
+                print!("{}", vitrine::backend::drm::probe::human(&probe));
+            }
+            0
+        }
         Some(Command::CheckConfig { file }) => match Config::load(&file) {
             Ok(_) => {
                 println!("{}: ok", file.display());
@@ -27,10 +36,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            vitrine::logging::init(&vitrine::logging::filter_for(
-                &config.log.filter,
-                cli.run.verbose,
-            ));
+            vitrine::logging::init(&vitrine::logging::filter_for(&config.log.filter, cli.run.verbose));
             match &source {
                 Some(path) => tracing::info!(config = %path.display(), "configuration loaded"),
                 None => tracing::info!("no configuration file: using the built-in defaults"),

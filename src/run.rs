@@ -15,7 +15,7 @@ use smithay::utils::Clock;
 use smithay::wayland::dmabuf::DmabufState;
 use smithay::wayland::socket::ListeningSocketSource;
 
-use crate::backend::{self, Backend, BackendKind, Headless, Nested};
+use crate::backend::{self, Backend, BackendKind, Drm, Headless, Nested};
 use crate::cli::RunArgs;
 use crate::config::{self, Config};
 use crate::kiosk::app::{AppEvent, AppSupervisor};
@@ -30,12 +30,12 @@ pub fn load_config(args: &RunArgs) -> anyhow::Result<(Config, Option<PathBuf>)> 
 
 /// Run the compositor until it is asked to stop; returns the process exit status.
 pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
-    let (kind, why) =
-        backend::choose(args.backend, &|k| std::env::var(k).ok()).map_err(|e| anyhow!(e))?;
-    tracing::info!(backend = kind.name(), reason = %why, "backend chosen");
+    let choice = backend::choose(args.backend, &|k| std::env::var(k).ok(), &crate::backend::drm::usable_card)
+        .map_err(|e| anyhow!(e))?;
+    let kind = choice.kind;
+    tracing::info!(backend = kind.name(), reason = %choice.reason, "backend chosen");
 
-    let mut event_loop: EventLoop<'static, State> =
-        EventLoop::try_new().context("cannot create the event loop")?;
+    let mut event_loop: EventLoop<'static, State> = EventLoop::try_new().context("cannot create the event loop")?;
     let display: Display<State> = Display::new().context("cannot create the Wayland display")?;
     let dh = display.handle();
 
@@ -54,24 +54,13 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
         XkbConfig {
             layout: &kb.layout,
             variant: &kb.variant,
-            options: if kb.options.is_empty() {
-                None
-            } else {
-                Some(kb.options.clone())
-            },
+            options: if kb.options.is_empty() { None } else { Some(kb.options.clone()) },
             ..Default::default()
         },
         kb.repeat_delay_ms as i32,
         kb.repeat_rate as i32,
     )
-    .map_err(|e| {
-        anyhow!(
-            "keyboard layout '{}' variant '{}' options '{}': {e}",
-            kb.layout,
-            kb.variant,
-            kb.options
-        )
-    })?;
+    .map_err(|e| anyhow!("keyboard layout '{}' variant '{}' options '{}': {e}", kb.layout, kb.variant, kb.options))?;
     seat.add_pointer();
     seat.add_touch();
 
@@ -108,29 +97,23 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
     };
 
     match kind {
+        BackendKind::Drm => {
+            let card = choice.card.clone().ok_or_else(|| anyhow!("no DRM device"))?;
+            Drm::start(&mut state, &card).map_err(|e| anyhow!(e))?;
+        }
         BackendKind::Headless => {
-            let specs = if args.outputs.is_empty() {
-                config.outputs.headless.clone()
-            } else {
-                args.outputs.clone()
-            };
+            let specs = if args.outputs.is_empty() { config.outputs.headless.clone() } else { args.outputs.clone() };
             Headless::create_outputs(&mut state, &specs).map_err(|e| anyhow!(e))?;
         }
         BackendKind::Nested => {
-            let spec = args
-                .outputs
-                .first()
-                .copied()
-                .unwrap_or(config.outputs.nested);
+            let spec = args.outputs.first().copied().unwrap_or(config.outputs.nested);
             Nested::start(&mut state, spec).map_err(|e| anyhow!(e))?;
         }
     }
 
     match state.backend.dmabuf_feedback() {
         Ok(feedback) => {
-            let global = state
-                .dmabuf_state
-                .create_global_with_default_feedback::<State>(&dh, &feedback);
+            let global = state.dmabuf_state.create_global_with_default_feedback::<State>(&dh, &feedback);
             state.dmabuf_global = Some(global);
             tracing::info!("linux-dmabuf v5 advertised with default feedback");
         }
@@ -140,32 +123,25 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
     event_loop
         .handle()
         .insert_source(socket, |stream, _, state| {
-            if let Err(err) = state
-                .display_handle
-                .insert_client(stream, State::new_client_data())
-            {
+            if let Err(err) = state.display_handle.insert_client(stream, State::new_client_data()) {
                 tracing::warn!(%err, "cannot accept a client");
             }
         })
         .map_err(|e| anyhow!("cannot watch the Wayland socket: {e}"))?;
     event_loop
         .handle()
-        .insert_source(
-            Generic::new(display, Interest::READ, Mode::Level),
-            |_, display, state| {
-                // SAFETY: the display is not dropped while the loop runs.
-                if let Err(err) = unsafe { display.get_mut().dispatch_clients(state) } {
-                    tracing::error!(%err, "dispatching clients failed");
-                }
-                Ok(PostAction::Continue)
-            },
-        )
+        .insert_source(Generic::new(display, Interest::READ, Mode::Level), |_, display, state| {
+            // SAFETY: the display is not dropped while the loop runs.
+            if let Err(err) = unsafe { display.get_mut().dispatch_clients(state) } {
+                tracing::error!(%err, "dispatching clients failed");
+            }
+            Ok(PostAction::Continue)
+        })
         .map_err(|e| anyhow!("cannot watch the Wayland display: {e}"))?;
 
     let runtime_dir = crate::control::runtime_dir().map_err(|e| anyhow!(e))?;
     let control_path = crate::control::socket_path(&runtime_dir, &socket_name);
-    let _control =
-        crate::control::server::start(&mut state, &control_path).map_err(|e| anyhow!(e))?;
+    let _control = crate::control::server::start(&mut state, &control_path).map_err(|e| anyhow!(e))?;
 
     watch_signals(&mut state)?;
     if let Some(path) = &args.screenshot_on_start {
@@ -181,10 +157,7 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
     if !args.app.is_empty() {
         let env = vec![
             ("WAYLAND_DISPLAY".to_string(), socket_name.clone()),
-            (
-                "VITRINE_SOCKET".to_string(),
-                control_path.display().to_string(),
-            ),
+            ("VITRINE_SOCKET".to_string(), control_path.display().to_string()),
             ("XDG_SESSION_TYPE".to_string(), "wayland".to_string()),
         ];
         let mut app = AppSupervisor::new(
@@ -200,24 +173,17 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
         state.kiosk.app = Some(app);
         event_loop
             .handle()
-            .insert_source(
-                Timer::from_duration(Duration::from_millis(50)),
-                |_, _, state| {
-                    if let Some(AppEvent::ExitWith(code)) =
-                        state.kiosk.app.as_mut().map(|a| a.poll())
-                    {
-                        state.quit(code);
-                    }
-                    TimeoutAction::ToDuration(Duration::from_millis(50))
-                },
-            )
+            .insert_source(Timer::from_duration(Duration::from_millis(50)), |_, _, state| {
+                if let Some(AppEvent::ExitWith(code)) = state.kiosk.app.as_mut().map(|a| a.poll()) {
+                    state.quit(code);
+                }
+                TimeoutAction::ToDuration(Duration::from_millis(50))
+            })
             .map_err(|e| anyhow!("cannot watch the kiosk app: {e}"))?;
     }
 
     while state.exit_code.is_none() {
-        event_loop
-            .dispatch(Some(Duration::from_millis(100)), &mut state)
-            .context("event loop failed")?;
+        event_loop.dispatch(Some(Duration::from_millis(100)), &mut state).context("event loop failed")?;
         state.space.refresh();
         state.popups.cleanup();
         let _ = state.display_handle.flush_clients();
@@ -226,6 +192,9 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
     if let Some(app) = state.kiosk.app.as_mut() {
         app.stop();
     }
+    if let Backend::Drm(drm) = &mut state.backend {
+        drm.stop();
+    }
     let code = state.exit_code.unwrap_or(0);
     tracing::info!(code, "vitrine stopped");
     Ok(code)
@@ -233,8 +202,7 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
 
 fn watch_signals(state: &mut State) -> anyhow::Result<()> {
     use calloop::signals::{Signal, Signals};
-    let signals =
-        Signals::new(&[Signal::SIGINT, Signal::SIGTERM]).context("cannot watch SIGINT/SIGTERM")?;
+    let signals = Signals::new(&[Signal::SIGINT, Signal::SIGTERM]).context("cannot watch SIGINT/SIGTERM")?;
     state
         .loop_handle
         .insert_source(signals, |event, _, state| {
@@ -249,9 +217,8 @@ fn watch_signals(state: &mut State) -> anyhow::Result<()> {
 fn screenshot_on_start(state: &mut State, path: PathBuf) {
     let started = Instant::now();
     let mut drawn_since: Option<Instant> = None;
-    let result = state
-        .loop_handle
-        .insert_source(Timer::from_duration(Duration::from_millis(200)), move |_, _, state| {
+    let result =
+        state.loop_handle.insert_source(Timer::from_duration(Duration::from_millis(200)), move |_, _, state| {
             let drawn = state.kiosk.stack.iter().any(|w| w.geometry().size.w > 0);
             if drawn && drawn_since.is_none() {
                 drawn_since = Some(Instant::now());

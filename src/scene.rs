@@ -24,10 +24,7 @@ pub enum CursorSource {
     /// vitrine's own cursor (the client asked for the default one).
     Default,
     /// A client's cursor surface; the hotspot is subtracted from the layer's position.
-    Surface {
-        surface: WlSurface,
-        hotspot: Point<i32, Logical>,
-    },
+    Surface { surface: WlSurface, hotspot: Point<i32, Logical> },
 }
 
 #[derive(Debug, Clone)]

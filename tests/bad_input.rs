@@ -20,11 +20,7 @@ fn vitrine_cmd() -> Command {
 fn malformed_config_refuses_to_start_with_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
-    std::fs::write(
-        &path,
-        "[kiosk]\non_app_exit = \"exit\"\nfrobnicate = true\n",
-    )
-    .unwrap();
+    std::fs::write(&path, "[kiosk]\non_app_exit = \"exit\"\nfrobnicate = true\n").unwrap();
     let out = vitrine_cmd()
         .args(["--backend", "headless", "--config"])
         .arg(&path)
@@ -42,30 +38,18 @@ fn check_config_reports_errors_and_accepts_the_shipped_default() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[background]\ncolor = \"#12345\"\n").unwrap();
-    let out = vitrine_cmd()
-        .arg("check-config")
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = vitrine_cmd().arg("check-config").arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(":2:9:") && err.contains("#rrggbb"), "{err}");
 
     let good = concat!(env!("CARGO_MANIFEST_DIR"), "/resources/vitrine.toml");
     let out = vitrine_cmd().args(["check-config", good]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
 
     let missing = dir.path().join("missing.toml");
-    let out = vitrine_cmd()
-        .arg("check-config")
-        .arg(&missing)
-        .output()
-        .unwrap();
+    let out = vitrine_cmd().arg("check-config").arg(&missing).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml: cannot read"));
 }
@@ -101,9 +85,7 @@ fn malformed_control_requests_get_errors_and_disturb_nothing() {
     vitrine.wait_for_pixels("before", Duration::from_secs(20), |img| covered(img) > 0.1);
 
     let stream = UnixStream::connect(vitrine.control_path()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
     for bad in [
@@ -120,10 +102,7 @@ fn malformed_control_requests_get_errors_and_disturb_nothing() {
         reader.read_line(&mut line).unwrap();
         let reply: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(reply["ok"], false, "{bad} was accepted: {line}");
-        assert!(
-            reply["error"].as_str().is_some_and(|e| !e.is_empty()),
-            "{bad}: {line}"
-        );
+        assert!(reply["error"].as_str().is_some_and(|e| !e.is_empty()), "{bad}: {line}");
     }
     // The same connection still works for a good request.
     writeln!(writer, "{{\"cmd\":\"version\"}}").unwrap();
@@ -171,11 +150,7 @@ fn msg_finds_the_socket_and_prints_for_humans_and_scripts() {
             .env_remove("VITRINE_SOCKET")
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let human = run(&["outputs"]);
@@ -187,9 +162,5 @@ fn msg_finds_the_socket_and_prints_for_humans_and_scripts() {
     assert!(out.contains("written to"), "{out}");
     let image = vitrine::render::RgbaImage::load_png(&shot).unwrap();
     assert_eq!((image.width, image.height), (640, 480));
-    assert_eq!(
-        image.pixel(10, 10)[..3],
-        common::BG,
-        "an empty output shows the configured background"
-    );
+    assert_eq!(image.pixel(10, 10)[..3], common::BG, "an empty output shows the configured background");
 }

@@ -36,17 +36,11 @@ fn wayland_info_lists_every_global() {
             .unwrap_or_else(|| panic!("{interface} not advertised:\n{out}"));
         if let Some(v) = version {
             let line = line.split_whitespace().collect::<Vec<_>>().join(" ");
-            assert!(
-                line.contains(&format!("version: {v},")),
-                "{interface} at the wrong version: {line}"
-            );
+            assert!(line.contains(&format!("version: {v},")), "{interface} at the wrong version: {line}");
         }
     }
     // The seat has all three capabilities.
-    assert!(
-        out.contains("keyboard") && out.contains("pointer") && out.contains("touch"),
-        "{out}"
-    );
+    assert!(out.contains("keyboard") && out.contains("pointer") && out.contains("touch"), "{out}");
     // No DRM device on the headless backend: no linux-dmabuf, and the log says why.
     assert!(!out.contains("zwp_linux_dmabuf_v1"), "{out}");
     let log = vitrine.log();
@@ -61,25 +55,15 @@ fn weston_simple_shm_is_shown_centred() {
     let mut vitrine = Vitrine::headless("simple-shm");
     vitrine.spawn_client("weston-simple-shm", &[]);
     // simple-shm draws a 250x250 pattern and ignores the fullscreen size: vitrine centres it.
-    let image = vitrine.wait_for_pixels("drawn", SECS(20), |img| {
-        img.fraction_differing((220, 140, 200, 200), common::BG, 8) > 0.95
-    });
-    assert!(
-        image.fraction_differing((0, 0, 100, 100), common::BG, 8) < 0.01,
-        "corner is not background"
-    );
-    assert!(
-        image.distinct_colors() > 50,
-        "the pattern has too few colours"
-    );
+    let image = vitrine
+        .wait_for_pixels("drawn", SECS(20), |img| img.fraction_differing((220, 140, 200, 200), common::BG, 8) > 0.95);
+    assert!(image.fraction_differing((0, 0, 100, 100), common::BG, 8) < 0.01, "corner is not background");
+    assert!(image.distinct_colors() > 50, "the pattern has too few colours");
     assert_eq!(vitrine.app_ids(), ["org.freedesktop.weston.simple-shm"]);
     let clients = vitrine.clients_json();
     let surface = &clients["clients"][0]["surfaces"][0];
     assert_eq!(surface["output"], "HEADLESS-1");
-    assert_eq!(
-        surface["focused"], true,
-        "the newest toplevel has keyboard focus"
-    );
+    assert_eq!(surface["focused"], true, "the newest toplevel has keyboard focus");
 }
 
 #[test]
@@ -88,21 +72,9 @@ fn weston_simple_egl_renders_through_llvmpipe() {
     vitrine.spawn_client("weston-simple-egl", &["-f"]);
     // The rotating triangle: its red, green and blue corners must all be on screen.
     vitrine.wait_for_pixels("triangle", SECS(30), |img| {
-        let red = img
-            .data
-            .chunks_exact(4)
-            .filter(|p| p[0] > 180 && p[1] < 70 && p[2] < 70)
-            .count();
-        let green = img
-            .data
-            .chunks_exact(4)
-            .filter(|p| p[1] > 180 && p[0] < 70 && p[2] < 70)
-            .count();
-        let blue = img
-            .data
-            .chunks_exact(4)
-            .filter(|p| p[2] > 180 && p[0] < 70 && p[1] < 70)
-            .count();
+        let red = img.data.chunks_exact(4).filter(|p| p[0] > 180 && p[1] < 70 && p[2] < 70).count();
+        let green = img.data.chunks_exact(4).filter(|p| p[1] > 180 && p[0] < 70 && p[2] < 70).count();
+        let blue = img.data.chunks_exact(4).filter(|p| p[2] > 180 && p[0] < 70 && p[1] < 70).count();
         red > 50 && green > 50 && blue > 50
     });
 }
@@ -133,11 +105,7 @@ fn weston_presentation_shm_receives_feedback_at_the_refresh_rate() {
         .filter_map(|l| l.split("p2p ").nth(1))
         .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
         .collect();
-    assert!(
-        p2p.len() >= 60,
-        "only {} presentation feedbacks in 3 s:\n{stdout}",
-        p2p.len()
-    );
+    assert!(p2p.len() >= 60, "only {} presentation feedbacks in 3 s:\n{stdout}", p2p.len());
     let mut sorted = p2p[5..].to_vec();
     sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let median_us = sorted[sorted.len() / 2];
@@ -152,19 +120,14 @@ fn weston_presentation_shm_receives_feedback_at_the_refresh_rate() {
 fn weston_subsurfaces_are_composited() {
     let mut vitrine = Vitrine::headless("subsurfaces");
     vitrine.spawn_client("weston-subsurfaces", &[]);
-    let image = vitrine.wait_for_pixels("drawn", SECS(30), |img| {
-        covered(img) > 0.1 && img.distinct_colors() > 10
-    });
+    let image = vitrine.wait_for_pixels("drawn", SECS(30), |img| covered(img) > 0.1 && img.distinct_colors() > 10);
     assert!(image.distinct_colors() > 10);
 }
 
 #[test]
 fn foot_terminal_fills_the_output() {
     let mut vitrine = Vitrine::headless("foot");
-    vitrine.spawn_client(
-        "foot",
-        &["-e", "sh", "-c", "echo vitrine-foot-test; sleep 60"],
-    );
+    vitrine.spawn_client("foot", &["-e", "sh", "-c", "echo vitrine-foot-test; sleep 60"]);
     vitrine.wait_for_pixels("fullscreen", SECS(30), |img| covered(img) > 0.99);
     assert_eq!(vitrine.app_ids(), ["foot"]);
 }
@@ -173,14 +136,8 @@ fn foot_terminal_fills_the_output() {
 fn gtk3_demo_fills_the_output() {
     let mut vitrine = Vitrine::headless("gtk3-demo");
     vitrine.spawn_client("gtk3-demo", &[]);
-    vitrine.wait_for_pixels("fullscreen", SECS(40), |img| {
-        covered(img) > 0.99 && img.distinct_colors() > 20
-    });
-    assert!(
-        vitrine.app_ids().iter().any(|id| id.contains("gtk3-demo")),
-        "{:?}",
-        vitrine.app_ids()
-    );
+    vitrine.wait_for_pixels("fullscreen", SECS(40), |img| covered(img) > 0.99 && img.distinct_colors() > 20);
+    assert!(vitrine.app_ids().iter().any(|id| id.contains("gtk3-demo")), "{:?}", vitrine.app_ids());
 }
 
 #[test]

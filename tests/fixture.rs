@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 
 use wayland_client::globals::{registry_queue_init, GlobalListContents};
 use wayland_client::protocol::{
-    wl_buffer::WlBuffer, wl_compositor::WlCompositor, wl_keyboard, wl_keyboard::WlKeyboard,
-    wl_registry::WlRegistry, wl_seat::WlSeat, wl_shm, wl_shm::WlShm, wl_shm_pool::WlShmPool,
-    wl_surface::WlSurface,
+    wl_buffer::WlBuffer, wl_compositor::WlCompositor, wl_keyboard, wl_keyboard::WlKeyboard, wl_registry::WlRegistry,
+    wl_seat::WlSeat, wl_shm, wl_shm::WlShm, wl_shm_pool::WlShmPool, wl_surface::WlSurface,
 };
 use wayland_client::{delegate_noop, Connection, Dispatch, EventQueue, Proxy, QueueHandle, WEnum};
 use wayland_protocols::xdg::decoration::zv1::client::{
@@ -58,11 +57,7 @@ impl Server {
         let socket = format!("fixture-{name}-{}", std::process::id());
         let args = RunArgs {
             backend: BackendChoice::Headless,
-            outputs: vec![OutputSpec {
-                width: 640,
-                height: 480,
-                refresh_mhz: 60_000,
-            }],
+            outputs: vec![OutputSpec { width: 640, height: 480, refresh_mhz: 60_000 }],
             socket: Some(socket.clone()),
             ..Default::default()
         };
@@ -72,17 +67,10 @@ impl Server {
         let control = vitrine::control::socket_path(dir, &socket);
         let deadline = Instant::now() + Duration::from_secs(20);
         while request(&control, &Request::Version).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the in-process server did not start"
-            );
+            assert!(Instant::now() < deadline, "the in-process server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Server {
-            socket,
-            control,
-            thread: Some(thread),
-        }
+        Server { socket, control, thread: Some(thread) }
     }
 
     fn connect(&self) -> Connection {
@@ -92,14 +80,7 @@ impl Server {
 
     fn screenshot(&self) -> RgbaImage {
         let path = runtime().join(format!("{}.png", self.socket));
-        let reply = request(
-            &self.control,
-            &Request::Screenshot {
-                output: None,
-                path: path.clone(),
-            },
-        )
-        .unwrap();
+        let reply = request(&self.control, &Request::Screenshot { output: None, path: path.clone() }).unwrap();
         assert!(reply.ok, "{:?}", reply.error);
         RgbaImage::load_png(&path).unwrap()
     }
@@ -121,10 +102,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = request(&self.control, &Request::Quit);
         if let Some(t) = self.thread.take() {
-            let code = t
-                .join()
-                .expect("server thread panicked")
-                .expect("server failed");
+            let code = t.join().expect("server thread panicked").expect("server failed");
             assert_eq!(code, 0);
         }
     }
@@ -175,11 +153,7 @@ fn toplevel(g: &Globals, qh: &QueueHandle<Client>, app_id: &str) -> Window {
     let toplevel = xdg.get_toplevel(qh, ());
     toplevel.set_app_id(app_id.into());
     surface.commit();
-    Window {
-        surface,
-        xdg,
-        toplevel,
-    }
+    Window { surface, xdg, toplevel }
 }
 
 /// A solid XRGB8888 buffer.
@@ -197,17 +171,10 @@ fn solid_buffer(g: &Globals, qh: &QueueHandle<Client>, w: i32, h: i32, rgb: [u8;
     buffer
 }
 
-fn dispatch_until(
-    queue: &mut EventQueue<Client>,
-    client: &mut Client,
-    mut done: impl FnMut(&Client) -> bool,
-) {
+fn dispatch_until(queue: &mut EventQueue<Client>, client: &mut Client, mut done: impl FnMut(&Client) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !done(client) {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for the compositor"
-        );
+        assert!(Instant::now() < deadline, "timed out waiting for the compositor");
         queue.roundtrip(client).unwrap();
     }
 }
@@ -219,28 +186,16 @@ fn wait_for_pixel(server: &Server, x: u32, y: u32, rgb: [u8; 3]) -> RgbaImage {
         if image.pixel(x, y)[..3] == rgb {
             return image;
         }
-        assert!(
-            Instant::now() < deadline,
-            "({x},{y}) is {:?}, not {rgb:?}",
-            image.pixel(x, y)
-        );
+        assert!(Instant::now() < deadline, "({x},{y}) is {:?}, not {rgb:?}", image.pixel(x, y));
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 /// Wait for the first configure, ack it, and draw a full-size buffer of `rgb`.
-fn map(
-    g: &Globals,
-    queue: &mut EventQueue<Client>,
-    client: &mut Client,
-    w: &Window,
-    rgb: [u8; 3],
-) -> (i32, i32) {
+fn map(g: &Globals, queue: &mut EventQueue<Client>, client: &mut Client, w: &Window, rgb: [u8; 3]) -> (i32, i32) {
     let id = w.toplevel.id().protocol_id();
     let xid = w.xdg.id().protocol_id();
-    dispatch_until(queue, client, |c| {
-        c.configures.contains_key(&id) && c.pending_serial.contains_key(&xid)
-    });
+    dispatch_until(queue, client, |c| c.configures.contains_key(&id) && c.pending_serial.contains_key(&xid));
     let (width, height, _) = client.configures[&id].clone();
     w.xdg.ack_configure(client.pending_serial[&xid]);
     let buffer = solid_buffer(g, &queue.handle(), width, height, rgb);
@@ -261,21 +216,11 @@ fn a_toplevel_is_configured_fullscreen_and_shown_on_the_whole_output() {
     let (width, height) = map(&g, &mut queue, &mut client, &w, [0x11, 0x88, 0x22]);
     assert_eq!((width, height), (640, 480), "configured to the output size");
     let states = &client.configures[&w.toplevel.id().protocol_id()].2;
-    assert!(
-        states.contains(&(xdg_toplevel::State::Fullscreen as u32)),
-        "{states:?}"
-    );
-    assert!(
-        states.contains(&(xdg_toplevel::State::Activated as u32)),
-        "{states:?}"
-    );
+    assert!(states.contains(&(xdg_toplevel::State::Fullscreen as u32)), "{states:?}");
+    assert!(states.contains(&(xdg_toplevel::State::Activated as u32)), "{states:?}");
     let image = wait_for_pixel(&server, 320, 240, [0x11, 0x88, 0x22]);
     for (x, y) in [(0, 0), (639, 0), (0, 479), (639, 479)] {
-        assert_eq!(
-            image.pixel(x, y)[..3],
-            [0x11, 0x88, 0x22],
-            "({x},{y}) is not covered"
-        );
+        assert_eq!(image.pixel(x, y)[..3], [0x11, 0x88, 0x22], "({x},{y}) is not covered");
     }
     assert_eq!(server.app_ids(), ["fixture.fullscreen"]);
 }
@@ -286,13 +231,7 @@ fn a_buffer_before_the_first_ack_disconnects_only_that_client() {
     let good_conn = server.connect();
     let (good, mut good_queue, mut good_client) = setup(&good_conn);
     let good_window = toplevel(&good, &good_queue.handle(), "fixture.good");
-    map(
-        &good,
-        &mut good_queue,
-        &mut good_client,
-        &good_window,
-        [0x20, 0x40, 0xa0],
-    );
+    map(&good, &mut good_queue, &mut good_client, &good_window, [0x20, 0x40, 0xa0]);
     wait_for_pixel(&server, 320, 240, [0x20, 0x40, 0xa0]);
 
     let bad_conn = server.connect();
@@ -307,11 +246,7 @@ fn a_buffer_before_the_first_ack_disconnects_only_that_client() {
     let result = bad_queue.roundtrip(&mut bad_client);
     assert!(result.is_err(), "the violating client was not disconnected");
     let err = bad_conn.protocol_error().expect("a protocol error");
-    assert_eq!(
-        err.code,
-        xdg_surface::Error::UnconfiguredBuffer as u32,
-        "{err:?}"
-    );
+    assert_eq!(err.code, xdg_surface::Error::UnconfiguredBuffer as u32, "{err:?}");
     assert_eq!(err.object_interface, "xdg_surface");
 
     // The well-behaved client and the compositor carry on.
@@ -328,41 +263,27 @@ fn decorations_are_server_side_and_focus_follows_the_newest_mapped_toplevel() {
     let qh = queue.handle();
 
     let first = toplevel(&g, &qh, "fixture.first");
-    let decoration = g
-        .decoration
-        .get_toplevel_decoration(&first.toplevel, &qh, ());
+    let decoration = g.decoration.get_toplevel_decoration(&first.toplevel, &qh, ());
     decoration.set_mode(zxdg_toplevel_decoration_v1::Mode::ClientSide);
     first.surface.commit();
     map(&g, &mut queue, &mut client, &first, [0x10, 0x10, 0x10]);
-    assert_eq!(
-        client.decoration_mode,
-        Some(zxdg_toplevel_decoration_v1::Mode::ServerSide)
-    );
-    dispatch_until(&mut queue, &mut client, |c| {
-        c.keyboard_focus == Some(first.surface.id().protocol_id())
-    });
+    assert_eq!(client.decoration_mode, Some(zxdg_toplevel_decoration_v1::Mode::ServerSide));
+    dispatch_until(&mut queue, &mut client, |c| c.keyboard_focus == Some(first.surface.id().protocol_id()));
 
     // A second toplevel: created but not yet drawn, it does not take focus...
     let second = toplevel(&g, &qh, "fixture.second");
     queue.roundtrip(&mut client).unwrap();
-    assert_eq!(
-        client.keyboard_focus,
-        Some(first.surface.id().protocol_id())
-    );
+    assert_eq!(client.keyboard_focus, Some(first.surface.id().protocol_id()));
     // ...once it has drawn, it has focus and is what the output shows.
     map(&g, &mut queue, &mut client, &second, [0x90, 0x30, 0x30]);
-    dispatch_until(&mut queue, &mut client, |c| {
-        c.keyboard_focus == Some(second.surface.id().protocol_id())
-    });
+    dispatch_until(&mut queue, &mut client, |c| c.keyboard_focus == Some(second.surface.id().protocol_id()));
     wait_for_pixel(&server, 320, 240, [0x90, 0x30, 0x30]);
 
     // Closing it returns focus, and the screen, to the first.
     second.toplevel.destroy();
     second.xdg.destroy();
     second.surface.destroy();
-    dispatch_until(&mut queue, &mut client, |c| {
-        c.keyboard_focus == Some(first.surface.id().protocol_id())
-    });
+    dispatch_until(&mut queue, &mut client, |c| c.keyboard_focus == Some(first.surface.id().protocol_id()));
     wait_for_pixel(&server, 320, 240, [0x10, 0x10, 0x10]);
 }
 
@@ -379,14 +300,7 @@ impl Dispatch<WlRegistry, GlobalListContents> for Client {
 }
 
 impl Dispatch<XdgWmBase, ()> for Client {
-    fn event(
-        _: &mut Self,
-        wm: &XdgWmBase,
-        event: xdg_wm_base::Event,
-        _: &(),
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
+    fn event(_: &mut Self, wm: &XdgWmBase, event: xdg_wm_base::Event, _: &(), _: &Connection, _: &QueueHandle<Self>) {
         if let xdg_wm_base::Event::Ping { serial } = event {
             wm.pong(serial);
         }
@@ -417,19 +331,9 @@ impl Dispatch<XdgToplevel, ()> for Client {
         _: &Connection,
         _: &QueueHandle<Self>,
     ) {
-        if let xdg_toplevel::Event::Configure {
-            width,
-            height,
-            states,
-        } = event
-        {
-            let states = states
-                .chunks_exact(4)
-                .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            state
-                .configures
-                .insert(t.id().protocol_id(), (width, height, states));
+        if let xdg_toplevel::Event::Configure { width, height, states } = event {
+            let states = states.chunks_exact(4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect();
+            state.configures.insert(t.id().protocol_id(), (width, height, states));
         }
     }
 }
@@ -443,10 +347,7 @@ impl Dispatch<ZxdgToplevelDecorationV1, ()> for Client {
         _: &Connection,
         _: &QueueHandle<Self>,
     ) {
-        if let zxdg_toplevel_decoration_v1::Event::Configure {
-            mode: WEnum::Value(mode),
-        } = event
-        {
+        if let zxdg_toplevel_decoration_v1::Event::Configure { mode: WEnum::Value(mode) } = event {
             state.decoration_mode = Some(mode);
         }
     }
@@ -462,9 +363,7 @@ impl Dispatch<WlKeyboard, ()> for Client {
         _: &QueueHandle<Self>,
     ) {
         match event {
-            wl_keyboard::Event::Enter { surface, .. } => {
-                state.keyboard_focus = Some(surface.id().protocol_id())
-            }
+            wl_keyboard::Event::Enter { surface, .. } => state.keyboard_focus = Some(surface.id().protocol_id()),
             wl_keyboard::Event::Leave { .. } => state.keyboard_focus = None,
             _ => {}
         }

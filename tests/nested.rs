@@ -39,15 +39,9 @@ impl Parent {
             .spawn()
             .expect("start the parent compositor");
         let mut parent = Parent { child, socket, log };
-        let up = common::wait_until(Duration::from_secs(60), || {
-            runtime.join(&parent.socket).exists()
-        });
+        let up = common::wait_until(Duration::from_secs(60), || runtime.join(&parent.socket).exists());
         let alive = matches!(parent.child.try_wait(), Ok(None));
-        assert!(
-            up && alive,
-            "the parent compositor did not start:\n{}",
-            common::read(&parent.log)
-        );
+        assert!(up && alive, "the parent compositor did not start:\n{}", common::read(&parent.log));
         parent
     }
 }
@@ -101,9 +95,7 @@ fn nested_in_weston_the_parent_shows_the_client() {
     let mut vitrine = nested_vitrine("nested-weston", runtime.path(), &parent, "800x600");
     let version = vitrine.ok(&Request::Version);
     assert_eq!(version["backend"], "nested");
-    assert!(vitrine
-        .log()
-        .contains("running as a window in that session"));
+    assert!(vitrine.log().contains("running as a window in that session"));
     vitrine.spawn_client("weston-simple-shm", &[]);
     vitrine.wait_for_pixels("own", Duration::from_secs(30), |img| covered(img) > 0.05);
 
@@ -124,12 +116,7 @@ fn nested_in_weston_the_parent_shows_the_client() {
         if !status.map(|s| s.success()).unwrap_or(false) {
             return false;
         }
-        let Some(png) = std::fs::read_dir(shots.path())
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .next()
-        else {
+        let Some(png) = std::fs::read_dir(shots.path()).unwrap().flatten().map(|e| e.path()).next() else {
             return false;
         };
         let Ok(image) = RgbaImage::load_png(&png) else {
@@ -167,18 +154,10 @@ fn nested_in_kwin_the_window_is_resized_and_the_client_renders() {
     std::fs::copy("/usr/bin/kwin_wayland", &kwin).expect("copy kwin_wayland");
     let socket = common::unique("kwin");
     let mut cmd = Command::new(&kwin);
-    cmd.args([
-        "--virtual",
-        "--width",
-        "1024",
-        "--height",
-        "768",
-        "--no-lockscreen",
-        "--no-global-shortcuts",
-    ])
-    .args(["--socket", &socket])
-    .env("XDG_CONFIG_HOME", runtime.path().join("config"))
-    .env("QT_QPA_PLATFORM", "wayland");
+    cmd.args(["--virtual", "--width", "1024", "--height", "768", "--no-lockscreen", "--no-global-shortcuts"])
+        .args(["--socket", &socket])
+        .env("XDG_CONFIG_HOME", runtime.path().join("config"))
+        .env("QT_QPA_PLATFORM", "wayland");
     let parent = Parent::start(cmd, runtime.path(), socket, "nested-kwin");
 
     // Ask for a window larger than KWin's screen: KWin constrains it, and vitrine follows.
@@ -188,33 +167,17 @@ fn nested_in_kwin_the_window_is_resized_and_the_client_renders() {
     let resized = common::wait_until(Duration::from_secs(30), || {
         let outputs = vitrine.ok(&Request::Outputs);
         let o = &outputs["outputs"][0];
-        size = (
-            o["width"].as_i64().unwrap_or(0),
-            o["height"].as_i64().unwrap_or(0),
-        );
+        size = (o["width"].as_i64().unwrap_or(0), o["height"].as_i64().unwrap_or(0));
         size.0 > 0 && size.0 <= 1024 && size.1 <= 768
     });
-    assert!(
-        resized,
-        "KWin did not resize vitrine's 1600x1200 window (output is {size:?}); log:\n{}",
-        vitrine.log()
-    );
-    assert!(vitrine
-        .log()
-        .contains("window resized by the parent session"));
+    assert!(resized, "KWin did not resize vitrine's 1600x1200 window (output is {size:?}); log:\n{}", vitrine.log());
+    assert!(vitrine.log().contains("window resized by the parent session"));
 
     vitrine.spawn_client("weston-simple-shm", &[]);
     let image = vitrine.wait_for_pixels("client", Duration::from_secs(30), |img| {
         let (w, h) = (img.width, img.height);
         img.fraction_differing((w / 2 - 100, h / 2 - 100, 200, 200), BG, 8) > 0.95
     });
-    assert_eq!(
-        (image.width as i64, image.height as i64),
-        size,
-        "the screenshot has the window's new size"
-    );
-    assert!(
-        image.fraction_differing((0, 0, 50, 50), BG, 8) < 0.01,
-        "vitrine's background fills the window"
-    );
+    assert_eq!((image.width as i64, image.height as i64), size, "the screenshot has the window's new size");
+    assert!(image.fraction_differing((0, 0, 50, 50), BG, 8) < 0.01, "vitrine's background fills the window");
 }

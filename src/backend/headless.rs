@@ -35,13 +35,8 @@ pub struct Headless {
 
 impl Headless {
     pub fn new() -> Result<Self, String> {
-        let renderer =
-            PixmanRenderer::new().map_err(|e| format!("cannot create the pixman renderer: {e}"))?;
-        Ok(Headless {
-            renderer,
-            painter: Painter::default(),
-            outputs: Vec::new(),
-        })
+        let renderer = PixmanRenderer::new().map_err(|e| format!("cannot create the pixman renderer: {e}"))?;
+        Ok(Headless { renderer, painter: Painter::default(), outputs: Vec::new() })
     }
 
     /// Create the virtual outputs and their repaint timers.
@@ -49,13 +44,7 @@ impl Headless {
         let mut x = 0;
         for (i, spec) in specs.iter().enumerate() {
             let name = format!("HEADLESS-{}", i + 1);
-            let output = super::add_output(
-                &state.display_handle,
-                &name,
-                "headless",
-                *spec,
-                (x, 0).into(),
-            );
+            let output = super::add_output(&state.display_handle, &name, "headless", *spec, (x, 0).into());
             x += spec.width as i32;
             let crate::backend::Backend::Headless(h) = &mut state.backend else {
                 return Err("not the headless backend".into());
@@ -81,11 +70,7 @@ impl Headless {
     }
 
     pub fn screenshot(&mut self, output: &Output, scene: &Scene) -> Result<RgbaImage, String> {
-        let slot = self
-            .outputs
-            .iter()
-            .find(|o| &o.output == output)
-            .ok_or("unknown output")?;
+        let slot = self.outputs.iter().find(|o| &o.output == output).ok_or("unknown output")?;
         let size = slot.size;
         let elements = self.painter.elements(&mut self.renderer, scene, 1.0);
         capture::<_, Image<'static, 'static>>(&mut self.renderer, size, &elements, scene.background)
@@ -125,13 +110,9 @@ fn repaint(state: &mut State, name: &str) {
         }
     };
     // The same buffer is reused every frame, so its age is always 1.
-    if let Err(err) = slot.damage.render_output(
-        &mut h.renderer,
-        &mut framebuffer,
-        1,
-        &elements,
-        Color32F::from(scene.background),
-    ) {
+    if let Err(err) =
+        slot.damage.render_output(&mut h.renderer, &mut framebuffer, 1, &elements, Color32F::from(scene.background))
+    {
         tracing::error!(output = name, ?err, "repaint failed");
     }
     slot.seq += 1;

@@ -1,8 +1,11 @@
 //! Backends turn scenes into pixels: `headless` composites into memory, `nested` into a window of
 //! another Wayland (or X11) session. The DRM backend with its plane planner comes next.
 
+pub mod drm;
 pub mod headless;
 pub mod nested;
+
+use std::path::PathBuf;
 
 use smithay::backend::allocator::dmabuf::Dmabuf;
 use smithay::output::{Mode, Output, PhysicalProperties, Scale, Subpixel};
@@ -12,15 +15,16 @@ use smithay::wayland::dmabuf::DmabufFeedback;
 
 use crate::cli::{BackendChoice, OutputSpec};
 use crate::render::RgbaImage;
-use crate::scene::Scene;
 use crate::state::State;
 
+pub use self::drm::Drm;
 pub use headless::Headless;
 pub use nested::Nested;
 
 /// Which backend runs, decided once at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
+    Drm,
     Headless,
     Nested,
 }
@@ -28,49 +32,71 @@ pub enum BackendKind {
 impl BackendKind {
     pub fn name(self) -> &'static str {
         match self {
+            BackendKind::Drm => "drm",
             BackendKind::Headless => "headless",
             BackendKind::Nested => "nested",
         }
     }
 }
 
-/// Pick a backend for `--backend`, with the reason that is logged.
+/// The backend chosen, why, and for DRM the card to drive.
+#[derive(Debug)]
+pub struct Choice {
+    pub kind: BackendKind,
+    pub reason: String,
+    pub card: Option<PathBuf>,
+}
+
+/// Pick a backend for `--backend`, with the reason that is logged. `drm` finds a card vitrine
+/// can drive (atomic KMS, DRM master, a connected connector) or says why there is none.
 pub fn choose(
     choice: BackendChoice,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(BackendKind, String), String> {
+    drm: &dyn Fn() -> Result<PathBuf, String>,
+) -> Result<Choice, String> {
     let set = |name: &str| env(name).filter(|v| !v.is_empty());
+    let pick = |kind, reason: String| Ok(Choice { kind, reason, card: None });
     match choice {
-        BackendChoice::Headless => Ok((BackendKind::Headless, "--backend headless".into())),
-        BackendChoice::Nested => Ok((BackendKind::Nested, "--backend nested".into())),
-        BackendChoice::Drm => Err(
-            "the DRM backend is not part of this build yet; use --backend headless or nested"
-                .into(),
-        ),
+        BackendChoice::Headless => pick(BackendKind::Headless, "--backend headless".into()),
+        BackendChoice::Nested => pick(BackendKind::Nested, "--backend nested".into()),
+        BackendChoice::Drm => {
+            let card = drm()?;
+            Ok(Choice {
+                kind: BackendKind::Drm,
+                reason: format!("--backend drm: {}", card.display()),
+                card: Some(card),
+            })
+        }
         BackendChoice::Auto => {
-            if let Some(display) = set("WAYLAND_DISPLAY") {
-                Ok((
-                    BackendKind::Nested,
-                    format!(
-                        "WAYLAND_DISPLAY={display} is set: running as a window in that session"
-                    ),
-                ))
-            } else if let Some(display) = set("DISPLAY") {
-                Ok((
-                    BackendKind::Nested,
-                    format!("DISPLAY={display} is set: running as a window in that X11 session"),
-                ))
+            // Inside a desktop session the desktop owns the display: do not touch DRM there.
+            let drm_result = if set("WAYLAND_DISPLAY").is_some() || set("DISPLAY").is_some() {
+                Err("a desktop session is running".to_string())
             } else {
-                Ok((
-                    BackendKind::Headless,
-                    "no desktop session (WAYLAND_DISPLAY and DISPLAY unset) and no DRM backend in this build".into(),
-                ))
+                drm()
+            };
+            if let Ok(card) = drm_result {
+                Ok(Choice {
+                    kind: BackendKind::Drm,
+                    reason: format!("{} can be driven (DRM master, connected connector)", card.display()),
+                    card: Some(card),
+                })
+            } else if let Some(display) = set("WAYLAND_DISPLAY") {
+                pick(
+                    BackendKind::Nested,
+                    format!("WAYLAND_DISPLAY={display} is set: running as a window in that session"),
+                )
+            } else if let Some(display) = set("DISPLAY") {
+                pick(BackendKind::Nested, format!("DISPLAY={display} is set: running as a window in that X11 session"))
+            } else {
+                let why = drm_result.err().unwrap_or_default();
+                pick(BackendKind::Headless, format!("no desktop session and no usable DRM device ({why})"))
             }
         }
     }
 }
 
 pub enum Backend {
+    Drm(Box<Drm>),
     Headless(Headless),
     Nested(Box<Nested>),
 }
@@ -78,6 +104,7 @@ pub enum Backend {
 impl Backend {
     pub fn kind(&self) -> BackendKind {
         match self {
+            Backend::Drm(_) => BackendKind::Drm,
             Backend::Headless(_) => BackendKind::Headless,
             Backend::Nested(_) => BackendKind::Nested,
         }
@@ -86,6 +113,7 @@ impl Backend {
     /// Check that a client dmabuf can be used before the client may attach it.
     pub fn import_dmabuf(&mut self, dmabuf: &Dmabuf) -> Result<(), String> {
         match self {
+            Backend::Drm(_) => Err("the DRM backend does not import client dmabufs yet".into()),
             Backend::Headless(_) => Err("the headless backend has no dmabuf import".into()),
             Backend::Nested(n) => n.import_dmabuf(dmabuf),
         }
@@ -94,18 +122,9 @@ impl Backend {
     /// The linux-dmabuf default feedback, or why there is none.
     pub fn dmabuf_feedback(&mut self) -> Result<DmabufFeedback, String> {
         match self {
-            Backend::Headless(_) => {
-                Err("the headless backend composites with pixman and has no DRM device".into())
-            }
+            Backend::Drm(_) => Err("the DRM backend does not take client dmabufs yet".into()),
+            Backend::Headless(_) => Err("the headless backend composites with pixman and has no DRM device".into()),
             Backend::Nested(n) => n.dmabuf_feedback(),
-        }
-    }
-
-    /// What `output` shows, composited by vitrine.
-    pub fn screenshot(&mut self, output: &Output, scene: &Scene) -> Result<RgbaImage, String> {
-        match self {
-            Backend::Headless(h) => h.screenshot(output, scene),
-            Backend::Nested(n) => n.screenshot(output, scene),
         }
     }
 }
@@ -127,16 +146,8 @@ pub fn add_output(
             model: model.into(),
         },
     );
-    let mode = Mode {
-        size: (spec.width as i32, spec.height as i32).into(),
-        refresh: spec.refresh_mhz as i32,
-    };
-    output.change_current_state(
-        Some(mode),
-        Some(Transform::Normal),
-        Some(Scale::Integer(1)),
-        Some(location),
-    );
+    let mode = Mode { size: (spec.width as i32, spec.height as i32).into(), refresh: spec.refresh_mhz as i32 };
+    output.change_current_state(Some(mode), Some(Transform::Normal), Some(Scale::Integer(1)), Some(location));
     output.set_preferred(mode);
     output.create_global::<State>(state_dh);
     output
@@ -155,16 +166,18 @@ impl State {
     /// A screenshot of the named output (default: the first).
     pub fn screenshot(&mut self, output: Option<&str>) -> Result<(Output, RgbaImage), String> {
         let output = match output {
-            Some(name) => self.output_by_name(name).cloned().ok_or_else(|| {
-                format!(
-                    "no output named '{name}' (outputs: {})",
-                    self.output_names().join(", ")
-                )
-            })?,
+            Some(name) => self
+                .output_by_name(name)
+                .cloned()
+                .ok_or_else(|| format!("no output named '{name}' (outputs: {})", self.output_names().join(", ")))?,
             None => self.outputs.first().cloned().ok_or("there is no output")?,
         };
         let scene = self.scene_for_output(&output);
-        let image = self.backend.screenshot(&output, &scene)?;
+        let image = match &mut self.backend {
+            Backend::Drm(_) => Drm::screenshot(self, &output, &scene)?,
+            Backend::Headless(h) => h.screenshot(&output, &scene)?,
+            Backend::Nested(n) => n.screenshot(&output, &scene)?,
+        };
         Ok((output, image))
     }
 
@@ -178,36 +191,38 @@ mod tests {
     use super::*;
 
     fn env_of(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| {
-            vars.iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        }
+        move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    }
+
+    fn no_drm() -> Result<PathBuf, String> {
+        Err("no DRM card node in /dev/dri".into())
+    }
+
+    fn a_card() -> Result<PathBuf, String> {
+        Ok(PathBuf::from("/dev/dri/card0"))
     }
 
     #[test]
-    fn auto_prefers_a_desktop_session_then_headless() {
-        let (kind, why) = choose(
-            BackendChoice::Auto,
-            &env_of(&[("WAYLAND_DISPLAY", "wayland-0")]),
-        )
-        .unwrap();
-        assert_eq!(kind, BackendKind::Nested);
-        assert!(why.contains("wayland-0"), "{why}");
-        let (kind, _) = choose(BackendChoice::Auto, &env_of(&[("DISPLAY", ":0")])).unwrap();
-        assert_eq!(kind, BackendKind::Nested);
-        let (kind, why) = choose(BackendChoice::Auto, &env_of(&[("WAYLAND_DISPLAY", "")])).unwrap();
-        assert_eq!(kind, BackendKind::Headless);
-        assert!(why.contains("WAYLAND_DISPLAY"), "{why}");
+    fn auto_prefers_drm_then_a_desktop_session_then_headless() {
+        let c = choose(BackendChoice::Auto, &env_of(&[]), &a_card).unwrap();
+        assert_eq!(c.kind, BackendKind::Drm);
+        assert_eq!(c.card, Some(PathBuf::from("/dev/dri/card0")));
+        // Inside a desktop session the desktop owns the display: nested, without touching DRM.
+        let c = choose(BackendChoice::Auto, &env_of(&[("WAYLAND_DISPLAY", "wayland-0")]), &a_card).unwrap();
+        assert_eq!(c.kind, BackendKind::Nested);
+        assert!(c.reason.contains("wayland-0"), "{}", c.reason);
+        let c = choose(BackendChoice::Auto, &env_of(&[("DISPLAY", ":0")]), &no_drm).unwrap();
+        assert_eq!(c.kind, BackendKind::Nested);
+        let c = choose(BackendChoice::Auto, &env_of(&[("WAYLAND_DISPLAY", "")]), &no_drm).unwrap();
+        assert_eq!(c.kind, BackendKind::Headless);
+        assert!(c.reason.contains("no DRM card node"), "{}", c.reason);
     }
 
     #[test]
     fn explicit_choice_wins() {
         let env = env_of(&[("WAYLAND_DISPLAY", "wayland-0")]);
-        assert_eq!(
-            choose(BackendChoice::Headless, &env).unwrap().0,
-            BackendKind::Headless
-        );
-        assert!(choose(BackendChoice::Drm, &env).is_err());
+        assert_eq!(choose(BackendChoice::Headless, &env, &a_card).unwrap().kind, BackendKind::Headless);
+        let err = choose(BackendChoice::Drm, &env, &no_drm).unwrap_err();
+        assert!(err.contains("no DRM card node"), "{err}");
     }
 }

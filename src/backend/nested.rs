@@ -58,18 +58,9 @@ impl Nested {
             refresh,
             seq: 0,
         }));
-        let actual = OutputSpec {
-            width: size.w.max(1) as u32,
-            height: size.h.max(1) as u32,
-            refresh_mhz: spec.refresh_mhz,
-        };
-        let output = super::add_output(
-            &state.display_handle,
-            "WINIT-1",
-            "nested window",
-            actual,
-            (0, 0).into(),
-        );
+        let actual =
+            OutputSpec { width: size.w.max(1) as u32, height: size.h.max(1) as u32, refresh_mhz: spec.refresh_mhz };
+        let output = super::add_output(&state.display_handle, "WINIT-1", "nested window", actual, (0, 0).into());
         if let crate::backend::Backend::Nested(n) = &mut state.backend {
             n.output = Some(output.clone());
         }
@@ -98,11 +89,7 @@ impl Nested {
     }
 
     pub fn import_dmabuf(&mut self, dmabuf: &Dmabuf) -> Result<(), String> {
-        self.window
-            .renderer()
-            .import_dmabuf(dmabuf, None)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        self.window.renderer().import_dmabuf(dmabuf, None).map(|_| ()).map_err(|e| e.to_string())
     }
 
     pub fn dmabuf_feedback(&mut self) -> Result<DmabufFeedback, String> {
@@ -140,11 +127,7 @@ fn resized(state: &mut State, size: Size<i32, Physical>) {
     let mode = Mode { size, refresh };
     output.change_current_state(Some(mode), None, None, None);
     output.set_preferred(mode);
-    tracing::info!(
-        width = size.w,
-        height = size.h,
-        "window resized by the parent session"
-    );
+    tracing::info!(width = size.w, height = size.h, "window resized by the parent session");
     state.kiosk_relayout();
 }
 
@@ -170,13 +153,7 @@ fn repaint(state: &mut State) {
             }
         };
         let elements = n.painter.elements(renderer, &scene, 1.0);
-        match n.damage.render_output(
-            renderer,
-            &mut framebuffer,
-            age,
-            &elements,
-            Color32F::from(scene.background),
-        ) {
+        match n.damage.render_output(renderer, &mut framebuffer, age, &elements, Color32F::from(scene.background)) {
             Ok(result) => result.damage.cloned(),
             Err(err) => {
                 tracing::error!(?err, "repaint failed");

@@ -30,48 +30,30 @@ pub fn find_socket(explicit: Option<&Path>) -> Result<PathBuf, String> {
         .map_err(|e| format!("{}: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             name.starts_with("vitrine-") && name.ends_with(".sock")
         })
         .collect();
     match found.len() {
-        0 => Err(format!(
-            "no running vitrine: no vitrine-*.sock in {}",
-            dir.display()
-        )),
+        0 => Err(format!("no running vitrine: no vitrine-*.sock in {}", dir.display())),
         1 => Ok(found.remove(0)),
         _ => Err(format!(
             "several vitrine instances are running; pick one with --socket: {}",
-            found
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            found.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
         )),
     }
 }
 
 /// Send a request and wait for its reply.
 pub fn request(socket: &Path, request: &Request) -> Result<Reply, String> {
-    let mut stream = UnixStream::connect(socket)
-        .map_err(|e| format!("cannot connect to {}: {e}", socket.display()))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
+    let mut stream = UnixStream::connect(socket).map_err(|e| format!("cannot connect to {}: {e}", socket.display()))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
     let mut line = serde_json::to_vec(request).map_err(|e| e.to_string())?;
     line.push(b'\n');
-    stream
-        .write_all(&line)
-        .map_err(|e| format!("{}: {e}", socket.display()))?;
+    stream.write_all(&line).map_err(|e| format!("{}: {e}", socket.display()))?;
     let mut reply = String::new();
-    BufReader::new(&stream)
-        .read_line(&mut reply)
-        .map_err(|e| format!("{}: {e}", socket.display()))?;
-    serde_json::from_str(&reply)
-        .map_err(|e| format!("unexpected reply from {}: {e}", socket.display()))
+    BufReader::new(&stream).read_line(&mut reply).map_err(|e| format!("{}: {e}", socket.display()))?;
+    serde_json::from_str(&reply).map_err(|e| format!("unexpected reply from {}: {e}", socket.display()))
 }
 
 /// Run `vitrine msg`; returns the process exit code.
@@ -81,6 +63,7 @@ pub fn run(args: MsgArgs) -> i32 {
         MsgCommand::Outputs => Request::Outputs,
         MsgCommand::Clients => Request::Clients,
         MsgCommand::Quit => Request::Quit,
+        MsgCommand::Stats => Request::Stats,
         MsgCommand::Screenshot { output, file } => {
             let path = if file.is_absolute() {
                 file
@@ -111,17 +94,11 @@ pub fn run(args: MsgArgs) -> i32 {
         }
     };
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&reply).unwrap_or_default()
-        );
+        println!("{}", serde_json::to_string_pretty(&reply).unwrap_or_default());
     } else if let Some(err) = &reply.error {
         eprintln!("vitrine msg: {err}");
     } else {
-        print!(
-            "{}",
-            human(&req, reply.data.as_ref().unwrap_or(&Value::Null))
-        );
+        print!("{}", human(&req, reply.data.as_ref().unwrap_or(&Value::Null)));
     }
     if reply.ok {
         0
@@ -178,11 +155,7 @@ pub fn human(req: &Request, data: &Value) -> String {
                         s(&surf["title"]),
                         s(&surf["output"]),
                         surf["size"],
-                        if surf["focused"].as_bool() == Some(true) {
-                            " (focused)"
-                        } else {
-                            ""
-                        }
+                        if surf["focused"].as_bool() == Some(true) { " (focused)" } else { "" }
                     );
                 }
             }
@@ -195,6 +168,13 @@ pub fn human(req: &Request, data: &Value) -> String {
                 s(&data["height"]),
                 s(&data["path"])
             );
+        }
+        Request::Stats => {
+            if let Some(map) = data.as_object() {
+                for (k, v) in map {
+                    out += &format!("{k}: {}\n", s(v));
+                }
+            }
         }
         Request::Quit => out += "vitrine is stopping\n",
     }

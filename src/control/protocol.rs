@@ -16,6 +16,7 @@ pub enum Request {
         output: Option<String>,
         path: PathBuf,
     },
+    Stats,
     Quit,
 }
 
@@ -31,19 +32,11 @@ pub struct Reply {
 
 impl Reply {
     pub fn ok(data: Value) -> Self {
-        Reply {
-            ok: true,
-            data: Some(data),
-            error: None,
-        }
+        Reply { ok: true, data: Some(data), error: None }
     }
 
     pub fn err(message: impl Into<String>) -> Self {
-        Reply {
-            ok: false,
-            data: None,
-            error: Some(message.into()),
-        }
+        Reply { ok: false, data: None, error: Some(message.into()) }
     }
 }
 
@@ -69,32 +62,16 @@ mod tests {
 
     #[test]
     fn requests_round_trip() {
-        let req = Request::Screenshot {
-            output: Some("HEADLESS-1".into()),
-            path: "/tmp/x.png".into(),
-        };
+        let req = Request::Screenshot { output: Some("HEADLESS-1".into()), path: "/tmp/x.png".into() };
         let line = serde_json::to_string(&req).unwrap();
-        assert_eq!(
-            line,
-            r#"{"cmd":"screenshot","output":"HEADLESS-1","path":"/tmp/x.png"}"#
-        );
+        assert_eq!(line, r#"{"cmd":"screenshot","output":"HEADLESS-1","path":"/tmp/x.png"}"#);
         assert_eq!(parse_request(&line).unwrap(), req);
-        assert_eq!(
-            parse_request(r#"{"cmd":"version"}"#).unwrap(),
-            Request::Version
-        );
+        assert_eq!(parse_request(r#"{"cmd":"version"}"#).unwrap(), Request::Version);
     }
 
     #[test]
     fn malformed_requests_are_errors() {
-        for bad in [
-            "",
-            "{",
-            "[]",
-            r#"{"cmd":"explode"}"#,
-            r#"{"cmd":"version","x":1}"#,
-            r#"{"cmd":"screenshot"}"#,
-        ] {
+        for bad in ["", "{", "[]", r#"{"cmd":"explode"}"#, r#"{"cmd":"version","x":1}"#, r#"{"cmd":"screenshot"}"#] {
             let err = parse_request(bad).unwrap_err();
             assert!(err.starts_with("malformed request"), "{bad}: {err}");
         }

@@ -39,35 +39,27 @@ pub fn start(state: &mut State, path: &Path) -> Result<ControlSocket, String> {
         }
         let _ = std::fs::remove_file(path);
     }
-    let listener =
-        UnixListener::bind(path).map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
+    let listener = UnixListener::bind(path).map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    listener.set_nonblocking(true).map_err(|e| format!("{}: {e}", path.display()))?;
     state
         .loop_handle
-        .insert_source(
-            Generic::new(listener, Interest::READ, Mode::Level),
-            |_, listener, state| {
-                loop {
-                    match listener.accept() {
-                        Ok((stream, _)) => serve_connection(state, stream),
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                        Err(e) => {
-                            tracing::warn!(err = %e, "control socket accept failed");
-                            break;
-                        }
+        .insert_source(Generic::new(listener, Interest::READ, Mode::Level), |_, listener, state| {
+            loop {
+                match listener.accept() {
+                    Ok((stream, _)) => serve_connection(state, stream),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        tracing::warn!(err = %e, "control socket accept failed");
+                        break;
                     }
                 }
-                Ok(PostAction::Continue)
-            },
-        )
+            }
+            Ok(PostAction::Continue)
+        })
         .map_err(|e| format!("cannot watch the control socket: {e}"))?;
-    Ok(ControlSocket {
-        path: path.to_path_buf(),
-    })
+    Ok(ControlSocket { path: path.to_path_buf() })
 }
 
 fn serve_connection(state: &mut State, stream: UnixStream) {
@@ -75,9 +67,8 @@ fn serve_connection(state: &mut State, stream: UnixStream) {
         return;
     }
     let mut pending: Vec<u8> = Vec::new();
-    let result = state.loop_handle.insert_source(
-        Generic::new(stream, Interest::READ, Mode::Level),
-        move |_, stream, state| {
+    let result =
+        state.loop_handle.insert_source(Generic::new(stream, Interest::READ, Mode::Level), move |_, stream, state| {
             let mut buf = [0u8; 4096];
             loop {
                 let mut reader: &UnixStream = stream;
@@ -100,15 +91,11 @@ fn serve_connection(state: &mut State, stream: UnixStream) {
                 }
             }
             if pending.len() > MAX_LINE {
-                let _ = send(
-                    stream,
-                    &Reply::err(format!("malformed request: longer than {MAX_LINE} bytes")),
-                );
+                let _ = send(stream, &Reply::err(format!("malformed request: longer than {MAX_LINE} bytes")));
                 return Ok(PostAction::Remove);
             }
             Ok(PostAction::Continue)
-        },
-    );
+        });
     if let Err(err) = result {
         tracing::warn!(%err, "cannot serve a control connection");
     }
@@ -166,6 +153,7 @@ fn handle(state: &mut State, request: Request) -> Reply {
                 Err(err) => Reply::err(err),
             }
         }
+        Request::Stats => Reply::ok(stats(state)),
         Request::Quit => {
             tracing::info!("quit requested over the control socket");
             state.quit(0);
@@ -211,10 +199,7 @@ fn clients(state: &State) -> Vec<Value> {
                 .unwrap_or_default()
         });
         let client = state.display_handle.get_client(surface.id()).ok();
-        let pid = client
-            .as_ref()
-            .and_then(|c| c.get_credentials(&state.display_handle).ok())
-            .map(|c| c.pid);
+        let pid = client.as_ref().and_then(|c| c.get_credentials(&state.display_handle).ok()).map(|c| c.pid);
         let key = client.map(|c| format!("{:?}", c.id())).unwrap_or_default();
         let geo = window.geometry();
         let entry = json!({
@@ -230,8 +215,17 @@ fn clients(state: &State) -> Vec<Value> {
             None => by_client.push((pid, key, vec![entry])),
         }
     }
-    by_client
-        .into_iter()
-        .map(|(pid, _, surfaces)| json!({ "pid": pid, "surfaces": surfaces }))
-        .collect()
+    by_client.into_iter().map(|(pid, _, surfaces)| json!({ "pid": pid, "surfaces": surfaces })).collect()
+}
+
+/// Display-path counters since start (DRM backend); other backends report what they have.
+fn stats(state: &State) -> Value {
+    match &state.backend {
+        crate::backend::Backend::Drm(d) => {
+            let mut v = serde_json::to_value(&d.stats).unwrap_or_default();
+            v["backend"] = json!("drm");
+            v
+        }
+        other => json!({ "backend": other.kind().name() }),
+    }
 }

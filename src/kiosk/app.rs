@@ -29,9 +29,7 @@ pub struct AppSupervisor {
 
 /// An exit status as a shell reports it: the code, or 128 + the signal number.
 pub fn status_code(status: ExitStatus) -> i32 {
-    status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 impl AppSupervisor {
@@ -70,9 +68,7 @@ impl AppSupervisor {
             return AppEvent::Nothing;
         };
         let mut cmd = Command::new(program);
-        cmd.args(args)
-            .env_remove("DISPLAY")
-            .env_remove("WAYLAND_SOCKET");
+        cmd.args(args).env_remove("DISPLAY").env_remove("WAYLAND_SOCKET");
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -173,9 +169,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             match sup.poll() {
-                AppEvent::Nothing if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
+                AppEvent::Nothing if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
                 other => return other,
             }
         }
@@ -225,11 +219,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert!(sup.restarts >= 3, "restarted {} times", sup.restarts);
-        assert_eq!(
-            sup.delay,
-            Duration::from_millis(80),
-            "delay doubles up to the maximum"
-        );
+        assert_eq!(sup.delay, Duration::from_millis(80), "delay doubles up to the maximum");
         sup.stop();
         let runs = std::fs::read_to_string(&count).unwrap().lines().count();
         assert!(runs >= 3, "the app ran {runs} times");

@@ -60,40 +60,22 @@ impl Default for Kiosk {
 /// The app id of a toplevel, if it set one.
 pub fn app_id(surface: &WlSurface) -> Option<String> {
     with_states(surface, |states| {
-        states
-            .data_map
-            .get::<XdgToplevelSurfaceData>()
-            .and_then(|d| d.lock().ok().and_then(|d| d.app_id.clone()))
+        states.data_map.get::<XdgToplevelSurfaceData>().and_then(|d| d.lock().ok().and_then(|d| d.app_id.clone()))
     })
 }
 
 /// The output name a window was placed on.
 pub fn window_output(window: &Window) -> Option<String> {
-    window
-        .user_data()
-        .get::<WindowKiosk>()
-        .and_then(|k| k.output.borrow().clone())
+    window.user_data().get::<WindowKiosk>().and_then(|k| k.output.borrow().clone())
 }
 
 fn is_mapped(window: &Window) -> bool {
-    window
-        .user_data()
-        .get::<WindowKiosk>()
-        .map(|k| k.mapped.get())
-        .unwrap_or(false)
+    window.user_data().get::<WindowKiosk>().map(|k| k.mapped.get()).unwrap_or(false)
 }
 
 impl State {
     pub fn window_for_surface(&self, surface: &WlSurface) -> Option<Window> {
-        self.kiosk
-            .stack
-            .iter()
-            .find(|w| {
-                w.toplevel()
-                    .map(|t| t.wl_surface() == surface)
-                    .unwrap_or(false)
-            })
-            .cloned()
+        self.kiosk.stack.iter().find(|w| w.toplevel().map(|t| t.wl_surface() == surface).unwrap_or(false)).cloned()
     }
 
     pub fn kiosk_new_toplevel(&mut self, window: Window) {
@@ -125,9 +107,7 @@ impl State {
             .find(|w| is_mapped(w))
             .and_then(|w| w.toplevel().map(|t| t.wl_surface().clone()));
         if let Some(keyboard) = self.seat.get_keyboard() {
-            if keyboard.current_focus().as_ref() == Some(surface.wl_surface())
-                || keyboard.current_focus().is_none()
-            {
+            if keyboard.current_focus().as_ref() == Some(surface.wl_surface()) || keyboard.current_focus().is_none() {
                 keyboard.set_focus(self, next, SERIAL_COUNTER.next_serial());
             }
         }
@@ -149,27 +129,19 @@ impl State {
     /// Send initial configures and keep every toplevel fullscreen and centred on its output.
     pub fn kiosk_on_commit(&mut self, surface: &WlSurface) {
         if let Some(window) = self.window_for_surface(surface) {
-            let initial = window
-                .toplevel()
-                .map(|t| !t.is_initial_configure_sent())
-                .unwrap_or(false);
+            let initial = window.toplevel().map(|t| !t.is_initial_configure_sent()).unwrap_or(false);
             self.kiosk_place_toplevel(surface);
             if initial {
                 if let Some(t) = window.toplevel() {
                     t.send_configure();
                 }
             }
-            let has_buffer =
-                with_renderer_surface_state(surface, |s| s.buffer().is_some()).unwrap_or(false);
+            let has_buffer = with_renderer_surface_state(surface, |s| s.buffer().is_some()).unwrap_or(false);
             if let Some(kiosk) = window.user_data().get::<WindowKiosk>() {
                 if has_buffer && !kiosk.mapped.replace(true) {
                     // Keyboard focus follows the newest mapped toplevel.
                     if let Some(keyboard) = self.seat.get_keyboard() {
-                        keyboard.set_focus(
-                            self,
-                            Some(surface.clone()),
-                            SERIAL_COUNTER.next_serial(),
-                        );
+                        keyboard.set_focus(self, Some(surface.clone()), SERIAL_COUNTER.next_serial());
                     }
                 } else if !has_buffer {
                     kiosk.mapped.set(false);
@@ -195,13 +167,9 @@ impl State {
         let Some(toplevel) = window.toplevel().cloned() else {
             return;
         };
-        let wanted =
-            app_id(surface).and_then(|id| self.config.output_for_app(&id).map(str::to_string));
-        let output = wanted
-            .as_deref()
-            .and_then(|name| self.output_by_name(name))
-            .or_else(|| self.outputs.first())
-            .cloned();
+        let wanted = app_id(surface).and_then(|id| self.config.output_for_app(&id).map(str::to_string));
+        let output =
+            wanted.as_deref().and_then(|name| self.output_by_name(name)).or_else(|| self.outputs.first()).cloned();
         let Some(output) = output else { return };
         let Some(out_geo) = self.space.output_geometry(&output) else {
             return;
@@ -214,11 +182,8 @@ impl State {
                 *current = Some(output.name());
             }
         }
-        let wl_output = self
-            .display_handle
-            .get_client(surface.id())
-            .ok()
-            .and_then(|client| output.client_outputs(&client).next());
+        let wl_output =
+            self.display_handle.get_client(surface.id()).ok().and_then(|client| output.client_outputs(&client).next());
         toplevel.with_pending_state(|state| {
             state.states.set(xdg_toplevel::State::Fullscreen);
             state.size = Some(out_geo.size);
@@ -230,10 +195,7 @@ impl State {
 
         // Centre what the client drew (a client may ignore the configured size).
         let geo = window.geometry();
-        let offset = (
-            (out_geo.size.w - geo.size.w).max(0) / 2,
-            (out_geo.size.h - geo.size.h).max(0) / 2,
-        );
+        let offset = ((out_geo.size.w - geo.size.w).max(0) / 2, (out_geo.size.h - geo.size.h).max(0) / 2);
         let loc = out_geo.loc + Point::from(offset);
         if self.space.element_location(&window) != Some(loc) {
             self.space.map_element(window.clone(), loc, false);
@@ -248,12 +210,8 @@ impl State {
 
     /// Re-place every toplevel, e.g. after an output changed size.
     pub fn kiosk_relayout(&mut self) {
-        let surfaces: Vec<WlSurface> = self
-            .kiosk
-            .stack
-            .iter()
-            .filter_map(|w| w.toplevel().map(|t| t.wl_surface().clone()))
-            .collect();
+        let surfaces: Vec<WlSurface> =
+            self.kiosk.stack.iter().filter_map(|w| w.toplevel().map(|t| t.wl_surface().clone())).collect();
         for s in surfaces {
             self.kiosk_place_toplevel(&s);
         }
@@ -271,10 +229,7 @@ impl State {
 
     /// What `output` should show now.
     pub fn scene_for_output(&self, output: &Output) -> Scene {
-        let mut scene = Scene {
-            background: self.config.background.color.to_f32(),
-            layers: Vec::new(),
-        };
+        let mut scene = Scene { background: self.config.background.color.to_f32(), layers: Vec::new() };
         let Some(out_geo) = self.space.output_geometry(output) else {
             return scene;
         };
@@ -309,10 +264,7 @@ impl State {
                             .and_then(|d| d.lock().ok().map(|d| d.hotspot))
                             .unwrap_or_default()
                     });
-                    Some(CursorSource::Surface {
-                        surface: surface.clone(),
-                        hotspot,
-                    })
+                    Some(CursorSource::Surface { surface: surface.clone(), hotspot })
                 }
             };
             if let Some(source) = source {

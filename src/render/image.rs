@@ -13,21 +13,12 @@ pub struct RgbaImage {
 
 impl RgbaImage {
     pub fn from_raw(width: u32, height: u32, data: Vec<u8>) -> Option<Self> {
-        (data.len() == width as usize * height as usize * 4).then_some(RgbaImage {
-            width,
-            height,
-            data,
-        })
+        (data.len() == width as usize * height as usize * 4).then_some(RgbaImage { width, height, data })
     }
 
     pub fn pixel(&self, x: u32, y: u32) -> [u8; 4] {
         let i = (y as usize * self.width as usize + x as usize) * 4;
-        [
-            self.data[i],
-            self.data[i + 1],
-            self.data[i + 2],
-            self.data[i + 3],
-        ]
+        [self.data[i], self.data[i + 1], self.data[i + 2], self.data[i + 3]]
     }
 
     pub fn flip_vertically(&mut self) {
@@ -44,12 +35,8 @@ impl RgbaImage {
         let mut encoder = png::Encoder::new(BufWriter::new(file), self.width, self.height);
         encoder.set_color(png::ColorType::Rgba);
         encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder
-            .write_header()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        writer
-            .write_image_data(&self.data)
-            .map_err(|e| format!("{}: {e}", path.display()))
+        let mut writer = encoder.write_header().map_err(|e| format!("{}: {e}", path.display()))?;
+        writer.write_image_data(&self.data).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     /// Read an 8-bit RGB or RGBA PNG.
@@ -57,43 +44,22 @@ impl RgbaImage {
         let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
         decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
-        let mut reader = decoder
-            .read_info()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut reader = decoder.read_info().map_err(|e| format!("{}: {e}", path.display()))?;
         let mut buf = vec![0; reader.output_buffer_size()];
-        let info = reader
-            .next_frame(&mut buf)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let info = reader.next_frame(&mut buf).map_err(|e| format!("{}: {e}", path.display()))?;
         buf.truncate(info.buffer_size());
         let data = match info.color_type {
             png::ColorType::Rgba => buf,
-            png::ColorType::Rgb => buf
-                .chunks_exact(3)
-                .flat_map(|p| [p[0], p[1], p[2], 255])
-                .collect(),
-            png::ColorType::GrayscaleAlpha => buf
-                .chunks_exact(2)
-                .flat_map(|p| [p[0], p[0], p[0], p[1]])
-                .collect(),
+            png::ColorType::Rgb => buf.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect(),
+            png::ColorType::GrayscaleAlpha => buf.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0], p[1]]).collect(),
             png::ColorType::Grayscale => buf.iter().flat_map(|&g| [g, g, g, 255]).collect(),
-            other => {
-                return Err(format!(
-                    "{}: unsupported PNG colour type {other:?}",
-                    path.display()
-                ))
-            }
+            other => return Err(format!("{}: unsupported PNG colour type {other:?}", path.display())),
         };
-        RgbaImage::from_raw(info.width, info.height, data)
-            .ok_or_else(|| format!("{}: truncated PNG", path.display()))
+        RgbaImage::from_raw(info.width, info.height, data).ok_or_else(|| format!("{}: truncated PNG", path.display()))
     }
 
     /// Fraction of pixels in `rect` (x, y, w, h) whose RGB differs from `color` by more than `tolerance`.
-    pub fn fraction_differing(
-        &self,
-        rect: (u32, u32, u32, u32),
-        color: [u8; 3],
-        tolerance: u8,
-    ) -> f64 {
+    pub fn fraction_differing(&self, rect: (u32, u32, u32, u32), color: [u8; 3], tolerance: u8) -> f64 {
         let (x0, y0, w, h) = rect;
         let mut differ = 0u64;
         let mut total = 0u64;
@@ -129,12 +95,8 @@ mod tests {
 
     #[test]
     fn png_round_trip_and_flip() {
-        let mut img = RgbaImage::from_raw(
-            2,
-            2,
-            vec![1, 2, 3, 255, 4, 5, 6, 255, 7, 8, 9, 255, 10, 11, 12, 255],
-        )
-        .unwrap();
+        let mut img =
+            RgbaImage::from_raw(2, 2, vec![1, 2, 3, 255, 4, 5, 6, 255, 7, 8, 9, 255, 10, 11, 12, 255]).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.png");
         img.save_png(&path).unwrap();

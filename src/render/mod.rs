@@ -12,9 +12,7 @@ use std::time::Duration;
 use smithay::backend::allocator::Fourcc;
 use smithay::backend::renderer::damage::OutputDamageTracker;
 use smithay::backend::renderer::element::solid::SolidColorRenderElement;
-use smithay::backend::renderer::element::surface::{
-    render_elements_from_surface_tree, WaylandSurfaceRenderElement,
-};
+use smithay::backend::renderer::element::surface::{render_elements_from_surface_tree, WaylandSurfaceRenderElement};
 use smithay::backend::renderer::element::{AsRenderElements, Id, Kind};
 use smithay::backend::renderer::utils::CommitCounter;
 use smithay::backend::renderer::{
@@ -44,10 +42,7 @@ pub struct Painter {
 
 impl Default for Painter {
     fn default() -> Self {
-        Painter {
-            cursor_outline: Id::new(),
-            cursor_fill: Id::new(),
-        }
+        Painter { cursor_outline: Id::new(), cursor_fill: Id::new() }
     }
 }
 
@@ -63,14 +58,8 @@ impl Painter {
         for layer in scene.layers.iter().rev() {
             match &layer.source {
                 LayerSource::Client(window) => {
-                    let loc =
-                        (layer.dst.loc - window.geometry().loc).to_physical_precise_round(scale);
-                    elements.extend(window.render_elements::<OutputElement<R>>(
-                        renderer,
-                        loc,
-                        scale,
-                        layer.alpha,
-                    ));
+                    let loc = (layer.dst.loc - window.geometry().loc).to_physical_precise_round(scale);
+                    elements.extend(window.render_elements::<OutputElement<R>>(renderer, loc, scale, layer.alpha));
                 }
                 LayerSource::Solid(color) => {
                     let geo = layer.dst.to_physical_precise_round(scale);
@@ -84,8 +73,7 @@ impl Painter {
                 }
                 LayerSource::Cursor(CursorSource::Default) => {
                     let tip = layer.dst.loc.to_physical_precise_round(scale);
-                    let fill =
-                        Rectangle::<i32, Physical>::new(tip + Point::from((1, 1)), (8, 12).into());
+                    let fill = Rectangle::<i32, Physical>::new(tip + Point::from((1, 1)), (8, 12).into());
                     let outline = Rectangle::<i32, Physical>::new(tip, (10, 14).into());
                     elements.push(OutputElement::Solid(SolidColorRenderElement::new(
                         self.cursor_fill.clone(),
@@ -134,30 +122,16 @@ where
     let mut target = renderer
         .create_buffer(Fourcc::Abgr8888, buffer_size)
         .map_err(|e| format!("cannot create an offscreen buffer: {e}"))?;
-    let mut framebuffer = renderer
-        .bind(&mut target)
-        .map_err(|e| format!("cannot bind the offscreen buffer: {e}"))?;
+    let mut framebuffer = renderer.bind(&mut target).map_err(|e| format!("cannot bind the offscreen buffer: {e}"))?;
     let mut tracker = OutputDamageTracker::new(size, 1.0, Transform::Normal);
     tracker
-        .render_output(
-            renderer,
-            &mut framebuffer,
-            0,
-            elements,
-            Color32F::from(background),
-        )
+        .render_output(renderer, &mut framebuffer, 0, elements, Color32F::from(background))
         .map_err(|e| format!("cannot render the screenshot: {e:?}"))?;
     let mapping = renderer
-        .copy_framebuffer(
-            &framebuffer,
-            Rectangle::from_size(buffer_size),
-            Fourcc::Abgr8888,
-        )
+        .copy_framebuffer(&framebuffer, Rectangle::from_size(buffer_size), Fourcc::Abgr8888)
         .map_err(|e| format!("cannot read the screenshot back: {e}"))?;
     let flipped = mapping.flipped();
-    let bytes = renderer
-        .map_texture(&mapping)
-        .map_err(|e| format!("cannot map the screenshot: {e}"))?;
+    let bytes = renderer.map_texture(&mapping).map_err(|e| format!("cannot map the screenshot: {e}"))?;
     let mut image = RgbaImage::from_raw(size.w as u32, size.h as u32, bytes.to_vec())
         .ok_or_else(|| "the renderer returned a buffer of the wrong size".to_string())?;
     if flipped {
@@ -168,19 +142,11 @@ where
 
 /// After an output was repainted (or found unchanged): frame callbacks and presentation feedback
 /// for everything on it.
-pub fn post_repaint(
-    output: &Output,
-    scene: &Scene,
-    now: Time<Monotonic>,
-    refresh: Duration,
-    seq: u64,
-) {
+pub fn post_repaint(output: &Output, scene: &Scene, now: Time<Monotonic>, refresh: Duration, seq: u64) {
     let elapsed = Duration::from(now);
     let mut feedback = OutputPresentationFeedback::new(output);
     for window in scene.windows() {
-        window.send_frame(output, elapsed, Some(Duration::ZERO), |_, _| {
-            Some(output.clone())
-        });
+        window.send_frame(output, elapsed, Some(Duration::ZERO), |_, _| Some(output.clone()));
         window.take_presentation_feedback(
             &mut feedback,
             |_, _| Some(output.clone()),
@@ -189,15 +155,8 @@ pub fn post_repaint(
     }
     for layer in &scene.layers {
         if let LayerSource::Cursor(CursorSource::Surface { surface, .. }) = &layer.source {
-            send_frames_surface_tree(surface, output, elapsed, Some(Duration::ZERO), |_, _| {
-                Some(output.clone())
-            });
+            send_frames_surface_tree(surface, output, elapsed, Some(Duration::ZERO), |_, _| Some(output.clone()));
         }
     }
-    feedback.presented(
-        now,
-        Refresh::Fixed(refresh),
-        seq,
-        wp_presentation_feedback::Kind::empty(),
-    );
+    feedback.presented(now, Refresh::Fixed(refresh), seq, wp_presentation_feedback::Kind::empty());
 }

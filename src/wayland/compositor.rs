@@ -24,8 +24,7 @@ impl CompositorHandler for State {
             Some(data) => &data.compositor_state,
             None => {
                 // Every client is inserted with ClientState; anything else is a bug in vitrine.
-                static FALLBACK: std::sync::OnceLock<CompositorClientState> =
-                    std::sync::OnceLock::new();
+                static FALLBACK: std::sync::OnceLock<CompositorClientState> = std::sync::OnceLock::new();
                 FALLBACK.get_or_init(CompositorClientState::default)
             }
         }

@@ -10,8 +10,8 @@ use smithay::wayland::xdg_activation::{
     XdgActivationHandler, XdgActivationState, XdgActivationToken, XdgActivationTokenData,
 };
 use smithay::{
-    delegate_content_type, delegate_dmabuf, delegate_output, delegate_presentation,
-    delegate_single_pixel_buffer, delegate_viewporter, delegate_xdg_activation,
+    delegate_content_type, delegate_dmabuf, delegate_output, delegate_presentation, delegate_single_pixel_buffer,
+    delegate_viewporter, delegate_xdg_activation,
 };
 
 use crate::state::State;
@@ -41,12 +41,7 @@ impl DmabufHandler for State {
         &mut self.dmabuf_state
     }
 
-    fn dmabuf_imported(
-        &mut self,
-        _global: &DmabufGlobal,
-        dmabuf: Dmabuf,
-        notifier: ImportNotifier,
-    ) {
+    fn dmabuf_imported(&mut self, _global: &DmabufGlobal, dmabuf: Dmabuf, notifier: ImportNotifier) {
         match self.backend.import_dmabuf(&dmabuf) {
             Ok(()) => {
                 let _ = notifier.successful::<State>();

@@ -46,10 +46,7 @@ impl Globals {
             // smithay advertises version 6; replace its global with one of the configured version.
             dh.remove_global::<State>(xdg_shell.global());
             dh.create_global::<State, XdgWmBase, ()>(version, ());
-            tracing::info!(
-                version,
-                "xdg_wm_base advertised at a lower version (compat.xdg_wm_base_version)"
-            );
+            tracing::info!(version, "xdg_wm_base advertised at a lower version (compat.xdg_wm_base_version)");
         }
         Globals {
             compositor: CompositorState::new_v6::<State>(dh),

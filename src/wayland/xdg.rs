@@ -10,10 +10,8 @@ use smithay::reexports::wayland_protocols::xdg::shell::server::xdg_toplevel::Xdg
 use smithay::reexports::wayland_protocols::xdg::shell::server::xdg_wm_base::XdgWmBase;
 use smithay::reexports::wayland_server::backend::ClientId;
 use smithay::reexports::wayland_server::protocol::wl_surface::{self, WlSurface};
-use smithay::reexports::wayland_server::{
-    delegate_dispatch, delegate_global_dispatch, Client, DataInit, Dispatch,
-};
 use smithay::reexports::wayland_server::protocol::{wl_output::WlOutput, wl_seat::WlSeat};
+use smithay::reexports::wayland_server::{delegate_dispatch, delegate_global_dispatch, Client, DataInit, Dispatch};
 use smithay::reexports::wayland_server::{DisplayHandle, Resource};
 use smithay::utils::Serial;
 use smithay::wayland::compositor::{self, BufferAssignment, SurfaceAttributes};
@@ -33,15 +31,10 @@ impl XdgShellHandler for State {
     fn new_toplevel(&mut self, surface: ToplevelSurface) {
         if let Some(xdg) = self.xdg_surface_in_request.take() {
             compositor::with_states(surface.wl_surface(), |states| {
-                states
-                    .data_map
-                    .insert_if_missing_threadsafe(|| XdgSurfaceOf(xdg));
+                states.data_map.insert_if_missing_threadsafe(|| XdgSurfaceOf(xdg));
             });
         }
-        compositor::add_pre_commit_hook::<State, _>(
-            surface.wl_surface(),
-            reject_unconfigured_buffer,
-        );
+        compositor::add_pre_commit_hook::<State, _>(surface.wl_surface(), reject_unconfigured_buffer);
         let window = Window::new_wayland_window(surface);
         self.kiosk_new_toplevel(window);
     }
@@ -60,12 +53,7 @@ impl XdgShellHandler for State {
         }
     }
 
-    fn reposition_request(
-        &mut self,
-        surface: PopupSurface,
-        positioner: PositionerState,
-        token: u32,
-    ) {
+    fn reposition_request(&mut self, surface: PopupSurface, positioner: PositionerState, token: u32) {
         surface.with_pending_state(|state| {
             state.geometry = positioner.get_geometry();
             state.positioner = positioner;
@@ -102,14 +90,12 @@ impl XdgShellHandler for State {
 
 impl XdgDecorationHandler for State {
     fn new_decoration(&mut self, toplevel: ToplevelSurface) {
-        toplevel
-            .with_pending_state(|state| state.decoration_mode = Some(DecorationMode::ServerSide));
+        toplevel.with_pending_state(|state| state.decoration_mode = Some(DecorationMode::ServerSide));
     }
 
     fn request_mode(&mut self, toplevel: ToplevelSurface, _mode: DecorationMode) {
         // "Server side", and the server draws none: a kiosk window has no frame.
-        toplevel
-            .with_pending_state(|state| state.decoration_mode = Some(DecorationMode::ServerSide));
+        toplevel.with_pending_state(|state| state.decoration_mode = Some(DecorationMode::ServerSide));
         if toplevel.is_initial_configure_sent() {
             toplevel.send_pending_configure();
         }
@@ -134,22 +120,14 @@ fn reject_unconfigured_buffer(_state: &mut State, _dh: &DisplayHandle, surface: 
             .and_then(|data| data.lock().ok().map(|d| d.configured))
             .unwrap_or(true);
         let new_buffer = matches!(
-            states
-                .cached_state
-                .get::<SurfaceAttributes>()
-                .pending()
-                .buffer,
+            states.cached_state.get::<SurfaceAttributes>().pending().buffer,
             Some(BufferAssignment::NewBuffer(_))
         );
-        (new_buffer && !configured)
-            .then(|| states.data_map.get::<XdgSurfaceOf>().map(|x| x.0.clone()))
+        (new_buffer && !configured).then(|| states.data_map.get::<XdgSurfaceOf>().map(|x| x.0.clone()))
     });
     if let Some(xdg_surface) = violation {
         tracing::warn!(surface = %surface.id(), "client attached a buffer before acknowledging the first configure");
-        let message = format!(
-            "{} attached a buffer before acknowledging the first configure",
-            surface.id()
-        );
+        let message = format!("{} attached a buffer before acknowledging the first configure", surface.id());
         match xdg_surface {
             Some(xdg) => xdg.post_error(xdg_surface::Error::UnconfiguredBuffer, message),
             None => surface.post_error(wl_surface::Error::InvalidSize, message),
@@ -181,15 +159,8 @@ impl Dispatch<XdgSurface, XdgSurfaceUserData> for State {
         }
     }
 
-    fn destroyed(
-        state: &mut State,
-        client: ClientId,
-        resource: &XdgSurface,
-        data: &XdgSurfaceUserData,
-    ) {
-        <XdgShellState as Dispatch<XdgSurface, XdgSurfaceUserData, State>>::destroyed(
-            state, client, resource, data,
-        )
+    fn destroyed(state: &mut State, client: ClientId, resource: &XdgSurface, data: &XdgSurfaceUserData) {
+        <XdgShellState as Dispatch<XdgSurface, XdgSurfaceUserData, State>>::destroyed(state, client, resource, data)
     }
 }
 

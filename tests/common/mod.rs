@@ -20,11 +20,7 @@ pub const BG_CONFIG: &str = "[background]\ncolor = \"#ff00ff\"\n";
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 pub fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
+    format!("{prefix}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst))
 }
 
 /// Fail (never skip) when a program the test needs is missing.
@@ -37,10 +33,7 @@ pub fn require(program: &str) {
 
 /// A private XDG_RUNTIME_DIR (mode 0700).
 pub fn runtime_dir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("vitrine-test-")
-        .tempdir()
-        .expect("tempdir");
+    let dir = tempfile::Builder::new().prefix("vitrine-test-").tempdir().expect("tempdir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
     dir
 }
@@ -89,12 +82,7 @@ impl<'a> Launch<'a> {
     pub fn headless(name: &'a str) -> Self {
         Launch {
             name,
-            args: vec![
-                "--backend".into(),
-                "headless".into(),
-                "--output".into(),
-                "640x480@60".into(),
-            ],
+            args: vec!["--backend".into(), "headless".into(), "--output".into(), "640x480@60".into()],
             config: BG_CONFIG.into(),
             env: Vec::new(),
             runtime: None,
@@ -157,10 +145,7 @@ impl Vitrine {
         });
         if !ready {
             let status = vitrine.child.try_wait().ok().flatten();
-            panic!(
-                "vitrine did not come up (exit status {status:?}); log:\n{}",
-                vitrine.log()
-            );
+            panic!("vitrine did not come up (exit status {status:?}); log:\n{}", vitrine.log());
         }
         vitrine
     }
@@ -174,12 +159,8 @@ impl Vitrine {
     }
 
     pub fn request(&self, request: &Request) -> Reply {
-        client::request(&self.control_path(), request).unwrap_or_else(|e| {
-            panic!(
-                "control request {request:?} failed: {e}\nlog:\n{}",
-                self.log()
-            )
-        })
+        client::request(&self.control_path(), request)
+            .unwrap_or_else(|e| panic!("control request {request:?} failed: {e}\nlog:\n{}", self.log()))
     }
 
     pub fn ok(&self, request: &Request) -> serde_json::Value {
@@ -190,20 +171,12 @@ impl Vitrine {
 
     pub fn screenshot(&self, tag: &str) -> RgbaImage {
         let path = artifacts().join(format!("{}-{tag}.png", self.name));
-        self.ok(&Request::Screenshot {
-            output: None,
-            path: path.clone(),
-        });
+        self.ok(&Request::Screenshot { output: None, path: path.clone() });
         RgbaImage::load_png(&path).expect("screenshot PNG")
     }
 
     /// Take screenshots until `check` accepts one; fail with the last one saved otherwise.
-    pub fn wait_for_pixels(
-        &self,
-        what: &str,
-        timeout: Duration,
-        check: impl Fn(&RgbaImage) -> bool,
-    ) -> RgbaImage {
+    pub fn wait_for_pixels(&self, what: &str, timeout: Duration, check: impl Fn(&RgbaImage) -> bool) -> RgbaImage {
         let deadline = Instant::now() + timeout;
         let mut n = 0;
         loop {
@@ -254,12 +227,7 @@ impl Vitrine {
     }
 
     /// Run a client to completion (with a timeout) and return its status and output.
-    pub fn run_client(
-        &self,
-        program: &str,
-        args: &[&str],
-        timeout: Duration,
-    ) -> (ExitStatus, String, String) {
+    pub fn run_client(&self, program: &str, args: &[&str], timeout: Duration) -> (ExitStatus, String, String) {
         // Output goes to files, not pipes: a client that forks a server (wl-copy) keeps pipes open.
         let out_path = artifacts().join(format!("{}-{}.{}.out", self.name, program, unique("run")));
         let err_path = out_path.with_extension("err");
@@ -309,12 +277,7 @@ impl Vitrine {
             status = self.child.try_wait().ok().flatten();
             status.is_some()
         });
-        status.unwrap_or_else(|| {
-            panic!(
-                "vitrine did not exit within {timeout:?}; log:\n{}",
-                self.log()
-            )
-        })
+        status.unwrap_or_else(|| panic!("vitrine did not exit within {timeout:?}; log:\n{}", self.log()))
     }
 }
 
@@ -326,9 +289,7 @@ impl Drop for Vitrine {
         }
         if matches!(self.child.try_wait(), Ok(None)) {
             let _ = client::request(&self.control_path(), &Request::Quit);
-            if !wait_until(Duration::from_secs(3), || {
-                matches!(self.child.try_wait(), Ok(Some(_)))
-            }) {
+            if !wait_until(Duration::from_secs(3), || matches!(self.child.try_wait(), Ok(Some(_)))) {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
             }
@@ -338,11 +299,7 @@ impl Drop for Vitrine {
 
 /// Count pixels whose RGB is within `tol` of `color`.
 pub fn count_near(image: &RgbaImage, color: [u8; 3], tol: u8) -> usize {
-    image
-        .data
-        .chunks_exact(4)
-        .filter(|p| (0..3).all(|c| p[c].abs_diff(color[c]) <= tol))
-        .count()
+    image.data.chunks_exact(4).filter(|p| (0..3).all(|c| p[c].abs_diff(color[c]) <= tol)).count()
 }
 
 /// Fraction of the whole image that is not the test background.

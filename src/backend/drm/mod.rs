@@ -1,0 +1,433 @@
+//! The DRM/KMS backend: vitrine drives the display controller itself with atomic commits,
+//! putting layers on hardware planes where it can (see `planner`).
+
+pub mod device;
+pub mod kms;
+pub mod probe;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use drm::control::atomic::AtomicModeReq;
+use drm::control::property::Value;
+use drm::control::{crtc, AtomicCommitFlags, Device as ControlDevice, Event};
+use drm::Device as BasicDevice;
+use smithay::backend::renderer::damage::OutputDamageTracker;
+use smithay::backend::renderer::pixman::PixmanRenderer;
+use smithay::backend::renderer::{Bind, Color32F};
+use smithay::output::Output;
+use smithay::reexports::calloop::generic::Generic;
+use smithay::reexports::calloop::timer::{TimeoutAction, Timer};
+use smithay::reexports::calloop::{Interest, Mode as LoopMode, PostAction};
+use smithay::utils::Transform;
+
+use crate::cli::OutputSpec;
+use crate::render::{capture, post_repaint, Painter, RgbaImage};
+use crate::scene::Scene;
+use crate::state::State;
+use device::{Card, ConnectorInfo, PlaneInfo, Props};
+use kms::MappedBuffer;
+
+/// Counters of what the display path did, for `vitrine msg stats`.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct KmsStats {
+    pub commits: u64,
+    pub test_commits: u64,
+    pub framebuffers_created: u64,
+    pub frames_presented: u64,
+    pub frames_composited: u64,
+    /// Bytes the CPU wrote into scanout buffers by composition.
+    pub cpu_copied_bytes: u64,
+}
+
+struct Writeback {
+    connector: ConnectorInfo,
+    buffer: Option<MappedBuffer>,
+}
+
+/// One composition buffer with the damage tracker that knows what it holds.
+struct Slot {
+    buffer: MappedBuffer,
+    damage: OutputDamageTracker,
+}
+
+pub struct Drm {
+    card: Card,
+    crtc: crtc::Handle,
+    crtc_props: Props,
+    connector: ConnectorInfo,
+    mode: drm::control::Mode,
+    primary: PlaneInfo,
+    /// Other planes this CRTC can use; disabled at modeset.
+    others: Vec<PlaneInfo>,
+    slots: Vec<Slot>,
+    back: usize,
+    renderer: PixmanRenderer,
+    painter: Painter,
+    output: Option<Output>,
+    modeset_done: bool,
+    /// The scene of the commit waiting for its page flip.
+    in_flight: Option<Scene>,
+    writeback: Option<Writeback>,
+    refresh: Duration,
+    last_error: Option<Instant>,
+    pub stats: KmsStats,
+}
+
+/// Find a card vitrine can drive: it opens, does atomic KMS, becomes DRM master and has a
+/// connected connector. Used by `--backend auto`.
+pub fn usable_card() -> Result<PathBuf, String> {
+    let nodes = device::card_nodes();
+    if nodes.is_empty() {
+        return Err("no DRM card node in /dev/dri".into());
+    }
+    let mut why = Vec::new();
+    for path in nodes {
+        match check_card(&path) {
+            Ok(()) => return Ok(path),
+            Err(e) => why.push(e),
+        }
+    }
+    Err(why.join("; "))
+}
+
+fn check_card(path: &Path) -> Result<(), String> {
+    let card = Card::open(path).map_err(|e| e.to_string())?;
+    card.acquire_master_lock()
+        .map_err(|e| format!("{}: cannot become DRM master ({e}): another display server runs", path.display()))?;
+    let connected = device::connectors(&card).map_err(|e| e.to_string())?.iter().any(|c| c.connected && !c.writeback);
+    let _ = card.release_master_lock();
+    if connected {
+        Ok(())
+    } else {
+        Err(format!("{}: no connected connector", path.display()))
+    }
+}
+
+impl Drm {
+    /// Open the device, pick a connector, CRTC and mode, create the output and start painting.
+    pub fn start(state: &mut State, path: &Path) -> Result<(), String> {
+        let card = Card::open(path).map_err(|e| e.to_string())?;
+        card.acquire_master_lock().map_err(|e| format!("{}: cannot become DRM master: {e}", card.name()))?;
+        let connectors = device::connectors(&card).map_err(|e| e.to_string())?;
+        let connector = connectors
+            .iter()
+            .find(|c| c.connected && !c.writeback && !c.modes.is_empty())
+            .cloned()
+            .ok_or_else(|| format!("{}: no connected connector with modes", card.name()))?;
+        let mode = connector
+            .modes
+            .iter()
+            .find(|m| m.mode_type().contains(drm::control::ModeTypeFlags::PREFERRED))
+            .or(connector.modes.first())
+            .copied()
+            .ok_or("no mode")?;
+        let res = card.resource_handles().map_err(|e| e.to_string())?;
+        let crtc = *connector
+            .possible_crtcs
+            .first()
+            .ok_or_else(|| format!("{}: no CRTC for {}", card.name(), connector.name))?;
+        let crtc_index = res.crtcs().iter().position(|c| *c == crtc).unwrap_or(0);
+        let crtc_props = Props::read(&card, crtc).map_err(|e| e.to_string())?;
+        let planes: Vec<PlaneInfo> = device::planes(&card)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|p| p.possible_crtcs & (1 << crtc_index) != 0)
+            .collect();
+        let primary = planes
+            .iter()
+            .find(|p| p.kind == "Primary")
+            .cloned()
+            .ok_or_else(|| format!("{}: no primary plane for CRTC {crtc:?}", card.name()))?;
+        let others = planes.into_iter().filter(|p| p.handle != primary.handle).collect();
+        let writeback = connectors
+            .iter()
+            .find(|c| c.writeback && c.possible_crtcs.contains(&crtc))
+            .cloned()
+            .map(|connector| Writeback { connector, buffer: None });
+
+        let (w, h) = mode.size();
+        let size = (w as u32, h as u32);
+        let mut stats = KmsStats::default();
+        let mut slots = Vec::new();
+        for _ in 0..2 {
+            let buffer =
+                MappedBuffer::new(&card, size).map_err(|e| format!("{}: composition buffer: {e}", card.name()))?;
+            stats.framebuffers_created += 1;
+            slots.push(Slot { buffer, damage: OutputDamageTracker::new((w as i32, h as i32), 1.0, Transform::Normal) });
+        }
+        let refresh_mhz = mode.vrefresh().max(1) * 1000;
+        let refresh = Duration::from_secs_f64(1000.0 / refresh_mhz as f64);
+        tracing::info!(
+            device = %card.name(),
+            connector = %connector.name,
+            mode = %format!("{w}x{h}@{}", mode.vrefresh()),
+            writeback = writeback.is_some(),
+            "drm: driving the display"
+        );
+        let drm_fd = card.as_file().try_clone().map_err(|e| format!("{}: {e}", card.name()))?;
+        let output_name = connector.name.clone();
+        let drm = Drm {
+            card,
+            crtc,
+            crtc_props,
+            connector,
+            mode,
+            primary,
+            others,
+            slots,
+            back: 0,
+            renderer: PixmanRenderer::new().map_err(|e| e.to_string())?,
+            painter: Painter::default(),
+            output: None,
+            modeset_done: false,
+            in_flight: None,
+            writeback,
+            refresh,
+            last_error: None,
+            stats,
+        };
+        state.backend = crate::backend::Backend::Drm(Box::new(drm));
+        let spec = OutputSpec { width: size.0, height: size.1, refresh_mhz };
+        let output = crate::backend::add_output(&state.display_handle, &output_name, "drm", spec, (0, 0).into());
+        if let crate::backend::Backend::Drm(d) = &mut state.backend {
+            d.output = Some(output.clone());
+        }
+        state.output_added(output);
+
+        state
+            .loop_handle
+            .insert_source(Generic::new(drm_fd, Interest::READ, LoopMode::Level), |_, _, state| {
+                drm_events(state);
+                Ok(PostAction::Continue)
+            })
+            .map_err(|e| format!("cannot watch the DRM device: {e}"))?;
+        state
+            .loop_handle
+            .insert_source(Timer::immediate(), move |deadline, _, state| {
+                repaint(state);
+                TimeoutAction::ToInstant((deadline + refresh).max(Instant::now()))
+            })
+            .map_err(|e| format!("cannot start the repaint timer: {e}"))?;
+        Ok(())
+    }
+
+    fn prop(&self, props: &Props, name: &str) -> Result<drm::control::property::Handle, String> {
+        props.handle(name).ok_or_else(|| format!("{}: property {name} missing", self.card.name()))
+    }
+
+    /// The atomic request that shows `fb` full screen on the primary plane (and, the first time,
+    /// sets the mode and turns every other plane of the CRTC off).
+    fn frame_request(&self, fb: drm::control::framebuffer::Handle) -> Result<AtomicModeReq, String> {
+        let mut req = AtomicModeReq::new();
+        let (w, h) = self.mode.size();
+        if !self.modeset_done {
+            let blob = self.card.create_property_blob(&self.mode).map_err(|e| format!("mode blob: {e}"))?;
+            req.add_property(
+                self.connector.handle,
+                self.prop(&self.connector.props, "CRTC_ID")?,
+                Value::CRTC(Some(self.crtc)),
+            );
+            req.add_property(self.crtc, self.prop(&self.crtc_props, "MODE_ID")?, blob);
+            req.add_property(self.crtc, self.prop(&self.crtc_props, "ACTIVE")?, Value::Boolean(true));
+            if let Some(wb) = &self.writeback {
+                req.add_property(
+                    wb.connector.handle,
+                    self.prop(&wb.connector.props, "CRTC_ID")?,
+                    Value::CRTC(Some(self.crtc)),
+                );
+            }
+            for plane in &self.others {
+                req.add_property(plane.handle, self.prop(&plane.props, "FB_ID")?, Value::Framebuffer(None));
+                req.add_property(plane.handle, self.prop(&plane.props, "CRTC_ID")?, Value::CRTC(None));
+            }
+        }
+        let p = &self.primary.props;
+        let raw = |v: u64| Value::UnsignedRange(v);
+        req.add_property(self.primary.handle, self.prop(p, "FB_ID")?, Value::Framebuffer(Some(fb)));
+        req.add_property(self.primary.handle, self.prop(p, "CRTC_ID")?, Value::CRTC(Some(self.crtc)));
+        req.add_property(self.primary.handle, self.prop(p, "SRC_X")?, raw(0));
+        req.add_property(self.primary.handle, self.prop(p, "SRC_Y")?, raw(0));
+        req.add_property(self.primary.handle, self.prop(p, "SRC_W")?, raw((w as u64) << 16));
+        req.add_property(self.primary.handle, self.prop(p, "SRC_H")?, raw((h as u64) << 16));
+        req.add_property(self.primary.handle, self.prop(p, "CRTC_X")?, raw(0));
+        req.add_property(self.primary.handle, self.prop(p, "CRTC_Y")?, raw(0));
+        req.add_property(self.primary.handle, self.prop(p, "CRTC_W")?, raw(w as u64));
+        req.add_property(self.primary.handle, self.prop(p, "CRTC_H")?, raw(h as u64));
+        Ok(req)
+    }
+
+    fn commit(&mut self, fb: drm::control::framebuffer::Handle) -> Result<(), String> {
+        let req = self.frame_request(fb)?;
+        let mut flags = AtomicCommitFlags::PAGE_FLIP_EVENT | AtomicCommitFlags::NONBLOCK;
+        if !self.modeset_done {
+            flags |= AtomicCommitFlags::ALLOW_MODESET;
+        }
+        self.card.atomic_commit(flags, req).map_err(|e| format!("{}: atomic commit failed: {e}", self.card.name()))?;
+        self.stats.commits += 1;
+        self.modeset_done = true;
+        Ok(())
+    }
+
+    /// Wait (up to a second) for the commit in flight to complete, handling its page flip.
+    fn wait_idle(state: &mut State) {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            let crate::backend::Backend::Drm(d) = &state.backend else { return };
+            if d.in_flight.is_none() || Instant::now() > deadline {
+                return;
+            }
+            let mut fds = [libc::pollfd {
+                fd: std::os::fd::AsRawFd::as_raw_fd(d.card.as_file()),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            // SAFETY: polling our own fd.
+            unsafe { libc::poll(fds.as_mut_ptr(), 1, 100) };
+            drm_events(state);
+        }
+    }
+
+    /// What the planes show, read back through the writeback connector.
+    fn capture_writeback(&mut self) -> Result<RgbaImage, String> {
+        let size = (self.mode.size().0 as u32, self.mode.size().1 as u32);
+        let Some(wb) = self.writeback.as_mut() else { return Err("no writeback connector".into()) };
+        if wb.buffer.is_none() {
+            wb.buffer = Some(MappedBuffer::new(&self.card, size).map_err(|e| format!("writeback buffer: {e}"))?);
+            self.stats.framebuffers_created += 1;
+        }
+        let (Some(fb_prop), Some(fence_prop)) =
+            (wb.connector.props.handle("WRITEBACK_FB_ID"), wb.connector.props.handle("WRITEBACK_OUT_FENCE_PTR"))
+        else {
+            return Err("the writeback connector lacks WRITEBACK_FB_ID/WRITEBACK_OUT_FENCE_PTR".into());
+        };
+        let fb = wb.buffer.as_ref().map(|b| b.fb).ok_or("no writeback buffer")?;
+        let mut fence: i32 = -1;
+        let mut req = AtomicModeReq::new();
+        req.add_property(wb.connector.handle, fb_prop, Value::Framebuffer(Some(fb)));
+        req.add_property(wb.connector.handle, fence_prop, Value::UnsignedRange(&mut fence as *mut i32 as u64));
+        self.card
+            .atomic_commit(AtomicCommitFlags::empty(), req)
+            .map_err(|e| format!("writeback commit failed: {e}"))?;
+        self.stats.commits += 1;
+        if fence >= 0 {
+            let mut fds = [libc::pollfd { fd: fence, events: libc::POLLIN, revents: 0 }];
+            // SAFETY: the fence fd is ours until closed here.
+            unsafe {
+                libc::poll(fds.as_mut_ptr(), 1, 2000);
+                libc::close(fence);
+            }
+        }
+        let buffer = wb.buffer.as_ref().ok_or("no writeback buffer")?;
+        RgbaImage::from_raw(buffer.width, buffer.height, buffer.to_rgba()).ok_or_else(|| "bad writeback size".into())
+    }
+
+    pub fn screenshot(state: &mut State, output: &Output, scene: &Scene) -> Result<RgbaImage, String> {
+        Drm::wait_idle(state);
+        let crate::backend::Backend::Drm(d) = &mut state.backend else { return Err("not the DRM backend".into()) };
+        if d.writeback.is_some() && d.modeset_done {
+            return d.capture_writeback();
+        }
+        tracing::info!(output = %output.name(), "no writeback connector: the screenshot is vitrine's composition");
+        let size = (d.mode.size().0 as i32, d.mode.size().1 as i32).into();
+        let elements = d.painter.elements(&mut d.renderer, scene, 1.0);
+        capture::<_, smithay::reexports::pixman::Image<'static, 'static>>(
+            &mut d.renderer,
+            size,
+            &elements,
+            scene.background,
+        )
+    }
+
+    /// Give the display back (on exit).
+    pub fn stop(&mut self) {
+        let _ = self.card.release_master_lock();
+    }
+}
+
+fn repaint(state: &mut State) {
+    let crate::backend::Backend::Drm(d) = &state.backend else { return };
+    let Some(output) = d.output.clone() else { return };
+    if d.in_flight.is_some() {
+        return;
+    }
+    let scene = state.scene_for_output(&output);
+    let now = state.clock.now();
+    let crate::backend::Backend::Drm(d) = &mut state.backend else { return };
+    let back = d.back;
+    let image = match d.slots[back].buffer.image() {
+        Ok(i) => i,
+        Err(err) => {
+            tracing::error!(%err, "drm repaint");
+            return;
+        }
+    };
+    let mut image = image;
+    let elements = d.painter.elements(&mut d.renderer, &scene, 1.0);
+    let damage = {
+        let mut fb = match d.renderer.bind(&mut image) {
+            Ok(fb) => fb,
+            Err(err) => {
+                tracing::error!(%err, "cannot bind the composition buffer");
+                return;
+            }
+        };
+        let slot = &mut d.slots[back];
+        // Each buffer has its own tracker: age 1 means "holds what this tracker last drew".
+        match slot.damage.render_output(&mut d.renderer, &mut fb, 1, &elements, Color32F::from(scene.background)) {
+            Ok(result) => result.damage.cloned(),
+            Err(err) => {
+                tracing::error!(?err, "composition failed");
+                None
+            }
+        }
+    };
+    let Some(damage) = damage.filter(|d| !d.is_empty()).or_else(|| (!d.modeset_done).then(Vec::new)) else {
+        // Nothing changed: clients still get their frame callbacks at the refresh rate.
+        post_repaint(&output, &scene, now, d.refresh, d.stats.frames_presented);
+        return;
+    };
+    let area: i64 = damage.iter().map(|r| r.size.w as i64 * r.size.h as i64).sum();
+    let fb = d.slots[back].buffer.fb;
+    match d.commit(fb) {
+        Ok(()) => {
+            d.stats.frames_composited += 1;
+            d.stats.cpu_copied_bytes += area as u64 * 4;
+            d.in_flight = Some(scene);
+            d.back = (back + 1) % d.slots.len();
+        }
+        Err(err) => {
+            let quiet = d.last_error.map(|t| t.elapsed() < Duration::from_secs(5)).unwrap_or(false);
+            if !quiet {
+                tracing::error!(%err, "drm: frame not shown");
+                d.last_error = Some(Instant::now());
+            }
+        }
+    }
+}
+
+fn drm_events(state: &mut State) {
+    let crate::backend::Backend::Drm(d) = &mut state.backend else { return };
+    let events = match d.card.receive_events() {
+        Ok(events) => events.collect::<Vec<_>>(),
+        Err(err) => {
+            tracing::warn!(%err, "cannot read DRM events");
+            return;
+        }
+    };
+    for event in events {
+        if let Event::PageFlip(flip) = event {
+            let crate::backend::Backend::Drm(d) = &mut state.backend else { return };
+            if flip.crtc != d.crtc {
+                continue;
+            }
+            let Some(scene) = d.in_flight.take() else { continue };
+            d.stats.frames_presented += 1;
+            let seq = flip.frame as u64;
+            let refresh = d.refresh;
+            let Some(output) = d.output.clone() else { continue };
+            let when = smithay::utils::Time::<smithay::utils::Monotonic>::from(flip.duration);
+            post_repaint(&output, &scene, when, refresh, seq);
+        }
+    }
+}
