@@ -40,7 +40,10 @@ pub fn runtime_dir() -> tempfile::TempDir {
 
 /// Where tests leave screenshots and logs for a human to look at.
 pub fn artifacts() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
+    // Inside the VM the build tree is read-only: the rig points this at its results folder.
+    let dir = std::env::var_os("VITRINE_TEST_ARTIFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts"));
     std::fs::create_dir_all(&dir).expect("artifacts dir");
     dir
 }
