@@ -3,6 +3,7 @@
 
 pub mod device;
 pub mod kms;
+pub mod planner;
 pub mod probe;
 
 use std::path::{Path, PathBuf};
@@ -431,3 +432,4 @@ fn drm_events(state: &mut State) {
         }
     }
 }
+pub mod scanout;
