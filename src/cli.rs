@@ -110,6 +110,8 @@ pub enum MsgCommand {
     },
     /// Display-path counters: commits, test commits, framebuffers created, frames presented
     Stats,
+    /// Per output, each layer with the plane it is on, or composited and why
+    Planes,
     /// Stop the compositor
     Quit,
 }

@@ -12,10 +12,7 @@ use vitrine::control::protocol::Request;
 const IN_VM: &str = "needs the VM rig's kernel drivers: run tests/vm/run";
 
 fn assert_in_vm() {
-    assert!(
-        std::env::var_os("VITRINE_IN_VM").is_some(),
-        "this test needs the VM rig (vkms, visl): run tests/vm/run"
-    );
+    assert!(std::env::var_os("VITRINE_IN_VM").is_some(), "this test needs the VM rig (vkms, visl): run tests/vm/run");
 }
 
 /// vitrine with the backend chosen automatically, as a user on a free VT would start it.
@@ -54,7 +51,10 @@ fn drm_backend_shows_a_client_through_the_planes() {
     assert_eq!(version["backend"], "drm", "auto must pick DRM on a free VT; log:\n{}", vitrine.log());
     let outputs = vitrine.ok(&Request::Outputs);
     assert_eq!(outputs["outputs"][0]["name"], "Virtual-1");
-    assert_eq!((outputs["outputs"][0]["width"].as_i64(), outputs["outputs"][0]["height"].as_i64()), (Some(1024), Some(768)));
+    assert_eq!(
+        (outputs["outputs"][0]["width"].as_i64(), outputs["outputs"][0]["height"].as_i64()),
+        (Some(1024), Some(768))
+    );
 
     vitrine.spawn_client("weston-simple-shm", &[]);
     // The screenshot comes from the writeback connector: what the planes really scan out.

@@ -113,7 +113,7 @@ impl Backend {
     /// Check that a client dmabuf can be used before the client may attach it.
     pub fn import_dmabuf(&mut self, dmabuf: &Dmabuf) -> Result<(), String> {
         match self {
-            Backend::Drm(_) => Err("the DRM backend does not import client dmabufs yet".into()),
+            Backend::Drm(d) => d.import_dmabuf(dmabuf),
             Backend::Headless(_) => Err("the headless backend has no dmabuf import".into()),
             Backend::Nested(n) => n.import_dmabuf(dmabuf),
         }
@@ -122,7 +122,7 @@ impl Backend {
     /// The linux-dmabuf default feedback, or why there is none.
     pub fn dmabuf_feedback(&mut self) -> Result<DmabufFeedback, String> {
         match self {
-            Backend::Drm(_) => Err("the DRM backend does not take client dmabufs yet".into()),
+            Backend::Drm(d) => d.dmabuf_feedback(),
             Backend::Headless(_) => Err("the headless backend composites with pixman and has no DRM device".into()),
             Backend::Nested(n) => n.dmabuf_feedback(),
         }

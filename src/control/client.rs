@@ -64,6 +64,7 @@ pub fn run(args: MsgArgs) -> i32 {
         MsgCommand::Clients => Request::Clients,
         MsgCommand::Quit => Request::Quit,
         MsgCommand::Stats => Request::Stats,
+        MsgCommand::Planes => Request::Planes,
         MsgCommand::Screenshot { output, file } => {
             let path = if file.is_absolute() {
                 file
@@ -173,6 +174,25 @@ pub fn human(req: &Request, data: &Value) -> String {
             if let Some(map) = data.as_object() {
                 for (k, v) in map {
                     out += &format!("{k}: {}\n", s(v));
+                }
+            }
+        }
+        Request::Planes => {
+            for o in data["outputs"].as_array().into_iter().flatten() {
+                out += &format!("{}:\n", s(&o["name"]));
+                for l in o["layers"].as_array().into_iter().flatten() {
+                    let place = match l["plane"].as_u64() {
+                        Some(p) => format!("plane {p}"),
+                        None => format!("composited: {}", s(&l["reason"])),
+                    };
+                    out += &format!(
+                        "  {} {} {} {} {}\n",
+                        s(&l["source"]),
+                        s(&l["name"]),
+                        s(&l["format"]),
+                        l["size"],
+                        place
+                    );
                 }
             }
         }

@@ -17,6 +17,7 @@ pub enum Request {
         path: PathBuf,
     },
     Stats,
+    Planes,
     Quit,
 }
 

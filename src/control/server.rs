@@ -154,6 +154,7 @@ fn handle(state: &mut State, request: Request) -> Reply {
             }
         }
         Request::Stats => Reply::ok(stats(state)),
+        Request::Planes => Reply::ok(planes(state)),
         Request::Quit => {
             tracing::info!("quit requested over the control socket");
             state.quit(0);
@@ -228,4 +229,38 @@ fn stats(state: &State) -> Value {
         }
         other => json!({ "backend": other.kind().name() }),
     }
+}
+
+/// Per output, each layer with the plane it is on, or composited and why.
+fn planes(state: &State) -> Value {
+    let outputs: Vec<Value> = state
+        .outputs
+        .iter()
+        .map(|o| {
+            let layers = match &state.backend {
+                crate::backend::Backend::Drm(d) => serde_json::to_value(&d.report).unwrap_or_default(),
+                other => {
+                    let why = format!("the {} backend has no hardware planes", other.kind().name());
+                    let scene = state.scene_for_output(o);
+                    Value::Array(
+                        scene
+                            .windows()
+                            .map(|w| {
+                                let size = w.geometry().size;
+                                json!({
+                                    "source": "client",
+                                    "name": w.toplevel().and_then(|t| crate::kiosk::app_id(t.wl_surface())),
+                                    "format": null, "modifier": null,
+                                    "size": [size.w, size.h],
+                                    "plane": null, "composited": true, "reason": why,
+                                })
+                            })
+                            .collect(),
+                    )
+                }
+            };
+            json!({ "name": o.name(), "layers": layers })
+        })
+        .collect();
+    json!({ "outputs": outputs })
 }

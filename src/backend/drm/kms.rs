@@ -15,17 +15,19 @@ pub struct MappedBuffer {
     pub fb: framebuffer::Handle,
     ptr: *mut u8,
     len: usize,
+    pub alpha: bool,
     pub width: u32,
     pub height: u32,
     pub pitch: u32,
 }
 
 impl MappedBuffer {
-    /// An XRGB8888 buffer of `size`; counts one framebuffer creation.
-    pub fn new(card: &Card, size: (u32, u32)) -> std::io::Result<MappedBuffer> {
+    /// An ARGB8888 (`alpha`) or XRGB8888 buffer of `size`.
+    pub fn new(card: &Card, size: (u32, u32), alpha: bool) -> std::io::Result<MappedBuffer> {
         use drm::buffer::Buffer;
-        let dumb = card.create_dumb_buffer(size, DrmFourcc::Xrgb8888, 32)?;
-        let fb = match card.add_framebuffer(&dumb, 24, 32) {
+        let format = if alpha { DrmFourcc::Argb8888 } else { DrmFourcc::Xrgb8888 };
+        let dumb = card.create_dumb_buffer(size, format, 32)?;
+        let fb = match card.add_framebuffer(&dumb, if alpha { 32 } else { 24 }, 32) {
             Ok(fb) => fb,
             Err(err) => {
                 let _ = card.destroy_dumb_buffer(dumb);
@@ -52,7 +54,16 @@ impl MappedBuffer {
             let _ = card.destroy_dumb_buffer(dumb);
             return Err(err);
         }
-        Ok(MappedBuffer { width: size.0, height: size.1, pitch: dumb.pitch(), dumb, fb, ptr: ptr as *mut u8, len })
+        Ok(MappedBuffer {
+            alpha,
+            width: size.0,
+            height: size.1,
+            pitch: dumb.pitch(),
+            dumb,
+            fb,
+            ptr: ptr as *mut u8,
+            len,
+        })
     }
 
     /// A pixman image over the mapping (valid while `self` lives).
@@ -60,7 +71,7 @@ impl MappedBuffer {
         // SAFETY: the mapping outlives every use of the image: images are rebuilt per frame.
         unsafe {
             pixman::Image::from_raw_mut(
-                pixman::FormatCode::X8R8G8B8,
+                if self.alpha { pixman::FormatCode::A8R8G8B8 } else { pixman::FormatCode::X8R8G8B8 },
                 self.width as usize,
                 self.height as usize,
                 self.ptr as *mut u32,

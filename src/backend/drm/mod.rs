@@ -2,28 +2,34 @@
 //! putting layers on hardware planes where it can (see `planner`).
 
 pub mod device;
+mod frame;
 pub mod kms;
 pub mod planner;
 pub mod probe;
+pub mod scanout;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use drm::control::atomic::AtomicModeReq;
 use drm::control::property::Value;
-use drm::control::{crtc, AtomicCommitFlags, Device as ControlDevice, Event};
+use drm::control::{crtc, AtomicCommitFlags, Device as ControlDevice};
 use drm::Device as BasicDevice;
+use smithay::backend::allocator::dmabuf::Dmabuf;
+use smithay::backend::allocator::{Format, Fourcc, Modifier};
 use smithay::backend::renderer::damage::OutputDamageTracker;
 use smithay::backend::renderer::pixman::PixmanRenderer;
-use smithay::backend::renderer::{Bind, Color32F};
+use smithay::backend::renderer::ImportDma;
 use smithay::output::Output;
 use smithay::reexports::calloop::generic::Generic;
 use smithay::reexports::calloop::timer::{TimeoutAction, Timer};
 use smithay::reexports::calloop::{Interest, Mode as LoopMode, PostAction};
+use smithay::reexports::wayland_protocols::wp::linux_dmabuf::zv1::server::zwp_linux_dmabuf_feedback_v1::TrancheFlags;
 use smithay::utils::Transform;
+use smithay::wayland::dmabuf::{DmabufFeedback, DmabufFeedbackBuilder};
 
 use crate::cli::OutputSpec;
-use crate::render::{capture, post_repaint, Painter, RgbaImage};
+use crate::render::{capture, Painter, RgbaImage};
 use crate::scene::Scene;
 use crate::state::State;
 use device::{Card, ConnectorInfo, PlaneInfo, Props};
@@ -67,8 +73,19 @@ pub struct Drm {
     painter: Painter,
     output: Option<Output>,
     modeset_done: bool,
-    /// The scene of the commit waiting for its page flip.
-    in_flight: Option<Scene>,
+    /// The commit waiting for its page flip.
+    in_flight: Option<frame::InFlight>,
+    /// Client buffers on screen (released only once replaced on screen).
+    on_screen: Vec<smithay::backend::renderer::utils::Buffer>,
+    planner: planner::Planner,
+    fb_cache: scanout::FbCache,
+    /// Planes enabled by the last commit.
+    active_planes: Vec<u32>,
+    /// Framebuffers of the last commit's plane layers, to skip commits that change nothing.
+    last_fbs: Vec<Option<drm::control::framebuffer::Handle>>,
+    last_plan: Option<planner::Plan>,
+    /// What `vitrine msg planes` reports.
+    pub report: Vec<frame::LayerReport>,
     writeback: Option<Writeback>,
     refresh: Duration,
     last_error: Option<Instant>,
@@ -140,6 +157,7 @@ impl Drm {
             .find(|p| p.kind == "Primary")
             .cloned()
             .ok_or_else(|| format!("{}: no primary plane for CRTC {crtc:?}", card.name()))?;
+        let caps: Vec<planner::PlaneCaps> = planes.iter().map(frame::plane_caps).collect();
         let others = planes.into_iter().filter(|p| p.handle != primary.handle).collect();
         let writeback = connectors
             .iter()
@@ -152,8 +170,8 @@ impl Drm {
         let mut stats = KmsStats::default();
         let mut slots = Vec::new();
         for _ in 0..2 {
-            let buffer =
-                MappedBuffer::new(&card, size).map_err(|e| format!("{}: composition buffer: {e}", card.name()))?;
+            let buffer = MappedBuffer::new(&card, size, true)
+                .map_err(|e| format!("{}: composition buffer: {e}", card.name()))?;
             stats.framebuffers_created += 1;
             slots.push(Slot { buffer, damage: OutputDamageTracker::new((w as i32, h as i32), 1.0, Transform::Normal) });
         }
@@ -183,6 +201,13 @@ impl Drm {
             output: None,
             modeset_done: false,
             in_flight: None,
+            on_screen: Vec::new(),
+            planner: planner::Planner::new(caps, crtc_index),
+            fb_cache: scanout::FbCache::default(),
+            active_planes: Vec::new(),
+            last_fbs: Vec::new(),
+            last_plan: None,
+            report: Vec::new(),
             writeback,
             refresh,
             last_error: None,
@@ -199,14 +224,14 @@ impl Drm {
         state
             .loop_handle
             .insert_source(Generic::new(drm_fd, Interest::READ, LoopMode::Level), |_, _, state| {
-                drm_events(state);
+                frame::drm_events(state);
                 Ok(PostAction::Continue)
             })
             .map_err(|e| format!("cannot watch the DRM device: {e}"))?;
         state
             .loop_handle
             .insert_source(Timer::immediate(), move |deadline, _, state| {
-                repaint(state);
+                frame::repaint(state);
                 TimeoutAction::ToInstant((deadline + refresh).max(Instant::now()))
             })
             .map_err(|e| format!("cannot start the repaint timer: {e}"))?;
@@ -285,7 +310,7 @@ impl Drm {
             }];
             // SAFETY: polling our own fd.
             unsafe { libc::poll(fds.as_mut_ptr(), 1, 100) };
-            drm_events(state);
+            frame::drm_events(state);
         }
     }
 
@@ -294,7 +319,7 @@ impl Drm {
         let size = (self.mode.size().0 as u32, self.mode.size().1 as u32);
         let Some(wb) = self.writeback.as_mut() else { return Err("no writeback connector".into()) };
         if wb.buffer.is_none() {
-            wb.buffer = Some(MappedBuffer::new(&self.card, size).map_err(|e| format!("writeback buffer: {e}"))?);
+            wb.buffer = Some(MappedBuffer::new(&self.card, size, false).map_err(|e| format!("writeback buffer: {e}"))?);
             self.stats.framebuffers_created += 1;
         }
         let (Some(fb_prop), Some(fence_prop)) =
@@ -340,96 +365,63 @@ impl Drm {
         )
     }
 
+    fn plane(&self, id: u32) -> Option<&PlaneInfo> {
+        std::iter::once(&self.primary).chain(&self.others).find(|p| u32::from(p.handle) == id)
+    }
+
+    fn log_error(&mut self, err: &str) {
+        let quiet = self.last_error.map(|t| t.elapsed() < Duration::from_secs(5)).unwrap_or(false);
+        if !quiet {
+            tracing::error!(%err, "drm: frame not shown");
+            self.last_error = Some(Instant::now());
+        }
+    }
+
+    /// linux-dmabuf feedback: what vitrine can composite (pixman) or scan out, and a scanout
+    /// tranche with the formats of this CRTC's planes.
+    pub fn dmabuf_feedback(&mut self) -> Result<DmabufFeedback, String> {
+        use std::os::unix::fs::MetadataExt;
+        let dev = std::fs::metadata(&self.card.path).map_err(|e| format!("{}: {e}", self.card.name()))?.rdev();
+        let to_format = |f: &device::FormatModifier| {
+            Fourcc::try_from(f.format).ok().map(|code| Format { code, modifier: Modifier::from(f.modifier) })
+        };
+        let scanout: Vec<Format> = std::iter::once(&self.primary)
+            .chain(&self.others)
+            .filter(|p| p.kind != "Cursor")
+            .flat_map(|p| p.formats.iter().filter_map(to_format))
+            .collect::<std::collections::HashSet<_>>()
+            .into_iter()
+            .collect();
+        let mut all: Vec<Format> = self.renderer.dmabuf_formats().iter().copied().collect();
+        for f in &scanout {
+            if !all.contains(f) {
+                all.push(*f);
+            }
+        }
+        DmabufFeedbackBuilder::new(dev, all)
+            .add_preference_tranche(dev, Some(TrancheFlags::Scanout), scanout)
+            .build()
+            .map_err(|e| format!("cannot build dmabuf feedback: {e}"))
+    }
+
+    /// A client dmabuf is usable if vitrine can composite it or make it a framebuffer.
+    pub fn import_dmabuf(&mut self, dmabuf: &Dmabuf) -> Result<(), String> {
+        if self.renderer.import_dmabuf(dmabuf, None).is_ok() {
+            return Ok(());
+        }
+        match self.fb_cache.get_or_add(&self.card, dmabuf) {
+            Ok((_, created)) => {
+                if created {
+                    self.stats.framebuffers_created += 1;
+                }
+                Ok(())
+            }
+            Err(err) => Err(format!("neither composited nor scanned out: {err}")),
+        }
+    }
+
     /// Give the display back (on exit).
     pub fn stop(&mut self) {
         let _ = self.card.release_master_lock();
     }
 }
-
-fn repaint(state: &mut State) {
-    let crate::backend::Backend::Drm(d) = &state.backend else { return };
-    let Some(output) = d.output.clone() else { return };
-    if d.in_flight.is_some() {
-        return;
-    }
-    let scene = state.scene_for_output(&output);
-    let now = state.clock.now();
-    let crate::backend::Backend::Drm(d) = &mut state.backend else { return };
-    let back = d.back;
-    let image = match d.slots[back].buffer.image() {
-        Ok(i) => i,
-        Err(err) => {
-            tracing::error!(%err, "drm repaint");
-            return;
-        }
-    };
-    let mut image = image;
-    let elements = d.painter.elements(&mut d.renderer, &scene, 1.0);
-    let damage = {
-        let mut fb = match d.renderer.bind(&mut image) {
-            Ok(fb) => fb,
-            Err(err) => {
-                tracing::error!(%err, "cannot bind the composition buffer");
-                return;
-            }
-        };
-        let slot = &mut d.slots[back];
-        // Each buffer has its own tracker: age 1 means "holds what this tracker last drew".
-        match slot.damage.render_output(&mut d.renderer, &mut fb, 1, &elements, Color32F::from(scene.background)) {
-            Ok(result) => result.damage.cloned(),
-            Err(err) => {
-                tracing::error!(?err, "composition failed");
-                None
-            }
-        }
-    };
-    let Some(damage) = damage.filter(|d| !d.is_empty()).or_else(|| (!d.modeset_done).then(Vec::new)) else {
-        // Nothing changed: clients still get their frame callbacks at the refresh rate.
-        post_repaint(&output, &scene, now, d.refresh, d.stats.frames_presented);
-        return;
-    };
-    let area: i64 = damage.iter().map(|r| r.size.w as i64 * r.size.h as i64).sum();
-    let fb = d.slots[back].buffer.fb;
-    match d.commit(fb) {
-        Ok(()) => {
-            d.stats.frames_composited += 1;
-            d.stats.cpu_copied_bytes += area as u64 * 4;
-            d.in_flight = Some(scene);
-            d.back = (back + 1) % d.slots.len();
-        }
-        Err(err) => {
-            let quiet = d.last_error.map(|t| t.elapsed() < Duration::from_secs(5)).unwrap_or(false);
-            if !quiet {
-                tracing::error!(%err, "drm: frame not shown");
-                d.last_error = Some(Instant::now());
-            }
-        }
-    }
-}
-
-fn drm_events(state: &mut State) {
-    let crate::backend::Backend::Drm(d) = &mut state.backend else { return };
-    let events = match d.card.receive_events() {
-        Ok(events) => events.collect::<Vec<_>>(),
-        Err(err) => {
-            tracing::warn!(%err, "cannot read DRM events");
-            return;
-        }
-    };
-    for event in events {
-        if let Event::PageFlip(flip) = event {
-            let crate::backend::Backend::Drm(d) = &mut state.backend else { return };
-            if flip.crtc != d.crtc {
-                continue;
-            }
-            let Some(scene) = d.in_flight.take() else { continue };
-            d.stats.frames_presented += 1;
-            let seq = flip.frame as u64;
-            let refresh = d.refresh;
-            let Some(output) = d.output.clone() else { continue };
-            let when = smithay::utils::Time::<smithay::utils::Monotonic>::from(flip.duration);
-            post_repaint(&output, &scene, when, refresh, seq);
-        }
-    }
-}
-pub mod scanout;

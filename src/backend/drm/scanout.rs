@@ -93,7 +93,16 @@ impl FbCache {
         for h in gem {
             let _ = card.close_buffer(h);
         }
-        let fb = result.map_err(|e| format!("ADDFB2: {e}"))?;
+        let fb = result.map_err(|e| {
+            format!(
+                "ADDFB2 {}x{} {} pitches {:?} offsets {:?}: {e}",
+                planes.size().0,
+                planes.size().1,
+                super::device::fourcc_name(code),
+                planes.pitches(),
+                planes.offsets()
+            )
+        })?;
         self.entries.push((dmabuf.weak(), fb));
         Ok((fb, true))
     }

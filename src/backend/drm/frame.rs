@@ -1,0 +1,499 @@
+//! One frame on the DRM backend: the scene becomes layer descriptions, the planner places them
+//! (verified by TEST_ONLY commits, cached by scene shape), only the composited layers are drawn,
+//! and one atomic commit shows the result.
+
+use drm::control::atomic::AtomicModeReq;
+use drm::control::property::Value;
+use drm::control::{framebuffer, AtomicCommitFlags, Device as ControlDevice, Event};
+use serde::Serialize;
+use smithay::backend::allocator::Buffer as _;
+use smithay::backend::renderer::element::{Element, Id};
+use smithay::backend::renderer::{Bind, Color32F};
+use smithay::reexports::wayland_server::Resource;
+
+use super::device::{fourcc_name, modifier_name, PlaneInfo};
+use super::planner::{
+    self, CommitTester, LayerDesc, LayerKind, Placement, Plan, PlaneCaps, PlaneKind, ScalingLimits, ZposRange,
+};
+use super::scanout::{surface_layers, SurfaceLayer};
+use super::Drm;
+use crate::backend::Backend;
+use crate::render::post_repaint;
+use crate::scene::{LayerSource, Scene};
+use crate::state::State;
+
+/// A commit waiting for its page flip, and what it put on screen.
+pub struct InFlight {
+    scene: Scene,
+    buffers: Vec<smithay::backend::renderer::utils::Buffer>,
+}
+
+/// One layer as `vitrine msg planes` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerReport {
+    pub source: &'static str,
+    pub name: String,
+    pub format: Option<String>,
+    pub modifier: Option<String>,
+    pub size: [u32; 2],
+    pub plane: Option<u32>,
+    pub composited: bool,
+    pub reason: Option<String>,
+}
+
+/// What the planner may assume about a KMS plane.
+pub fn plane_caps(p: &PlaneInfo) -> PlaneCaps {
+    let kind = match p.kind.as_str() {
+        "Primary" => PlaneKind::Primary,
+        "Cursor" => PlaneKind::Cursor,
+        _ => PlaneKind::Overlay,
+    };
+    let zpos = p.props.has("zpos").then(|| {
+        let (min, max) = p.props.range("zpos").unwrap_or((0, 0));
+        ZposRange { min, max, immutable: p.props.immutable("zpos") }
+    });
+    PlaneCaps {
+        id: p.handle.into(),
+        name: String::new(),
+        kind,
+        possible_crtcs: p.possible_crtcs,
+        zpos,
+        // Rotation needs the property's bitmask entries; until they are read, planes do not rotate.
+        rotations: planner::DRM_MODE_ROTATE_0,
+        // KMS does not publish scaling limits: allow what most hardware does and let the
+        // TEST_ONLY commit have the last word.
+        scaling: Some(ScalingLimits { max_upscale: 8, max_downscale: 8 }),
+        color_encoding: p.props.has("COLOR_ENCODING"),
+        color_range: p.props.has("COLOR_RANGE"),
+        alpha: p.props.has("alpha"),
+        formats: p.formats.iter().map(|f| planner::FormatModifier { format: f.format, modifier: f.modifier }).collect(),
+    }
+}
+
+/// Where a layer description came from.
+enum Origin {
+    Background,
+    Window(String),
+    Surface(SurfaceLayer, Option<framebuffer::Handle>, String),
+    Cursor,
+}
+
+fn has_alpha(fourcc: u32) -> bool {
+    matches!(&fourcc.to_le_bytes()[..], [b'A', ..] | [_, _, b'A', _] | [b'R', b'A', ..] | [b'B', b'A', ..])
+}
+
+fn is_yuv(fourcc: u32) -> bool {
+    matches!(&fourcc.to_le_bytes()[..2], b"NV" | b"YU" | b"YV" | b"P0")
+}
+
+/// The scene as the planner sees it, with each layer's origin.
+fn describe(d: &mut Drm, scene: &Scene, out_size: (i32, i32)) -> (Vec<LayerDesc>, Vec<Origin>) {
+    let mut descs = Vec::new();
+    let mut origins = Vec::new();
+    let solid = |dst: (i32, i32, u32, u32)| LayerDesc {
+        kind: LayerKind::Solid,
+        format: 0,
+        modifier: 0,
+        src_size: (dst.2, dst.3),
+        dst,
+        rotation: 0,
+        needs_color: false,
+        opaque: true,
+    };
+    let full = (0, 0, out_size.0 as u32, out_size.1 as u32);
+    // Where no plane shows anything, the CRTC shows black: a black background needs no layer.
+    if scene.background[..3] != [0.0, 0.0, 0.0] {
+        descs.push(solid(full));
+        origins.push(Origin::Background);
+    }
+    let surfaces = surface_layers(scene);
+    for (index, layer) in scene.layers.iter().enumerate() {
+        let rect = |r: smithay::utils::Rectangle<i32, smithay::utils::Logical>| {
+            (r.loc.x, r.loc.y, r.size.w.max(0) as u32, r.size.h.max(0) as u32)
+        };
+        match &layer.source {
+            LayerSource::Client(window) => {
+                let name = window.toplevel().and_then(|t| crate::kiosk::app_id(t.wl_surface())).unwrap_or_default();
+                let mine: Vec<&SurfaceLayer> = surfaces.iter().filter(|(i, _)| *i == index).map(|(_, s)| s).collect();
+                if mine.is_empty() {
+                    let mut desc = solid(rect(layer.dst));
+                    desc.kind = LayerKind::Memory;
+                    descs.push(desc);
+                    origins.push(Origin::Window(name));
+                    continue;
+                }
+                for s in mine {
+                    let fb = s.dmabuf.as_ref().and_then(|dmabuf| match d.fb_cache.get_or_add(&d.card, dmabuf) {
+                        Ok((fb, created)) => {
+                            if created {
+                                d.stats.framebuffers_created += 1;
+                            }
+                            Some(fb)
+                        }
+                        Err(err) => {
+                            tracing::debug!(target: "planes", %err, surface = %s.surface.id(), "client dmabuf cannot be a framebuffer");
+                            None
+                        }
+                    });
+                    let desc = match (&s.dmabuf, fb) {
+                        (Some(dmabuf), Some(_)) => {
+                            let format = dmabuf.format();
+                            LayerDesc {
+                                kind: LayerKind::Client,
+                                format: format.code as u32,
+                                modifier: u64::from(format.modifier),
+                                src_size: s.buffer_size,
+                                dst: rect(s.dst),
+                                rotation: 0,
+                                needs_color: false,
+                                opaque: !has_alpha(format.code as u32),
+                            }
+                        }
+                        _ => {
+                            let mut desc = solid(rect(s.dst));
+                            desc.kind = LayerKind::Memory;
+                            desc
+                        }
+                    };
+                    descs.push(desc);
+                    origins.push(Origin::Surface(s.clone(), fb, name.clone()));
+                }
+            }
+            LayerSource::Solid(_) => {
+                descs.push(solid(rect(layer.dst)));
+                origins.push(Origin::Background);
+            }
+            LayerSource::Cursor(_) => {
+                descs.push(solid(rect(layer.dst)));
+                origins.push(Origin::Cursor);
+            }
+        }
+    }
+    (descs, origins)
+}
+
+/// Plane state for one layer (or the composition buffer).
+#[allow(clippy::too_many_arguments)]
+fn set_plane(
+    d: &Drm,
+    req: &mut AtomicModeReq,
+    plane: u32,
+    fb: framebuffer::Handle,
+    src: (u32, u32),
+    dst: (i32, i32, u32, u32),
+    zpos: Option<u64>,
+    yuv: bool,
+) -> Result<(), String> {
+    let info = d.plane(plane).ok_or_else(|| format!("unknown plane {plane}"))?;
+    let h = info.handle;
+    let p = &info.props;
+    let prop = |name: &str| p.handle(name).ok_or_else(|| format!("plane {plane} lacks {name}"));
+    req.add_property(h, prop("FB_ID")?, Value::Framebuffer(Some(fb)));
+    req.add_property(h, prop("CRTC_ID")?, Value::CRTC(Some(d.crtc)));
+    req.add_property(h, prop("SRC_X")?, Value::UnsignedRange(0));
+    req.add_property(h, prop("SRC_Y")?, Value::UnsignedRange(0));
+    req.add_property(h, prop("SRC_W")?, Value::UnsignedRange((src.0 as u64) << 16));
+    req.add_property(h, prop("SRC_H")?, Value::UnsignedRange((src.1 as u64) << 16));
+    req.add_property(h, prop("CRTC_X")?, Value::SignedRange(dst.0 as i64));
+    req.add_property(h, prop("CRTC_Y")?, Value::SignedRange(dst.1 as i64));
+    req.add_property(h, prop("CRTC_W")?, Value::UnsignedRange(dst.2 as u64));
+    req.add_property(h, prop("CRTC_H")?, Value::UnsignedRange(dst.3 as u64));
+    if let Some(z) = zpos {
+        req.add_property(h, prop("zpos")?, Value::UnsignedRange(z));
+    }
+    if yuv {
+        // Client dmabufs carry no colour description: BT.709 limited range, what video uses.
+        if let (Some(enc), Some(v)) = (p.handle("COLOR_ENCODING"), p.enum_value("COLOR_ENCODING", "ITU-R BT.709 YCbCr"))
+        {
+            req.add_property(h, enc, Value::UnsignedRange(v));
+        }
+        if let (Some(range), Some(v)) = (p.handle("COLOR_RANGE"), p.enum_value("COLOR_RANGE", "YCbCr limited range")) {
+            req.add_property(h, range, Value::UnsignedRange(v));
+        }
+    }
+    Ok(())
+}
+
+/// The atomic request for a plan: its planes on, every other plane of the CRTC that was on, off.
+fn plan_request(
+    d: &Drm,
+    plan: &Plan,
+    descs: &[LayerDesc],
+    fbs: &[Option<framebuffer::Handle>],
+    composition_fb: framebuffer::Handle,
+) -> Result<AtomicModeReq, String> {
+    let mut req = AtomicModeReq::new();
+    for (i, placement) in plan.layers.iter().enumerate() {
+        if let Placement::Plane { plane, zpos } = placement {
+            let fb = fbs[i].ok_or("a layer without framebuffer was placed on a plane")?;
+            let desc = &descs[i];
+            set_plane(d, &mut req, *plane, fb, desc.src_size, desc.dst, *zpos, is_yuv(desc.format))?;
+        }
+    }
+    let (w, h) = d.mode.size();
+    if let Some(c) = plan.composition {
+        set_plane(
+            d,
+            &mut req,
+            c.plane,
+            composition_fb,
+            (w as u32, h as u32),
+            (0, 0, w as u32, h as u32),
+            c.zpos,
+            false,
+        )?;
+    }
+    let used = plan.planes();
+    for plane in &d.active_planes {
+        if !used.contains(plane) {
+            let info = d.plane(*plane).ok_or("unknown plane")?;
+            let fb_id = info.props.handle("FB_ID").ok_or("plane lacks FB_ID")?;
+            let crtc_id = info.props.handle("CRTC_ID").ok_or("plane lacks CRTC_ID")?;
+            req.add_property(info.handle, fb_id, Value::Framebuffer(None));
+            req.add_property(info.handle, crtc_id, Value::CRTC(None));
+        }
+    }
+    Ok(req)
+}
+
+/// TEST_ONLY commits of candidate plans with this frame's buffers.
+struct Tester<'a> {
+    drm: &'a Drm,
+    fbs: &'a [Option<framebuffer::Handle>],
+    composition_fb: framebuffer::Handle,
+}
+
+impl CommitTester for Tester<'_> {
+    fn test(&mut self, plan: &Plan, layers: &[LayerDesc]) -> Result<(), String> {
+        let req = plan_request(self.drm, plan, layers, self.fbs, self.composition_fb)?;
+        self.drm
+            .card
+            .atomic_commit(AtomicCommitFlags::TEST_ONLY | AtomicCommitFlags::NONBLOCK, req)
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn report(descs: &[LayerDesc], origins: &[Origin], plan: &Plan, composition: Option<u32>) -> Vec<LayerReport> {
+    let mut out: Vec<LayerReport> = descs
+        .iter()
+        .zip(origins)
+        .zip(&plan.layers)
+        .map(|((desc, origin), placement)| {
+            let (source, name) = match origin {
+                Origin::Background => ("solid", "background".to_string()),
+                Origin::Window(n) | Origin::Surface(_, _, n) => ("client", n.clone()),
+                Origin::Cursor => ("cursor", "pointer".to_string()),
+            };
+            let (plane, reason) = match placement {
+                Placement::Plane { plane, .. } => (Some(*plane), None),
+                Placement::Composited { reason } => (None, Some(reason.to_string())),
+            };
+            let has_buffer = desc.kind.scanoutable();
+            LayerReport {
+                source,
+                name,
+                format: has_buffer.then(|| fourcc_name(desc.format)),
+                modifier: has_buffer.then(|| modifier_name(desc.modifier)),
+                size: [desc.src_size.0, desc.src_size.1],
+                plane,
+                composited: plane.is_none(),
+                reason,
+            }
+        })
+        .collect();
+    if let Some(c) = plan.composition {
+        out.push(LayerReport {
+            source: "composition",
+            name: "vitrine".into(),
+            format: Some(fourcc_name(c.format)),
+            modifier: Some("LINEAR".into()),
+            size: [0, 0],
+            plane: Some(composition.unwrap_or(c.plane)),
+            composited: false,
+            reason: None,
+        });
+    }
+    out
+}
+
+pub(super) fn repaint(state: &mut State) {
+    let Backend::Drm(d) = &state.backend else { return };
+    let Some(output) = d.output.clone() else { return };
+    if d.in_flight.is_some() {
+        return;
+    }
+    let scene = state.scene_for_output(&output);
+    let now = state.clock.now();
+    let Backend::Drm(d) = &mut state.backend else { return };
+    let (w, h) = d.mode.size();
+    let back = d.back;
+    let composition_fb = d.slots[back].buffer.fb;
+
+    // The first frame sets the mode, with everything composited on the primary plane.
+    let (descs, origins, plan, fbs) = if d.modeset_done {
+        let (descs, origins) = describe(d, &scene, (w as i32, h as i32));
+        let fbs: Vec<Option<framebuffer::Handle>> = origins
+            .iter()
+            .map(|o| match o {
+                Origin::Surface(_, fb, _) => *fb,
+                _ => None,
+            })
+            .collect();
+        let searches = d.planner.stats().searches;
+        let plan = {
+            let mut planner = std::mem::replace(&mut d.planner, planner::Planner::new(Vec::new(), 0));
+            let plan = planner.plan(&descs, &mut Tester { drm: d, fbs: &fbs, composition_fb });
+            d.planner = planner;
+            plan
+        };
+        d.stats.test_commits = d.planner.test_commits();
+        if d.planner.stats().searches != searches {
+            tracing::debug!(target: "planes", output = %output.name(), plan = %plan, "new plan");
+            for (i, rejections) in d.planner.rejections().iter().enumerate() {
+                for r in rejections {
+                    tracing::debug!(target: "planes", layer = i, reason = %r, "not on that plane");
+                }
+            }
+        }
+        (descs, origins, Some(plan), fbs)
+    } else {
+        (Vec::new(), Vec::new(), None, Vec::new())
+    };
+
+    // Composition: every layer the plan did not put on a plane.
+    let on_planes: Vec<Id> = match &plan {
+        Some(plan) => origins
+            .iter()
+            .zip(&plan.layers)
+            .filter_map(|(o, p)| match (o, p) {
+                (Origin::Surface(s, _, _), Placement::Plane { .. }) => Some(Id::from_wayland_resource(&s.surface)),
+                _ => None,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let composition = plan.as_ref().map(|p| p.composition).unwrap_or(Some(planner::CompositionPlacement {
+        plane: d.primary.handle.into(),
+        zpos: None,
+        format: planner::DRM_FORMAT_XRGB8888,
+    }));
+    let mut composited_damage = None;
+    if let Some(c) = composition {
+        let mut image = match d.slots[back].buffer.image() {
+            Ok(i) => i,
+            Err(err) => {
+                tracing::error!(%err, "drm repaint");
+                return;
+            }
+        };
+        let mut elements = d.painter.elements(&mut d.renderer, &scene, 1.0);
+        elements.retain(|e| !on_planes.contains(e.id()));
+        // At the bottom the composition shows the background; above a plane it is transparent.
+        let bottom = c.format == planner::DRM_FORMAT_XRGB8888;
+        let clear = if bottom { scene.background } else { [0.0, 0.0, 0.0, 0.0] };
+        let mut fb = match d.renderer.bind(&mut image) {
+            Ok(fb) => fb,
+            Err(err) => {
+                tracing::error!(%err, "cannot bind the composition buffer");
+                return;
+            }
+        };
+        let slot = &mut d.slots[back];
+        match slot.damage.render_output(&mut d.renderer, &mut fb, 1, &elements, Color32F::from(clear)) {
+            Ok(result) => composited_damage = result.damage.cloned(),
+            Err(err) => tracing::error!(?err, "composition failed"),
+        }
+    }
+    let composited_damage = composited_damage.filter(|d| !d.is_empty());
+    let plane_fbs: Vec<Option<framebuffer::Handle>> = match &plan {
+        Some(plan) => plan
+            .layers
+            .iter()
+            .zip(&fbs)
+            .map(|(p, fb)| matches!(p, Placement::Plane { .. }).then_some(*fb).flatten())
+            .collect(),
+        None => Vec::new(),
+    };
+    let changed = !d.modeset_done || composited_damage.is_some() || plan != d.last_plan || plane_fbs != d.last_fbs;
+    if !changed {
+        // Nothing changed: clients still get their frame callbacks at the refresh rate.
+        post_repaint(&output, &scene, now, d.refresh, d.stats.frames_presented);
+        return;
+    }
+
+    let result = match &plan {
+        None => d.commit(composition_fb).map(|()| vec![d.primary.handle.into()]),
+        Some(plan) => plan_request(d, plan, &descs, &fbs, composition_fb).and_then(|req| {
+            d.card
+                .atomic_commit(AtomicCommitFlags::NONBLOCK | AtomicCommitFlags::PAGE_FLIP_EVENT, req)
+                .map_err(|e| format!("{}: atomic commit failed: {e}", d.card.name()))?;
+            d.stats.commits += 1;
+            Ok(plan.planes())
+        }),
+    };
+    match result {
+        Ok(active) => {
+            if let Some(area) =
+                composited_damage.as_ref().map(|r| r.iter().map(|r| r.size.w as u64 * r.size.h as u64).sum::<u64>())
+            {
+                d.stats.frames_composited += 1;
+                d.stats.cpu_copied_bytes += area * 4;
+            }
+            if let Some(plan) = &plan {
+                d.report = report(&descs, &origins, plan, None);
+            } else {
+                d.report = vec![LayerReport {
+                    source: "composition",
+                    name: "vitrine".into(),
+                    format: Some("XR24".into()),
+                    modifier: Some("LINEAR".into()),
+                    size: [w as u32, h as u32],
+                    plane: Some(d.primary.handle.into()),
+                    composited: false,
+                    reason: None,
+                }];
+            }
+            let buffers = origins
+                .iter()
+                .filter_map(|o| match o {
+                    Origin::Surface(s, Some(_), _) => Some(s.buffer.clone()),
+                    _ => None,
+                })
+                .collect();
+            d.in_flight = Some(InFlight { scene, buffers });
+            d.active_planes = active;
+            d.last_plan = plan;
+            d.last_fbs = plane_fbs;
+            if composition.is_some() {
+                d.back = (back + 1) % d.slots.len();
+            }
+        }
+        Err(err) => d.log_error(&err),
+    }
+}
+
+pub(super) fn drm_events(state: &mut State) {
+    let Backend::Drm(d) = &mut state.backend else { return };
+    let events = match d.card.receive_events() {
+        Ok(events) => events.collect::<Vec<_>>(),
+        Err(err) => {
+            tracing::warn!(%err, "cannot read DRM events");
+            return;
+        }
+    };
+    for event in events {
+        let Event::PageFlip(flip) = event else { continue };
+        let Backend::Drm(d) = &mut state.backend else { return };
+        if flip.crtc != d.crtc {
+            continue;
+        }
+        let Some(done) = d.in_flight.take() else { continue };
+        d.stats.frames_presented += 1;
+        // The previous buffers left the screen with this flip: they may be released now.
+        d.on_screen = done.buffers;
+        d.fb_cache.prune(&d.card);
+        let Some(output) = d.output.clone() else { continue };
+        let when = smithay::utils::Time::<smithay::utils::Monotonic>::from(flip.duration);
+        post_repaint(&output, &done.scene, when, d.refresh, flip.frame as u64);
+    }
+}
