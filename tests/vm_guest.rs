@@ -72,10 +72,21 @@ fn drm_backend_shows_a_client_through_the_planes() {
     let delta = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
     assert!(delta("frames_presented") >= 10, "only {} frames in 2 s: {after}", delta("frames_presented"));
     assert_eq!(delta("framebuffers_created"), 0, "framebuffers must be created once, not per frame: {after}");
-    assert_eq!(after["test_commits"], 0);
+    assert_eq!(delta("test_commits"), 0, "the plan is cached: no test commits in steady state: {after}");
+    assert!(after["test_commits"].as_u64().unwrap() >= 1, "plans are verified with TEST_ONLY commits");
     let commits = delta("commits");
     let frames = delta("frames_presented");
     assert!(commits <= frames + 1, "{commits} commits for {frames} frames");
     // 2 composition buffers + 1 writeback buffer, for the whole run.
     assert_eq!(after["framebuffers_created"], 3, "{after}");
+
+    // A shared-memory client cannot be scanned out: it is composited, and `planes` says why.
+    let planes = vitrine.ok(&Request::Planes);
+    let layers = planes["outputs"][0]["layers"].as_array().unwrap().clone();
+    let client = layers.iter().find(|l| l["source"] == "client").expect("client layer");
+    assert_eq!(client["name"], "org.freedesktop.weston.simple-shm");
+    assert_eq!(client["composited"], true);
+    assert!(client["reason"].as_str().unwrap().contains("shared memory"), "{client}");
+    let composition = layers.iter().find(|l| l["source"] == "composition").expect("composition layer");
+    assert!(composition["plane"].as_u64().is_some(), "{composition}");
 }

@@ -474,6 +474,10 @@ pub(super) fn repaint(state: &mut State) {
 
 pub(super) fn drm_events(state: &mut State) {
     let Backend::Drm(d) = &mut state.backend else { return };
+    // receive_events blocks when nothing is pending: read only what is there.
+    if !d.readable(0) {
+        return;
+    }
     let events = match d.card.receive_events() {
         Ok(events) => events.collect::<Vec<_>>(),
         Err(err) => {

@@ -303,14 +303,9 @@ impl Drm {
             if d.in_flight.is_none() || Instant::now() > deadline {
                 return;
             }
-            let mut fds = [libc::pollfd {
-                fd: std::os::fd::AsRawFd::as_raw_fd(d.card.as_file()),
-                events: libc::POLLIN,
-                revents: 0,
-            }];
-            // SAFETY: polling our own fd.
-            unsafe { libc::poll(fds.as_mut_ptr(), 1, 100) };
-            frame::drm_events(state);
+            if d.readable(100) {
+                frame::drm_events(state);
+            }
         }
     }
 
@@ -363,6 +358,17 @@ impl Drm {
             &elements,
             scene.background,
         )
+    }
+
+    /// Whether a DRM event can be read within `timeout_ms`.
+    fn readable(&self, timeout_ms: i32) -> bool {
+        let mut fds = [libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(self.card.as_file()),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: polling our own fd.
+        unsafe { libc::poll(fds.as_mut_ptr(), 1, timeout_ms) > 0 }
     }
 
     fn plane(&self, id: u32) -> Option<&PlaneInfo> {
