@@ -1,30 +1,17 @@
 //! In-process fixture: vitrine's headless server runs on a thread of this test process and a
 //! wayland-client connection in the test drives it, checking protocol behaviour exactly.
 
-use std::collections::HashMap;
-use std::fs::File;
-use std::io::Write;
-use std::os::fd::{AsFd, FromRawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use wayland_client::globals::{registry_queue_init, GlobalListContents};
-use wayland_client::protocol::{
-    wl_buffer::WlBuffer, wl_compositor::WlCompositor, wl_keyboard, wl_keyboard::WlKeyboard, wl_registry::WlRegistry,
-    wl_seat::WlSeat, wl_shm, wl_shm::WlShm, wl_shm_pool::WlShmPool, wl_surface::WlSurface,
-};
-use wayland_client::{delegate_noop, Connection, Dispatch, EventQueue, Proxy, QueueHandle, WEnum};
-use wayland_protocols::xdg::decoration::zv1::client::{
-    zxdg_decoration_manager_v1::ZxdgDecorationManagerV1,
-    zxdg_toplevel_decoration_v1::{self, ZxdgToplevelDecorationV1},
-};
-use wayland_protocols::xdg::shell::client::{
-    xdg_surface::{self, XdgSurface},
-    xdg_toplevel::{self, XdgToplevel},
-    xdg_wm_base::{self, XdgWmBase},
-};
+use wayland_client::{Connection, Proxy};
+use wayland_protocols::xdg::decoration::zv1::client::zxdg_toplevel_decoration_v1;
+use wayland_protocols::xdg::shell::client::{xdg_surface, xdg_toplevel};
+
+mod common;
+use common::wl::{dispatch_until, map, setup, solid_buffer, toplevel};
 
 use vitrine::cli::{BackendChoice, OutputSpec, RunArgs};
 use vitrine::config::{Color, Config};
@@ -35,6 +22,18 @@ use vitrine::render::RgbaImage;
 const BG: [u8; 3] = [0xff, 0x00, 0xff];
 
 /// All servers of this process share one runtime dir, set before any thread starts.
+fn wait_for_pixel(server: &Server, x: u32, y: u32, rgb: [u8; 3]) -> RgbaImage {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let image = server.screenshot();
+        if image.pixel(x, y)[..3] == rgb {
+            return image;
+        }
+        assert!(Instant::now() < deadline, "({x},{y}) is {:?}, not {rgb:?}", image.pixel(x, y));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn runtime() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -106,104 +105,6 @@ impl Drop for Server {
             assert_eq!(code, 0);
         }
     }
-}
-
-#[derive(Default)]
-struct Client {
-    configures: HashMap<u32, (i32, i32, Vec<u32>)>,
-    pending_serial: HashMap<u32, u32>,
-    decoration_mode: Option<zxdg_toplevel_decoration_v1::Mode>,
-    keyboard_focus: Option<u32>,
-}
-
-struct Globals {
-    compositor: WlCompositor,
-    shm: WlShm,
-    wm_base: XdgWmBase,
-    decoration: ZxdgDecorationManagerV1,
-    _seat: WlSeat,
-}
-
-struct Window {
-    surface: WlSurface,
-    xdg: XdgSurface,
-    toplevel: XdgToplevel,
-}
-
-fn setup(conn: &Connection) -> (Globals, EventQueue<Client>, Client) {
-    let (globals, mut queue) = registry_queue_init::<Client>(conn).unwrap();
-    let qh = queue.handle();
-    let seat: WlSeat = globals.bind(&qh, 1..=7, ()).unwrap();
-    seat.get_keyboard(&qh, ());
-    let g = Globals {
-        compositor: globals.bind(&qh, 4..=6, ()).unwrap(),
-        shm: globals.bind(&qh, 1..=1, ()).unwrap(),
-        wm_base: globals.bind(&qh, 1..=6, ()).unwrap(),
-        decoration: globals.bind(&qh, 1..=1, ()).unwrap(),
-        _seat: seat,
-    };
-    let mut client = Client::default();
-    queue.roundtrip(&mut client).unwrap();
-    (g, queue, client)
-}
-
-fn toplevel(g: &Globals, qh: &QueueHandle<Client>, app_id: &str) -> Window {
-    let surface = g.compositor.create_surface(qh, ());
-    let xdg = g.wm_base.get_xdg_surface(&surface, qh, ());
-    let toplevel = xdg.get_toplevel(qh, ());
-    toplevel.set_app_id(app_id.into());
-    surface.commit();
-    Window { surface, xdg, toplevel }
-}
-
-/// A solid XRGB8888 buffer.
-fn solid_buffer(g: &Globals, qh: &QueueHandle<Client>, w: i32, h: i32, rgb: [u8; 3]) -> WlBuffer {
-    let size = (w * h * 4) as usize;
-    let fd = unsafe { libc::memfd_create(c"vitrine-test".as_ptr(), libc::MFD_CLOEXEC) };
-    assert!(fd >= 0);
-    let mut file = unsafe { File::from_raw_fd(fd) };
-    let pixel = [rgb[2], rgb[1], rgb[0], 0xff];
-    let data: Vec<u8> = pixel.iter().copied().cycle().take(size).collect();
-    file.write_all(&data).unwrap();
-    let pool = g.shm.create_pool(file.as_fd(), size as i32, qh, ());
-    let buffer = pool.create_buffer(0, w, h, w * 4, wl_shm::Format::Xrgb8888, qh, ());
-    pool.destroy();
-    buffer
-}
-
-fn dispatch_until(queue: &mut EventQueue<Client>, client: &mut Client, mut done: impl FnMut(&Client) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !done(client) {
-        assert!(Instant::now() < deadline, "timed out waiting for the compositor");
-        queue.roundtrip(client).unwrap();
-    }
-}
-
-fn wait_for_pixel(server: &Server, x: u32, y: u32, rgb: [u8; 3]) -> RgbaImage {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let image = server.screenshot();
-        if image.pixel(x, y)[..3] == rgb {
-            return image;
-        }
-        assert!(Instant::now() < deadline, "({x},{y}) is {:?}, not {rgb:?}", image.pixel(x, y));
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Wait for the first configure, ack it, and draw a full-size buffer of `rgb`.
-fn map(g: &Globals, queue: &mut EventQueue<Client>, client: &mut Client, w: &Window, rgb: [u8; 3]) -> (i32, i32) {
-    let id = w.toplevel.id().protocol_id();
-    let xid = w.xdg.id().protocol_id();
-    dispatch_until(queue, client, |c| c.configures.contains_key(&id) && c.pending_serial.contains_key(&xid));
-    let (width, height, _) = client.configures[&id].clone();
-    w.xdg.ack_configure(client.pending_serial[&xid]);
-    let buffer = solid_buffer(g, &queue.handle(), width, height, rgb);
-    w.surface.attach(Some(&buffer), 0, 0);
-    w.surface.damage_buffer(0, 0, width, height);
-    w.surface.commit();
-    queue.roundtrip(client).unwrap();
-    (width, height)
 }
 
 #[test]
@@ -286,94 +187,3 @@ fn decorations_are_server_side_and_focus_follows_the_newest_mapped_toplevel() {
     dispatch_until(&mut queue, &mut client, |c| c.keyboard_focus == Some(first.surface.id().protocol_id()));
     wait_for_pixel(&server, 320, 240, [0x10, 0x10, 0x10]);
 }
-
-impl Dispatch<WlRegistry, GlobalListContents> for Client {
-    fn event(
-        _: &mut Self,
-        _: &WlRegistry,
-        _: <WlRegistry as Proxy>::Event,
-        _: &GlobalListContents,
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
-    }
-}
-
-impl Dispatch<XdgWmBase, ()> for Client {
-    fn event(_: &mut Self, wm: &XdgWmBase, event: xdg_wm_base::Event, _: &(), _: &Connection, _: &QueueHandle<Self>) {
-        if let xdg_wm_base::Event::Ping { serial } = event {
-            wm.pong(serial);
-        }
-    }
-}
-
-impl Dispatch<XdgSurface, ()> for Client {
-    fn event(
-        state: &mut Self,
-        xdg: &XdgSurface,
-        event: xdg_surface::Event,
-        _: &(),
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
-        if let xdg_surface::Event::Configure { serial } = event {
-            state.pending_serial.insert(xdg.id().protocol_id(), serial);
-        }
-    }
-}
-
-impl Dispatch<XdgToplevel, ()> for Client {
-    fn event(
-        state: &mut Self,
-        t: &XdgToplevel,
-        event: xdg_toplevel::Event,
-        _: &(),
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
-        if let xdg_toplevel::Event::Configure { width, height, states } = event {
-            let states = states.chunks_exact(4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect();
-            state.configures.insert(t.id().protocol_id(), (width, height, states));
-        }
-    }
-}
-
-impl Dispatch<ZxdgToplevelDecorationV1, ()> for Client {
-    fn event(
-        state: &mut Self,
-        _: &ZxdgToplevelDecorationV1,
-        event: zxdg_toplevel_decoration_v1::Event,
-        _: &(),
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
-        if let zxdg_toplevel_decoration_v1::Event::Configure { mode: WEnum::Value(mode) } = event {
-            state.decoration_mode = Some(mode);
-        }
-    }
-}
-
-impl Dispatch<WlKeyboard, ()> for Client {
-    fn event(
-        state: &mut Self,
-        _: &WlKeyboard,
-        event: wl_keyboard::Event,
-        _: &(),
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
-        match event {
-            wl_keyboard::Event::Enter { surface, .. } => state.keyboard_focus = Some(surface.id().protocol_id()),
-            wl_keyboard::Event::Leave { .. } => state.keyboard_focus = None,
-            _ => {}
-        }
-    }
-}
-
-delegate_noop!(Client: WlCompositor);
-delegate_noop!(Client: WlShmPool);
-delegate_noop!(Client: ZxdgDecorationManagerV1);
-delegate_noop!(Client: ignore WlShm);
-delegate_noop!(Client: ignore WlBuffer);
-delegate_noop!(Client: ignore WlSurface);
-delegate_noop!(Client: ignore WlSeat);

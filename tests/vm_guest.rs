@@ -90,3 +90,87 @@ fn drm_backend_shows_a_client_through_the_planes() {
     let composition = layers.iter().find(|l| l["source"] == "composition").expect("composition layer");
     assert!(composition["plane"].as_u64().is_some(), "{composition}");
 }
+
+/// A fullscreen client whose buffer is a dmabuf (made through /dev/udmabuf): it is scanned out
+/// directly, with no composition and no CPU copy, and the writeback frame shows its pixels.
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn a_client_dmabuf_is_scanned_out_on_a_plane() {
+    use common::wl::{dispatch_until, dmabuf_buffer, setup, toplevel, udmabuf};
+    use std::io::{Seek, Write};
+    use wayland_client::Proxy;
+
+    assert_in_vm();
+    // Black background: the CRTC shows black where no plane is, so no background layer exists.
+    let vitrine = Vitrine::launch(Launch {
+        name: "vm-dmabuf",
+        args: Vec::new(),
+        config: String::new(),
+        env: Vec::new(),
+        runtime: None,
+    });
+    assert_eq!(vitrine.ok(&Request::Version)["backend"], "drm");
+    let before = vitrine.ok(&Request::Stats);
+
+    let stream = std::os::unix::net::UnixStream::connect(vitrine.runtime.join(&vitrine.socket)).unwrap();
+    let conn = wayland_client::Connection::from_socket(stream).unwrap();
+    let (g, mut queue, mut client) = setup(&conn);
+    let qh = queue.handle();
+    let w = toplevel(&g, &qh, "vitrine.test.dmabuf");
+    let id = w.toplevel.id().protocol_id();
+    let xid = w.xdg.id().protocol_id();
+    dispatch_until(&mut queue, &mut client, |c| c.configures.contains_key(&id) && c.pending_serial.contains_key(&xid));
+    let (width, height, _) = client.configures[&id].clone();
+    assert_eq!((width, height), (1024, 768));
+    w.xdg.ack_configure(client.pending_serial[&xid]);
+
+    // Two XRGB8888 buffers in distinct colours, shown alternately (double buffering).
+    let colours = [[0x20u8, 0x80, 0xc0], [0xc0, 0x40, 0x10]];
+    let stride = width as u32 * 4;
+    let mut buffers = Vec::new();
+    for rgb in colours {
+        let mut buf = udmabuf((stride * height as u32) as usize).expect("/dev/udmabuf");
+        let pixel = [rgb[2], rgb[1], rgb[0], 0xff];
+        let data: Vec<u8> = pixel.iter().copied().cycle().take((stride * height as u32) as usize).collect();
+        buf.memfd.rewind().unwrap();
+        buf.memfd.write_all(&data).unwrap();
+        let wl = dmabuf_buffer(&g, &qh, &buf, (width, height), u32::from_le_bytes(*b"XR24"), &[(0, stride)]);
+        buffers.push((buf, wl));
+    }
+    let show =
+        |i: usize, queue: &mut wayland_client::EventQueue<common::wl::Client>, client: &mut common::wl::Client| {
+            w.surface.attach(Some(&buffers[i].1), 0, 0);
+            w.surface.damage_buffer(0, 0, width, height);
+            w.surface.commit();
+            queue.roundtrip(client).unwrap();
+        };
+    show(0, &mut queue, &mut client);
+    let image =
+        vitrine.wait_for_pixels("dmabuf", Duration::from_secs(30), |img| img.pixel(512, 384)[..3] == colours[0]);
+    for (x, y) in [(0, 0), (1023, 0), (0, 767), (1023, 767)] {
+        assert_eq!(image.pixel(x, y)[..3], colours[0], "({x},{y}) of the writeback frame");
+    }
+
+    let planes = vitrine.ok(&Request::Planes);
+    let layers = planes["outputs"][0]["layers"].as_array().unwrap().clone();
+    let layer = layers.iter().find(|l| l["name"] == "vitrine.test.dmabuf").expect("client layer");
+    assert_eq!(layer["composited"], false, "{planes}");
+    assert!(layer["plane"].as_u64().is_some(), "{planes}");
+    assert_eq!(layer["format"], "XR24");
+    assert!(layers.iter().all(|l| l["source"] != "composition"), "nothing to composite: {planes}");
+
+    // Flip between the two buffers: each gets one framebuffer, and the CPU copies nothing.
+    let mid = vitrine.ok(&Request::Stats);
+    for i in 1..8 {
+        show(i % 2, &mut queue, &mut client);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    vitrine.wait_for_pixels("second", Duration::from_secs(10), |img| img.pixel(512, 384)[..3] == colours[1]);
+    let after = vitrine.ok(&Request::Stats);
+    let delta = |a: &serde_json::Value, b: &serde_json::Value, k: &str| b[k].as_u64().unwrap() - a[k].as_u64().unwrap();
+    assert_eq!(delta(&mid, &after, "cpu_copied_bytes"), 0, "a scanned-out client costs no CPU copy: {after}");
+    assert_eq!(delta(&mid, &after, "frames_composited"), 0, "{after}");
+    // 2 client buffers + 1 writeback buffer since start (the composition buffers came before).
+    assert_eq!(delta(&before, &after, "framebuffers_created"), 3, "{before} -> {after}");
+    assert!(delta(&mid, &after, "commits") >= 3, "{after}");
+}

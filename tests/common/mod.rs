@@ -2,6 +2,8 @@
 //! clients against it, and looks at its screenshots.
 #![allow(dead_code)]
 
+pub mod wl;
+
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

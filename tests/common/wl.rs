@@ -1,0 +1,265 @@
+//! A small wayland-client for tests: globals, xdg toplevels, shm and dmabuf buffers.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use wayland_client::globals::{registry_queue_init, GlobalListContents};
+use wayland_client::protocol::{
+    wl_buffer::WlBuffer, wl_compositor::WlCompositor, wl_keyboard, wl_keyboard::WlKeyboard, wl_registry::WlRegistry,
+    wl_seat::WlSeat, wl_shm, wl_shm::WlShm, wl_shm_pool::WlShmPool, wl_surface::WlSurface,
+};
+use wayland_client::{delegate_noop, Connection, Dispatch, EventQueue, Proxy, QueueHandle, WEnum};
+use wayland_protocols::wp::linux_dmabuf::zv1::client::{
+    zwp_linux_buffer_params_v1::{self, ZwpLinuxBufferParamsV1},
+    zwp_linux_dmabuf_v1::ZwpLinuxDmabufV1,
+};
+use wayland_protocols::xdg::decoration::zv1::client::{
+    zxdg_decoration_manager_v1::ZxdgDecorationManagerV1,
+    zxdg_toplevel_decoration_v1::{self, ZxdgToplevelDecorationV1},
+};
+use wayland_protocols::xdg::shell::client::{
+    xdg_surface::{self, XdgSurface},
+    xdg_toplevel::{self, XdgToplevel},
+    xdg_wm_base::{self, XdgWmBase},
+};
+
+#[derive(Default)]
+pub struct Client {
+    pub configures: HashMap<u32, (i32, i32, Vec<u32>)>,
+    pub pending_serial: HashMap<u32, u32>,
+    pub decoration_mode: Option<zxdg_toplevel_decoration_v1::Mode>,
+    pub keyboard_focus: Option<u32>,
+}
+
+pub struct Globals {
+    pub compositor: WlCompositor,
+    pub shm: WlShm,
+    pub wm_base: XdgWmBase,
+    pub decoration: ZxdgDecorationManagerV1,
+    pub _seat: WlSeat,
+    pub dmabuf: Option<ZwpLinuxDmabufV1>,
+}
+
+pub struct Window {
+    pub surface: WlSurface,
+    pub xdg: XdgSurface,
+    pub toplevel: XdgToplevel,
+}
+
+pub fn setup(conn: &Connection) -> (Globals, EventQueue<Client>, Client) {
+    let (globals, mut queue) = registry_queue_init::<Client>(conn).unwrap();
+    let qh = queue.handle();
+    let seat: WlSeat = globals.bind(&qh, 1..=7, ()).unwrap();
+    seat.get_keyboard(&qh, ());
+    let g = Globals {
+        compositor: globals.bind(&qh, 4..=6, ()).unwrap(),
+        shm: globals.bind(&qh, 1..=1, ()).unwrap(),
+        wm_base: globals.bind(&qh, 1..=6, ()).unwrap(),
+        decoration: globals.bind(&qh, 1..=1, ()).unwrap(),
+        _seat: seat,
+        dmabuf: globals.bind(&qh, 3..=3, ()).ok(),
+    };
+    let mut client = Client::default();
+    queue.roundtrip(&mut client).unwrap();
+    (g, queue, client)
+}
+
+pub fn toplevel(g: &Globals, qh: &QueueHandle<Client>, app_id: &str) -> Window {
+    let surface = g.compositor.create_surface(qh, ());
+    let xdg = g.wm_base.get_xdg_surface(&surface, qh, ());
+    let toplevel = xdg.get_toplevel(qh, ());
+    toplevel.set_app_id(app_id.into());
+    surface.commit();
+    Window { surface, xdg, toplevel }
+}
+
+/// A solid XRGB8888 buffer.
+pub fn solid_buffer(g: &Globals, qh: &QueueHandle<Client>, w: i32, h: i32, rgb: [u8; 3]) -> WlBuffer {
+    let size = (w * h * 4) as usize;
+    let fd = unsafe { libc::memfd_create(c"vitrine-test".as_ptr(), libc::MFD_CLOEXEC) };
+    assert!(fd >= 0);
+    let mut file = unsafe { File::from_raw_fd(fd) };
+    let pixel = [rgb[2], rgb[1], rgb[0], 0xff];
+    let data: Vec<u8> = pixel.iter().copied().cycle().take(size).collect();
+    file.write_all(&data).unwrap();
+    let pool = g.shm.create_pool(file.as_fd(), size as i32, qh, ());
+    let buffer = pool.create_buffer(0, w, h, w * 4, wl_shm::Format::Xrgb8888, qh, ());
+    pool.destroy();
+    buffer
+}
+
+pub fn dispatch_until(queue: &mut EventQueue<Client>, client: &mut Client, mut done: impl FnMut(&Client) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done(client) {
+        assert!(Instant::now() < deadline, "timed out waiting for the compositor");
+        queue.roundtrip(client).unwrap();
+    }
+}
+
+/// Wait for the first configure, ack it, and draw a full-size buffer of `rgb`.
+pub fn map(g: &Globals, queue: &mut EventQueue<Client>, client: &mut Client, w: &Window, rgb: [u8; 3]) -> (i32, i32) {
+    let id = w.toplevel.id().protocol_id();
+    let xid = w.xdg.id().protocol_id();
+    dispatch_until(queue, client, |c| c.configures.contains_key(&id) && c.pending_serial.contains_key(&xid));
+    let (width, height, _) = client.configures[&id].clone();
+    w.xdg.ack_configure(client.pending_serial[&xid]);
+    let buffer = solid_buffer(g, &queue.handle(), width, height, rgb);
+    w.surface.attach(Some(&buffer), 0, 0);
+    w.surface.damage_buffer(0, 0, width, height);
+    w.surface.commit();
+    queue.roundtrip(client).unwrap();
+    (width, height)
+}
+
+impl Dispatch<WlRegistry, GlobalListContents> for Client {
+    fn event(
+        _: &mut Self,
+        _: &WlRegistry,
+        _: <WlRegistry as Proxy>::Event,
+        _: &GlobalListContents,
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+    }
+}
+
+impl Dispatch<XdgWmBase, ()> for Client {
+    fn event(_: &mut Self, wm: &XdgWmBase, event: xdg_wm_base::Event, _: &(), _: &Connection, _: &QueueHandle<Self>) {
+        if let xdg_wm_base::Event::Ping { serial } = event {
+            wm.pong(serial);
+        }
+    }
+}
+
+impl Dispatch<XdgSurface, ()> for Client {
+    fn event(
+        state: &mut Self,
+        xdg: &XdgSurface,
+        event: xdg_surface::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let xdg_surface::Event::Configure { serial } = event {
+            state.pending_serial.insert(xdg.id().protocol_id(), serial);
+        }
+    }
+}
+
+impl Dispatch<XdgToplevel, ()> for Client {
+    fn event(
+        state: &mut Self,
+        t: &XdgToplevel,
+        event: xdg_toplevel::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let xdg_toplevel::Event::Configure { width, height, states } = event {
+            let states = states.chunks_exact(4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect();
+            state.configures.insert(t.id().protocol_id(), (width, height, states));
+        }
+    }
+}
+
+impl Dispatch<ZxdgToplevelDecorationV1, ()> for Client {
+    fn event(
+        state: &mut Self,
+        _: &ZxdgToplevelDecorationV1,
+        event: zxdg_toplevel_decoration_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let zxdg_toplevel_decoration_v1::Event::Configure { mode: WEnum::Value(mode) } = event {
+            state.decoration_mode = Some(mode);
+        }
+    }
+}
+
+impl Dispatch<WlKeyboard, ()> for Client {
+    fn event(
+        state: &mut Self,
+        _: &WlKeyboard,
+        event: wl_keyboard::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        match event {
+            wl_keyboard::Event::Enter { surface, .. } => state.keyboard_focus = Some(surface.id().protocol_id()),
+            wl_keyboard::Event::Leave { .. } => state.keyboard_focus = None,
+            _ => {}
+        }
+    }
+}
+
+delegate_noop!(Client: WlCompositor);
+delegate_noop!(Client: WlShmPool);
+delegate_noop!(Client: ZxdgDecorationManagerV1);
+delegate_noop!(Client: ignore WlShm);
+delegate_noop!(Client: ignore WlBuffer);
+delegate_noop!(Client: ignore WlSurface);
+delegate_noop!(Client: ignore WlSeat);
+delegate_noop!(Client: ignore ZwpLinuxDmabufV1);
+delegate_noop!(Client: ignore ZwpLinuxBufferParamsV1);
+
+/// A dmabuf made from memory through /dev/udmabuf, with its memfd to write pixels through.
+pub struct Udmabuf {
+    pub dmabuf: OwnedFd,
+    pub memfd: File,
+}
+
+/// Allocate `size` bytes (rounded up to pages) as a dmabuf via /dev/udmabuf.
+pub fn udmabuf(size: usize) -> std::io::Result<Udmabuf> {
+    #[repr(C)]
+    struct UdmabufCreate {
+        memfd: u32,
+        flags: u32,
+        offset: u64,
+        size: u64,
+    }
+    const UDMABUF_CREATE: libc::c_ulong = 0x4018_7542; // _IOW('u', 0x42, struct udmabuf_create)
+    let size = size.div_ceil(4096) * 4096;
+    let memfd = unsafe { libc::memfd_create(c"vitrine-udmabuf".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    if memfd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let memfd = unsafe { File::from_raw_fd(memfd) };
+    memfd.set_len(size as u64)?;
+    if unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&memfd), libc::F_ADD_SEALS, libc::F_SEAL_SHRINK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let dev = std::fs::OpenOptions::new().read(true).write(true).open("/dev/udmabuf")?;
+    let create = UdmabufCreate {
+        memfd: std::os::fd::AsRawFd::as_raw_fd(&memfd) as u32,
+        flags: 1, // UDMABUF_FLAGS_CLOEXEC
+        offset: 0,
+        size: size as u64,
+    };
+    let fd = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&dev), UDMABUF_CREATE, &create) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(Udmabuf { dmabuf: unsafe { OwnedFd::from_raw_fd(fd) }, memfd })
+}
+
+/// A linux-dmabuf wl_buffer over `planes` = [(offset, stride)] of one dmabuf, LINEAR.
+pub fn dmabuf_buffer(
+    g: &Globals,
+    qh: &QueueHandle<Client>,
+    buf: &Udmabuf,
+    size: (i32, i32),
+    fourcc: u32,
+    planes: &[(u32, u32)],
+) -> WlBuffer {
+    let dmabuf = g.dmabuf.as_ref().expect("the compositor advertises zwp_linux_dmabuf_v1");
+    let params = dmabuf.create_params(qh, ());
+    for (i, (offset, stride)) in planes.iter().enumerate() {
+        params.add(buf.dmabuf.as_fd(), i as u32, *offset, *stride, 0, 0);
+    }
+    params.create_immed(size.0, size.1, fourcc, zwp_linux_buffer_params_v1::Flags::empty(), qh, ())
+}
