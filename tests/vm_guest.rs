@@ -174,3 +174,60 @@ fn a_client_dmabuf_is_scanned_out_on_a_plane() {
     assert_eq!(delta(&before, &after, "framebuffers_created"), 3, "{before} -> {after}");
     assert!(delta(&mid, &after, "commits") >= 3, "{after}");
 }
+
+/// Malformed dmabufs (stride too small, offset past the end, a modifier no plane knows, too many
+/// planes) are refused with a protocol error to that client only.
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn malformed_client_dmabufs_are_refused_to_that_client_only() {
+    use common::wl::{setup, udmabuf};
+    use wayland_client::Proxy;
+    use wayland_protocols::wp::linux_dmabuf::zv1::client::zwp_linux_buffer_params_v1::Flags;
+
+    assert_in_vm();
+    let mut vitrine = auto("vm-bad-dmabuf");
+    vitrine.spawn_client("weston-simple-shm", &[]);
+    vitrine.wait_for_pixels("before", Duration::from_secs(60), |img| {
+        img.fraction_differing((412, 284, 200, 200), BG, 8) > 0.95
+    });
+
+    let xr24 = u32::from_le_bytes(*b"XR24");
+    let nv12 = u32::from_le_bytes(*b"NV12");
+    // (what, fourcc, size, planes as (offset, stride), modifier)
+    let cases: [(&str, u32, (i32, i32), &[(u32, u32)], u64); 4] = [
+        ("stride too small", xr24, (256, 256), &[(0, 256)], 0),
+        ("offset past the end", xr24, (256, 256), &[(1 << 20, 1024)], 0),
+        ("bogus modifier", xr24, (256, 256), &[(0, 1024)], 0x00de_adbe_ef00_0001),
+        ("too many planes", nv12, (256, 256), &[(0, 256), (65536, 256), (98304, 256), (131072, 256)], 0),
+    ];
+    for (what, fourcc, size, planes, modifier) in cases {
+        let stream = std::os::unix::net::UnixStream::connect(vitrine.runtime.join(&vitrine.socket)).unwrap();
+        let conn = wayland_client::Connection::from_socket(stream).unwrap();
+        let (g, mut queue, mut client) = setup(&conn);
+        let qh = queue.handle();
+        let buf = udmabuf(256 * 1024).expect("/dev/udmabuf");
+        let params = g.dmabuf.as_ref().expect("linux-dmabuf").create_params(&qh, ());
+        for (i, (offset, stride)) in planes.iter().enumerate() {
+            params.add(
+                std::os::fd::AsFd::as_fd(&buf.dmabuf),
+                i as u32,
+                *offset,
+                *stride,
+                (modifier >> 32) as u32,
+                modifier as u32,
+            );
+        }
+        let _ = params.create_immed(size.0, size.1, fourcc, Flags::empty(), &qh, ());
+        let result = queue.roundtrip(&mut client);
+        assert!(result.is_err(), "{what}: the client was not disconnected");
+        let err = conn.protocol_error().unwrap_or_else(|| panic!("{what}: no protocol error"));
+        assert!(err.object_interface.starts_with("zwp_linux_buffer_params"), "{what}: {err:?}");
+        let _ = params.id();
+    }
+    // The compositor and its other client carry on.
+    assert!(vitrine.is_running());
+    vitrine.wait_for_pixels("after", Duration::from_secs(20), |img| {
+        img.fraction_differing((412, 284, 200, 200), BG, 8) > 0.95
+    });
+    assert_eq!(vitrine.app_ids(), ["org.freedesktop.weston.simple-shm"]);
+}

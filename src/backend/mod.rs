@@ -119,6 +119,15 @@ impl Backend {
         }
     }
 
+    /// Whether something (renderer or a plane) takes this format with this modifier.
+    pub fn knows_modifier(&self, code: u32, modifier: u64) -> bool {
+        match self {
+            Backend::Drm(d) => d.knows_modifier(code, modifier),
+            Backend::Headless(_) => false,
+            Backend::Nested(n) => n.knows_modifier(code, modifier),
+        }
+    }
+
     /// The linux-dmabuf default feedback, or why there is none.
     pub fn dmabuf_feedback(&mut self) -> Result<DmabufFeedback, String> {
         match self {

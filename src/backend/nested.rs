@@ -28,6 +28,8 @@ pub struct Nested {
     painter: Painter,
     refresh: Duration,
     seq: u64,
+    /// (fourcc, modifier) pairs the GLES renderer imports.
+    dmabuf_formats: Vec<(u32, u64)>,
 }
 
 impl Nested {
@@ -48,6 +50,9 @@ impl Nested {
         let (window, events) = winit::init_from_attributes::<GlesRenderer>(attributes)
             .map_err(|e| format!("cannot open a window in the parent session: {e}"))?;
         let size = window.window_size();
+        let mut window = window;
+        let dmabuf_formats =
+            window.renderer().dmabuf_formats().iter().map(|f| (f.code as u32, u64::from(f.modifier))).collect();
         let refresh = Duration::from_secs_f64(1000.0 / spec.refresh_mhz as f64);
         state.backend = crate::backend::Backend::Nested(Box::new(Nested {
             window,
@@ -57,6 +62,7 @@ impl Nested {
             painter: Painter::default(),
             refresh,
             seq: 0,
+            dmabuf_formats,
         }));
         let actual =
             OutputSpec { width: size.w.max(1) as u32, height: size.h.max(1) as u32, refresh_mhz: spec.refresh_mhz };
@@ -90,6 +96,10 @@ impl Nested {
 
     pub fn import_dmabuf(&mut self, dmabuf: &Dmabuf) -> Result<(), String> {
         self.window.renderer().import_dmabuf(dmabuf, None).map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    pub fn knows_modifier(&self, code: u32, modifier: u64) -> bool {
+        self.dmabuf_formats.iter().any(|(c, m)| *c == code && *m == modifier)
     }
 
     pub fn dmabuf_feedback(&mut self) -> Result<DmabufFeedback, String> {

@@ -42,6 +42,12 @@ impl DmabufHandler for State {
     }
 
     fn dmabuf_imported(&mut self, _global: &DmabufGlobal, dmabuf: Dmabuf, notifier: ImportNotifier) {
+        let known = |code: u32, modifier: u64| self.backend.knows_modifier(code, modifier);
+        if let Err(err) = super::dmabuf_check::check(&dmabuf, known) {
+            tracing::warn!(%err, "malformed client dmabuf refused");
+            notifier.failed();
+            return;
+        }
         match self.backend.import_dmabuf(&dmabuf) {
             Ok(()) => {
                 let _ = notifier.successful::<State>();

@@ -1,6 +1,7 @@
 //! smithay protocol handlers, one file per protocol group, and the globals vitrine advertises.
 
 mod compositor;
+pub mod dmabuf_check;
 mod misc;
 mod seat;
 mod xdg;

@@ -410,6 +410,14 @@ impl Drm {
             .map_err(|e| format!("cannot build dmabuf feedback: {e}"))
     }
 
+    pub fn knows_modifier(&self, code: u32, modifier: u64) -> bool {
+        let in_planes = std::iter::once(&self.primary)
+            .chain(&self.others)
+            .any(|p| p.formats.iter().any(|f| f.format == code && f.modifier == modifier));
+        in_planes
+            || self.renderer.dmabuf_formats().iter().any(|f| f.code as u32 == code && u64::from(f.modifier) == modifier)
+    }
+
     /// A client dmabuf is usable if vitrine can composite it or make it a framebuffer.
     pub fn import_dmabuf(&mut self, dmabuf: &Dmabuf) -> Result<(), String> {
         if self.renderer.import_dmabuf(dmabuf, None).is_ok() {
