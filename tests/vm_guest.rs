@@ -194,7 +194,8 @@ fn malformed_client_dmabufs_are_refused_to_that_client_only() {
     let xr24 = u32::from_le_bytes(*b"XR24");
     let nv12 = u32::from_le_bytes(*b"NV12");
     // (what, fourcc, size, planes as (offset, stride), modifier)
-    let cases: [(&str, u32, (i32, i32), &[(u32, u32)], u64); 4] = [
+    type Case<'a> = (&'a str, u32, (i32, i32), &'a [(u32, u32)], u64);
+    let cases: [Case; 4] = [
         ("stride too small", xr24, (256, 256), &[(0, 256)], 0),
         ("offset past the end", xr24, (256, 256), &[(1 << 20, 1024)], 0),
         ("bogus modifier", xr24, (256, 256), &[(0, 1024)], 0x00de_adbe_ef00_0001),
