@@ -100,6 +100,9 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
         BackendKind::Drm => {
             let card = choice.card.clone().ok_or_else(|| anyhow!("no DRM device"))?;
             Drm::start(&mut state, &card).map_err(|e| anyhow!(e))?;
+            if let Err(err) = crate::backend::libinput::start(&mut state) {
+                tracing::warn!(%err, "no input devices: the display works, input does not");
+            }
         }
         BackendKind::Headless => {
             let specs = if args.outputs.is_empty() { config.outputs.headless.clone() } else { args.outputs.clone() };

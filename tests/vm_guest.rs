@@ -232,3 +232,142 @@ fn malformed_client_dmabufs_are_refused_to_that_client_only() {
     });
     assert_eq!(vitrine.app_ids(), ["org.freedesktop.weston.simple-shm"]);
 }
+
+/// A uinput device (a virtual keyboard or touchscreen the kernel treats as real).
+struct Uinput(std::fs::File);
+
+impl Uinput {
+    const EV_SYN: u16 = 0;
+    const EV_KEY: u16 = 1;
+    const EV_ABS: u16 = 3;
+
+    fn ioctl(&self, request: libc::c_ulong, arg: libc::c_ulong) {
+        let r = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&self.0), request, arg) };
+        assert!(r >= 0, "uinput ioctl {request:#x}: {}", std::io::Error::last_os_error());
+    }
+
+    /// keys: key codes; abs: (code, max) axes; direct: a touchscreen.
+    fn create(name: &str, keys: &[u16], abs: &[(u16, i32)], direct: bool) -> Uinput {
+        const UI_SET_EVBIT: libc::c_ulong = 0x4004_5564;
+        const UI_SET_KEYBIT: libc::c_ulong = 0x4004_5565;
+        const UI_SET_ABSBIT: libc::c_ulong = 0x4004_5567;
+        const UI_SET_PROPBIT: libc::c_ulong = 0x4004_556e;
+        const UI_DEV_SETUP: libc::c_ulong = 0x405c_5503;
+        const UI_ABS_SETUP: libc::c_ulong = 0x401c_5504;
+        const UI_DEV_CREATE: libc::c_ulong = 0x5501;
+        let file = std::fs::OpenOptions::new().write(true).open("/dev/uinput").expect("/dev/uinput");
+        let dev = Uinput(file);
+        dev.ioctl(UI_SET_EVBIT, Self::EV_KEY as _);
+        for k in keys {
+            dev.ioctl(UI_SET_KEYBIT, *k as _);
+        }
+        if !abs.is_empty() {
+            dev.ioctl(UI_SET_EVBIT, Self::EV_ABS as _);
+        }
+        for (code, max) in abs {
+            dev.ioctl(UI_SET_ABSBIT, *code as _);
+            // struct uinput_abs_setup { u16 code; u16 pad; struct input_absinfo { value, min, max, fuzz, flat, resolution } }
+            let mut setup = [0u8; 28];
+            setup[0..2].copy_from_slice(&code.to_ne_bytes());
+            setup[12..16].copy_from_slice(&max.to_ne_bytes());
+            setup[24..28].copy_from_slice(&10i32.to_ne_bytes());
+            dev.ioctl(UI_ABS_SETUP, setup.as_ptr() as _);
+        }
+        if direct {
+            dev.ioctl(UI_SET_PROPBIT, 1); // INPUT_PROP_DIRECT
+        }
+        // struct uinput_setup { struct input_id { bustype, vendor, product, version }; char name[80]; u32 ff_effects_max; }
+        let mut setup = [0u8; 92];
+        setup[0..2].copy_from_slice(&0x03u16.to_ne_bytes()); // BUS_USB
+        setup[2..4].copy_from_slice(&0x1234u16.to_ne_bytes());
+        setup[4..6].copy_from_slice(&0x5678u16.to_ne_bytes());
+        setup[8..8 + name.len()].copy_from_slice(name.as_bytes());
+        dev.ioctl(UI_DEV_SETUP, setup.as_ptr() as _);
+        dev.ioctl(UI_DEV_CREATE, 0);
+        dev
+    }
+
+    fn emit(&self, kind: u16, code: u16, value: i32) {
+        use std::io::Write;
+        let mut event = [0u8; 24];
+        event[16..18].copy_from_slice(&kind.to_ne_bytes());
+        event[18..20].copy_from_slice(&code.to_ne_bytes());
+        event[20..24].copy_from_slice(&value.to_ne_bytes());
+        (&self.0).write_all(&event).expect("uinput write");
+    }
+
+    fn sync(&self) {
+        self.emit(Self::EV_SYN, 0, 0);
+    }
+}
+
+/// A virtual keyboard's keys and a virtual touchscreen's touches reach the focused client, the
+/// touch at the surface coordinates that match the screen position.
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn keyboard_and_touchscreen_input_reach_the_client() {
+    use common::wl::{dispatch_until, map, setup, toplevel};
+    use wayland_client::Proxy;
+
+    assert_in_vm();
+    let vitrine = auto("vm-input");
+    assert_eq!(vitrine.ok(&Request::Version)["backend"], "drm");
+    const KEY_A: u16 = 30;
+    const BTN_TOUCH: u16 = 0x14a;
+    const ABS_X: u16 = 0;
+    const ABS_Y: u16 = 1;
+    const ABS_MT_SLOT: u16 = 0x2f;
+    const ABS_MT_POSITION_X: u16 = 0x35;
+    const ABS_MT_POSITION_Y: u16 = 0x36;
+    const ABS_MT_TRACKING_ID: u16 = 0x39;
+    let keyboard = Uinput::create("vitrine test keyboard", &(1..120).collect::<Vec<u16>>(), &[], false);
+    let touch = Uinput::create(
+        "vitrine test touchscreen",
+        &[BTN_TOUCH],
+        &[
+            (ABS_X, 4095),
+            (ABS_Y, 4095),
+            (ABS_MT_SLOT, 9),
+            (ABS_MT_POSITION_X, 4095),
+            (ABS_MT_POSITION_Y, 4095),
+            (ABS_MT_TRACKING_ID, 65535),
+        ],
+        true,
+    );
+    let added = common::wait_until(Duration::from_secs(20), || {
+        let log = vitrine.log();
+        log.contains("input device added device=vitrine test keyboard")
+            && log.contains("input device added device=vitrine test touchscreen")
+    });
+    assert!(added, "libinput did not report the uinput devices; log:\n{}", vitrine.log());
+
+    let stream = std::os::unix::net::UnixStream::connect(vitrine.runtime.join(&vitrine.socket)).unwrap();
+    let conn = wayland_client::Connection::from_socket(stream).unwrap();
+    let (g, mut queue, mut client) = setup(&conn);
+    let w = toplevel(&g, &queue.handle(), "vitrine.test.input");
+    map(&g, &mut queue, &mut client, &w, [0x30, 0x60, 0x90]);
+    let surface = w.surface.id().protocol_id();
+    dispatch_until(&mut queue, &mut client, |c| c.keyboard_focus == Some(surface));
+
+    keyboard.emit(Uinput::EV_KEY, KEY_A, 1);
+    keyboard.sync();
+    keyboard.emit(Uinput::EV_KEY, KEY_A, 0);
+    keyboard.sync();
+    // Touch at 3/4 across and 1/4 down the screen: (768, 192) on the 1024x768 output.
+    touch.emit(Uinput::EV_ABS, ABS_MT_SLOT, 0);
+    touch.emit(Uinput::EV_ABS, ABS_MT_TRACKING_ID, 1);
+    touch.emit(Uinput::EV_ABS, ABS_MT_POSITION_X, 3071);
+    touch.emit(Uinput::EV_ABS, ABS_MT_POSITION_Y, 1024);
+    touch.emit(Uinput::EV_ABS, ABS_X, 3071);
+    touch.emit(Uinput::EV_ABS, ABS_Y, 1024);
+    touch.emit(Uinput::EV_KEY, BTN_TOUCH, 1);
+    touch.sync();
+    touch.emit(Uinput::EV_ABS, ABS_MT_TRACKING_ID, -1);
+    touch.emit(Uinput::EV_KEY, BTN_TOUCH, 0);
+    touch.sync();
+
+    dispatch_until(&mut queue, &mut client, |c| c.keys.len() >= 2 && !c.touch_downs.is_empty());
+    assert_eq!(client.keys[..2], [(KEY_A as u32, true), (KEY_A as u32, false)]);
+    let (x, y) = client.touch_downs[0];
+    assert!((x - 768.0).abs() < 2.0 && (y - 192.0).abs() < 2.0, "touch landed at ({x}, {y})");
+}

@@ -3,6 +3,7 @@
 
 pub mod drm;
 pub mod headless;
+pub mod libinput;
 pub mod nested;
 
 use std::path::PathBuf;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use wayland_client::globals::{registry_queue_init, GlobalListContents};
 use wayland_client::protocol::{
     wl_buffer::WlBuffer, wl_compositor::WlCompositor, wl_keyboard, wl_keyboard::WlKeyboard, wl_registry::WlRegistry,
-    wl_seat::WlSeat, wl_shm, wl_shm::WlShm, wl_shm_pool::WlShmPool, wl_surface::WlSurface,
+    wl_seat::WlSeat, wl_shm, wl_shm::WlShm, wl_shm_pool::WlShmPool, wl_surface::WlSurface, wl_touch, wl_touch::WlTouch,
 };
 use wayland_client::{delegate_noop, Connection, Dispatch, EventQueue, Proxy, QueueHandle, WEnum};
 use wayland_protocols::wp::linux_dmabuf::zv1::client::{
@@ -32,6 +32,10 @@ pub struct Client {
     pub pending_serial: HashMap<u32, u32>,
     pub decoration_mode: Option<zxdg_toplevel_decoration_v1::Mode>,
     pub keyboard_focus: Option<u32>,
+    /// wl_keyboard.key events: (key, pressed).
+    pub keys: Vec<(u32, bool)>,
+    /// wl_touch.down positions in surface coordinates.
+    pub touch_downs: Vec<(f64, f64)>,
 }
 
 pub struct Globals {
@@ -54,6 +58,7 @@ pub fn setup(conn: &Connection) -> (Globals, EventQueue<Client>, Client) {
     let qh = queue.handle();
     let seat: WlSeat = globals.bind(&qh, 1..=7, ()).unwrap();
     seat.get_keyboard(&qh, ());
+    seat.get_touch(&qh, ());
     let g = Globals {
         compositor: globals.bind(&qh, 4..=6, ()).unwrap(),
         shm: globals.bind(&qh, 1..=1, ()).unwrap(),
@@ -192,6 +197,9 @@ impl Dispatch<WlKeyboard, ()> for Client {
         match event {
             wl_keyboard::Event::Enter { surface, .. } => state.keyboard_focus = Some(surface.id().protocol_id()),
             wl_keyboard::Event::Leave { .. } => state.keyboard_focus = None,
+            wl_keyboard::Event::Key { key, state: WEnum::Value(key_state), .. } => {
+                state.keys.push((key, key_state == wl_keyboard::KeyState::Pressed))
+            }
             _ => {}
         }
     }
@@ -204,6 +212,14 @@ delegate_noop!(Client: ignore WlShm);
 delegate_noop!(Client: ignore WlBuffer);
 delegate_noop!(Client: ignore WlSurface);
 delegate_noop!(Client: ignore WlSeat);
+
+impl Dispatch<WlTouch, ()> for Client {
+    fn event(state: &mut Self, _: &WlTouch, event: wl_touch::Event, _: &(), _: &Connection, _: &QueueHandle<Self>) {
+        if let wl_touch::Event::Down { x, y, .. } = event {
+            state.touch_downs.push((x, y));
+        }
+    }
+}
 delegate_noop!(Client: ignore ZwpLinuxDmabufV1);
 delegate_noop!(Client: ignore ZwpLinuxBufferParamsV1);
 

@@ -1,0 +1,53 @@
+//! Input devices through libinput (keyboards, touchscreens, pointers) for the DRM backend.
+//! Devices are opened directly, as the direct session does; hot-plugged devices come and go
+//! with udev.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use smithay::backend::input::InputEvent;
+use smithay::backend::libinput::LibinputInputBackend;
+use smithay::reexports::input::{Libinput, LibinputInterface};
+
+use crate::state::State;
+
+/// Opens input devices with vitrine's own rights (root, or a user in the `input` group).
+struct DirectInterface;
+
+impl LibinputInterface for DirectInterface {
+    fn open_restricted(&mut self, path: &Path, flags: i32) -> Result<OwnedFd, i32> {
+        let access = flags & libc::O_ACCMODE;
+        std::fs::OpenOptions::new()
+            .custom_flags(flags & !libc::O_ACCMODE)
+            .read(access == libc::O_RDONLY || access == libc::O_RDWR)
+            .write(access == libc::O_WRONLY || access == libc::O_RDWR)
+            .open(path)
+            .map(OwnedFd::from)
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
+    }
+
+    fn close_restricted(&mut self, fd: OwnedFd) {
+        drop(fd);
+    }
+}
+
+/// Watch seat0's input devices; events go to `State::handle_input`.
+pub fn start(state: &mut State) -> Result<(), String> {
+    let mut libinput = Libinput::new_with_udev(DirectInterface);
+    libinput.udev_assign_seat("seat0").map_err(|()| "libinput cannot use udev seat0".to_string())?;
+    let backend = LibinputInputBackend::new(libinput);
+    state
+        .loop_handle
+        .insert_source(backend, |event, _, state| match event {
+            InputEvent::DeviceAdded { device } => {
+                tracing::info!(device = %device.name(), "input device added")
+            }
+            InputEvent::DeviceRemoved { device } => {
+                tracing::info!(device = %device.name(), "input device removed")
+            }
+            other => state.handle_input(other),
+        })
+        .map_err(|e| format!("cannot watch input devices: {e}"))?;
+    Ok(())
+}
