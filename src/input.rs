@@ -44,17 +44,27 @@ impl State {
     pub fn handle_input<B: InputBackend>(&mut self, event: InputEvent<B>) {
         match event {
             InputEvent::Keyboard { event } => {
-                let Some(keyboard) = self.seat.get_keyboard() else {
-                    return;
-                };
-                keyboard.input::<(), _>(
+                let Some(keyboard) = self.seat.get_keyboard() else { return };
+                let pressed = event.state() == smithay::backend::input::KeyState::Pressed;
+                // Ctrl+Alt+Fn (XF86Switch_VT_n in the keymap) switches VTs on the DRM backend.
+                let vt = keyboard.input::<u16, _>(
                     self,
                     event.key_code(),
                     event.state(),
                     SERIAL_COUNTER.next_serial(),
                     event.time_msec(),
-                    |_, _, _| FilterResult::Forward,
+                    |_, _, keysym| {
+                        let sym = keysym.modified_sym().raw();
+                        if pressed && (0x1008_FE01..=0x1008_FE0C).contains(&sym) {
+                            FilterResult::Intercept((sym - 0x1008_FE00) as u16)
+                        } else {
+                            FilterResult::Forward
+                        }
+                    },
                 );
+                if let (Some(n), crate::backend::Backend::Drm(d)) = (vt, &self.backend) {
+                    d.switch_vt(n);
+                }
             }
             InputEvent::PointerMotionAbsolute { event } => {
                 if let Some(pos) = self.absolute_position(&event) {

@@ -371,3 +371,54 @@ fn keyboard_and_touchscreen_input_reach_the_client() {
     let (x, y) = client.touch_downs[0];
     assert!((x - 768.0).abs() < 2.0 && (y - 192.0).abs() < 2.0, "touch landed at ({x}, {y})");
 }
+
+/// Switching VTs away releases DRM master (another program can take the display) and stops
+/// commits; switching back restores the display, client and all.
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn vt_switch_releases_and_restores_the_display() {
+    use drm::Device as _;
+
+    assert_in_vm();
+    let mut vitrine = auto("vm-vt");
+    assert_eq!(vitrine.ok(&Request::Version)["backend"], "drm");
+    let log = vitrine.log();
+    let vt: u16 = log
+        .split("running on a VT")
+        .nth(1)
+        .and_then(|rest| rest.split("vt=").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.trim_matches('"').parse().ok())
+        .unwrap_or_else(|| panic!("vitrine did not take a VT; log:\n{log}"));
+    vitrine.spawn_client("weston-simple-shm", &[]);
+    vitrine.wait_for_pixels("before", Duration::from_secs(60), |img| {
+        img.fraction_differing((412, 284, 200, 200), BG, 8) > 0.95
+    });
+
+    let other = if vt == 2 { 3 } else { 2 };
+    let chvt = |n: u16| {
+        let status =
+            std::process::Command::new("busybox").args(["chvt", &n.to_string()]).status().expect("busybox chvt");
+        assert!(status.success());
+    };
+    chvt(other);
+    assert!(common::wait_until(Duration::from_secs(10), || vitrine.log().contains("vt released")), "{}", vitrine.log());
+    // Another program can become DRM master now.
+    let card = vitrine::backend::drm::device::Card::open(std::path::Path::new("/dev/dri/card0")).unwrap();
+    card.acquire_master_lock().expect("DRM master while vitrine is switched away");
+    card.release_master_lock().unwrap();
+    drop(card);
+    let paused = vitrine.ok(&Request::Stats);
+    std::thread::sleep(Duration::from_secs(1));
+    let still = vitrine.ok(&Request::Stats);
+    assert_eq!(paused["commits"], still["commits"], "no commits while switched away");
+
+    chvt(vt);
+    assert!(common::wait_until(Duration::from_secs(10), || vitrine.log().contains("vt acquired")), "{}", vitrine.log());
+    vitrine.wait_for_pixels("after", Duration::from_secs(30), |img| {
+        img.fraction_differing((412, 284, 200, 200), BG, 8) > 0.95
+    });
+    let resumed = vitrine.ok(&Request::Stats);
+    assert!(resumed["frames_presented"].as_u64() > still["frames_presented"].as_u64(), "{resumed}");
+    assert!(vitrine.is_running());
+}

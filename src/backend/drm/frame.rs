@@ -319,7 +319,7 @@ fn report(descs: &[LayerDesc], origins: &[Origin], plan: &Plan, composition: Opt
 pub(super) fn repaint(state: &mut State) {
     let Backend::Drm(d) = &state.backend else { return };
     let Some(output) = d.output.clone() else { return };
-    if d.in_flight.is_some() {
+    if d.in_flight.is_some() || d.paused {
         return;
     }
     let scene = state.scene_for_output(&output);

@@ -7,6 +7,7 @@ pub mod kms;
 pub mod planner;
 pub mod probe;
 pub mod scanout;
+pub mod vt;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -73,6 +74,9 @@ pub struct Drm {
     painter: Painter,
     output: Option<Output>,
     modeset_done: bool,
+    /// Switched away from our VT: no DRM master, no commits.
+    paused: bool,
+    vt: Option<vt::Vt>,
     /// The commit waiting for its page flip.
     in_flight: Option<frame::InFlight>,
     /// Client buffers on screen (released only once replaced on screen).
@@ -200,6 +204,8 @@ impl Drm {
             painter: Painter::default(),
             output: None,
             modeset_done: false,
+            paused: false,
+            vt: None,
             in_flight: None,
             on_screen: Vec::new(),
             planner: planner::Planner::new(caps, crtc_index),
@@ -214,6 +220,7 @@ impl Drm {
             stats,
         };
         state.backend = crate::backend::Backend::Drm(Box::new(drm));
+        start_vt(state);
         let spec = OutputSpec { width: size.0, height: size.1, refresh_mhz };
         let output = crate::backend::add_output(&state.display_handle, &output_name, "drm", spec, (0, 0).into());
         if let crate::backend::Backend::Drm(d) = &mut state.backend {
@@ -434,8 +441,91 @@ impl Drm {
         }
     }
 
+    /// Switched away from our VT: stop committing and let the next user have DRM master.
+    fn pause(&mut self) {
+        self.paused = true;
+        self.in_flight = None;
+        if let Err(err) = self.card.release_master_lock() {
+            tracing::warn!(%err, "cannot drop DRM master");
+        }
+        tracing::info!("vt released: display paused");
+    }
+
+    /// Back on our VT: DRM master again, and the whole display state rebuilt by a modeset.
+    fn resume(&mut self) {
+        if let Err(err) = self.card.acquire_master_lock() {
+            tracing::error!(%err, "cannot become DRM master again");
+        }
+        self.paused = false;
+        self.modeset_done = false;
+        self.active_planes.clear();
+        self.last_plan = None;
+        self.last_fbs.clear();
+        self.planner.invalidate();
+        let (w, h) = self.mode.size();
+        for slot in &mut self.slots {
+            slot.damage = OutputDamageTracker::new((w as i32, h as i32), 1.0, Transform::Normal);
+        }
+        tracing::info!("vt acquired: display restored");
+    }
+
+    /// Ctrl+Alt+Fn.
+    pub fn switch_vt(&self, n: u16) {
+        match &self.vt {
+            Some(vt) if vt.number != n => vt.activate(n),
+            Some(_) => {}
+            None => tracing::info!(vt = n, "no VT switching: vitrine does not own a VT"),
+        }
+    }
+
     /// Give the display back (on exit).
     pub fn stop(&mut self) {
         let _ = self.card.release_master_lock();
+    }
+}
+
+/// Take the VT when running directly on one (root, no seat manager), with the release/acquire
+/// signals routed into the event loop.
+fn start_vt(state: &mut State) {
+    use calloop::signals::{Signal, Signals};
+    let vt = match vt::Vt::take() {
+        Ok(vt) => vt,
+        Err(err) => {
+            tracing::info!(%err, "no VT to manage: VT switching is off");
+            return;
+        }
+    };
+    tracing::info!(vt = vt.number, "running on a VT: switching away releases the display");
+    let signals = match Signals::new(&[Signal::SIGUSR1, Signal::SIGUSR2]) {
+        Ok(s) => s,
+        Err(err) => {
+            tracing::warn!(%err, "cannot watch VT signals: VT switching is off");
+            return;
+        }
+    };
+    let inserted = state.loop_handle.insert_source(signals, |event, _, state| {
+        let crate::backend::Backend::Drm(d) = &mut state.backend else { return };
+        match event.signal() {
+            Signal::SIGUSR1 => {
+                d.pause();
+                if let Some(vt) = &d.vt {
+                    vt.release();
+                }
+            }
+            Signal::SIGUSR2 => {
+                if let Some(vt) = &d.vt {
+                    vt.acquire();
+                }
+                d.resume();
+            }
+            _ => {}
+        }
+    });
+    if let Err(err) = inserted {
+        tracing::warn!(%err, "cannot watch VT signals: VT switching is off");
+        return;
+    }
+    if let crate::backend::Backend::Drm(d) = &mut state.backend {
+        d.vt = Some(vt);
     }
 }
