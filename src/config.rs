@@ -22,7 +22,18 @@ pub struct Config {
     pub input: InputConfig,
     pub keyboard: KeyboardConfig,
     pub compat: CompatConfig,
+    pub drm: DrmConfig,
     pub log: LogConfig,
+}
+
+/// The DRM backend's output: which connector and which mode.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DrmConfig {
+    /// Connector name as `vitrine probe` shows it (e.g. "HDMI-A-1"); empty: the first connected one.
+    pub connector: String,
+    /// WIDTHxHEIGHT[@HZ]; empty: the connector's preferred mode.
+    pub mode: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -260,6 +271,11 @@ impl Config {
         for p in &self.kiosk.placement {
             if p.app_id.is_empty() || p.output.is_empty() {
                 return Err(at("placement", "kiosk.placement needs a non-empty app_id and output".into()));
+            }
+        }
+        if !self.drm.mode.is_empty() {
+            if let Err(err) = self.drm.mode.parse::<OutputSpec>() {
+                return Err(at("mode", format!("drm.mode: {err}")));
             }
         }
         if !(1..=6).contains(&self.compat.xdg_wm_base_version) {

@@ -422,3 +422,28 @@ fn vt_switch_releases_and_restores_the_display() {
     assert!(resumed["frames_presented"].as_u64() > still["frames_presented"].as_u64(), "{resumed}");
     assert!(vitrine.is_running());
 }
+
+/// The config picks the connector's mode; a mode the connector does not have is a clear error.
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn the_configured_mode_is_used_and_a_missing_one_is_reported() {
+    assert_in_vm();
+    let config = format!("{BG_CONFIG}[drm]\nconnector = \"Virtual-1\"\nmode = \"800x600@60\"\n");
+    let vitrine = Vitrine::launch(Launch { name: "vm-mode", args: Vec::new(), config, env: Vec::new(), runtime: None });
+    let outputs = vitrine.ok(&Request::Outputs);
+    assert_eq!(
+        (outputs["outputs"][0]["width"].as_i64(), outputs["outputs"][0]["height"].as_i64()),
+        (Some(800), Some(600))
+    );
+    let image = vitrine.screenshot("800x600");
+    assert_eq!((image.width, image.height), (800, 600), "the writeback frame has the mode's size");
+    drop(vitrine);
+
+    let config = format!("{BG_CONFIG}[drm]\nmode = \"123x45\"\n");
+    let mut vitrine =
+        Vitrine::launch(Launch { name: "vm-bad-mode", args: Vec::new(), config, env: Vec::new(), runtime: None });
+    let status = vitrine.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(1));
+    let log = vitrine.log();
+    assert!(log.contains("has no mode 123x45") && log.contains("1024x768@60"), "{log}");
+}

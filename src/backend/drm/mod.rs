@@ -132,18 +132,9 @@ impl Drm {
         let card = Card::open(path).map_err(|e| e.to_string())?;
         card.acquire_master_lock().map_err(|e| format!("{}: cannot become DRM master: {e}", card.name()))?;
         let connectors = device::connectors(&card).map_err(|e| e.to_string())?;
-        let connector = connectors
-            .iter()
-            .find(|c| c.connected && !c.writeback && !c.modes.is_empty())
-            .cloned()
-            .ok_or_else(|| format!("{}: no connected connector with modes", card.name()))?;
-        let mode = connector
-            .modes
-            .iter()
-            .find(|m| m.mode_type().contains(drm::control::ModeTypeFlags::PREFERRED))
-            .or(connector.modes.first())
-            .copied()
-            .ok_or("no mode")?;
+        let connector =
+            pick_connector(&connectors, &state.config.drm.connector).map_err(|e| format!("{}: {e}", card.name()))?;
+        let mode = pick_mode(&connector, &state.config.drm.mode).map_err(|e| format!("{}: {e}", card.name()))?;
         let res = card.resource_handles().map_err(|e| e.to_string())?;
         let crtc = *connector
             .possible_crtcs
@@ -528,4 +519,56 @@ fn start_vt(state: &mut State) {
     if let crate::backend::Backend::Drm(d) = &mut state.backend {
         d.vt = Some(vt);
     }
+}
+
+/// The connector named in the config, or the first connected one.
+fn pick_connector(connectors: &[ConnectorInfo], wanted: &str) -> Result<ConnectorInfo, String> {
+    let usable = |c: &&ConnectorInfo| c.connected && !c.writeback && !c.modes.is_empty();
+    let found = if wanted.is_empty() {
+        connectors.iter().find(usable)
+    } else {
+        connectors.iter().find(|c| c.name == wanted).filter(usable)
+    };
+    found.cloned().ok_or_else(|| {
+        let names: Vec<String> = connectors
+            .iter()
+            .filter(|c| !c.writeback)
+            .map(|c| format!("{} ({})", c.name, if c.connected { "connected" } else { "disconnected" }))
+            .collect();
+        if wanted.is_empty() {
+            format!("no connected connector with modes (connectors: {})", names.join(", "))
+        } else {
+            format!("drm.connector {wanted:?} is not a connected connector (connectors: {})", names.join(", "))
+        }
+    })
+}
+
+/// The mode named in the config (`WxH` or `WxH@HZ`), or the preferred one.
+fn pick_mode(connector: &ConnectorInfo, wanted: &str) -> Result<drm::control::Mode, String> {
+    if wanted.is_empty() {
+        return connector
+            .modes
+            .iter()
+            .find(|m| m.mode_type().contains(drm::control::ModeTypeFlags::PREFERRED))
+            .or(connector.modes.first())
+            .copied()
+            .ok_or_else(|| format!("{} has no modes", connector.name));
+    }
+    let spec: OutputSpec = wanted.parse().map_err(|e| format!("drm.mode: {e}"))?;
+    let rate_given = wanted.contains('@');
+    connector
+        .modes
+        .iter()
+        .find(|m| {
+            let (w, h) = m.size();
+            w as u32 == spec.width
+                && h as u32 == spec.height
+                && (!rate_given || (m.vrefresh() as i64 * 1000 - spec.refresh_mhz as i64).abs() <= 1000)
+        })
+        .copied()
+        .ok_or_else(|| {
+            let modes: Vec<String> =
+                connector.modes.iter().map(|m| format!("{}x{}@{}", m.size().0, m.size().1, m.vrefresh())).collect();
+            format!("{} has no mode {wanted} (modes: {})", connector.name, modes.join(", "))
+        })
 }
