@@ -86,14 +86,7 @@ impl Server {
 
     fn app_ids(&self) -> Vec<String> {
         let reply = request(&self.control, &Request::Clients).unwrap();
-        let data = reply.data.unwrap();
-        data["clients"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|c| c["surfaces"].as_array().cloned().unwrap_or_default())
-            .filter_map(|s| s["app_id"].as_str().map(str::to_string))
-            .collect()
+        common::app_ids_of(&reply.data.unwrap())
     }
 }
 

@@ -261,14 +261,7 @@ impl Vitrine {
 
     /// App ids of all toplevels vitrine knows.
     pub fn app_ids(&self) -> Vec<String> {
-        let data = self.clients_json();
-        data["clients"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|c| c["surfaces"].as_array().cloned().unwrap_or_default())
-            .filter_map(|s| s["app_id"].as_str().map(str::to_string))
-            .collect()
+        app_ids_of(&self.clients_json())
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -310,6 +303,17 @@ pub fn count_near(image: &RgbaImage, color: [u8; 3], tol: u8) -> usize {
 /// Fraction of the whole image that is not the test background.
 pub fn covered(image: &RgbaImage) -> f64 {
     image.fraction_differing((0, 0, image.width, image.height), BG, 8)
+}
+
+/// App ids in a `clients` reply.
+pub fn app_ids_of(data: &serde_json::Value) -> Vec<String> {
+    data["clients"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["surfaces"].as_array().cloned().unwrap_or_default())
+        .filter_map(|s| s["app_id"].as_str().map(str::to_string))
+        .collect()
 }
 
 pub fn read(path: &Path) -> String {
