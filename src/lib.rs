@@ -13,4 +13,5 @@ pub mod render;
 pub mod run;
 pub mod scene;
 pub mod state;
+pub mod video;
 pub mod wayland;
