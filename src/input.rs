@@ -62,7 +62,7 @@ impl State {
                         }
                     },
                 );
-                if let (Some(n), crate::backend::Backend::Drm(d)) = (vt, &self.backend) {
+                if let (Some(n), crate::backend::Backend::Drm(d)) = (vt, &mut self.backend) {
                     d.switch_vt(n);
                 }
             }

@@ -54,6 +54,7 @@ fn nested_vitrine(name: &str, runtime: &Path, parent: &Parent, window: &str) -> 
         config: BG_CONFIG.into(),
         env: vec![("WAYLAND_DISPLAY".into(), parent.socket.clone())],
         runtime: Some(runtime.to_path_buf()),
+        wrapper: Vec::new(),
     })
 }
 

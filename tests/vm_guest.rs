@@ -17,7 +17,14 @@ fn assert_in_vm() {
 
 /// vitrine with the backend chosen automatically, as a user on a free VT would start it.
 fn auto(name: &str) -> Vitrine {
-    Vitrine::launch(Launch { name, args: Vec::new(), config: BG_CONFIG.into(), env: Vec::new(), runtime: None })
+    Vitrine::launch(Launch {
+        name,
+        args: Vec::new(),
+        config: BG_CONFIG.into(),
+        env: Vec::new(),
+        runtime: None,
+        wrapper: Vec::new(),
+    })
 }
 
 #[test]
@@ -108,6 +115,7 @@ fn a_client_dmabuf_is_scanned_out_on_a_plane() {
         config: String::new(),
         env: Vec::new(),
         runtime: None,
+        wrapper: Vec::new(),
     });
     assert_eq!(vitrine.ok(&Request::Version)["backend"], "drm");
     let before = vitrine.ok(&Request::Stats);
@@ -377,19 +385,32 @@ fn keyboard_and_touchscreen_input_reach_the_client() {
 #[test]
 #[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
 fn vt_switch_releases_and_restores_the_display() {
+    vt_switch("vm-vt", Vec::new());
+}
+
+/// The same without a seat manager: vitrine takes the VT itself (VT_PROCESS).
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn vt_switch_in_a_direct_session() {
+    vt_switch("vm-vt-direct", vec![("VITRINE_SESSION".into(), "direct".into())]);
+}
+
+fn vt_switch(name: &str, env: Vec<(String, String)>) {
     use drm::Device as _;
 
     assert_in_vm();
-    let mut vitrine = auto("vm-vt");
+    let mut vitrine = Vitrine::launch(Launch {
+        name,
+        args: Vec::new(),
+        config: BG_CONFIG.into(),
+        env,
+        runtime: None,
+        wrapper: Vec::new(),
+    });
     assert_eq!(vitrine.ok(&Request::Version)["backend"], "drm");
-    let log = vitrine.log();
-    let vt: u16 = log
-        .split("running on a VT")
-        .nth(1)
-        .and_then(|rest| rest.split("vt=").nth(1))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.trim_matches('"').parse().ok())
-        .unwrap_or_else(|| panic!("vitrine did not take a VT; log:\n{log}"));
+    // The VT vitrine is on: the active one (vitrine was started from no terminal of its own).
+    let active = std::fs::read_to_string("/sys/class/tty/tty0/active").expect("VTs");
+    let vt: u16 = active.trim().trim_start_matches("tty").parse().expect("active VT");
     vitrine.spawn_client("weston-simple-shm", &[]);
     vitrine.wait_for_pixels("before", Duration::from_secs(60), |img| {
         img.fraction_differing((412, 284, 200, 200), BG, 8) > 0.95
@@ -429,7 +450,14 @@ fn vt_switch_releases_and_restores_the_display() {
 fn the_configured_mode_is_used_and_a_missing_one_is_reported() {
     assert_in_vm();
     let config = format!("{BG_CONFIG}[drm]\nconnector = \"Virtual-1\"\nmode = \"800x600@60\"\n");
-    let vitrine = Vitrine::launch(Launch { name: "vm-mode", args: Vec::new(), config, env: Vec::new(), runtime: None });
+    let vitrine = Vitrine::launch(Launch {
+        name: "vm-mode",
+        args: Vec::new(),
+        config,
+        env: Vec::new(),
+        runtime: None,
+        wrapper: Vec::new(),
+    });
     let outputs = vitrine.ok(&Request::Outputs);
     assert_eq!(
         (outputs["outputs"][0]["width"].as_i64(), outputs["outputs"][0]["height"].as_i64()),
@@ -440,10 +468,52 @@ fn the_configured_mode_is_used_and_a_missing_one_is_reported() {
     drop(vitrine);
 
     let config = format!("{BG_CONFIG}[drm]\nmode = \"123x45\"\n");
-    let mut vitrine =
-        Vitrine::launch(Launch { name: "vm-bad-mode", args: Vec::new(), config, env: Vec::new(), runtime: None });
+    let mut vitrine = Vitrine::launch(Launch {
+        name: "vm-bad-mode",
+        args: Vec::new(),
+        config,
+        env: Vec::new(),
+        runtime: None,
+        wrapper: Vec::new(),
+    });
     let status = vitrine.wait_exit(Duration::from_secs(20));
     assert_eq!(status.code(), Some(1));
     let log = vitrine.log();
     assert!(log.contains("has no mode 123x45") && log.contains("1024x768@60"), "{log}");
+}
+
+/// The appliance case: vitrine as an unprivileged user gets the display and input devices from
+/// seatd, and drives the display.
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn an_unprivileged_vitrine_drives_the_display_through_seatd() {
+    assert_in_vm();
+    let mut seatd = std::process::Command::new("seatd").args(["-g", "video"]).spawn().expect("seatd");
+    assert!(common::wait_until(Duration::from_secs(10), || std::path::Path::new("/run/seatd.sock").exists()));
+    let runtime = common::runtime_dir();
+    let nobody = 65534;
+    unsafe {
+        libc::chown(std::ffi::CString::new(runtime.path().to_str().unwrap()).unwrap().as_ptr(), nobody, 44);
+    }
+    let mut vitrine = Vitrine::launch(Launch {
+        name: "vm-seatd",
+        args: Vec::new(),
+        config: BG_CONFIG.into(),
+        env: vec![("LIBSEAT_BACKEND".into(), "seatd".into())],
+        runtime: Some(runtime.path().to_path_buf()),
+        wrapper: vec!["setpriv".into(), "--reuid=65534".into(), "--regid=44".into(), "--clear-groups".into()],
+    });
+    assert_eq!(vitrine.ok(&Request::Version)["backend"], "drm", "{}", vitrine.log());
+    let status = std::fs::read_to_string(format!("/proc/{}/status", vitrine.child.id())).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap().to_string();
+    assert!(uid.split_whitespace().nth(1) == Some("65534"), "vitrine runs as {uid}");
+    assert!(vitrine.log().contains("session: libseat"), "{}", vitrine.log());
+    vitrine.spawn_client("weston-simple-shm", &[]);
+    vitrine.wait_for_pixels("seatd", Duration::from_secs(60), |img| {
+        img.fraction_differing((412, 284, 200, 200), BG, 8) > 0.95
+    });
+    assert!(vitrine.is_running());
+    drop(vitrine);
+    let _ = seatd.kill();
+    let _ = seatd.wait();
 }

@@ -7,7 +7,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use smithay::backend::input::InputEvent;
-use smithay::backend::libinput::LibinputInputBackend;
+use smithay::backend::libinput::{LibinputInputBackend, LibinputSessionInterface};
 use smithay::reexports::input::{Libinput, LibinputInterface};
 
 use crate::state::State;
@@ -34,8 +34,21 @@ impl LibinputInterface for DirectInterface {
 
 /// Watch seat0's input devices; events go to `State::handle_input`.
 pub fn start(state: &mut State) -> Result<(), String> {
-    let mut libinput = Libinput::new_with_udev(DirectInterface);
-    libinput.udev_assign_seat("seat0").map_err(|()| "libinput cannot use udev seat0".to_string())?;
+    let seat = match &state.backend {
+        crate::backend::Backend::Drm(d) => d.seat_session(),
+        _ => None,
+    };
+    let (mut libinput, seat_name) = match seat {
+        Some(session) => {
+            let name = smithay::backend::session::Session::seat(&session);
+            (Libinput::new_with_udev(LibinputSessionInterface::from(session)), name)
+        }
+        None => (Libinput::new_with_udev(DirectInterface), "seat0".to_string()),
+    };
+    libinput.udev_assign_seat(&seat_name).map_err(|()| format!("libinput cannot use udev {seat_name}"))?;
+    if let crate::backend::Backend::Drm(d) = &mut state.backend {
+        d.libinput = Some(libinput.clone());
+    }
     let backend = LibinputInputBackend::new(libinput);
     state
         .loop_handle

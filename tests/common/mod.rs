@@ -81,6 +81,8 @@ pub struct Launch<'a> {
     pub env: Vec<(String, String)>,
     /// Share a runtime dir with a parent compositor.
     pub runtime: Option<PathBuf>,
+    /// Run vitrine through this command (e.g. setpriv to drop privileges).
+    pub wrapper: Vec<String>,
 }
 
 impl<'a> Launch<'a> {
@@ -91,6 +93,7 @@ impl<'a> Launch<'a> {
             config: BG_CONFIG.into(),
             env: Vec::new(),
             runtime: None,
+            wrapper: Vec::new(),
         }
     }
 }
@@ -113,7 +116,14 @@ impl Vitrine {
         std::fs::write(&config_path, &launch.config).expect("write config");
         let log_path = artifacts().join(format!("{}.log", launch.name));
         let log = File::create(&log_path).expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vitrine"));
+        let mut cmd = match launch.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_vitrine"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_vitrine")),
+        };
         cmd.arg("--socket")
             .arg(&socket)
             .arg("--config")
@@ -175,9 +185,14 @@ impl Vitrine {
     }
 
     pub fn screenshot(&self, tag: &str) -> RgbaImage {
-        let path = artifacts().join(format!("{}-{tag}.png", self.name));
+        // Written where vitrine can always write (it may run as another user), kept in artifacts.
+        let name = format!("{}-{tag}.png", self.name);
+        let path = self.runtime.join(&name);
         self.ok(&Request::Screenshot { output: None, path: path.clone() });
-        RgbaImage::load_png(&path).expect("screenshot PNG")
+        let _ = std::fs::copy(&path, artifacts().join(&name));
+        let image = RgbaImage::load_png(&path).expect("screenshot PNG");
+        let _ = std::fs::remove_file(&path);
+        image
     }
 
     /// Take screenshots until `check` accepts one; fail with the last one saved otherwise.

@@ -45,7 +45,12 @@ impl Card {
             .write(true)
             .open(path)
             .map_err(|source| DeviceError::Open { path: path.display().to_string(), source })?;
-        let card = Card { file, path: path.to_path_buf() };
+        Card::from_fd(file.into(), path)
+    }
+
+    /// A card opened by someone else (the seat manager) or by `open`.
+    pub fn from_fd(fd: std::os::fd::OwnedFd, path: &Path) -> Result<Card, DeviceError> {
+        let card = Card { file: File::from(fd), path: path.to_path_buf() };
         let name = path.display().to_string();
         card.set_client_capability(ClientCapability::UniversalPlanes, true).map_err(|source| DeviceError::Io {
             path: name.clone(),

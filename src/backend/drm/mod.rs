@@ -7,6 +7,7 @@ pub mod kms;
 pub mod planner;
 pub mod probe;
 pub mod scanout;
+pub mod session;
 pub mod vt;
 
 use std::path::{Path, PathBuf};
@@ -77,6 +78,9 @@ pub struct Drm {
     /// Switched away from our VT: no DRM master, no commits.
     paused: bool,
     vt: Option<vt::Vt>,
+    session: session::Session,
+    /// The input context, suspended while the seat is away.
+    pub libinput: Option<smithay::reexports::input::Libinput>,
     /// The commit waiting for its page flip.
     in_flight: Option<frame::InFlight>,
     /// Client buffers on screen (released only once replaced on screen).
@@ -114,9 +118,13 @@ pub fn usable_card() -> Result<PathBuf, String> {
 }
 
 fn check_card(path: &Path) -> Result<(), String> {
-    let card = Card::open(path).map_err(|e| e.to_string())?;
-    card.acquire_master_lock()
-        .map_err(|e| format!("{}: cannot become DRM master ({e}): another display server runs", path.display()))?;
+    let (mut session, _notifier) = session::Session::open();
+    let card = session.open_card(path).map_err(|e| e.to_string())?;
+    // A seat manager hands out master with the device; directly, vitrine must take it.
+    if !session.is_seat() {
+        card.acquire_master_lock()
+            .map_err(|e| format!("{}: cannot become DRM master ({e}): another display server runs", path.display()))?;
+    }
     let connected = device::connectors(&card).map_err(|e| e.to_string())?.iter().any(|c| c.connected && !c.writeback);
     let _ = card.release_master_lock();
     if connected {
@@ -129,8 +137,11 @@ fn check_card(path: &Path) -> Result<(), String> {
 impl Drm {
     /// Open the device, pick a connector, CRTC and mode, create the output and start painting.
     pub fn start(state: &mut State, path: &Path) -> Result<(), String> {
-        let card = Card::open(path).map_err(|e| e.to_string())?;
-        card.acquire_master_lock().map_err(|e| format!("{}: cannot become DRM master: {e}", card.name()))?;
+        let (mut session, notifier) = session::Session::open();
+        let card = session.open_card(path).map_err(|e| e.to_string())?;
+        if !session.is_seat() {
+            card.acquire_master_lock().map_err(|e| format!("{}: cannot become DRM master: {e}", card.name()))?;
+        }
         let connectors = device::connectors(&card).map_err(|e| e.to_string())?;
         let connector =
             pick_connector(&connectors, &state.config.drm.connector).map_err(|e| format!("{}: {e}", card.name()))?;
@@ -197,6 +208,8 @@ impl Drm {
             modeset_done: false,
             paused: false,
             vt: None,
+            session,
+            libinput: None,
             in_flight: None,
             on_screen: Vec::new(),
             planner: planner::Planner::new(caps, crtc_index),
@@ -211,7 +224,10 @@ impl Drm {
             stats,
         };
         state.backend = crate::backend::Backend::Drm(Box::new(drm));
-        start_vt(state);
+        match notifier {
+            Some(notifier) => watch_seat(state, notifier)?,
+            None => start_vt(state),
+        }
         let spec = OutputSpec { width: size.0, height: size.1, refresh_mhz };
         let output = crate::backend::add_output(&state.display_handle, &output_name, "drm", spec, (0, 0).into());
         if let crate::backend::Backend::Drm(d) = &mut state.backend {
@@ -432,20 +448,41 @@ impl Drm {
         }
     }
 
-    /// Switched away from our VT: stop committing and let the next user have DRM master.
+    /// The seat session, for opening input devices through it.
+    pub fn seat_session(&self) -> Option<smithay::backend::session::libseat::LibSeatSession> {
+        match &self.session {
+            session::Session::Seat(s) => Some(s.clone()),
+            session::Session::Direct => None,
+        }
+    }
+
+    /// Switched away from our VT: stop committing and let the next user have DRM master (a seat
+    /// manager takes it back itself).
     fn pause(&mut self) {
         self.paused = true;
         self.in_flight = None;
-        if let Err(err) = self.card.release_master_lock() {
-            tracing::warn!(%err, "cannot drop DRM master");
+        if let Some(libinput) = self.libinput.as_mut() {
+            libinput.suspend();
+        }
+        if !self.session.is_seat() {
+            if let Err(err) = self.card.release_master_lock() {
+                tracing::warn!(%err, "cannot drop DRM master");
+            }
         }
         tracing::info!("vt released: display paused");
     }
 
     /// Back on our VT: DRM master again, and the whole display state rebuilt by a modeset.
     fn resume(&mut self) {
-        if let Err(err) = self.card.acquire_master_lock() {
-            tracing::error!(%err, "cannot become DRM master again");
+        if !self.session.is_seat() {
+            if let Err(err) = self.card.acquire_master_lock() {
+                tracing::error!(%err, "cannot become DRM master again");
+            }
+        }
+        if let Some(libinput) = self.libinput.as_mut() {
+            if libinput.resume().is_err() {
+                tracing::warn!("cannot resume input devices");
+            }
         }
         self.paused = false;
         self.modeset_done = false;
@@ -461,7 +498,11 @@ impl Drm {
     }
 
     /// Ctrl+Alt+Fn.
-    pub fn switch_vt(&self, n: u16) {
+    pub fn switch_vt(&mut self, n: u16) {
+        if self.session.is_seat() {
+            self.session.change_vt(n as i32);
+            return;
+        }
         match &self.vt {
             Some(vt) if vt.number != n => vt.activate(n),
             Some(_) => {}
@@ -571,4 +612,23 @@ fn pick_mode(connector: &ConnectorInfo, wanted: &str) -> Result<drm::control::Mo
                 connector.modes.iter().map(|m| format!("{}x{}@{}", m.size().0, m.size().1, m.vrefresh())).collect();
             format!("{} has no mode {wanted} (modes: {})", connector.name, modes.join(", "))
         })
+}
+
+/// Pause and resume with the seat manager (VT switches, another session taking the seat).
+fn watch_seat(
+    state: &mut State,
+    notifier: smithay::backend::session::libseat::LibSeatSessionNotifier,
+) -> Result<(), String> {
+    use smithay::backend::session::Event as SessionEvent;
+    state
+        .loop_handle
+        .insert_source(notifier, |event, _, state| {
+            let crate::backend::Backend::Drm(d) = &mut state.backend else { return };
+            match event {
+                SessionEvent::PauseSession => d.pause(),
+                SessionEvent::ActivateSession => d.resume(),
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| format!("cannot watch the seat: {e}"))
 }
