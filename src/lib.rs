@@ -13,5 +13,6 @@ pub mod render;
 pub mod run;
 pub mod scene;
 pub mod state;
+pub mod systemd;
 pub mod video;
 pub mod wayland;

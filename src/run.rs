@@ -93,6 +93,7 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
         backend: Backend::Headless(Headless::new().map_err(|e| anyhow!(e))?),
         kiosk: Kiosk::new(),
         xdg_surface_in_request: None,
+        display_heartbeat: None,
         exit_code: None,
     };
 
@@ -185,6 +186,8 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
             .map_err(|e| anyhow!("cannot watch the kiosk app: {e}"))?;
     }
 
+    start_systemd(&mut state)?;
+
     while state.exit_code.is_none() {
         event_loop.dispatch(Some(Duration::from_millis(100)), &mut state).context("event loop failed")?;
         state.space.refresh();
@@ -243,4 +246,38 @@ fn screenshot_on_start(state: &mut State, path: PathBuf) {
     if let Err(err) = result {
         tracing::error!(%err, "cannot schedule the start-up screenshot");
     }
+}
+
+/// READY=1 once the first frame is on screen; WATCHDOG=1 while the display path is alive.
+fn start_systemd(state: &mut State) -> anyhow::Result<()> {
+    let Some(notifier) = crate::systemd::Notifier::from_env() else { return Ok(()) };
+    let watchdog = crate::systemd::watchdog_interval().map(crate::systemd::Watchdog::new);
+    let period =
+        watchdog.as_ref().map(|w| w.period()).unwrap_or(Duration::from_millis(100)).min(Duration::from_millis(100));
+    let mut ready = false;
+    let mut last_feed = Instant::now();
+    state
+        .loop_handle
+        .insert_source(Timer::from_duration(period), move |_, _, state| {
+            let now = Instant::now();
+            if !ready && state.display_heartbeat.is_some() {
+                notifier.notify("READY=1");
+                tracing::info!("first frame on screen: told systemd READY=1");
+                ready = true;
+            }
+            if let Some(w) = &watchdog {
+                if now.duration_since(last_feed) >= w.period() {
+                    if w.should_feed(now, state.display_heartbeat) {
+                        notifier.notify("WATCHDOG=1");
+                        last_feed = now;
+                    } else {
+                        tracing::warn!("display path stalled: the systemd watchdog is not fed");
+                        last_feed = now;
+                    }
+                }
+            }
+            TimeoutAction::ToDuration(period)
+        })
+        .map_err(|e| anyhow!("cannot start the systemd notifier: {e}"))?;
+    Ok(())
 }

@@ -88,6 +88,8 @@ pub struct State {
     /// The xdg_surface whose get_toplevel request is being handled (see wayland/xdg.rs).
     pub xdg_surface_in_request:
         Option<smithay::reexports::wayland_protocols::xdg::shell::server::xdg_surface::XdgSurface>,
+    /// The last sign of life of the display path (a frame presented, or nothing to repaint).
+    pub display_heartbeat: Option<Instant>,
     /// Set when the compositor should stop; the process exits with this status.
     pub exit_code: Option<i32>,
 }

@@ -117,4 +117,5 @@ fn repaint(state: &mut State, name: &str) {
     }
     slot.seq += 1;
     post_repaint(&output, &scene, now, slot.refresh, slot.seq);
+    state.display_heartbeat = Some(Instant::now());
 }

@@ -178,4 +178,5 @@ fn repaint(state: &mut State) {
     }
     n.seq += 1;
     post_repaint(&output, &scene, now, n.refresh, n.seq);
+    state.display_heartbeat = Some(Instant::now());
 }

@@ -418,6 +418,7 @@ pub(super) fn repaint(state: &mut State) {
     if !changed {
         // Nothing changed: clients still get their frame callbacks at the refresh rate.
         post_repaint(&output, &scene, now, d.refresh, d.stats.frames_presented);
+        state.display_heartbeat = Some(std::time::Instant::now());
         return;
     }
 
@@ -499,5 +500,6 @@ pub(super) fn drm_events(state: &mut State) {
         let Some(output) = d.output.clone() else { continue };
         let when = smithay::utils::Time::<smithay::utils::Monotonic>::from(flip.duration);
         post_repaint(&output, &done.scene, when, d.refresh, flip.frame as u64);
+        state.display_heartbeat = Some(std::time::Instant::now());
     }
 }
