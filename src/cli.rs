@@ -112,6 +112,8 @@ pub enum MsgCommand {
     Stats,
     /// Per output, each layer with the plane it is on, or composited and why
     Planes,
+    /// Read the configuration file again (an invalid one is rejected and the running one kept)
+    Reload,
     /// Stop the compositor
     Quit,
 }

@@ -69,6 +69,7 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
         loop_handle: event_loop.handle(),
         loop_signal: event_loop.get_signal(),
         config: config.clone(),
+        config_path: args.config.clone(),
         socket_name: socket_name.clone(),
         started: Instant::now(),
         clock: Clock::new(),
@@ -208,10 +209,18 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
 
 fn watch_signals(state: &mut State) -> anyhow::Result<()> {
     use calloop::signals::{Signal, Signals};
-    let signals = Signals::new(&[Signal::SIGINT, Signal::SIGTERM]).context("cannot watch SIGINT/SIGTERM")?;
+    let signals = Signals::new(&[Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP])
+        .context("cannot watch SIGINT/SIGTERM/SIGHUP")?;
     state
         .loop_handle
         .insert_source(signals, |event, _, state| {
+            if event.signal() == Signal::SIGHUP {
+                match state.reload_config() {
+                    Ok(report) => tracing::info!(%report, "configuration reloaded (SIGHUP)"),
+                    Err(err) => tracing::error!(%err, "configuration not reloaded (SIGHUP): keeping the running one"),
+                }
+                return;
+            }
             tracing::info!(signal = ?event.signal(), "stopping on signal");
             state.quit(0);
         })

@@ -58,6 +58,8 @@ pub struct State {
     pub loop_handle: LoopHandle<'static, State>,
     pub loop_signal: LoopSignal,
     pub config: Config,
+    /// The file the configuration came from (`--config`), for reloads.
+    pub config_path: Option<std::path::PathBuf>,
     pub socket_name: String,
     pub started: Instant,
     pub clock: Clock<Monotonic>,
@@ -115,5 +117,51 @@ impl State {
 
     pub fn new_client_data() -> Arc<ClientState> {
         Arc::new(ClientState::default())
+    }
+}
+
+impl State {
+    /// Read the configuration again and apply what can change while running; an invalid file is
+    /// rejected and the running configuration kept. Returns what was applied.
+    pub fn reload_config(&mut self) -> Result<String, String> {
+        let (new, path) = match &self.config_path {
+            Some(path) => (Config::load(path).map_err(|e| e.to_string())?, Some(path.clone())),
+            None => crate::config::find_and_load(None).map_err(|e| e.to_string())?,
+        };
+        let old = std::mem::replace(&mut self.config, new.clone());
+        let mut restart_needed = Vec::new();
+        if old.outputs != new.outputs {
+            restart_needed.push("outputs");
+        }
+        if old.drm != new.drm {
+            restart_needed.push("drm");
+        }
+        if old.compat != new.compat {
+            restart_needed.push("compat");
+        }
+        if old.keyboard != new.keyboard {
+            let kb = &new.keyboard;
+            let xkb = smithay::input::keyboard::XkbConfig {
+                layout: &kb.layout,
+                variant: &kb.variant,
+                options: if kb.options.is_empty() { None } else { Some(kb.options.clone()) },
+                ..Default::default()
+            };
+            if let Some(keyboard) = self.seat.get_keyboard() {
+                if let Err(err) = keyboard.set_xkb_config(self, xkb) {
+                    self.config.keyboard = old.keyboard.clone();
+                    return Err(format!("keyboard layout '{}': {err:?}", kb.layout));
+                }
+                keyboard.change_repeat_info(kb.repeat_rate as i32, kb.repeat_delay_ms as i32);
+            }
+        }
+        // Background, placements and the pointer policy apply from the next frame on.
+        self.kiosk_relayout();
+        let from = path.map(|p| p.display().to_string()).unwrap_or_else(|| "the built-in defaults".into());
+        Ok(if restart_needed.is_empty() {
+            format!("{from}: applied")
+        } else {
+            format!("{from}: applied; {} take effect at the next start", restart_needed.join(", "))
+        })
     }
 }

@@ -65,6 +65,7 @@ pub fn run(args: MsgArgs) -> i32 {
         MsgCommand::Quit => Request::Quit,
         MsgCommand::Stats => Request::Stats,
         MsgCommand::Planes => Request::Planes,
+        MsgCommand::Reload => Request::Reload,
         MsgCommand::Screenshot { output, file } => {
             let path = if file.is_absolute() {
                 file
@@ -196,6 +197,7 @@ pub fn human(req: &Request, data: &Value) -> String {
                 }
             }
         }
+        Request::Reload => out += &format!("{}\n", s(&data["report"])),
         Request::Quit => out += "vitrine is stopping\n",
     }
     out

@@ -18,6 +18,7 @@ pub enum Request {
     },
     Stats,
     Planes,
+    Reload,
     Quit,
 }
 

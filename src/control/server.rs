@@ -155,6 +155,16 @@ fn handle(state: &mut State, request: Request) -> Reply {
         }
         Request::Stats => Reply::ok(stats(state)),
         Request::Planes => Reply::ok(planes(state)),
+        Request::Reload => match state.reload_config() {
+            Ok(report) => {
+                tracing::info!(%report, "configuration reloaded");
+                Reply::ok(json!({ "report": report }))
+            }
+            Err(err) => {
+                tracing::error!(%err, "configuration not reloaded: keeping the running one");
+                Reply::err(format!("configuration not reloaded, the running one is kept: {err}"))
+            }
+        },
         Request::Quit => {
             tracing::info!("quit requested over the control socket");
             state.quit(0);
