@@ -22,28 +22,18 @@ impl CommitTester for AcceptAll {
 
 /// Fullscreen NV12 video (1920x1080 from a 1920x1088 buffer) with an ARGB UI on top.
 fn video_and_ui() -> Vec<LayerDesc> {
-    vec![
-        LayerDesc {
-            kind: LayerKind::Video,
-            format: DRM_FORMAT_NV12,
-            modifier: DRM_FORMAT_MOD_LINEAR,
-            src_size: (1920, 1080),
-            dst: (0, 0, 1920, 1080),
-            rotation: 0,
-            needs_color: false,
-            opaque: true,
-        },
-        LayerDesc {
-            kind: LayerKind::Client,
-            format: DRM_FORMAT_ARGB8888,
-            modifier: DRM_FORMAT_MOD_LINEAR,
-            src_size: (1920, 1080),
-            dst: (0, 0, 1920, 1080),
-            rotation: 0,
-            needs_color: false,
-            opaque: false,
-        },
-    ]
+    let video = LayerDesc {
+        kind: LayerKind::Video,
+        format: DRM_FORMAT_NV12,
+        modifier: DRM_FORMAT_MOD_LINEAR,
+        src_size: (1920, 1080),
+        dst: (0, 0, 1920, 1080),
+        rotation: 0,
+        needs_color: false,
+        opaque: true,
+    };
+    let ui = LayerDesc { kind: LayerKind::Client, format: DRM_FORMAT_ARGB8888, opaque: false, ..video };
+    vec![video, ui]
 }
 
 fn planning(c: &mut Criterion) {

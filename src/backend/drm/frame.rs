@@ -174,7 +174,7 @@ fn describe(d: &mut Drm, scene: &Scene, out_size: (i32, i32)) -> (Vec<LayerDesc>
 
 /// Plane state for one layer (or the composition buffer).
 #[allow(clippy::too_many_arguments)]
-fn set_plane(
+pub(super) fn set_plane(
     d: &Drm,
     req: &mut AtomicModeReq,
     plane: u32,
@@ -423,7 +423,7 @@ pub(super) fn repaint(state: &mut State) {
     }
 
     let result = match &plan {
-        None => d.commit(composition_fb).map(|()| vec![d.primary.handle.into()]),
+        None => d.modeset(composition_fb).map(|()| vec![d.primary.handle.into()]),
         Some(plan) => plan_request(d, plan, &descs, &fbs, composition_fb).and_then(|req| {
             d.card
                 .atomic_commit(AtomicCommitFlags::NONBLOCK | AtomicCommitFlags::PAGE_FLIP_EVENT, req)

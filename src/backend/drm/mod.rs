@@ -256,54 +256,33 @@ impl Drm {
         props.handle(name).ok_or_else(|| format!("{}: property {name} missing", self.card.name()))
     }
 
-    /// The atomic request that shows `fb` full screen on the primary plane (and, the first time,
-    /// sets the mode and turns every other plane of the CRTC off).
-    fn frame_request(&self, fb: drm::control::framebuffer::Handle) -> Result<AtomicModeReq, String> {
+    /// The first commit: sets the mode, shows `fb` full screen on the primary plane and turns every
+    /// other plane of the CRTC off.
+    fn modeset(&mut self, fb: drm::control::framebuffer::Handle) -> Result<(), String> {
         let mut req = AtomicModeReq::new();
-        let (w, h) = self.mode.size();
-        if !self.modeset_done {
-            let blob = self.card.create_property_blob(&self.mode).map_err(|e| format!("mode blob: {e}"))?;
+        let blob = self.card.create_property_blob(&self.mode).map_err(|e| format!("mode blob: {e}"))?;
+        req.add_property(
+            self.connector.handle,
+            self.prop(&self.connector.props, "CRTC_ID")?,
+            Value::CRTC(Some(self.crtc)),
+        );
+        req.add_property(self.crtc, self.prop(&self.crtc_props, "MODE_ID")?, blob);
+        req.add_property(self.crtc, self.prop(&self.crtc_props, "ACTIVE")?, Value::Boolean(true));
+        if let Some(wb) = &self.writeback {
             req.add_property(
-                self.connector.handle,
-                self.prop(&self.connector.props, "CRTC_ID")?,
+                wb.connector.handle,
+                self.prop(&wb.connector.props, "CRTC_ID")?,
                 Value::CRTC(Some(self.crtc)),
             );
-            req.add_property(self.crtc, self.prop(&self.crtc_props, "MODE_ID")?, blob);
-            req.add_property(self.crtc, self.prop(&self.crtc_props, "ACTIVE")?, Value::Boolean(true));
-            if let Some(wb) = &self.writeback {
-                req.add_property(
-                    wb.connector.handle,
-                    self.prop(&wb.connector.props, "CRTC_ID")?,
-                    Value::CRTC(Some(self.crtc)),
-                );
-            }
-            for plane in &self.others {
-                req.add_property(plane.handle, self.prop(&plane.props, "FB_ID")?, Value::Framebuffer(None));
-                req.add_property(plane.handle, self.prop(&plane.props, "CRTC_ID")?, Value::CRTC(None));
-            }
         }
-        let p = &self.primary.props;
-        let raw = |v: u64| Value::UnsignedRange(v);
-        req.add_property(self.primary.handle, self.prop(p, "FB_ID")?, Value::Framebuffer(Some(fb)));
-        req.add_property(self.primary.handle, self.prop(p, "CRTC_ID")?, Value::CRTC(Some(self.crtc)));
-        req.add_property(self.primary.handle, self.prop(p, "SRC_X")?, raw(0));
-        req.add_property(self.primary.handle, self.prop(p, "SRC_Y")?, raw(0));
-        req.add_property(self.primary.handle, self.prop(p, "SRC_W")?, raw((w as u64) << 16));
-        req.add_property(self.primary.handle, self.prop(p, "SRC_H")?, raw((h as u64) << 16));
-        req.add_property(self.primary.handle, self.prop(p, "CRTC_X")?, raw(0));
-        req.add_property(self.primary.handle, self.prop(p, "CRTC_Y")?, raw(0));
-        req.add_property(self.primary.handle, self.prop(p, "CRTC_W")?, raw(w as u64));
-        req.add_property(self.primary.handle, self.prop(p, "CRTC_H")?, raw(h as u64));
-        Ok(req)
-    }
-
-    fn commit(&mut self, fb: drm::control::framebuffer::Handle) -> Result<(), String> {
-        let req = self.frame_request(fb)?;
-        let mut flags = AtomicCommitFlags::PAGE_FLIP_EVENT | AtomicCommitFlags::NONBLOCK;
-        if !self.modeset_done {
-            flags |= AtomicCommitFlags::ALLOW_MODESET;
+        for plane in &self.others {
+            req.add_property(plane.handle, self.prop(&plane.props, "FB_ID")?, Value::Framebuffer(None));
+            req.add_property(plane.handle, self.prop(&plane.props, "CRTC_ID")?, Value::CRTC(None));
         }
-        self.card.atomic_commit(flags, req).map_err(|e| format!("{}: atomic commit failed: {e}", self.card.name()))?;
+        let (w, h) = (self.mode.size().0 as u32, self.mode.size().1 as u32);
+        frame::set_plane(self, &mut req, self.primary.handle.into(), fb, (w, h), (0, 0, w, h), None, false)?;
+        let flags = AtomicCommitFlags::PAGE_FLIP_EVENT | AtomicCommitFlags::NONBLOCK | AtomicCommitFlags::ALLOW_MODESET;
+        self.card.atomic_commit(flags, req).map_err(|e| format!("{}: modeset failed: {e}", self.card.name()))?;
         self.stats.commits += 1;
         self.modeset_done = true;
         Ok(())
