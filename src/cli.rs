@@ -69,6 +69,22 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE.png")]
     pub screenshot_on_start: Option<PathBuf>,
 
+    /// Play these video files (MP4/MOV or raw H.264), in order, through the V4L2 decoder
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub play: Vec<PathBuf>,
+
+    /// Play the list over and over
+    #[arg(long = "loop", requires = "play")]
+    pub loop_playlist: bool,
+
+    /// Exit once the playlist has been played (status 1 if an item could not be played)
+    #[arg(long, requires = "play")]
+    pub exit_when_done: bool,
+
+    /// Write the video audit (frames, copies, mappings, commits, latency) as JSON here at exit
+    #[arg(long, value_name = "FILE")]
+    pub stats: Option<PathBuf>,
+
     /// More logging (-v debug, -vv trace); RUST_LOG overrides
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -114,6 +130,16 @@ pub enum MsgCommand {
     Planes,
     /// Read the configuration file again (an invalid one is rejected and the running one kept)
     Reload,
+    /// Play a video file now, replacing the playlist
+    Play { file: PathBuf },
+    /// Pause the video
+    Pause,
+    /// Resume the video
+    Resume,
+    /// Skip to the next playlist item
+    Next,
+    /// The video: file, position, fps, decoder, the path frames take, errors
+    Status,
     /// Stop the compositor
     Quit,
 }

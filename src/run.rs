@@ -96,6 +96,10 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
         xdg_surface_in_request: None,
         display_heartbeat: None,
         exit_code: None,
+        player: (!args.play.is_empty())
+            .then(|| crate::video::player::Player::new(args.play.clone(), args.loop_playlist)),
+        exit_when_done: args.exit_when_done,
+        stats_path: args.stats.clone(),
     };
 
     match kind {
@@ -196,6 +200,15 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
         let _ = state.display_handle.flush_clients();
     }
 
+    if let Some(report) = state.video_report() {
+        tracing::info!(target: "video", audit = %report, "video audit");
+        if let Some(path) = &state.stats_path {
+            let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+            if let Err(err) = std::fs::write(path, text + "\n") {
+                tracing::error!(path = %path.display(), %err, "cannot write the video audit");
+            }
+        }
+    }
     if let Some(app) = state.kiosk.app.as_mut() {
         app.stop();
     }

@@ -17,6 +17,8 @@ pub enum LayerSource {
     Solid([f32; 4]),
     /// The pointer.
     Cursor(CursorSource),
+    /// A decoded video picture.
+    Video(crate::video::VideoFrame),
 }
 
 #[derive(Debug, Clone)]
@@ -44,6 +46,14 @@ pub struct Scene {
 }
 
 impl Scene {
+    /// The video picture in this scene, if any.
+    pub fn video(&self) -> Option<&crate::video::VideoFrame> {
+        self.layers.iter().find_map(|l| match &l.source {
+            LayerSource::Video(f) => Some(f),
+            _ => None,
+        })
+    }
+
     /// Client windows in this scene, bottom to top.
     pub fn windows(&self) -> impl Iterator<Item = &Window> {
         self.layers.iter().filter_map(|l| match &l.source {

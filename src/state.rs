@@ -94,9 +94,50 @@ pub struct State {
     pub display_heartbeat: Option<Instant>,
     /// Set when the compositor should stop; the process exits with this status.
     pub exit_code: Option<i32>,
+    /// The video player (`--play`), if there is a playlist.
+    pub player: Option<crate::video::player::Player>,
+    /// Exit once the playlist has been played (`--exit-when-done`).
+    pub exit_when_done: bool,
+    /// Where to write the audit as JSON at exit (`--stats`).
+    pub stats_path: Option<std::path::PathBuf>,
 }
 
 impl State {
+    /// Choose the video picture for a repaint that will be seen `lead` from now (at the next
+    /// vblank), on an output refreshing every `refresh`.
+    pub fn video_tick(&mut self, lead: Duration, refresh: Duration) {
+        if let Some(player) = &mut self.player {
+            player.frame_for(lead, refresh);
+        }
+    }
+
+    /// The display showed the scene with `frame` at `at`; exits when the playlist is done and
+    /// `--exit-when-done` was given.
+    pub fn video_presented(&mut self, frame: Option<&crate::video::VideoFrame>, at: Instant) {
+        let Some(player) = &mut self.player else { return };
+        if let Some(frame) = frame {
+            player.presented(frame, at);
+        }
+        if self.exit_when_done && self.exit_code.is_none() && player.finished() && !player.has_unpresented() {
+            let code = if player.errors().is_empty() { 0 } else { 1 };
+            tracing::info!(target: "video", errors = player.errors().len(), "playlist done: exiting");
+            self.quit(code);
+        }
+    }
+
+    /// The zero-copy audit: the player's counters with the display's.
+    pub fn video_report(&self) -> Option<serde_json::Value> {
+        let player = self.player.as_ref()?;
+        let mut report = serde_json::to_value(player.report()).ok()?;
+        let display = self.backend.display_stats();
+        if let (Some(obj), Some(display)) = (report.as_object_mut(), display) {
+            for (k, v) in display {
+                obj.insert(k.to_string(), serde_json::Value::from(v));
+            }
+        }
+        Some(report)
+    }
+
     /// Stop the event loop; vitrine exits with `code`.
     pub fn quit(&mut self, code: i32) {
         if self.exit_code.is_none() {

@@ -517,3 +517,96 @@ fn an_unprivileged_vitrine_drives_the_display_through_seatd() {
     let _ = seatd.kill();
     let _ = seatd.wait();
 }
+
+fn clip(name: &str) -> std::path::PathBuf {
+    let dir = std::env::var_os("VITRINE_TEST_CLIPS").expect("VITRINE_TEST_CLIPS (tests/vm/make-clips) is not set");
+    let path = std::path::Path::new(&dir).join(name);
+    assert!(path.is_file(), "{} missing: tests/vm/make-clips makes it", path.display());
+    path
+}
+
+/// Pictures in an MP4, as ffprobe counts them.
+fn frame_count(path: &std::path::Path) -> u64 {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-count_packets", "-show_entries"])
+        .args(["stream=nb_read_packets", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("ffprobe");
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("ffprobe frame count")
+}
+
+/// The whole point of vitrine: a 1080p H.264 clip decoded by a V4L2 stateless decoder (visl)
+/// into NV12 dmabufs that go straight onto a KMS plane (vkms), with no copy, no CPU mapping,
+/// no composition, and framebuffers made once per decoder buffer.
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn a_1080p_clip_plays_through_visl_onto_a_plane_with_zero_copies() {
+    assert_in_vm();
+    let path = clip("1080p-main.mp4");
+    let frames = frame_count(&path);
+    let stats_path = common::artifacts().join("vm-play-1080p.stats.json");
+    let _ = std::fs::remove_file(&stats_path);
+    // vkms does not scale: a 1920x1080 mode shows the picture 1:1.
+    let config = format!("{BG_CONFIG}[drm]\nmode = \"1920x1080@60\"\n");
+    let mut vitrine = Vitrine::launch(Launch {
+        name: "vm-play-1080p",
+        args: vec![
+            "--play".into(),
+            path.display().to_string(),
+            "--exit-when-done".into(),
+            "--stats".into(),
+            stats_path.display().to_string(),
+        ],
+        config,
+        env: vec![("RUST_LOG".into(), "info,vitrine=debug,video=debug".into())],
+        runtime: None,
+        wrapper: Vec::new(),
+    });
+    // While it plays, the planes show visl's output: 75% colour bars below its text lines.
+    // (BT.709 limited range through vkms: yellow ~ (191,191,0)±, cyan ~ (0,191,191)±.)
+    // A 1080p writeback screenshot stalls the loop for seconds under TCG: it is taken paused,
+    // which also proves pause holds the timeline.
+    assert!(
+        common::wait_until(Duration::from_secs(60), || {
+            vitrine.ok(&Request::Stats)["video"]["frames_presented"].as_u64().unwrap_or(0) >= 3
+        }),
+        "no video frame presented; log:\n{}",
+        vitrine.log()
+    );
+    let paused = vitrine.ok(&Request::Pause);
+    assert_eq!(paused["paused"], true, "{paused}");
+    assert!(paused["decoder"].as_str().unwrap().contains("visl"), "{paused}");
+    assert_eq!(paused["path"], "zero-copy: V4L2 dmabuf on a plane", "{paused}");
+    let image = vitrine.screenshot("writeback-video");
+    assert_eq!(image.width, 1920);
+    assert!(common::count_near(&image, [191, 191, 0], 24) > 20_000, "yellow bar missing");
+    assert!(common::count_near(&image, [0, 191, 191], 24) > 20_000, "cyan bar missing");
+    assert!(common::count_near(&image, BG, 8) < 1000, "the video covers the output: no background shows");
+    let planes = vitrine.ok(&Request::Planes);
+    let layers = planes["outputs"][0]["layers"].as_array().unwrap().clone();
+    let video = layers.iter().find(|l| l["source"] == "video").expect("video layer");
+    assert_eq!(video["format"], "NV12", "{video}");
+    assert_eq!(video["composited"], false, "the decoded picture is on a plane: {planes}");
+    assert_eq!(video["size"], serde_json::json!([1920, 1080]), "the visible rect, not the coded 1088 lines");
+    let resumed = vitrine.ok(&Request::Resume);
+    assert_eq!(resumed["paused"], false, "{resumed}");
+
+    let status = vitrine.wait_exit(Duration::from_secs(120));
+    let log = vitrine.log();
+    assert!(status.success(), "exit {status:?}; log:\n{log}");
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats_path).expect("--stats file")).unwrap();
+    let n = |k: &str| stats[k].as_u64().unwrap_or_else(|| panic!("{k} missing: {stats}"));
+    assert_eq!(n("frames_decoded"), frames, "{stats}");
+    assert_eq!(n("frames_presented") + n("frames_dropped"), frames, "every picture shown or counted dropped: {stats}");
+    assert_eq!(n("frames_presented"), frames, "no picture dropped at 24 fps on a 60 Hz output: {stats}");
+    assert_eq!(n("cpu_copied_bytes"), 0, "{stats}");
+    assert_eq!(n("frame_mappings"), 0, "{stats}");
+    assert_eq!(n("frames_composited"), 0, "{stats}");
+    assert!(n("framebuffers_created") <= n("dmabufs_exported"), "one framebuffer per capture buffer at most: {stats}");
+    assert!(n("framebuffers_created") >= 2, "{stats}");
+    assert!(n("commits") >= frames, "one commit per new picture: {stats}");
+    assert!(stats["latency_p50_ms"].as_f64().is_some(), "{stats}");
+    println!("audit: {stats}");
+}

@@ -93,6 +93,11 @@ fn repaint(state: &mut State, name: &str) {
     let Some(output) = state.output_by_name(name).cloned() else {
         return;
     };
+    let refresh = match &state.backend {
+        crate::backend::Backend::Headless(h) => h.outputs.iter().find(|o| o.output == output).map(|o| o.refresh),
+        _ => None,
+    };
+    state.video_tick(Duration::ZERO, refresh.unwrap_or(Duration::from_millis(16)));
     let scene = state.scene_for_output(&output);
     let now = state.clock.now();
     let crate::backend::Backend::Headless(h) = &mut state.backend else {
@@ -118,4 +123,5 @@ fn repaint(state: &mut State, name: &str) {
     slot.seq += 1;
     post_repaint(&output, &scene, now, slot.refresh, slot.seq);
     state.display_heartbeat = Some(Instant::now());
+    state.video_presented(scene.video(), Instant::now());
 }

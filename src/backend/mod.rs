@@ -103,6 +103,19 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// What the display path counted for the video audit (DRM only).
+    pub fn display_stats(&self) -> Option<Vec<(&'static str, u64)>> {
+        match self {
+            Backend::Drm(d) => Some(vec![
+                ("commits", d.stats.commits),
+                ("test_commits", d.stats.test_commits),
+                ("framebuffers_created", d.stats.video_framebuffers_created),
+                ("frames_composited", d.stats.video_frames_composited),
+            ]),
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> BackendKind {
         match self {
             Backend::Drm(_) => BackendKind::Drm,

@@ -66,6 +66,11 @@ pub fn run(args: MsgArgs) -> i32 {
         MsgCommand::Stats => Request::Stats,
         MsgCommand::Planes => Request::Planes,
         MsgCommand::Reload => Request::Reload,
+        MsgCommand::Pause => Request::Pause,
+        MsgCommand::Resume => Request::Resume,
+        MsgCommand::Next => Request::Next,
+        MsgCommand::Status => Request::Status,
+        MsgCommand::Play { file } => Request::Play { path: std::path::absolute(&file).unwrap_or(file) },
         MsgCommand::Screenshot { output, file } => {
             let path = if file.is_absolute() {
                 file
@@ -172,6 +177,22 @@ pub fn human(req: &Request, data: &Value) -> String {
             );
         }
         Request::Stats => {
+            if let Some(map) = data.as_object() {
+                for (k, v) in map {
+                    match v.as_object() {
+                        Some(inner) => {
+                            out += &format!("{k}:\n");
+                            for (k, v) in inner {
+                                out += &format!("  {k}: {}\n", s(v));
+                            }
+                        }
+                        None => out += &format!("{k}: {}\n", s(v)),
+                    }
+                }
+            }
+        }
+        Request::Play { .. } => out += &format!("playing {}\n", s(&data["playing"])),
+        Request::Pause | Request::Resume | Request::Next | Request::Status => {
             if let Some(map) = data.as_object() {
                 for (k, v) in map {
                     out += &format!("{k}: {}\n", s(v));

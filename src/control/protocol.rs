@@ -20,6 +20,13 @@ pub enum Request {
     Planes,
     Reload,
     Quit,
+    Play {
+        path: PathBuf,
+    },
+    Pause,
+    Resume,
+    Next,
+    Status,
 }
 
 /// `{"ok": true, "data": ...}` or `{"ok": false, "error": "..."}`.
@@ -49,6 +56,7 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
     if let Some(object) = value.as_object() {
         let allowed: &[&str] = match object.get("cmd").and_then(Value::as_str) {
             Some("screenshot") => &["cmd", "output", "path"],
+            Some("play") => &["cmd", "path"],
             _ => &["cmd"],
         };
         if let Some(key) = object.keys().find(|k| !allowed.contains(&k.as_str())) {

@@ -165,6 +165,27 @@ fn handle(state: &mut State, request: Request) -> Reply {
                 Reply::err(format!("configuration not reloaded, the running one is kept: {err}"))
             }
         },
+        Request::Play { path } => {
+            let player = state.player.get_or_insert_with(|| crate::video::player::Player::new(Vec::new(), false));
+            let path = if path.is_relative() { std::env::current_dir().unwrap_or_default().join(path) } else { path };
+            if !path.is_file() {
+                return Reply::err(format!("{}: no such file", path.display()));
+            }
+            player.play_now(path.clone());
+            Reply::ok(json!({ "playing": path }))
+        }
+        Request::Pause | Request::Resume | Request::Next | Request::Status => {
+            let Some(player) = state.player.as_mut() else {
+                return Reply::err("no video is playing (start one with --play or `vitrine msg play FILE`)");
+            };
+            match request {
+                Request::Pause => player.pause(),
+                Request::Resume => player.resume(),
+                Request::Next => player.next(),
+                _ => {}
+            }
+            Reply::ok(serde_json::to_value(player.status()).unwrap_or_default())
+        }
         Request::Quit => {
             tracing::info!("quit requested over the control socket");
             state.quit(0);
@@ -235,9 +256,18 @@ fn stats(state: &State) -> Value {
         crate::backend::Backend::Drm(d) => {
             let mut v = serde_json::to_value(&d.stats).unwrap_or_default();
             v["backend"] = json!("drm");
+            if let Some(video) = state.video_report() {
+                v["video"] = video;
+            }
             v
         }
-        other => json!({ "backend": other.kind().name() }),
+        other => {
+            let mut v = json!({ "backend": other.kind().name() });
+            if let Some(video) = state.video_report() {
+                v["video"] = video;
+            }
+            v
+        }
     }
 }
 

@@ -233,6 +233,18 @@ impl State {
         let Some(out_geo) = self.space.output_geometry(output) else {
             return scene;
         };
+        if let Some(frame) = self.player.as_ref().and_then(|p| p.current()) {
+            // The video fills the output, letterboxed to its aspect ratio, below the app.
+            let (ow, oh) = (out_geo.size.w.max(1) as u64, out_geo.size.h.max(1) as u64);
+            let (vw, vh) = (frame.visible.0.max(1) as u64, frame.visible.1.max(1) as u64);
+            let (w, h) = if ow * vh <= oh * vw { (ow, ow * vh / vw) } else { (oh * vw / vh, oh) };
+            let loc = (((ow - w) / 2) as i32, ((oh - h) / 2) as i32);
+            scene.layers.push(Layer {
+                source: LayerSource::Video(frame.clone()),
+                dst: Rectangle::new(loc.into(), (w as i32, h as i32).into()),
+                alpha: 1.0,
+            });
+        }
         for window in &self.kiosk.stack {
             if window_output(window).as_deref() != Some(output.name().as_str()) {
                 continue;

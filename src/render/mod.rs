@@ -90,6 +90,8 @@ impl Painter {
                         Kind::Cursor,
                     )));
                 }
+                // Decoded pictures are shown by a plane; composing them needs the GL renderer.
+                LayerSource::Video(_) => {}
                 LayerSource::Cursor(CursorSource::Surface { surface, hotspot }) => {
                     let loc = (layer.dst.loc - *hotspot).to_physical_precise_round(scale);
                     elements.extend(render_elements_from_surface_tree::<R, OutputElement<R>>(

@@ -28,6 +28,13 @@ pub struct InFlight {
     buffers: Vec<smithay::backend::renderer::utils::Buffer>,
 }
 
+impl InFlight {
+    /// The video picture this commit shows, kept from reuse until the next flip.
+    pub fn video(&self) -> Option<&crate::video::VideoFrame> {
+        self.scene.video()
+    }
+}
+
 /// One layer as `vitrine msg planes` reports it.
 #[derive(Debug, Clone, Serialize)]
 pub struct LayerReport {
@@ -75,6 +82,7 @@ enum Origin {
     Background,
     Window(String),
     Surface(SurfaceLayer, Option<framebuffer::Handle>, String),
+    Video(Option<framebuffer::Handle>),
     Cursor,
 }
 
@@ -166,6 +174,40 @@ fn describe(d: &mut Drm, scene: &Scene, out_size: (i32, i32)) -> (Vec<LayerDesc>
             LayerSource::Cursor(_) => {
                 descs.push(solid(rect(layer.dst)));
                 origins.push(Origin::Cursor);
+            }
+            LayerSource::Video(frame) => {
+                let fb = frame.dmabuf.as_ref().and_then(|dmabuf| match d.fb_cache.get_or_add(&d.card, dmabuf) {
+                    Ok((fb, created)) => {
+                        if created {
+                            d.stats.framebuffers_created += 1;
+                            d.stats.video_framebuffers_created += 1;
+                        }
+                        Some(fb)
+                    }
+                    Err(err) => {
+                        tracing::warn!(target: "planes", %err, "decoded picture cannot be a framebuffer");
+                        None
+                    }
+                });
+                let desc = match (&frame.dmabuf, fb) {
+                    (Some(dmabuf), Some(_)) => LayerDesc {
+                        kind: LayerKind::Video,
+                        format: dmabuf.format().code as u32,
+                        modifier: u64::from(dmabuf.format().modifier),
+                        src_size: frame.visible,
+                        dst: rect(layer.dst),
+                        rotation: 0,
+                        needs_color: true,
+                        opaque: true,
+                    },
+                    _ => {
+                        let mut desc = solid(rect(layer.dst));
+                        desc.kind = LayerKind::Memory;
+                        desc
+                    }
+                };
+                descs.push(desc);
+                origins.push(Origin::Video(fb));
             }
         }
     }
@@ -283,6 +325,7 @@ fn report(descs: &[LayerDesc], origins: &[Origin], plan: &Plan, composition: Opt
                 Origin::Background => ("solid", "background".to_string()),
                 Origin::Window(n) | Origin::Surface(_, _, n) => ("client", n.clone()),
                 Origin::Cursor => ("cursor", "pointer".to_string()),
+                Origin::Video(_) => ("video", "video".to_string()),
             };
             let (plane, reason) = match placement {
                 Placement::Plane { plane, .. } => (Some(*plane), None),
@@ -322,6 +365,23 @@ pub(super) fn repaint(state: &mut State) {
     if d.in_flight.is_some() || d.paused {
         return;
     }
+    // What is committed now is seen at the next vblank.
+    let refresh = d.refresh;
+    // Decoder buffers become framebuffers once, when the decoder makes them, not when first shown.
+    let fresh = state.player.as_mut().map(|p| p.take_new_buffers()).unwrap_or_default();
+    if let Backend::Drm(d) = &mut state.backend {
+        for dmabuf in &fresh {
+            match d.fb_cache.get_or_add(&d.card, dmabuf) {
+                Ok((_, true)) => {
+                    d.stats.framebuffers_created += 1;
+                    d.stats.video_framebuffers_created += 1;
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(target: "planes", %err, "decoder buffer cannot be a framebuffer"),
+            }
+        }
+    }
+    state.video_tick(refresh, refresh);
     let scene = state.scene_for_output(&output);
     let now = state.clock.now();
     let Backend::Drm(d) = &mut state.backend else { return };
@@ -335,7 +395,7 @@ pub(super) fn repaint(state: &mut State) {
         let fbs: Vec<Option<framebuffer::Handle>> = origins
             .iter()
             .map(|o| match o {
-                Origin::Surface(_, fb, _) => *fb,
+                Origin::Surface(_, fb, _) | Origin::Video(fb) => *fb,
                 _ => None,
             })
             .collect();
@@ -419,6 +479,7 @@ pub(super) fn repaint(state: &mut State) {
         // Nothing changed: clients still get their frame callbacks at the refresh rate.
         post_repaint(&output, &scene, now, d.refresh, d.stats.frames_presented);
         state.display_heartbeat = Some(std::time::Instant::now());
+        state.video_presented(None, std::time::Instant::now());
         return;
     }
 
@@ -441,6 +502,13 @@ pub(super) fn repaint(state: &mut State) {
                 d.stats.cpu_copied_bytes += area * 4;
             }
             if let Some(plan) = &plan {
+                let video_composited = origins
+                    .iter()
+                    .zip(&plan.layers)
+                    .any(|(o, p)| matches!((o, p), (Origin::Video(_), Placement::Composited { .. })));
+                if video_composited {
+                    d.stats.video_frames_composited += 1;
+                }
                 d.report = report(&descs, &origins, plan, None);
             } else {
                 d.report = vec![LayerReport {
@@ -494,6 +562,9 @@ pub(super) fn drm_events(state: &mut State) {
         }
         let Some(done) = d.in_flight.take() else { continue };
         d.stats.frames_presented += 1;
+        let video = done.video().cloned();
+        // The picture shown before this flip may go back to the decoder now.
+        d.on_screen_video = video.clone();
         // The previous buffers left the screen with this flip: they may be released now.
         d.on_screen = done.buffers;
         d.fb_cache.prune(&d.card);
@@ -501,5 +572,9 @@ pub(super) fn drm_events(state: &mut State) {
         let when = smithay::utils::Time::<smithay::utils::Monotonic>::from(flip.duration);
         post_repaint(&output, &done.scene, when, d.refresh, flip.frame as u64);
         state.display_heartbeat = Some(std::time::Instant::now());
+        state.video_presented(video.as_ref(), std::time::Instant::now());
+        // Paint the next frame right after the flip rather than at the next timer tick: the
+        // commit then makes the very next vblank.
+        repaint(state);
     }
 }

@@ -47,6 +47,10 @@ pub struct KmsStats {
     pub frames_composited: u64,
     /// Bytes the CPU wrote into scanout buffers by composition.
     pub cpu_copied_bytes: u64,
+    /// Framebuffers made for decoded video pictures (once per decoder buffer).
+    pub video_framebuffers_created: u64,
+    /// Repaints where the video picture was not on a plane.
+    pub video_frames_composited: u64,
 }
 
 struct Writeback {
@@ -85,6 +89,8 @@ pub struct Drm {
     in_flight: Option<frame::InFlight>,
     /// Client buffers on screen (released only once replaced on screen).
     on_screen: Vec<smithay::backend::renderer::utils::Buffer>,
+    /// The decoded picture on screen: its buffer stays out of the decoder until the next flip.
+    on_screen_video: Option<crate::video::VideoFrame>,
     planner: planner::Planner,
     fb_cache: scanout::FbCache,
     /// Planes enabled by the last commit.
@@ -212,6 +218,7 @@ impl Drm {
             libinput: None,
             in_flight: None,
             on_screen: Vec::new(),
+            on_screen_video: None,
             planner: planner::Planner::new(caps, crtc_index),
             fb_cache: scanout::FbCache::default(),
             active_planes: Vec::new(),

@@ -1,0 +1,116 @@
+//! H.264 bookkeeping for stateless decoders: the parameter sets and slice headers of each access
+//! unit, picture order counts, the decoded picture buffer with its reference marking, and output
+//! reordering. A stateless decoder (V4L2 `S264`) decodes one picture when told all of this; the
+//! same state machine serves any such driver.
+
+pub mod dpb;
+pub mod picture;
+pub mod poc;
+
+pub use dpb::{Dpb, DpbEntry, Output};
+pub use picture::{AccessUnitParser, ParseError, Picture, SliceInfo};
+
+#[cfg(test)]
+mod stream_tests {
+    //! The parser, POC and DPB on real x264 streams: pictures must leave the DPB in
+    //! presentation order, every one of them, whatever the GOP structure.
+
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::video::demux;
+
+    fn clip(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
+        let path = dir.join(name);
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=24"])
+            .args(["-t", "3", "-c:v", "libx264", "-pix_fmt", "yuv420p"])
+            .args(args)
+            .arg(&path)
+            .status()
+            .expect("ffmpeg is not installed: run scripts/deps test");
+        assert!(status.success(), "ffmpeg failed for {name}");
+        path
+    }
+
+    /// Decode order in, the pts of each picture in the order the DPB outputs it.
+    fn output_order(path: &Path) -> (Vec<std::time::Duration>, usize) {
+        let d = demux::open(path).unwrap();
+        let mut parser = AccessUnitParser::new();
+        let mut dpb = Dpb::new();
+        let mut out = Vec::new();
+        for (i, unit) in d.units.iter().enumerate() {
+            let pic = parser.parse(&unit.data).unwrap();
+            let (current, released) = dpb.begin(&pic, i as u64);
+            out.extend(released);
+            // References are listed with the PicNum this picture sees.
+            for e in dpb.entries() {
+                assert!(e.pic_num <= current.frame_num as i32, "{e:?} for {current:?}");
+            }
+            out.extend(dpb.finish(&pic, current));
+        }
+        out.extend(dpb.flush());
+        let pts = out.iter().map(|o| d.units[o.id as usize].pts).collect();
+        (pts, d.units.len())
+    }
+
+    fn assert_presentation_order(name: &str, args: &[&str]) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = clip(dir.path(), name, args);
+        let (pts, n) = output_order(&path);
+        assert_eq!(pts.len(), n, "{name}: every picture is output once");
+        for w in pts.windows(2) {
+            assert!(w[0] < w[1], "{name}: output out of presentation order: {:?}", pts);
+        }
+    }
+
+    #[test]
+    fn main_profile_b_frames() {
+        assert_presentation_order("main-b.mp4", &["-profile:v", "main", "-bf", "2"]);
+    }
+
+    #[test]
+    fn high_profile_b_pyramid_and_four_references() {
+        assert_presentation_order(
+            "pyramid.mp4",
+            &["-profile:v", "high", "-bf", "3", "-x264-params", "b-pyramid=strict:ref=4"],
+        );
+    }
+
+    #[test]
+    fn baseline_without_b_frames_uses_poc_type_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = clip(dir.path(), "baseline.mp4", &["-profile:v", "baseline"]);
+        let d = demux::open(&path).unwrap();
+        let pic = AccessUnitParser::new().parse(&d.units[0].data).unwrap();
+        assert!(matches!(pic.sps.pic_order_cnt, h264_reader::nal::sps::PicOrderCntType::TypeTwo));
+        assert_presentation_order("baseline.mp4", &["-profile:v", "baseline"]);
+    }
+
+    #[test]
+    fn several_slices_per_picture_and_short_gops() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = clip(dir.path(), "slices.mp4", &["-bf", "2", "-g", "12", "-x264-params", "slices=3"]);
+        let d = demux::open(&path).unwrap();
+        let pic = AccessUnitParser::new().parse(&d.units[0].data).unwrap();
+        assert_eq!(pic.slices.len(), 3);
+        assert_eq!(pic.slice_data.windows(3).filter(|w| w == &[0, 0, 1]).count(), 3, "three start codes");
+        assert_presentation_order("slices.mp4", &["-bf", "2", "-g", "12", "-x264-params", "slices=3"]);
+    }
+
+    #[test]
+    fn odd_size_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("odd.mp4");
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=322x182:rate=25"])
+            .args(["-t", "1", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-bf", "3"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let (pts, n) = output_order(&path);
+        assert_eq!(pts.len(), n);
+        assert!(pts.windows(2).all(|w| w[0] < w[1]));
+    }
+}

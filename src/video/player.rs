@@ -1,0 +1,452 @@
+//! The player: a playlist of files, decoded ahead, each picture shown at the vblank nearest its
+//! presentation time. Late pictures are dropped and counted. The next item is opened and
+//! decoded while the current one plays, so the switch happens from one vblank to the next.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::demux::{self, AccessUnit};
+use super::worker::{DecoderThread, Event};
+use super::{VideoError, VideoFrame, VideoStats};
+
+/// Decoded pictures waiting for display before the clock starts.
+const PREROLL: usize = 3;
+/// Access units sent to the decoding thread and not yet back as pictures.
+const SEND_AHEAD: usize = 12;
+
+struct Clip {
+    path: PathBuf,
+    units: Vec<AccessUnit>,
+    next: usize,
+    /// Where the clip starts on the playlist's timeline.
+    base: Duration,
+    /// The clip's first pts (timestamps are made relative to it).
+    first_pts: Duration,
+    frame_time: Duration,
+    fps: f64,
+}
+
+impl Clip {
+    fn end(&self) -> Duration {
+        let last = self.units.iter().map(|u| u.pts).max().unwrap_or_default();
+        self.base + last.saturating_sub(self.first_pts) + self.frame_time
+    }
+}
+
+/// What `vitrine msg status` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlayerStatus {
+    pub file: Option<String>,
+    pub position_s: f64,
+    pub fps: f64,
+    pub decoder: Option<String>,
+    /// "zero-copy: V4L2 dmabuf on a plane", or what copies.
+    pub path: String,
+    pub paused: bool,
+    pub finished: bool,
+    pub errors: Vec<String>,
+}
+
+/// The audit as `stats` and `--stats` report it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VideoReport {
+    #[serde(flatten)]
+    pub counters: VideoStats,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+}
+
+pub struct Player {
+    items: Vec<PathBuf>,
+    looping: bool,
+    next_item: usize,
+    clips: VecDeque<Clip>,
+    decoder: Option<DecoderThread>,
+    /// Access units sent to the decoder that have not come back as a picture or a skip.
+    outstanding: usize,
+    /// Decoder buffers the display has not imported yet.
+    fresh: Vec<smithay::backend::allocator::dmabuf::Dmabuf>,
+    queue: VecDeque<VideoFrame>,
+    current: Option<VideoFrame>,
+    /// The instant the timeline's zero was shown at.
+    start: Option<Instant>,
+    timeline_end: Duration,
+    paused_at: Option<Instant>,
+    pub stats: VideoStats,
+    latencies: Vec<Duration>,
+    errors: Vec<String>,
+    finished: bool,
+    /// Set when the display path last changed the frame it shows.
+    shown_new: bool,
+    /// Pictures still to come from a replaced playlist, dropped on arrival.
+    discard: usize,
+    /// The decoder's counters when it failed.
+    stats_at_failure: Option<VideoStats>,
+}
+
+impl Player {
+    pub fn new(items: Vec<PathBuf>, looping: bool) -> Self {
+        Self {
+            items,
+            looping,
+            next_item: 0,
+            clips: VecDeque::new(),
+            decoder: None,
+            outstanding: 0,
+            fresh: Vec::new(),
+            queue: VecDeque::new(),
+            current: None,
+            start: None,
+            timeline_end: Duration::ZERO,
+            paused_at: None,
+            stats: VideoStats::default(),
+            latencies: Vec::new(),
+            errors: Vec::new(),
+            finished: false,
+            shown_new: false,
+            discard: 0,
+            stats_at_failure: None,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Everything played and the last picture presented.
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Replace the playlist with one file, played now.
+    pub fn play_now(&mut self, path: PathBuf) {
+        self.items = vec![path];
+        self.looping = false;
+        self.next_item = 0;
+        self.clips.clear();
+        self.queue.clear();
+        self.start = None;
+        self.timeline_end = Duration::ZERO;
+        self.finished = false;
+        if let Some(d) = &mut self.decoder {
+            // What was sent still comes back; it is dropped on arrival by `discard`.
+            d.drain();
+            self.discard = self.outstanding;
+        }
+    }
+
+    pub fn pause(&mut self) {
+        if self.paused_at.is_none() {
+            self.paused_at = Some(Instant::now());
+        }
+    }
+
+    pub fn resume(&mut self) {
+        if let Some(at) = self.paused_at.take() {
+            let paused = at.elapsed();
+            if let Some(start) = &mut self.start {
+                *start += paused;
+            }
+            // Latency is decode-to-scanout of playing time, not time spent paused.
+            for f in &mut self.queue {
+                f.decoded_at += paused;
+            }
+        }
+    }
+
+    /// Skip to the next playlist item.
+    pub fn next(&mut self) {
+        if let Some(clip) = self.clips.front_mut() {
+            clip.next = clip.units.len();
+        }
+        self.queue.clear();
+        self.start = None;
+    }
+
+    fn record_error(&mut self, err: String) {
+        tracing::error!(target: "video", "{err}");
+        self.errors.push(err);
+    }
+
+    /// Demux the next playlist item onto the clip queue; bad items are reported and skipped.
+    fn open_next_item(&mut self) -> bool {
+        let tries = self.items.len();
+        for _ in 0..tries {
+            if self.next_item >= self.items.len() {
+                if !self.looping {
+                    return false;
+                }
+                self.next_item = 0;
+            }
+            let path = self.items[self.next_item].clone();
+            self.next_item += 1;
+            match demux::open(&path) {
+                Ok(d) => {
+                    if let Some(damage) = &d.damage {
+                        self.record_error(format!("{damage}; playing the {} valid pictures", d.units.len()));
+                    }
+                    if d.units.is_empty() {
+                        self.record_error(format!("{}: no picture to play", path.display()));
+                        continue;
+                    }
+                    let fps = d.info.fps.unwrap_or(25.0);
+                    let first_pts = d.units.iter().map(|u| u.pts).min().unwrap_or_default();
+                    let clip = Clip {
+                        path: path.clone(),
+                        units: d.units,
+                        next: 0,
+                        base: self.timeline_end,
+                        first_pts,
+                        frame_time: Duration::from_secs_f64(1.0 / fps),
+                        fps,
+                    };
+                    self.timeline_end = clip.end();
+                    tracing::info!(
+                        target: "video",
+                        file = %path.display(),
+                        size = ?(d.info.width, d.info.height),
+                        fps,
+                        pictures = clip.units.len(),
+                        "playlist item opened"
+                    );
+                    self.clips.push_back(clip);
+                    return true;
+                }
+                Err(e) => self.record_error(format!("skipping playlist item: {e}")),
+            }
+        }
+        false
+    }
+
+    fn ensure_decoder(&mut self) -> Result<(), VideoError> {
+        if self.decoder.is_some() {
+            return Ok(());
+        }
+        let dec = DecoderThread::start()?;
+        tracing::info!(target: "video", decoder = %dec.name(), "video decoder opened");
+        self.decoder = Some(dec);
+        Ok(())
+    }
+
+    /// Take what the decoding thread reported.
+    fn collect(&mut self) {
+        let Some(dec) = self.decoder.as_mut() else { return };
+        let mut failed = None;
+        while let Some(event) = dec.try_event() {
+            match event {
+                Event::Frame(frame) => {
+                    self.outstanding = self.outstanding.saturating_sub(1);
+                    if self.discard > 0 {
+                        self.discard -= 1;
+                    } else {
+                        self.queue.push_back(frame);
+                    }
+                }
+                Event::Buffers(b) => self.fresh.extend(b),
+                Event::Skipped(why) => {
+                    self.outstanding = self.outstanding.saturating_sub(1);
+                    self.discard = self.discard.saturating_sub(1);
+                    let file = self.clips.front().map(|c| c.path.display().to_string()).unwrap_or_default();
+                    self.errors.push(format!("{file}: picture skipped: {why}"));
+                    tracing::error!(target: "video", file, %why, "picture skipped");
+                }
+                Event::Failed(why) => failed = Some(why),
+            }
+        }
+        if let Some(why) = failed {
+            self.stats_at_failure = Some(dec.stats());
+            self.decoder = None;
+            self.outstanding = 0;
+            self.record_error(format!("video decoder failed: {why}"));
+            self.finished = true;
+        }
+    }
+
+    /// Keep the decoder fed and collect what it finished. Never blocks.
+    pub fn pump(&mut self) {
+        if self.finished || self.items.is_empty() {
+            return;
+        }
+        self.collect();
+        if self.clips.is_empty() && self.queue.is_empty() && self.decoder_idle() && !self.open_next_item() {
+            self.end_of_playlist();
+            return;
+        }
+        if let Err(e) = self.ensure_decoder() {
+            self.record_error(e.to_string());
+            self.finished = true;
+            return;
+        }
+        while self.outstanding < SEND_AHEAD {
+            let Some(dec) = self.decoder.as_mut() else { return };
+            let Some(clip) = self.clips.front_mut() else { return };
+            if clip.next >= clip.units.len() {
+                // The clip is all sent: flush its DPB and open the next item (decoded right
+                // behind it, for a gapless switch).
+                dec.drain();
+                self.clips.pop_front();
+                if !self.open_next_item() {
+                    return;
+                }
+                continue;
+            }
+            let unit = &clip.units[clip.next];
+            let pts = clip.base + unit.pts.saturating_sub(clip.first_pts);
+            dec.decode(unit.data.clone(), pts);
+            clip.next += 1;
+            self.outstanding += 1;
+        }
+    }
+
+    fn decoder_idle(&self) -> bool {
+        self.outstanding == 0
+    }
+
+    fn end_of_playlist(&mut self) {
+        if !self.finished {
+            self.finished = true;
+            tracing::info!(target: "video", "playlist finished");
+        }
+    }
+
+    /// The frame to show at the vblank `lead` from now: the latest one due by then (within half
+    /// a refresh). Earlier due frames that were never shown are dropped and counted.
+    pub fn frame_for(&mut self, lead: Duration, refresh: Duration) -> Option<VideoFrame> {
+        if self.paused_at.is_some() {
+            return self.current.clone();
+        }
+        self.pump();
+        // After pumping: feeding the decoder takes time of its own.
+        let now = Instant::now() + lead;
+        let deadline = now + refresh / 2;
+        if self.start.is_none() {
+            // Preroll: the clock starts once the decoder is a few pictures ahead (or has nothing
+            // more to give), so a slow start does not make the first pictures late.
+            let ready = self.queue.len() >= PREROLL || (!self.queue.is_empty() && self.decoder_idle());
+            // The first picture goes up at once; the clock starts when it is on screen (see
+            // `presented`), so the one-off cost of showing it makes nothing late.
+            if ready && !self.shown_new {
+                if let Some(first) = self.queue.pop_front() {
+                    self.current = Some(first);
+                    self.shown_new = true;
+                }
+            }
+            return self.current.clone();
+        }
+        let Some(start) = self.start else { return self.current.clone() };
+        let mut chosen = None;
+        while let Some(f) = self.queue.front() {
+            if start + f.pts > deadline {
+                break;
+            }
+            let f = self.queue.pop_front()?;
+            if let Some(prev) = chosen.replace(f) {
+                self.stats.frames_dropped += 1;
+                tracing::debug!(
+                    target: "video",
+                    pts_ms = prev.pts.as_millis() as u64,
+                    late_ms = deadline.saturating_duration_since(start + prev.pts).as_millis() as u64,
+                    clock_ms = deadline.saturating_duration_since(start).as_millis() as u64,
+                    "late picture dropped"
+                );
+            }
+        }
+        if let Some(f) = chosen {
+            self.current = Some(f);
+            self.shown_new = true;
+        }
+        if self.queue.is_empty() && self.clips.is_empty() && self.decoder_idle() && !self.finished {
+            // Nothing more will come: the last picture is on its way to the screen.
+            if self.next_item >= self.items.len() && !self.looping {
+                self.pump();
+            }
+        }
+        self.current.clone()
+    }
+
+    /// The display showed `frame` (the flip completed, or the frame was rendered).
+    pub fn presented(&mut self, frame: &VideoFrame, at: Instant) {
+        if !self.shown_new {
+            return;
+        }
+        if self.start.is_none() {
+            self.start = Some(at.checked_sub(frame.pts).unwrap_or(at));
+            tracing::debug!(target: "video", pts_ms = frame.pts.as_millis() as u64, "playback clock started");
+        }
+        self.shown_new = false;
+        self.stats.frames_presented += 1;
+        self.latencies.push(at.saturating_duration_since(frame.decoded_at));
+    }
+
+    /// Decoder buffers made since the last call, for the display to import ahead of use.
+    pub fn take_new_buffers(&mut self) -> Vec<smithay::backend::allocator::dmabuf::Dmabuf> {
+        std::mem::take(&mut self.fresh)
+    }
+
+    /// The picture being shown.
+    pub fn current(&self) -> Option<&VideoFrame> {
+        self.current.as_ref()
+    }
+
+    /// Whether a new frame was chosen and not yet reported presented.
+    pub fn has_unpresented(&self) -> bool {
+        self.shown_new
+    }
+
+    pub fn status(&self) -> PlayerStatus {
+        let clip = self.clips.front();
+        let position = match (self.start, &self.current) {
+            (Some(_), Some(f)) => f.pts.as_secs_f64(),
+            _ => 0.0,
+        };
+        let decoder = self.decoder.as_ref().map(|d| d.name().to_string());
+        let path = if decoder.is_some() {
+            if self.stats.frames_composited == 0 {
+                "zero-copy: V4L2 dmabuf on a plane".to_string()
+            } else {
+                format!("V4L2 dmabuf, {} frames composited (copied)", self.stats.frames_composited)
+            }
+        } else {
+            "none".to_string()
+        };
+        PlayerStatus {
+            file: clip.map(|c| c.path.display().to_string()),
+            position_s: position,
+            fps: clip.map(|c| c.fps).unwrap_or(0.0),
+            decoder,
+            path,
+            paused: self.paused_at.is_some(),
+            finished: self.finished,
+            errors: self.errors.clone(),
+        }
+    }
+
+    /// The audit: decoder counters plus what the player and the display counted.
+    pub fn report(&self) -> VideoReport {
+        let mut c = self.stats.clone();
+        let decoder_stats = self.decoder.as_ref().map(|d| d.stats()).or_else(|| self.stats_at_failure.clone());
+        if let Some(s) = &decoder_stats {
+            c.frames_decoded = s.frames_decoded;
+            c.decode_errors = s.decode_errors;
+            c.dmabufs_exported = s.dmabufs_exported;
+            c.bitstream_bytes = s.bitstream_bytes;
+            c.v4l2_ioctls = s.v4l2_ioctls;
+            c.cpu_copied_bytes += s.cpu_copied_bytes;
+            c.frame_mappings += s.frame_mappings;
+        }
+        let mut l: Vec<Duration> = self.latencies.clone();
+        l.sort();
+        let pct = |p: f64| -> Option<f64> {
+            (!l.is_empty()).then(|| l[((l.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0)
+        };
+        VideoReport { counters: c, latency_p50_ms: pct(0.5), latency_p99_ms: pct(0.99) }
+    }
+
+    /// The errors met so far (bad items, decode failures), for status and exit codes.
+    pub fn errors(&self) -> &[String] {
+        &self.errors
+    }
+}

@@ -1,0 +1,825 @@
+//! A V4L2 stateless H.264 decoder (hantro, rkvdec, visl, …): bitstream into MMAP OUTPUT buffers,
+//! one media request per picture carrying SPS, PPS, scaling matrix and decode parameters (with
+//! the DPB), decoded NV12 pictures in CAPTURE buffers exported once as dmabufs.
+//!
+//! Nothing here blocks: `submit` queues a picture when an OUTPUT buffer and a CAPTURE buffer are
+//! free, `pump` collects what the driver finished, and `take_frame` hands pictures out in display
+//! order. A CAPTURE buffer is queued again only when the DPB no longer needs it and no one holds
+//! the frame made from it (the display keeps it until the next flip has completed).
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use h264_reader::nal::pps::PicParameterSet;
+use h264_reader::nal::slice::{FieldPic, PicOrderCountLsb, SliceFamily};
+use h264_reader::nal::sps::{FrameMbsFlags, PicOrderCntType, SeqParameterSet};
+use smithay::backend::allocator::dmabuf::{Dmabuf, DmabufFlags};
+use smithay::backend::allocator::{Fourcc, Modifier};
+use v4l2r::bindings;
+use v4l2r::controls::AsV4l2ControlSlice;
+use v4l2r::ioctl::{self as v, CtrlWhich, Request};
+use v4l2r::memory::MemoryType;
+use v4l2r::QueueType;
+
+use super::{ioctl, DecoderNode, PIX_FMT_H264_SLICE, PIX_FMT_NV12};
+use crate::video::h264::{AccessUnitParser, Dpb, Picture};
+use crate::video::{VideoError, VideoFrame, VideoStats};
+
+const OUTPUT: QueueType = QueueType::VideoOutputMplane;
+const CAPTURE: QueueType = QueueType::VideoCaptureMplane;
+const OUTPUT_BUFFERS: usize = 4;
+/// CAPTURE buffers beyond the DPB: the picture being decoded, two waiting for display, the one
+/// on screen and the one being flipped to.
+const CAPTURE_SLACK: usize = 5;
+
+/// 4x4 and 8x8 zig-zag scans (frame macroblocks): index in scan order → raster position.
+const ZIGZAG_4X4: [usize; 16] = [0, 1, 4, 8, 5, 2, 3, 6, 9, 12, 13, 10, 7, 11, 14, 15];
+const ZIGZAG_8X8: [usize; 64] = [
+    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21,
+    28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54,
+    47, 55, 62, 63,
+];
+
+struct OutputBuffer {
+    map: Mapping,
+    len: usize,
+    request: Request,
+    busy: bool,
+}
+
+/// A bitstream buffer's mapping, written by whichever thread owns the decoder.
+struct Mapping(*mut u8);
+
+// SAFETY: the mapping is only touched through `&mut StatelessDecoder`, by one thread at a time.
+unsafe impl Send for Mapping {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CaptureState {
+    /// Ours, not queued.
+    Free,
+    Queued,
+    /// Holds the decoded picture `id`.
+    Decoded {
+        id: u64,
+        error: bool,
+    },
+}
+
+struct CaptureBuffer {
+    dmabuf: Dmabuf,
+    state: CaptureState,
+    /// Frames handed out hold a clone; while one exists the buffer stays out of the driver.
+    hold: Arc<()>,
+}
+
+/// A picture submitted and not yet handed out.
+struct Pending {
+    id: u64,
+    pts: Duration,
+}
+
+/// The stream parameters V4L2 was set up for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Geometry {
+    coded: (u32, u32),
+    max_refs: u32,
+}
+
+pub struct StatelessDecoder {
+    node: DecoderNode,
+    video: File,
+    media: File,
+    outputs: Vec<OutputBuffer>,
+    captures: Vec<CaptureBuffer>,
+    geometry: Option<Geometry>,
+    visible: (u32, u32),
+    /// V4L2 planes of a CAPTURE buffer (1 for NV12, 2 for NV12M).
+    capture_planes: u32,
+    parser: AccessUnitParser,
+    dpb: Dpb,
+    next_id: u64,
+    /// Submitted pictures by id with their pts.
+    submitted: Vec<Pending>,
+    /// Pictures the DPB released for display, in display order.
+    display: VecDeque<u64>,
+    /// Capture buffers the display has not been told about yet.
+    fresh: Vec<Dmabuf>,
+    /// Written to when a frame handed out is released (wakes the decoding thread).
+    waker: Option<std::os::unix::net::UnixStream>,
+    pub stats: VideoStats,
+}
+
+impl std::fmt::Debug for StatelessDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StatelessDecoder({} {})", self.node.driver, self.node.video.display())
+    }
+}
+
+fn err(node: &DecoderNode, what: impl std::fmt::Display) -> VideoError {
+    VideoError::Decoder(format!("{} ({}): {what}", node.video.display(), node.driver))
+}
+
+fn ctrl<T>(id: u32, payload: &mut T) -> bindings::v4l2_ext_control {
+    let mut c = bindings::v4l2_ext_control { id, size: std::mem::size_of::<T>() as u32, ..Default::default() };
+    c.__bindgen_anon_1.ptr = payload as *mut T as *mut libc::c_void;
+    c
+}
+
+struct Controls<'a>(&'a mut [bindings::v4l2_ext_control]);
+impl AsV4l2ControlSlice for Controls<'_> {
+    fn as_v4l2_control_slice(&mut self) -> &mut [bindings::v4l2_ext_control] {
+        self.0
+    }
+}
+
+/// The SPS control for a parsed SPS.
+pub fn sps_control(sps: &SeqParameterSet) -> bindings::v4l2_ctrl_h264_sps {
+    let mut c = bindings::v4l2_ctrl_h264_sps {
+        profile_idc: sps.profile_idc.into(),
+        constraint_set_flags: {
+            let f = sps.constraint_flags;
+            (f.flag0() as u8)
+                | (f.flag1() as u8) << 1
+                | (f.flag2() as u8) << 2
+                | (f.flag3() as u8) << 3
+                | (f.flag4() as u8) << 4
+                | (f.flag5() as u8) << 5
+        },
+        level_idc: sps.level_idc,
+        seq_parameter_set_id: sps.seq_parameter_set_id.id(),
+        chroma_format_idc: sps.chroma_info.chroma_format.to_u32() as u8,
+        bit_depth_luma_minus8: sps.chroma_info.bit_depth_luma_minus8,
+        bit_depth_chroma_minus8: sps.chroma_info.bit_depth_chroma_minus8,
+        log2_max_frame_num_minus4: sps.log2_max_frame_num_minus4,
+        max_num_ref_frames: sps.max_num_ref_frames as u8,
+        pic_width_in_mbs_minus1: sps.pic_width_in_mbs_minus1 as u16,
+        pic_height_in_map_units_minus1: sps.pic_height_in_map_units_minus1 as u16,
+        ..Default::default()
+    };
+    let mut flags = 0;
+    if sps.chroma_info.separate_colour_plane_flag {
+        flags |= bindings::V4L2_H264_SPS_FLAG_SEPARATE_COLOUR_PLANE;
+    }
+    if sps.chroma_info.qpprime_y_zero_transform_bypass_flag {
+        flags |= bindings::V4L2_H264_SPS_FLAG_QPPRIME_Y_ZERO_TRANSFORM_BYPASS;
+    }
+    match &sps.pic_order_cnt {
+        PicOrderCntType::TypeZero { log2_max_pic_order_cnt_lsb_minus4 } => {
+            c.pic_order_cnt_type = 0;
+            c.log2_max_pic_order_cnt_lsb_minus4 = *log2_max_pic_order_cnt_lsb_minus4;
+        }
+        PicOrderCntType::TypeOne {
+            delta_pic_order_always_zero_flag,
+            offset_for_non_ref_pic,
+            offset_for_top_to_bottom_field,
+            offsets_for_ref_frame,
+        } => {
+            c.pic_order_cnt_type = 1;
+            if *delta_pic_order_always_zero_flag {
+                flags |= bindings::V4L2_H264_SPS_FLAG_DELTA_PIC_ORDER_ALWAYS_ZERO;
+            }
+            c.offset_for_non_ref_pic = *offset_for_non_ref_pic;
+            c.offset_for_top_to_bottom_field = *offset_for_top_to_bottom_field;
+            c.num_ref_frames_in_pic_order_cnt_cycle = offsets_for_ref_frame.len().min(255) as u8;
+            for (o, v) in c.offset_for_ref_frame.iter_mut().zip(offsets_for_ref_frame) {
+                *o = *v;
+            }
+        }
+        PicOrderCntType::TypeTwo => c.pic_order_cnt_type = 2,
+    }
+    if sps.gaps_in_frame_num_value_allowed_flag {
+        flags |= bindings::V4L2_H264_SPS_FLAG_GAPS_IN_FRAME_NUM_VALUE_ALLOWED;
+    }
+    match sps.frame_mbs_flags {
+        FrameMbsFlags::Frames => flags |= bindings::V4L2_H264_SPS_FLAG_FRAME_MBS_ONLY,
+        FrameMbsFlags::Fields { mb_adaptive_frame_field_flag: true } => {
+            flags |= bindings::V4L2_H264_SPS_FLAG_MB_ADAPTIVE_FRAME_FIELD
+        }
+        FrameMbsFlags::Fields { .. } => {}
+    }
+    if sps.direct_8x8_inference_flag {
+        flags |= bindings::V4L2_H264_SPS_FLAG_DIRECT_8X8_INFERENCE;
+    }
+    c.flags = flags;
+    c
+}
+
+/// The PPS control for a parsed PPS.
+pub fn pps_control(pps: &PicParameterSet) -> bindings::v4l2_ctrl_h264_pps {
+    let ext = pps.extension.as_ref();
+    let mut flags = 0;
+    let mut set = |cond: bool, flag: u32| {
+        if cond {
+            flags |= flag;
+        }
+    };
+    set(pps.entropy_coding_mode_flag, bindings::V4L2_H264_PPS_FLAG_ENTROPY_CODING_MODE);
+    set(
+        pps.bottom_field_pic_order_in_frame_present_flag,
+        bindings::V4L2_H264_PPS_FLAG_BOTTOM_FIELD_PIC_ORDER_IN_FRAME_PRESENT,
+    );
+    set(pps.weighted_pred_flag, bindings::V4L2_H264_PPS_FLAG_WEIGHTED_PRED);
+    set(pps.deblocking_filter_control_present_flag, bindings::V4L2_H264_PPS_FLAG_DEBLOCKING_FILTER_CONTROL_PRESENT);
+    set(pps.constrained_intra_pred_flag, bindings::V4L2_H264_PPS_FLAG_CONSTRAINED_INTRA_PRED);
+    set(pps.redundant_pic_cnt_present_flag, bindings::V4L2_H264_PPS_FLAG_REDUNDANT_PIC_CNT_PRESENT);
+    set(ext.is_some_and(|e| e.transform_8x8_mode_flag), bindings::V4L2_H264_PPS_FLAG_TRANSFORM_8X8_MODE);
+    set(ext.is_some_and(|e| e.pic_scaling_matrix.is_some()), bindings::V4L2_H264_PPS_FLAG_SCALING_MATRIX_PRESENT);
+    bindings::v4l2_ctrl_h264_pps {
+        pic_parameter_set_id: pps.pic_parameter_set_id.id(),
+        seq_parameter_set_id: pps.seq_parameter_set_id.id(),
+        num_slice_groups_minus1: pps.slice_groups.as_ref().map_or(0, |_| 1),
+        num_ref_idx_l0_default_active_minus1: pps.num_ref_idx_l0_default_active_minus1 as u8,
+        num_ref_idx_l1_default_active_minus1: pps.num_ref_idx_l1_default_active_minus1 as u8,
+        weighted_bipred_idc: pps.weighted_bipred_idc,
+        pic_init_qp_minus26: pps.pic_init_qp_minus26 as i8,
+        pic_init_qs_minus26: pps.pic_init_qs_minus26 as i8,
+        chroma_qp_index_offset: pps.chroma_qp_index_offset as i8,
+        second_chroma_qp_index_offset: ext.map_or(pps.chroma_qp_index_offset, |e| e.second_chroma_qp_index_offset)
+            as i8,
+        flags: flags as u16,
+    }
+}
+
+/// The scaling matrix in raster order: the PPS lists (fall-back rule B), else the SPS lists
+/// (rule A), else flat.
+pub fn scaling_control(sps: &SeqParameterSet, pps: &PicParameterSet) -> bindings::v4l2_ctrl_h264_scaling_matrix {
+    let chroma = &sps.chroma_info;
+    let pic = pps.extension.as_ref().and_then(|e| e.pic_scaling_matrix.as_deref());
+    let lists4 = match pic {
+        Some(m) => m.scaling_lists_4x4(chroma),
+        None => chroma.scaling_lists_4x4(),
+    };
+    let lists8 = pic.and_then(|m| m.scaling_lists_8x8(chroma)).unwrap_or_else(|| chroma.scaling_lists_8x8());
+    let mut c =
+        bindings::v4l2_ctrl_h264_scaling_matrix { scaling_list_4x4: [[16; 16]; 6], scaling_list_8x8: [[16; 64]; 6] };
+    for (dst, src) in c.scaling_list_4x4.iter_mut().zip(lists4.iter()) {
+        for (i, v) in src.iter().enumerate() {
+            dst[ZIGZAG_4X4[i]] = *v;
+        }
+    }
+    for (dst, src) in c.scaling_list_8x8.iter_mut().zip(lists8.as_slice()) {
+        for (i, v) in src.iter().enumerate() {
+            dst[ZIGZAG_8X8[i]] = *v;
+        }
+    }
+    c
+}
+
+/// Decode parameters for a picture, with the DPB as it stands before the picture is decoded.
+pub fn decode_params(
+    pic: &Picture,
+    dpb: &Dpb,
+    current: &crate::video::h264::dpb::Current,
+) -> bindings::v4l2_ctrl_h264_decode_params {
+    use crate::video::h264::dpb::Reference;
+    let first = pic.first();
+    let h = &first.header;
+    let mut c = bindings::v4l2_ctrl_h264_decode_params {
+        nal_ref_idc: first.nal_ref_idc as u16,
+        frame_num: h.frame_num,
+        top_field_order_cnt: current.poc.top,
+        bottom_field_order_cnt: current.poc.bottom,
+        idr_pic_id: h.idr_pic_id.unwrap_or(0) as u16,
+        dec_ref_pic_marking_bit_size: first.dec_ref_pic_marking_bit_size,
+        pic_order_cnt_bit_size: first.pic_order_cnt_bit_size,
+        slice_group_change_cycle: h.slice_group_change_cycle.unwrap_or(0),
+        ..Default::default()
+    };
+    match &h.pic_order_cnt_lsb {
+        Some(PicOrderCountLsb::Frame(l)) => c.pic_order_cnt_lsb = *l as u16,
+        Some(PicOrderCountLsb::FieldsAbsolute { pic_order_cnt_lsb, delta_pic_order_cnt_bottom }) => {
+            c.pic_order_cnt_lsb = *pic_order_cnt_lsb as u16;
+            c.delta_pic_order_cnt_bottom = *delta_pic_order_cnt_bottom;
+        }
+        Some(PicOrderCountLsb::FieldsDelta(d)) => {
+            c.delta_pic_order_cnt0 = d[0];
+            c.delta_pic_order_cnt1 = d[1];
+        }
+        None => {}
+    }
+    let mut flags = 0;
+    if pic.is_idr() {
+        flags |= bindings::V4L2_H264_DECODE_PARAM_FLAG_IDR_PIC;
+    }
+    if let FieldPic::Field(field) = &h.field_pic {
+        flags |= bindings::V4L2_H264_DECODE_PARAM_FLAG_FIELD_PIC;
+        if *field == h264_reader::nal::slice::Field::Bottom {
+            flags |= bindings::V4L2_H264_DECODE_PARAM_FLAG_BOTTOM_FIELD;
+        }
+    }
+    match h.slice_type.family {
+        SliceFamily::P | SliceFamily::SP => flags |= bindings::V4L2_H264_DECODE_PARAM_FLAG_PFRAME,
+        SliceFamily::B => flags |= bindings::V4L2_H264_DECODE_PARAM_FLAG_BFRAME,
+        _ => {}
+    }
+    c.flags = flags;
+    let refs = dpb.entries().iter().filter(|e| !e.non_existing);
+    for (slot, e) in c.dpb.iter_mut().zip(refs) {
+        let mut f = bindings::V4L2_H264_DPB_ENTRY_FLAG_VALID;
+        match e.reference {
+            Reference::Short => f |= bindings::V4L2_H264_DPB_ENTRY_FLAG_ACTIVE,
+            Reference::Long { .. } => {
+                f |= bindings::V4L2_H264_DPB_ENTRY_FLAG_ACTIVE | bindings::V4L2_H264_DPB_ENTRY_FLAG_LONG_TERM
+            }
+            Reference::None => {}
+        }
+        *slot = bindings::v4l2_h264_dpb_entry {
+            reference_ts: e.id * 1000,
+            pic_num: e.pic_num as u32,
+            frame_num: e.frame_num as u16,
+            fields: bindings::V4L2_H264_FRAME_REF as u8,
+            top_field_order_cnt: e.poc.top,
+            bottom_field_order_cnt: e.poc.bottom,
+            flags: f,
+            ..Default::default()
+        };
+    }
+    c
+}
+
+impl StatelessDecoder {
+    /// Open the first stateless H.264 decoder that accepts the stream's first SPS.
+    pub fn open(nodes: &[DecoderNode]) -> Result<Self, VideoError> {
+        let node = nodes.first().ok_or_else(|| VideoError::NoDecoder("no V4L2 stateless H.264 decoder".into()))?;
+        let open = |p: &std::path::Path| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(p)
+                .map_err(|e| err(node, format!("cannot open {}: {e}", p.display())))
+        };
+        use std::os::unix::fs::OpenOptionsExt;
+        let video = open(&node.video)?;
+        let media_path = node.media.as_ref().ok_or_else(|| err(node, "no media controller device for requests"))?;
+        let media = open(media_path)?;
+        let mut dec = Self {
+            node: node.clone(),
+            video,
+            media,
+            outputs: Vec::new(),
+            captures: Vec::new(),
+            geometry: None,
+            visible: (0, 0),
+            capture_planes: 1,
+            parser: AccessUnitParser::new(),
+            dpb: Dpb::new(),
+            next_id: 1,
+            submitted: Vec::new(),
+            display: VecDeque::new(),
+            fresh: Vec::new(),
+            waker: None,
+            stats: VideoStats::default(),
+        };
+        dec.choose_modes()?;
+        Ok(dec)
+    }
+
+    pub fn name(&self) -> String {
+        format!("v4l2-stateless {} ({})", self.node.driver, self.node.video.display())
+    }
+
+    /// Frame-based decoding with Annex-B start codes, what hantro and rkvdec do and visl allows.
+    fn choose_modes(&mut self) -> Result<(), VideoError> {
+        let query = |id: u32| -> Option<(i64, i64)> {
+            let mut q = bindings::v4l2_query_ext_ctrl { id, ..Default::default() };
+            // SAFETY: VIDIOC_QUERY_EXT_CTRL takes a v4l2_query_ext_ctrl.
+            unsafe { ioctl(&self.video, super::VIDIOC_QUERY_EXT_CTRL, &mut q) }.ok().map(|_| (q.minimum, q.maximum))
+        };
+        self.stats.v4l2_ioctls += 2;
+        let frame = bindings::v4l2_stateless_h264_decode_mode_V4L2_STATELESS_H264_DECODE_MODE_FRAME_BASED as i64;
+        let annexb = bindings::v4l2_stateless_h264_start_code_V4L2_STATELESS_H264_START_CODE_ANNEX_B as i64;
+        match query(bindings::V4L2_CID_STATELESS_H264_DECODE_MODE) {
+            Some((min, max)) if (min..=max).contains(&frame) => {}
+            Some(_) => {
+                return Err(err(&self.node, "only slice-based decoding is offered; vitrine decodes frame-based"))
+            }
+            None => {}
+        }
+        match query(bindings::V4L2_CID_STATELESS_H264_START_CODE) {
+            Some((min, max)) if (min..=max).contains(&annexb) => {}
+            Some(_) => return Err(err(&self.node, "the driver takes no Annex-B start codes")),
+            None => {}
+        }
+        for (id, value) in [
+            (bindings::V4L2_CID_STATELESS_H264_DECODE_MODE, frame as i32),
+            (bindings::V4L2_CID_STATELESS_H264_START_CODE, annexb as i32),
+        ] {
+            self.stats.v4l2_ioctls += 1;
+            if let Err(e) = v::s_ctrl(&self.video, id, value) {
+                tracing::debug!(target: "video", control = id, %e, "decoder control not set");
+            }
+        }
+        Ok(())
+    }
+
+    /// Set the queues up for a stream (again when its size or reference count changes, once
+    /// the pictures of the previous setup are all out). `Ok(false)`: not yet.
+    fn configure(&mut self, sps: &SeqParameterSet) -> Result<bool, VideoError> {
+        let coded = ((sps.pic_width_in_mbs_minus1 + 1) * 16, (sps.pic_height_in_map_units_minus1 + 1) * 16);
+        let geometry = Geometry { coded, max_refs: sps.max_num_ref_frames };
+        if self.geometry == Some(geometry) {
+            return Ok(true);
+        }
+        if self.geometry.is_some() {
+            if !self.submitted.is_empty() || !self.display.is_empty() {
+                return Ok(false);
+            }
+            tracing::info!(target: "video", from = ?self.geometry, to = ?geometry, "stream changed: reallocating the capture queue");
+            self.teardown();
+        }
+        let node = self.node.clone();
+        // OUTPUT: the coded format, then the SPS so the driver knows the CAPTURE format.
+        let mut fmt = bindings::v4l2_format { type_: OUTPUT as u32, ..Default::default() };
+        // SAFETY: writing the pix_mp member of the union the OUTPUT_MPLANE type selects.
+        unsafe {
+            let mp = &mut fmt.fmt.pix_mp;
+            mp.width = coded.0;
+            mp.height = coded.1;
+            mp.pixelformat = PIX_FMT_H264_SLICE;
+            mp.num_planes = 1;
+            mp.plane_fmt[0].sizeimage = (coded.0 * coded.1 * 3 / 4).max(1 << 20);
+        }
+        // SAFETY: VIDIOC_S_FMT takes a v4l2_format.
+        unsafe { ioctl(&self.video, super::VIDIOC_S_FMT, &mut fmt) }
+            .map_err(|e| err(&node, format!("S_FMT S264: {e}")))?;
+        let mut sps_ctrl = sps_control(sps);
+        let mut c = [ctrl(bindings::V4L2_CID_STATELESS_H264_SPS, &mut sps_ctrl)];
+        v::s_ext_ctrls(&self.video, CtrlWhich::Current, Controls(&mut c))
+            .map_err(|e| err(&node, format!("SPS control: {e}")))?;
+        let mut cfmt = bindings::v4l2_format { type_: CAPTURE as u32, ..Default::default() };
+        // SAFETY: VIDIOC_G_FMT takes a v4l2_format.
+        unsafe { ioctl(&self.video, super::VIDIOC_G_FMT, &mut cfmt) }.map_err(|e| err(&node, format!("G_FMT: {e}")))?;
+        // SAFETY: the CAPTURE_MPLANE type selects pix_mp.
+        let mp = unsafe { cfmt.fmt.pix_mp };
+        if mp.pixelformat != PIX_FMT_NV12 {
+            // Ask for NV12; refuse formats the display cannot take.
+            cfmt.fmt.pix_mp.pixelformat = PIX_FMT_NV12;
+            // SAFETY: VIDIOC_S_FMT takes a v4l2_format.
+            unsafe { ioctl(&self.video, super::VIDIOC_S_FMT, &mut cfmt) }
+                .map_err(|e| err(&node, format!("S_FMT NV12: {e}")))?;
+        }
+        // SAFETY: as above.
+        let mp = unsafe { cfmt.fmt.pix_mp };
+        if mp.pixelformat != PIX_FMT_NV12 {
+            return Err(err(
+                &node,
+                format!(
+                    "decodes only into {} (vitrine shows linear NV12)",
+                    crate::backend::drm::device::fourcc_name(mp.pixelformat)
+                ),
+            ));
+        }
+        let visible =
+            v::g_selection::<bindings::v4l2_rect>(&self.video, v::SelectionType::Capture, v::SelectionTarget::Compose)
+                .map(|r| (r.width, r.height))
+                .unwrap_or_else(|_| {
+                    let (w, h) = sps.pixel_dimensions().unwrap_or((mp.width, mp.height));
+                    (w, h)
+                });
+        self.visible = visible;
+        self.capture_planes = mp.num_planes.clamp(1, 2) as u32;
+        self.stats.v4l2_ioctls += 5;
+
+        // OUTPUT buffers, mapped once, each with its own request.
+        let n: usize =
+            v::reqbufs(&self.video, OUTPUT, MemoryType::Mmap, OUTPUT_BUFFERS as u32, v::MemoryConsistency::empty())
+                .map_err(|e| err(&node, format!("REQBUFS OUTPUT: {e}")))?;
+        for index in 0..n {
+            let mut planes = [bindings::v4l2_plane::default(); 1];
+            let mut buf = bindings::v4l2_buffer {
+                index: index as u32,
+                type_: OUTPUT as u32,
+                memory: MemoryType::Mmap as u32,
+                length: 1,
+                ..Default::default()
+            };
+            buf.m.planes = planes.as_mut_ptr();
+            // SAFETY: VIDIOC_QUERYBUF takes a v4l2_buffer whose planes point at `planes`.
+            unsafe { ioctl(&self.video, super::VIDIOC_QUERYBUF, &mut buf) }
+                .map_err(|e| err(&node, format!("QUERYBUF: {e}")))?;
+            let len = planes[0].length as usize;
+            // SAFETY: mapping the OUTPUT buffer the driver just described; unmapped in teardown.
+            let map = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    self.video.as_raw_fd(),
+                    planes[0].m.mem_offset as libc::off_t,
+                )
+            };
+            if map == libc::MAP_FAILED {
+                return Err(err(&node, format!("mmap of bitstream buffer: {}", std::io::Error::last_os_error())));
+            }
+            let request =
+                Request::alloc(&self.media).map_err(|e| err(&node, format!("MEDIA_IOC_REQUEST_ALLOC: {e}")))?;
+            self.outputs.push(OutputBuffer { map: Mapping(map as *mut u8), len, request, busy: false });
+        }
+
+        // CAPTURE buffers, exported once as dmabufs.
+        let want = crate::video::h264::dpb::dpb_size(sps).0 + CAPTURE_SLACK;
+        let n: usize = v::reqbufs(&self.video, CAPTURE, MemoryType::Mmap, want as u32, v::MemoryConsistency::empty())
+            .map_err(|e| err(&node, format!("REQBUFS CAPTURE: {e}")))?;
+        if n < 3 {
+            return Err(err(&node, format!("only {n} capture buffers")));
+        }
+        let stride = mp.plane_fmt[0].bytesperline;
+        for index in 0..n {
+            let mut builder = Dmabuf::builder(
+                (mp.width as i32, mp.height as i32),
+                Fourcc::Nv12,
+                Modifier::Linear,
+                DmabufFlags::empty(),
+            );
+            if mp.num_planes >= 2 {
+                for plane in 0..2 {
+                    let fd: OwnedFd =
+                        v::expbuf(&self.video, CAPTURE, index, plane, v::ExpbufFlags::RDWR | v::ExpbufFlags::CLOEXEC)
+                            .map_err(|e| err(&node, format!("EXPBUF: {e}")))?;
+                    builder.add_plane(fd, plane as u32, 0, mp.plane_fmt[plane].bytesperline);
+                }
+            } else {
+                let fd: OwnedFd =
+                    v::expbuf(&self.video, CAPTURE, index, 0, v::ExpbufFlags::RDWR | v::ExpbufFlags::CLOEXEC)
+                        .map_err(|e| err(&node, format!("EXPBUF: {e}")))?;
+                let dup = fd.try_clone().map_err(|e| err(&node, format!("dup: {e}")))?;
+                builder.add_plane(fd, 0, 0, stride);
+                builder.add_plane(dup, 1, stride * mp.height, stride);
+            }
+            let dmabuf = builder.build().ok_or_else(|| err(&node, "cannot describe the capture dmabuf"))?;
+            self.stats.dmabufs_exported += 1;
+            self.fresh.push(dmabuf.clone());
+            self.captures.push(CaptureBuffer { dmabuf, state: CaptureState::Free, hold: Arc::new(()) });
+        }
+        self.stats.v4l2_ioctls += 2 + 2 * n as u64;
+        v::streamon(&self.video, OUTPUT).map_err(|e| err(&node, format!("STREAMON OUTPUT: {e}")))?;
+        v::streamon(&self.video, CAPTURE).map_err(|e| err(&node, format!("STREAMON CAPTURE: {e}")))?;
+        self.stats.v4l2_ioctls += 2;
+        self.geometry = Some(geometry);
+        self.dpb = Dpb::new();
+        tracing::info!(
+            target: "video",
+            decoder = %self.name(),
+            coded = ?coded,
+            visible = ?self.visible,
+            capture_buffers = n,
+            stride,
+            "decoder configured: NV12 capture buffers exported as dmabufs"
+        );
+        Ok(true)
+    }
+
+    fn teardown(&mut self) {
+        let _ = v::streamoff(&self.video, OUTPUT);
+        let _ = v::streamoff(&self.video, CAPTURE);
+        for o in self.outputs.drain(..) {
+            // SAFETY: unmapping what configure mapped.
+            unsafe { libc::munmap(o.map.0 as *mut libc::c_void, o.len) };
+        }
+        self.captures.clear();
+        let _ = v::reqbufs::<()>(&self.video, OUTPUT, MemoryType::Mmap, 0, v::MemoryConsistency::empty());
+        let _ = v::reqbufs::<()>(&self.video, CAPTURE, MemoryType::Mmap, 0, v::MemoryConsistency::empty());
+        self.geometry = None;
+        self.submitted.clear();
+        self.display.clear();
+    }
+
+    /// The video device, for waiting on its events.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.video.as_fd()
+    }
+
+    /// Whether another picture can be submitted now.
+    pub fn can_submit(&self) -> bool {
+        self.geometry.is_none()
+            || (self.outputs.iter().any(|o| !o.busy)
+                && self.captures.iter().any(|c| c.state == CaptureState::Queued || self.reusable(c)))
+    }
+
+    fn reusable(&self, c: &CaptureBuffer) -> bool {
+        match c.state {
+            CaptureState::Free => true,
+            CaptureState::Decoded { id, .. } => {
+                Arc::strong_count(&c.hold) == 1 && !self.dpb.holds(id) && !self.display.contains(&id)
+            }
+            CaptureState::Queued => false,
+        }
+    }
+
+    fn queue_free_captures(&mut self) -> Result<(), VideoError> {
+        for i in 0..self.captures.len() {
+            if !self.reusable(&self.captures[i]) {
+                continue;
+            }
+            let mut planes = [bindings::v4l2_plane::default(); 2];
+            let mut buf = bindings::v4l2_buffer {
+                index: i as u32,
+                type_: CAPTURE as u32,
+                memory: MemoryType::Mmap as u32,
+                length: self.capture_planes,
+                ..Default::default()
+            };
+            buf.m.planes = planes.as_mut_ptr();
+            self.stats.v4l2_ioctls += 1;
+            // SAFETY: VIDIOC_QBUF takes a v4l2_buffer whose planes point at `planes`.
+            unsafe { ioctl(&self.video, super::VIDIOC_QBUF, &mut buf) }
+                .map_err(|e| err(&self.node, format!("QBUF CAPTURE {i}: {e}")))?;
+            self.captures[i].state = CaptureState::Queued;
+        }
+        Ok(())
+    }
+
+    /// Queue one access unit for decoding. `Ok(false)`: the decoder is full, try again after
+    /// `pump`.
+    pub fn submit(&mut self, au: &[u8], pts: Duration) -> Result<bool, VideoError> {
+        let pic = self.parser.parse(au).map_err(|e| VideoError::Stream(e.to_string()))?;
+        if !self.configure(&pic.sps)? {
+            return Ok(false);
+        }
+        self.queue_free_captures()?;
+        if !self.captures.iter().any(|c| c.state == CaptureState::Queued) {
+            return Ok(false);
+        }
+        let Some(slot) = self.outputs.iter().position(|o| !o.busy) else { return Ok(false) };
+        let id = self.next_id;
+        self.next_id += 1;
+        let (current, released) = self.dpb.begin(&pic, id);
+        self.display.extend(released.iter().map(|o| o.id));
+
+        let data = &pic.slice_data;
+        let out = &mut self.outputs[slot];
+        if data.len() > out.len {
+            return Err(VideoError::Stream(format!(
+                "picture of {} bytes does not fit the {}-byte bitstream buffer",
+                data.len(),
+                out.len
+            )));
+        }
+        // SAFETY: `map` is a live mapping of `len` bytes and data.len() <= len.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), out.map.0, data.len()) };
+        self.stats.bitstream_bytes += data.len() as u64;
+
+        let mut sps = sps_control(&pic.sps);
+        let mut pps = pps_control(&pic.pps);
+        let mut scaling = scaling_control(&pic.sps, &pic.pps);
+        let mut params = decode_params(&pic, &self.dpb, &current);
+        let mut c = [
+            ctrl(bindings::V4L2_CID_STATELESS_H264_SPS, &mut sps),
+            ctrl(bindings::V4L2_CID_STATELESS_H264_PPS, &mut pps),
+            ctrl(bindings::V4L2_CID_STATELESS_H264_SCALING_MATRIX, &mut scaling),
+            ctrl(bindings::V4L2_CID_STATELESS_H264_DECODE_PARAMS, &mut params),
+        ];
+        let request_fd = out.request.as_raw_fd();
+        v::s_ext_ctrls(&self.video, CtrlWhich::Request(request_fd), Controls(&mut c))
+            .map_err(|e| err(&self.node, format!("controls of picture {id}: {e}")))?;
+        let mut planes =
+            [bindings::v4l2_plane { bytesused: data.len() as u32, length: out.len as u32, ..Default::default() }];
+        let mut buf = bindings::v4l2_buffer {
+            index: slot as u32,
+            type_: OUTPUT as u32,
+            memory: MemoryType::Mmap as u32,
+            length: 1,
+            flags: bindings::V4L2_BUF_FLAG_REQUEST_FD,
+            timestamp: bindings::timeval { tv_sec: (id / 1_000_000) as _, tv_usec: (id % 1_000_000) as _ },
+            ..Default::default()
+        };
+        buf.m.planes = planes.as_mut_ptr();
+        buf.__bindgen_anon_1.request_fd = request_fd;
+        // SAFETY: VIDIOC_QBUF takes a v4l2_buffer whose planes point at `planes`.
+        unsafe { ioctl(&self.video, super::VIDIOC_QBUF, &mut buf) }
+            .map_err(|e| err(&self.node, format!("QBUF OUTPUT: {e}")))?;
+        out.request.queue().map_err(|e| err(&self.node, format!("MEDIA_REQUEST_IOC_QUEUE: {e}")))?;
+        out.busy = true;
+        self.stats.v4l2_ioctls += 3;
+        self.submitted.push(Pending { id, pts });
+        let released = self.dpb.finish(&pic, current);
+        self.display.extend(released.iter().map(|o| o.id));
+        Ok(true)
+    }
+
+    /// End of stream: every picture still in the DPB goes to display.
+    pub fn drain(&mut self) {
+        let rest = self.dpb.flush();
+        self.display.extend(rest.iter().map(|o| o.id));
+    }
+
+    /// Collect finished work from the driver (never blocks).
+    pub fn pump(&mut self) -> Result<(), VideoError> {
+        loop {
+            let mut planes = [bindings::v4l2_plane::default(); 1];
+            let mut buf = bindings::v4l2_buffer {
+                type_: OUTPUT as u32,
+                memory: MemoryType::Mmap as u32,
+                length: 1,
+                ..Default::default()
+            };
+            buf.m.planes = planes.as_mut_ptr();
+            self.stats.v4l2_ioctls += 1;
+            // SAFETY: VIDIOC_DQBUF takes a v4l2_buffer whose planes point at `planes`.
+            match unsafe { ioctl(&self.video, super::VIDIOC_DQBUF, &mut buf) } {
+                Ok(()) => {
+                    if let Some(o) = self.outputs.get_mut(buf.index as usize) {
+                        o.busy = false;
+                        let _ = o.request.reinit();
+                        self.stats.v4l2_ioctls += 1;
+                    }
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => break,
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) && self.geometry.is_none() => break,
+                Err(e) => return Err(err(&self.node, format!("DQBUF OUTPUT: {e}"))),
+            }
+        }
+        loop {
+            let mut planes = [bindings::v4l2_plane::default(); 2];
+            let mut buf = bindings::v4l2_buffer {
+                type_: CAPTURE as u32,
+                memory: MemoryType::Mmap as u32,
+                length: 2,
+                ..Default::default()
+            };
+            buf.m.planes = planes.as_mut_ptr();
+            self.stats.v4l2_ioctls += 1;
+            // SAFETY: as above.
+            match unsafe { ioctl(&self.video, super::VIDIOC_DQBUF, &mut buf) } {
+                Ok(()) => {
+                    let id = buf.timestamp.tv_sec as u64 * 1_000_000 + buf.timestamp.tv_usec as u64;
+                    let error = buf.flags & bindings::V4L2_BUF_FLAG_ERROR != 0;
+                    if error {
+                        self.stats.decode_errors += 1;
+                        tracing::warn!(target: "video", picture = id, "the decoder flagged a picture as corrupt");
+                    }
+                    if let Some(c) = self.captures.get_mut(buf.index as usize) {
+                        c.state = CaptureState::Decoded { id, error };
+                        self.stats.frames_decoded += 1;
+                    }
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => break,
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) && self.geometry.is_none() => break,
+                Err(e) => return Err(err(&self.node, format!("DQBUF CAPTURE: {e}"))),
+            }
+        }
+        self.queue_free_captures()
+    }
+
+    /// The next picture in display order, once it is decoded.
+    pub fn take_frame(&mut self) -> Option<VideoFrame> {
+        let id = *self.display.front()?;
+        let index =
+            self.captures.iter().position(|c| matches!(c.state, CaptureState::Decoded { id: i, .. } if i == id));
+        let Some(index) = index else {
+            // Not decoded yet; or never will be (a picture the driver lost): skip it once the
+            // decoder has moved past it.
+            let stuck = !self.submitted.iter().any(|p| p.id == id);
+            if stuck {
+                self.display.pop_front();
+            }
+            return None;
+        };
+        self.display.pop_front();
+        let pts =
+            self.submitted.iter().position(|p| p.id == id).map(|i| self.submitted.remove(i).pts).unwrap_or_default();
+        let c = &self.captures[index];
+        Some(VideoFrame {
+            dmabuf: Some(c.dmabuf.clone()),
+            image: None,
+            visible: self.visible,
+            pts,
+            decoded_at: Instant::now(),
+            hold: Arc::new(crate::video::FrameToken {
+                buffer: c.hold.clone(),
+                waker: self.waker.as_ref().and_then(|w| w.try_clone().ok()),
+            }),
+        })
+    }
+
+    /// Wake this stream's reader when a frame handed out is released.
+    pub fn set_waker(&mut self, waker: std::os::unix::net::UnixStream) {
+        self.waker = Some(waker);
+    }
+
+    /// Capture buffers exported since the last call.
+    pub fn take_new_buffers(&mut self) -> Vec<Dmabuf> {
+        std::mem::take(&mut self.fresh)
+    }
+
+    /// Whether the driver has pictures to finish.
+    pub fn busy(&self) -> bool {
+        self.outputs.iter().any(|o| o.busy)
+    }
+
+    /// Pictures submitted and not yet handed out.
+    pub fn in_flight(&self) -> usize {
+        self.submitted.len()
+    }
+}
+
+impl Drop for StatelessDecoder {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}

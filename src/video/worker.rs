@@ -1,0 +1,191 @@
+//! The decoder runs on its own thread: some drivers decode inside the ioctl that queues a
+//! request (visl does, in the caller's context), and a 1080p picture can take tens of
+//! milliseconds there. The compositor's loop only exchanges messages with it and never waits.
+//!
+//! The thread sleeps in `poll` on the video device and a wake-up socket; it is woken by new
+//! work, by the driver finishing pictures, and by frames being released by the display.
+
+use std::collections::VecDeque;
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use smithay::backend::allocator::dmabuf::Dmabuf;
+
+use super::v4l2::{self, StatelessDecoder};
+use super::{VideoError, VideoFrame, VideoStats};
+
+enum Command {
+    Decode {
+        data: Vec<u8>,
+        pts: Duration,
+    },
+    /// End of a clip: output everything the DPB holds.
+    Drain,
+    Stop,
+}
+
+/// What the decoding thread reports.
+pub enum Event {
+    Frame(VideoFrame),
+    /// Decoder buffers the display may import ahead of use.
+    Buffers(Vec<Dmabuf>),
+    /// An access unit that produced no picture, with the reason.
+    Skipped(String),
+    /// The decoder failed; the thread has stopped.
+    Failed(String),
+}
+
+pub struct DecoderThread {
+    name: String,
+    commands: Sender<Command>,
+    waker: UnixStream,
+    events: Receiver<Event>,
+    stats: Arc<Mutex<VideoStats>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl DecoderThread {
+    /// Open the first V4L2 stateless H.264 decoder and start its thread.
+    pub fn start() -> Result<Self, VideoError> {
+        let nodes = v4l2::find_decoders(v4l2::PIX_FMT_H264_SLICE);
+        if nodes.is_empty() {
+            return Err(VideoError::NoDecoder(
+                "no V4L2 stateless H.264 decoder (no /dev/video* node takes S264); software decoding is not built in"
+                    .into(),
+            ));
+        }
+        let mut decoder = StatelessDecoder::open(&nodes)?;
+        let name = decoder.name();
+        let (wake_tx, wake_rx) = UnixStream::pair().map_err(|e| VideoError::Decoder(format!("socketpair: {e}")))?;
+        let _ = wake_rx.set_nonblocking(true);
+        let release_waker = wake_tx.try_clone().map_err(|e| VideoError::Decoder(format!("dup: {e}")))?;
+        decoder.set_waker(release_waker);
+        let (commands, command_rx) = mpsc::channel();
+        let (event_tx, events) = mpsc::channel();
+        let stats = Arc::new(Mutex::new(VideoStats::default()));
+        let shared = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("vitrine-decoder".into())
+            .spawn(move || run(decoder, command_rx, wake_rx, event_tx, shared))
+            .map_err(|e| VideoError::Decoder(format!("cannot start the decoding thread: {e}")))?;
+        Ok(Self { name, commands, waker: wake_tx, events, stats, thread: Some(thread) })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn send(&mut self, c: Command) {
+        let _ = self.commands.send(c);
+        let _ = std::io::Write::write(&mut self.waker, &[1]);
+    }
+
+    pub fn decode(&mut self, data: Vec<u8>, pts: Duration) {
+        self.send(Command::Decode { data, pts });
+    }
+
+    pub fn drain(&mut self) {
+        self.send(Command::Drain);
+    }
+
+    pub fn try_event(&self) -> Option<Event> {
+        self.events.try_recv().ok()
+    }
+
+    pub fn stats(&self) -> VideoStats {
+        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for DecoderThread {
+    fn drop(&mut self) {
+        self.send(Command::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(
+    mut dec: StatelessDecoder,
+    commands: Receiver<Command>,
+    mut wake: UnixStream,
+    events: Sender<Event>,
+    stats: Arc<Mutex<VideoStats>>,
+) {
+    let mut pending: VecDeque<(Vec<u8>, Duration)> = VecDeque::new();
+    let mut drain_after: Vec<usize> = Vec::new();
+    loop {
+        loop {
+            match commands.try_recv() {
+                Ok(Command::Decode { data, pts }) => pending.push_back((data, pts)),
+                // Drain once every picture sent before it is submitted.
+                Ok(Command::Drain) => drain_after.push(pending.len()),
+                Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return,
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+        let fail = |e: VideoError| {
+            let _ = events.send(Event::Failed(e.to_string()));
+        };
+        if let Err(e) = dec.pump() {
+            return fail(e);
+        }
+        loop {
+            if drain_after.first() == Some(&0) {
+                drain_after.remove(0);
+                dec.drain();
+                continue;
+            }
+            let Some((data, pts)) = pending.front() else { break };
+            match dec.submit(data, *pts) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(VideoError::Stream(e)) => {
+                    let _ = events.send(Event::Skipped(e));
+                }
+                Err(e) => return fail(e),
+            }
+            pending.pop_front();
+            for d in &mut drain_after {
+                *d -= 1;
+            }
+            if let Err(e) = dec.pump() {
+                return fail(e);
+            }
+        }
+        let fresh = dec.take_new_buffers();
+        if !fresh.is_empty() {
+            let _ = events.send(Event::Buffers(fresh));
+        }
+        while let Some(frame) = dec.take_frame() {
+            if events.send(Event::Frame(frame)).is_err() {
+                return;
+            }
+        }
+        if let Ok(mut s) = stats.lock() {
+            *s = dec.stats.clone();
+        }
+        // Sleep until the driver finishes something, work arrives or a frame is released.
+        // The device is only waited on while the driver has pictures: an idle m2m device polls
+        // as an error (no buffers queued) and would never let the thread sleep.
+        let mut fds = [
+            libc::pollfd { fd: wake.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: dec.fd().as_raw_fd(), events: libc::POLLIN | libc::POLLOUT, revents: 0 },
+        ];
+        let n = if dec.busy() { 2 } else { 1 };
+        // SAFETY: `n` valid pollfd entries.
+        unsafe { libc::poll(fds.as_mut_ptr(), n, 200) };
+        if fds[1].revents & libc::POLLERR != 0 {
+            // Not a state to spin in: give the driver a moment.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let mut buf = [0u8; 64];
+        while matches!(wake.read(&mut buf), Ok(n) if n > 0) {}
+    }
+}
