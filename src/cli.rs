@@ -78,7 +78,7 @@ pub struct RunArgs {
     pub loop_playlist: bool,
 
     /// Exit once the playlist has been played (status 1 if an item could not be played)
-    #[arg(long, requires = "play")]
+    #[arg(long)]
     pub exit_when_done: bool,
 
     /// Write the video audit (frames, copies, mappings, commits, latency) as JSON here at exit

@@ -23,7 +23,34 @@ pub struct Config {
     pub keyboard: KeyboardConfig,
     pub compat: CompatConfig,
     pub drm: DrmConfig,
+    pub video: VideoConfig,
     pub log: LogConfig,
+}
+
+/// How a picture is sized into its zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum VideoScale {
+    /// As large as fits, keeping the aspect ratio (letterboxed).
+    #[default]
+    Fit,
+    /// Pixel for pixel, centred (no scaling: any plane can show it).
+    None,
+}
+
+/// The playlist and where video is shown.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct VideoConfig {
+    /// Files played at start when no `--play` is given.
+    pub playlist: Vec<std::path::PathBuf>,
+    /// Start over after the last item.
+    #[serde(rename = "loop")]
+    pub loop_playlist: bool,
+    pub scale: VideoScale,
+    /// Where on the first output the video goes, as [x, y, width, height]; empty: the whole
+    /// output.
+    pub zone: Vec<i32>,
 }
 
 /// The DRM backend's output: which connector and which mode.
@@ -280,6 +307,10 @@ impl Config {
         }
         if !(1..=6).contains(&self.compat.xdg_wm_base_version) {
             return Err(at("xdg_wm_base_version", "compat.xdg_wm_base_version must be between 1 and 6".into()));
+        }
+        let zone = &self.video.zone;
+        if !zone.is_empty() && (zone.len() != 4 || zone[2] <= 0 || zone[3] <= 0) {
+            return Err(at("zone", "video.zone must be [x, y, width, height] with a positive size".into()));
         }
         if self.keyboard.repeat_rate > 1000 {
             return Err(at("repeat_rate", "keyboard.repeat_rate must be at most 1000".into()));

@@ -96,8 +96,13 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
         xdg_surface_in_request: None,
         display_heartbeat: None,
         exit_code: None,
-        player: (!args.play.is_empty())
-            .then(|| crate::video::player::Player::new(args.play.clone(), args.loop_playlist)),
+        player: if !args.play.is_empty() {
+            Some(crate::video::player::Player::new(args.play.clone(), args.loop_playlist))
+        } else if !config.video.playlist.is_empty() {
+            Some(crate::video::player::Player::new(config.video.playlist.clone(), config.video.loop_playlist))
+        } else {
+            None
+        },
         exit_when_done: args.exit_when_done,
         stats_path: args.stats.clone(),
     };

@@ -610,3 +610,54 @@ fn a_1080p_clip_plays_through_visl_onto_a_plane_with_zero_copies() {
     assert!(stats["latency_p50_ms"].as_f64().is_some(), "{stats}");
     println!("audit: {stats}");
 }
+
+/// A playlist with a resolution change between good items and every kind of bad item between
+/// them: the bad ones are named and skipped, the good ones play completely, and the capture
+/// queue is reallocated for the new size.
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn a_playlist_skips_bad_items_and_follows_a_resolution_change() {
+    assert_in_vm();
+    let items = ["1080p-main.mp4", "missing.mp4", "garbage.mp4", "hevc.mp4", "truncated.mp4", "640x480-high.mp4"];
+    let paths: Vec<std::path::PathBuf> = items
+        .iter()
+        .map(|n| if *n == "missing.mp4" { clip("1080p-main.mp4").with_file_name(n) } else { clip(n) })
+        .collect();
+    let expected = frame_count(&paths[0]) + frame_count(&paths[5]);
+    let stats_path = common::artifacts().join("vm-playlist.stats.json");
+    // Unscaled, as vkms cannot scale: the 640x480 item is centred.
+    let playlist: Vec<String> = paths.iter().map(|p| format!("{:?}", p.display().to_string())).collect();
+    let config = format!(
+        "{BG_CONFIG}[drm]\nmode = \"1920x1080@60\"\n[video]\nscale = \"none\"\nplaylist = [{}]\n",
+        playlist.join(", ")
+    );
+    let mut vitrine = Vitrine::launch(Launch {
+        name: "vm-playlist",
+        args: vec!["--exit-when-done".into(), "--stats".into(), stats_path.display().to_string()],
+        config,
+        env: vec![("RUST_LOG".into(), "info,vitrine=debug,video=debug".into())],
+        runtime: None,
+        wrapper: Vec::new(),
+    });
+    let status = vitrine.wait_exit(Duration::from_secs(120));
+    let log = vitrine.log();
+    assert_eq!(status.code(), Some(1), "items failed: the exit status says so; log:\n{log}");
+    for (file, why) in [
+        ("missing.mp4", "cannot read"),
+        ("garbage.mp4", "not a video file"),
+        ("hevc.mp4", "unsupported"),
+        ("truncated.mp4", "corrupt"),
+    ] {
+        assert!(
+            log.lines().any(|l| l.contains(file) && l.contains(why) && l.contains("ERROR")),
+            "no error naming {file} ({why}); log:\n{log}"
+        );
+    }
+    assert!(log.contains("reallocating the capture queue"), "{log}");
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats_path).expect("--stats file")).unwrap();
+    let n = |k: &str| stats[k].as_u64().unwrap_or_else(|| panic!("{k} missing: {stats}"));
+    assert_eq!(n("frames_decoded"), expected, "{stats}");
+    assert_eq!(n("frames_presented") + n("frames_dropped"), expected, "{stats}");
+    assert_eq!(n("cpu_copied_bytes") + n("frame_mappings") + n("frames_composited"), 0, "{stats}");
+}

@@ -233,15 +233,17 @@ impl State {
         let Some(out_geo) = self.space.output_geometry(output) else {
             return scene;
         };
-        if let Some(frame) = self.player.as_ref().and_then(|p| p.current()) {
-            // The video fills the output, letterboxed to its aspect ratio, below the app.
-            let (ow, oh) = (out_geo.size.w.max(1) as u64, out_geo.size.h.max(1) as u64);
-            let (vw, vh) = (frame.visible.0.max(1) as u64, frame.visible.1.max(1) as u64);
-            let (w, h) = if ow * vh <= oh * vw { (ow, ow * vh / vw) } else { (oh * vw / vh, oh) };
-            let loc = (((ow - w) / 2) as i32, ((oh - h) / 2) as i32);
+        let first_output = self.outputs.first() == Some(output);
+        if let (true, Some(frame)) = (first_output, self.player.as_ref().and_then(|p| p.current())) {
+            // The video goes into its zone (the whole output by default), below the app.
+            let video = &self.config.video;
+            let zone = match video.zone[..] {
+                [x, y, w, h] => Rectangle::new((x, y).into(), (w, h).into()),
+                _ => Rectangle::from_size(out_geo.size),
+            };
             scene.layers.push(Layer {
                 source: LayerSource::Video(frame.clone()),
-                dst: Rectangle::new(loc.into(), (w as i32, h as i32).into()),
+                dst: video_rect(zone, frame.visible, video.scale),
                 alpha: 1.0,
             });
         }
@@ -288,5 +290,42 @@ impl State {
             }
         }
         scene
+    }
+}
+
+/// Where a picture of `size` goes in `zone`.
+pub fn video_rect(
+    zone: Rectangle<i32, Logical>,
+    size: (u32, u32),
+    scale: crate::config::VideoScale,
+) -> Rectangle<i32, Logical> {
+    let (zw, zh) = (zone.size.w.max(1) as i64, zone.size.h.max(1) as i64);
+    let (vw, vh) = (size.0.max(1) as i64, size.1.max(1) as i64);
+    let (w, h) = match scale {
+        crate::config::VideoScale::None => (vw, vh),
+        crate::config::VideoScale::Fit if zw * vh <= zh * vw => (zw, zw * vh / vw),
+        crate::config::VideoScale::Fit => (zh * vw / vh, zh),
+    };
+    let loc = (zone.loc.x + ((zw - w) / 2) as i32, zone.loc.y + ((zh - h) / 2) as i32);
+    Rectangle::new(loc.into(), (w as i32, h as i32).into())
+}
+
+#[cfg(test)]
+mod video_rect_tests {
+    use super::*;
+    use crate::config::VideoScale;
+
+    #[test]
+    fn pictures_are_letterboxed_or_centred_in_their_zone() {
+        let out = Rectangle::from_size((1920, 1080).into());
+        assert_eq!(video_rect(out, (1920, 1080), VideoScale::Fit), out);
+        // 4:3 into 16:9: pillarboxed.
+        assert_eq!(video_rect(out, (640, 480), VideoScale::Fit), Rectangle::new((240, 0).into(), (1440, 1080).into()));
+        assert_eq!(video_rect(out, (640, 480), VideoScale::None), Rectangle::new((640, 300).into(), (640, 480).into()));
+        let zone = Rectangle::new((100, 50).into(), (800, 800).into());
+        assert_eq!(
+            video_rect(zone, (1920, 1080), VideoScale::Fit),
+            Rectangle::new((100, 225).into(), (800, 450).into())
+        );
     }
 }

@@ -85,6 +85,10 @@ pub struct Player {
     discard: usize,
     /// The decoder's counters when it failed.
     stats_at_failure: Option<VideoStats>,
+    /// The playlist item being read, if any.
+    loader: Option<std::sync::mpsc::Receiver<(PathBuf, Result<demux::Demuxed, demux::DemuxError>)>>,
+    /// Items that failed one after the other (a looping list of bad items stops).
+    failed_in_row: usize,
 }
 
 impl Player {
@@ -109,6 +113,8 @@ impl Player {
             shown_new: false,
             discard: 0,
             stats_at_failure: None,
+            loader: None,
+            failed_in_row: 0,
         }
     }
 
@@ -131,6 +137,8 @@ impl Player {
         self.start = None;
         self.timeline_end = Duration::ZERO;
         self.finished = false;
+        self.loader = None;
+        self.failed_in_row = 0;
         if let Some(d) = &mut self.decoder {
             // What was sent still comes back; it is dropped on arrival by `discard`.
             d.drain();
@@ -171,54 +179,86 @@ impl Player {
         self.errors.push(err);
     }
 
-    /// Demux the next playlist item onto the clip queue; bad items are reported and skipped.
-    fn open_next_item(&mut self) -> bool {
-        let tries = self.items.len();
-        for _ in 0..tries {
-            if self.next_item >= self.items.len() {
-                if !self.looping {
-                    return false;
-                }
-                self.next_item = 0;
+    /// Start reading the next playlist item on a thread of its own (a whole file is read and
+    /// indexed: not work for the compositor's loop). Returns false at the end of the list.
+    fn start_load(&mut self) -> bool {
+        if self.loader.is_some() || self.items.is_empty() {
+            return self.loader.is_some();
+        }
+        if self.next_item >= self.items.len() {
+            // Looping over a list whose every item failed would spin: stop instead.
+            if !self.looping || self.failed_in_row >= self.items.len() {
+                return false;
             }
-            let path = self.items[self.next_item].clone();
-            self.next_item += 1;
-            match demux::open(&path) {
-                Ok(d) => {
-                    if let Some(damage) = &d.damage {
-                        self.record_error(format!("{damage}; playing the {} valid pictures", d.units.len()));
-                    }
-                    if d.units.is_empty() {
-                        self.record_error(format!("{}: no picture to play", path.display()));
-                        continue;
-                    }
-                    let fps = d.info.fps.unwrap_or(25.0);
-                    let first_pts = d.units.iter().map(|u| u.pts).min().unwrap_or_default();
-                    let clip = Clip {
-                        path: path.clone(),
-                        units: d.units,
-                        next: 0,
-                        base: self.timeline_end,
-                        first_pts,
-                        frame_time: Duration::from_secs_f64(1.0 / fps),
-                        fps,
-                    };
-                    self.timeline_end = clip.end();
-                    tracing::info!(
-                        target: "video",
-                        file = %path.display(),
-                        size = ?(d.info.width, d.info.height),
-                        fps,
-                        pictures = clip.units.len(),
-                        "playlist item opened"
-                    );
-                    self.clips.push_back(clip);
-                    return true;
-                }
-                Err(e) => self.record_error(format!("skipping playlist item: {e}")),
+            self.next_item = 0;
+        }
+        let path = self.items[self.next_item].clone();
+        self.next_item += 1;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new().name("vitrine-demux".into()).spawn(move || {
+            let result = demux::open(&path);
+            let _ = tx.send((path, result));
+        });
+        match spawned {
+            Ok(_) => {
+                self.loader = Some(rx);
+                true
+            }
+            Err(e) => {
+                self.record_error(format!("cannot start reading the next item: {e}"));
+                false
             }
         }
-        false
+    }
+
+    /// Take a finished read: the item joins the clip queue, or is reported and skipped.
+    fn poll_load(&mut self) {
+        let Some(rx) = &self.loader else { return };
+        let (path, result) = match rx.try_recv() {
+            Ok(r) => r,
+            Err(std::sync::mpsc::TryRecvError::Empty) => return,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                self.loader = None;
+                return;
+            }
+        };
+        self.loader = None;
+        let d = match result {
+            Ok(d) if !d.units.is_empty() => d,
+            Ok(_) => {
+                self.failed_in_row += 1;
+                return self.record_error(format!("skipping playlist item: {}: no picture to play", path.display()));
+            }
+            Err(e) => {
+                self.failed_in_row += 1;
+                return self.record_error(format!("skipping playlist item: {e}"));
+            }
+        };
+        self.failed_in_row = 0;
+        if let Some(damage) = &d.damage {
+            self.record_error(format!("{damage}; playing the {} valid pictures", d.units.len()));
+        }
+        let fps = d.info.fps.unwrap_or(25.0);
+        let first_pts = d.units.iter().map(|u| u.pts).min().unwrap_or_default();
+        let clip = Clip {
+            path: path.clone(),
+            units: d.units,
+            next: 0,
+            base: self.timeline_end,
+            first_pts,
+            frame_time: Duration::from_secs_f64(1.0 / fps),
+            fps,
+        };
+        self.timeline_end = clip.end();
+        tracing::info!(
+            target: "video",
+            file = %path.display(),
+            size = ?(d.info.width, d.info.height),
+            fps,
+            pictures = clip.units.len(),
+            "playlist item opened"
+        );
+        self.clips.push_back(clip);
     }
 
     fn ensure_decoder(&mut self) -> Result<(), VideoError> {
@@ -271,8 +311,16 @@ impl Player {
             return;
         }
         self.collect();
-        if self.clips.is_empty() && self.queue.is_empty() && self.decoder_idle() && !self.open_next_item() {
-            self.end_of_playlist();
+        self.poll_load();
+        // One item is read ahead of the one being decoded, for a gapless switch.
+        let more = self.clips.len() >= 2 || self.start_load();
+        if !more && self.clips.is_empty() {
+            if self.queue.is_empty() && self.decoder_idle() {
+                self.end_of_playlist();
+            }
+            return;
+        }
+        if self.clips.is_empty() {
             return;
         }
         if let Err(e) = self.ensure_decoder() {
@@ -284,13 +332,9 @@ impl Player {
             let Some(dec) = self.decoder.as_mut() else { return };
             let Some(clip) = self.clips.front_mut() else { return };
             if clip.next >= clip.units.len() {
-                // The clip is all sent: flush its DPB and open the next item (decoded right
-                // behind it, for a gapless switch).
+                // The clip is all sent: its DPB is flushed and the next item follows at once.
                 dec.drain();
                 self.clips.pop_front();
-                if !self.open_next_item() {
-                    return;
-                }
                 continue;
             }
             let unit = &clip.units[clip.next];
