@@ -661,3 +661,171 @@ fn a_playlist_skips_bad_items_and_follows_a_resolution_change() {
     assert_eq!(n("frames_presented") + n("frames_dropped"), expected, "{stats}");
     assert_eq!(n("cpu_copied_bytes") + n("frame_mappings") + n("frames_composited"), 0, "{stats}");
 }
+
+/// visl's trace events: every control payload it received, picture by picture.
+mod visl_trace {
+    use std::collections::BTreeMap;
+
+    const TRACING: &str = "/sys/kernel/tracing";
+
+    fn write(file: &str, value: &str) {
+        let path = format!("{TRACING}/{file}");
+        std::fs::write(&path, value).unwrap_or_else(|e| panic!("{path}: {e}"));
+    }
+
+    /// Start recording visl's H.264 control events (and drop what was recorded before).
+    pub fn start() {
+        write("buffer_size_kb", "16384");
+        write("events/visl_h264_controls/enable", "1");
+        write("trace", "");
+    }
+
+    /// What was recorded since `start`.
+    pub fn take() -> String {
+        let text = std::fs::read_to_string(format!("{TRACING}/trace")).expect("read the trace");
+        write("events/visl_h264_controls/enable", "0");
+        write("trace", "");
+        text
+    }
+
+    /// One decoded picture: every compared field by name, and its active references.
+    #[derive(Debug, Default, PartialEq)]
+    pub struct Picture {
+        pub fields: BTreeMap<String, String>,
+        pub references: Vec<String>,
+    }
+
+    /// Fields not compared, because their value is implementation-defined (or unused):
+    /// - slice parameters, reference lists and prediction weights: not used in frame-based
+    ///   decoding, visl traces whatever the controls last held;
+    /// - a DPB entry's reference_ts (each implementation has its own timestamp base) and the
+    ///   entries' order;
+    /// - DPB entries without ACTIVE (non-reference pictures still waiting for output: whether
+    ///   they are listed is up to the implementation).
+    pub const IGNORED: &[&str] = &[
+        "v4l2_ctrl_h264_slice_params",
+        "v4l2_h264_ref_pic_list0",
+        "v4l2_h264_ref_pic_list1",
+        "v4l2_ctrl_h264_pred_weights",
+    ];
+
+    pub fn parse(text: &str) -> Vec<Picture> {
+        let mut pictures: Vec<Picture> = Vec::new();
+        let mut event = String::new();
+        let mut line_no = 0;
+        for line in text.lines() {
+            if line.starts_with('#') {
+                continue;
+            }
+            if let Some(i) = line.find(": v4l2_") {
+                let rest = &line[i + 2..];
+                let (name, tail) = rest.split_once(':').unwrap_or((rest, ""));
+                event = name.to_string();
+                line_no = 0;
+                if event == "v4l2_ctrl_h264_sps" {
+                    pictures.push(Picture::default());
+                }
+                if event == "v4l2_h264_dpb_entry" && tail.contains("ACTIVE") {
+                    // "[i]: reference_ts N, pic_num ..." without the index and the timestamp.
+                    let entry = tail.split_once(", ").map(|(_, e)| e).unwrap_or(tail).trim().to_string();
+                    if let Some(p) = pictures.last_mut() {
+                        p.references.push(entry);
+                    }
+                }
+                continue;
+            }
+            let line = line.trim();
+            if line.is_empty() || IGNORED.contains(&event.as_str()) || event == "v4l2_h264_dpb_entry" {
+                continue;
+            }
+            let Some(p) = pictures.last_mut() else { continue };
+            line_no += 1;
+            let (key, value) = match line.split_once(' ') {
+                Some((k, v)) if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || "_[].".contains(c)) => {
+                    (k.to_string(), v.to_string())
+                }
+                _ => (format!("line{line_no}"), line.to_string()),
+            };
+            p.fields.insert(format!("{event}.{key}"), value);
+        }
+        for p in &mut pictures {
+            p.references.sort();
+        }
+        // In slice-based mode (GStreamer's choice on visl) each slice is a request of its own
+        // carrying the same picture-level controls: one picture, whatever its slice count.
+        pictures.dedup();
+        pictures
+    }
+}
+
+/// For each test stream, the controls vitrine sends to visl match what GStreamer's
+/// v4l2slh264dec sends, field by field and picture by picture (see `visl_trace::IGNORED` for
+/// what is not compared and why).
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn controls_sent_to_visl_match_gstreamer_field_by_field() {
+    assert_in_vm();
+    let mut report = Vec::new();
+    for name in ["diff-main.mp4", "diff-pyramid.mp4", "diff-baseline.mp4", "diff-slices.mp4"] {
+        let path = clip(name);
+        let frames = frame_count(&path) as usize;
+
+        visl_trace::start();
+        let status = std::process::Command::new("gst-launch-1.0")
+            .args(["-q", "filesrc", &format!("location={}", path.display()), "!", "qtdemux", "!", "h264parse"])
+            .args(["!", "v4l2slh264dec", "!", "fakesink", "sync=false"])
+            .status()
+            .expect("gst-launch-1.0");
+        assert!(status.success(), "{name}: GStreamer failed to decode on visl");
+        let gst = visl_trace::parse(&visl_trace::take());
+
+        visl_trace::start();
+        let mut vitrine = Vitrine::launch(Launch {
+            name: "vm-differential",
+            args: vec![
+                "--backend".into(),
+                "headless".into(),
+                "--output".into(),
+                "320x240@60".into(),
+                "--play".into(),
+                path.display().to_string(),
+                "--exit-when-done".into(),
+            ],
+            config: BG_CONFIG.into(),
+            env: Vec::new(),
+            runtime: None,
+            wrapper: Vec::new(),
+        });
+        let status = vitrine.wait_exit(Duration::from_secs(60));
+        assert!(status.success(), "{name}: {status:?}\n{}", vitrine.log());
+        let ours = visl_trace::parse(&visl_trace::take());
+
+        assert_eq!(gst.len(), frames, "{name}: GStreamer's pictures in the trace");
+        assert_eq!(ours.len(), frames, "{name}: vitrine's pictures in the trace");
+        let mut mismatches = Vec::new();
+        for (i, (g, o)) in gst.iter().zip(&ours).enumerate() {
+            for (k, gv) in &g.fields {
+                match o.fields.get(k) {
+                    Some(ov) if ov == gv => {}
+                    other => mismatches.push(format!("picture {i} {k}: gstreamer {gv:?}, vitrine {other:?}")),
+                }
+            }
+            for k in o.fields.keys().filter(|k| !g.fields.contains_key(*k)) {
+                mismatches.push(format!("picture {i} {k}: only vitrine sent it"));
+            }
+            if g.references != o.references {
+                mismatches
+                    .push(format!("picture {i} references: gstreamer {:?}, vitrine {:?}", g.references, o.references));
+            }
+        }
+        let fields: usize = gst.iter().map(|p| p.fields.len() + p.references.len()).sum();
+        assert!(fields >= frames * 40, "{name}: only {fields} fields traced: is visl tracing on?");
+        report.push(format!("{name}: {frames} pictures, {fields} fields compared, {} differ", mismatches.len()));
+        assert!(
+            mismatches.is_empty(),
+            "{name}:\n{}",
+            mismatches.iter().take(40).cloned().collect::<Vec<_>>().join("\n")
+        );
+    }
+    std::fs::write(common::artifacts().join("differential.txt"), report.join("\n") + "\n").unwrap();
+}
