@@ -113,9 +113,12 @@ impl State {
 
     /// The display showed the scene with `frame` at `at`; exits when the playlist is done and
     /// `--exit-when-done` was given.
-    pub fn video_presented(&mut self, frame: Option<&crate::video::VideoFrame>, at: Instant) {
+    pub fn video_presented(&mut self, frame: Option<&crate::video::VideoFrame>, at: Instant, composited: bool) {
         let Some(player) = &mut self.player else { return };
         if let Some(frame) = frame {
+            if player.has_unpresented() && composited {
+                player.stats.frames_composited += 1;
+            }
             player.presented(frame, at);
         }
         if self.exit_when_done && self.exit_code.is_none() && player.finished() && !player.has_unpresented() {

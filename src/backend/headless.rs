@@ -123,5 +123,6 @@ fn repaint(state: &mut State, name: &str) {
     slot.seq += 1;
     post_repaint(&output, &scene, now, slot.refresh, slot.seq);
     state.display_heartbeat = Some(Instant::now());
-    state.video_presented(scene.video(), Instant::now());
+    // Everything here is composited, pictures included.
+    state.video_presented(scene.video(), Instant::now(), true);
 }

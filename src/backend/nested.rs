@@ -148,6 +148,8 @@ fn repaint(state: &mut State) {
     let Some(output) = n.output.clone() else {
         return;
     };
+    let refresh = n.refresh;
+    state.video_tick(Duration::ZERO, refresh);
     let scene = state.scene_for_output(&output);
     let now = state.clock.now();
     let crate::backend::Backend::Nested(n) = &mut state.backend else {
@@ -179,4 +181,5 @@ fn repaint(state: &mut State) {
     n.seq += 1;
     post_repaint(&output, &scene, now, n.refresh, n.seq);
     state.display_heartbeat = Some(Instant::now());
+    state.video_presented(scene.video(), Instant::now(), true);
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use smithay::backend::allocator::Fourcc;
 use smithay::backend::renderer::damage::OutputDamageTracker;
+use smithay::backend::renderer::element::memory::{MemoryRenderBuffer, MemoryRenderBufferRenderElement};
 use smithay::backend::renderer::element::solid::SolidColorRenderElement;
 use smithay::backend::renderer::element::surface::{render_elements_from_surface_tree, WaylandSurfaceRenderElement};
 use smithay::backend::renderer::element::{AsRenderElements, Id, Kind};
@@ -30,19 +31,27 @@ smithay::backend::renderer::element::render_elements! {
     pub OutputElement<R> where R: ImportAll + ImportMem;
     Surface = WaylandSurfaceRenderElement<R>,
     Solid = SolidColorRenderElement,
+    Memory = MemoryRenderBufferRenderElement<R>,
 }
 
 /// Turns scenes into render elements; keeps the ids of vitrine's own elements stable across
 /// frames so damage tracking sees them as the same element.
-#[derive(Debug)]
 pub struct Painter {
     cursor_outline: Id,
     cursor_fill: Id,
+    /// The video picture in memory (software decoding) as a render buffer, made once per picture.
+    video: std::cell::RefCell<Option<(crate::video::VideoFrame, MemoryRenderBuffer)>>,
+}
+
+impl std::fmt::Debug for Painter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Painter")
+    }
 }
 
 impl Default for Painter {
     fn default() -> Self {
-        Painter { cursor_outline: Id::new(), cursor_fill: Id::new() }
+        Painter { cursor_outline: Id::new(), cursor_fill: Id::new(), video: Default::default() }
     }
 }
 
@@ -51,7 +60,7 @@ impl Painter {
     pub fn elements<R>(&self, renderer: &mut R, scene: &Scene, scale: f64) -> Vec<OutputElement<R>>
     where
         R: Renderer + ImportAll + ImportMem,
-        R::TextureId: Clone + Texture + 'static,
+        R::TextureId: Clone + Texture + Send + 'static,
     {
         let scale = Scale::from(scale);
         let mut elements = Vec::new();
@@ -90,8 +99,31 @@ impl Painter {
                         Kind::Cursor,
                     )));
                 }
-                // Decoded pictures are shown by a plane; composing them needs the GL renderer.
-                LayerSource::Video(_) => {}
+                // Pictures in dmabufs are shown by a plane; pictures in memory are composited.
+                LayerSource::Video(frame) => {
+                    let Some(image) = &frame.image else { continue };
+                    let mut cache = self.video.borrow_mut();
+                    if !cache.as_ref().is_some_and(|(f, _)| f.same(frame)) {
+                        let size = (frame.visible.0 as i32, frame.visible.1 as i32);
+                        let buffer =
+                            MemoryRenderBuffer::from_slice(image, Fourcc::Abgr8888, size, 1, Transform::Normal, None);
+                        *cache = Some((frame.clone(), buffer));
+                    }
+                    let Some((_, buffer)) = cache.as_ref() else { continue };
+                    let loc: Point<i32, Physical> = layer.dst.loc.to_physical_precise_round(scale);
+                    match MemoryRenderBufferRenderElement::from_buffer(
+                        renderer,
+                        loc.to_f64(),
+                        buffer,
+                        None,
+                        None,
+                        Some(layer.dst.size),
+                        Kind::Unspecified,
+                    ) {
+                        Ok(e) => elements.push(OutputElement::Memory(e)),
+                        Err(err) => tracing::warn!(target: "video", ?err, "cannot upload the video picture"),
+                    }
+                }
                 LayerSource::Cursor(CursorSource::Surface { surface, hotspot }) => {
                     let loc = (layer.dst.loc - *hotspot).to_physical_precise_round(scale);
                     elements.extend(render_elements_from_surface_tree::<R, OutputElement<R>>(
@@ -118,7 +150,7 @@ pub fn capture<R, T>(
 ) -> Result<RgbaImage, String>
 where
     R: Renderer + ImportAll + ImportMem + Offscreen<T> + ExportMem,
-    R::TextureId: Clone + Texture + 'static,
+    R::TextureId: Clone + Texture + Send + 'static,
 {
     let buffer_size = size.to_logical(1).to_buffer(1, Transform::Normal);
     let mut target = renderer

@@ -5,6 +5,7 @@
 pub mod demux;
 pub mod h264;
 pub mod player;
+pub mod soft;
 pub mod v4l2;
 pub mod worker;
 

@@ -447,14 +447,13 @@ impl Player {
             _ => 0.0,
         };
         let decoder = self.decoder.as_ref().map(|d| d.name().to_string());
-        let path = if decoder.is_some() {
-            if self.stats.frames_composited == 0 {
-                "zero-copy: V4L2 dmabuf on a plane".to_string()
-            } else {
-                format!("V4L2 dmabuf, {} frames composited (copied)", self.stats.frames_composited)
+        let path = match &decoder {
+            Some(d) if d.starts_with("software") => {
+                "copies: software decoding, every picture converted in memory and composited".to_string()
             }
-        } else {
-            "none".to_string()
+            Some(_) if self.stats.frames_composited == 0 => "zero-copy: V4L2 dmabuf on a plane".to_string(),
+            Some(_) => format!("V4L2 dmabuf, {} pictures composited (copied)", self.stats.frames_composited),
+            None => "none".to_string(),
         };
         PlayerStatus {
             file: clip.map(|c| c.path.display().to_string()),

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use smithay::backend::allocator::dmabuf::Dmabuf;
 
+use super::soft::SoftwareDecoder;
 use super::v4l2::{self, StatelessDecoder};
 use super::{VideoError, VideoFrame, VideoStats};
 
@@ -50,14 +51,30 @@ pub struct DecoderThread {
 }
 
 impl DecoderThread {
-    /// Open the first V4L2 stateless H.264 decoder and start its thread.
+    /// Start decoding on the first V4L2 stateless H.264 decoder, or in software (OpenH264)
+    /// where there is none (`VITRINE_DECODER=software` forces it).
     pub fn start() -> Result<Self, VideoError> {
-        let nodes = v4l2::find_decoders(v4l2::PIX_FMT_H264_SLICE);
+        let forced_software = std::env::var("VITRINE_DECODER").is_ok_and(|v| v == "software");
+        let nodes = if forced_software { Vec::new() } else { v4l2::find_decoders(v4l2::PIX_FMT_H264_SLICE) };
         if nodes.is_empty() {
-            return Err(VideoError::NoDecoder(
-                "no V4L2 stateless H.264 decoder (no /dev/video* node takes S264); software decoding is not built in"
-                    .into(),
-            ));
+            let decoder = SoftwareDecoder::new()?;
+            let name = decoder.name();
+            tracing::warn!(
+                target: "video",
+                reason = if forced_software { "VITRINE_DECODER=software" } else { "no /dev/video* node takes S264" },
+                "no V4L2 decoder: decoding in software, every picture is copied and composited"
+            );
+            let (wake_tx, _wake_rx) =
+                UnixStream::pair().map_err(|e| VideoError::Decoder(format!("socketpair: {e}")))?;
+            let (commands, command_rx) = mpsc::channel();
+            let (event_tx, events) = mpsc::channel();
+            let stats = Arc::new(Mutex::new(VideoStats::default()));
+            let shared = stats.clone();
+            let thread = std::thread::Builder::new()
+                .name("vitrine-decoder".into())
+                .spawn(move || run_software(decoder, command_rx, event_tx, shared))
+                .map_err(|e| VideoError::Decoder(format!("cannot start the decoding thread: {e}")))?;
+            return Ok(Self { name, commands, waker: wake_tx, events, stats, thread: Some(thread) });
         }
         let mut decoder = StatelessDecoder::open(&nodes)?;
         let name = decoder.name();
@@ -188,4 +205,57 @@ fn run(
         let mut buf = [0u8; 64];
         while matches!(wake.read(&mut buf), Ok(n) if n > 0) {}
     }
+}
+
+fn run_software(
+    mut dec: SoftwareDecoder,
+    commands: Receiver<Command>,
+    events: Sender<Event>,
+    stats: Arc<Mutex<VideoStats>>,
+) {
+    // Access units in and pictures (or skips) out since the last drain: what a drain does not
+    // bring out is reported, so the player never waits for it.
+    let (mut units_in, mut out) = (0usize, 0usize);
+    while let Ok(command) = commands.recv() {
+        let frames: Vec<VideoFrame> = match command {
+            Command::Decode { data, pts } => {
+                units_in += 1;
+                match dec.decode(&data, pts) {
+                    Ok(frame) => frame.into_iter().collect(),
+                    Err(e) => {
+                        out += 1;
+                        let _ = events.send(Event::Skipped(e.to_string()));
+                        Vec::new()
+                    }
+                }
+            }
+            Command::Drain => {
+                let frames = dec.drain();
+                for _ in (out + frames.len())..units_in {
+                    let _ = events.send(Event::Skipped("the decoder gave no picture for it".into()));
+                }
+                (units_in, out) = (0, 0);
+                if let Ok(mut s) = stats.lock() {
+                    *s = dec.stats.clone();
+                }
+                if !send_frames(&events, frames) {
+                    return;
+                }
+                continue;
+            }
+            Command::Stop => return,
+        };
+        out += frames.len();
+        if !send_frames(&events, frames) {
+            return;
+        }
+        if let Ok(mut s) = stats.lock() {
+            *s = dec.stats.clone();
+        }
+    }
+}
+
+/// Hand pictures to the player; false when it is gone.
+fn send_frames(events: &Sender<Event>, frames: Vec<VideoFrame>) -> bool {
+    frames.into_iter().all(|f| events.send(Event::Frame(f)).is_ok())
 }

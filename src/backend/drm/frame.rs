@@ -479,7 +479,7 @@ pub(super) fn repaint(state: &mut State) {
         // Nothing changed: clients still get their frame callbacks at the refresh rate.
         post_repaint(&output, &scene, now, d.refresh, d.stats.frames_presented);
         state.display_heartbeat = Some(std::time::Instant::now());
-        state.video_presented(None, std::time::Instant::now());
+        state.video_presented(None, std::time::Instant::now(), false);
         return;
     }
 
@@ -572,7 +572,8 @@ pub(super) fn drm_events(state: &mut State) {
         let when = smithay::utils::Time::<smithay::utils::Monotonic>::from(flip.duration);
         post_repaint(&output, &done.scene, when, d.refresh, flip.frame as u64);
         state.display_heartbeat = Some(std::time::Instant::now());
-        state.video_presented(video.as_ref(), std::time::Instant::now());
+        // Whether the picture was on a plane is counted by the DRM backend itself.
+        state.video_presented(video.as_ref(), std::time::Instant::now(), false);
         // Paint the next frame right after the flip rather than at the next timer tick: the
         // commit then makes the very next vblank.
         repaint(state);

@@ -1,0 +1,115 @@
+//! Video on the host, where there is no V4L2 decoder: the software fallback plays clips made by
+//! ffmpeg/x264 into the headless backend, says plainly that it copies, and bad playlist items
+//! are reported by name and skipped.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{count_near, Launch, Vitrine};
+use vitrine::control::protocol::Request;
+
+/// Encode a clip from an ffmpeg lavfi source (never kept in the repository).
+fn clip(dir: &Path, name: &str, source: &str, args: &[&str]) -> PathBuf {
+    let path = dir.join(name);
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", source])
+        .args(args)
+        .arg(&path)
+        .status()
+        .expect("ffmpeg is not installed: run scripts/deps test");
+    assert!(status.success(), "ffmpeg failed for {name}");
+    path
+}
+
+fn headless(name: &str, args: Vec<String>, config: String) -> Vitrine {
+    let mut launch = Launch::headless(name);
+    launch.args = [vec!["--backend".into(), "headless".into(), "--output".into(), "320x240@60".into()], args].concat();
+    launch.config = config;
+    // The host may have V4L2 devices of its own; this test is about the software path.
+    launch.env.push(("VITRINE_DECODER".into(), "software".into()));
+    Vitrine::launch(launch)
+}
+
+#[test]
+fn software_decoding_shows_the_video_and_counts_its_copies() {
+    let dir = tempfile::tempdir().unwrap();
+    // SMPTE bars with B-frames: 48 pictures.
+    let path =
+        clip(dir.path(), "bars.mp4", "smptebars=size=320x240:rate=24", &["-t", "2", "-c:v", "libx264", "-bf", "2"]);
+    let stats = dir.path().join("stats.json");
+    let mut vitrine = headless(
+        "video-software",
+        vec![
+            "--play".into(),
+            path.display().to_string(),
+            "--exit-when-done".into(),
+            "--stats".into(),
+            stats.display().to_string(),
+        ],
+        "[background]\ncolor = \"#ff00ff\"\n".into(),
+    );
+    // The bars, composited: yellow (191,191,0) and cyan (0,191,191), and no background left.
+    let image = vitrine.wait_for_pixels("bars", Duration::from_secs(20), |img| {
+        count_near(img, [191, 191, 0], 30) > 2000 && count_near(img, [0, 191, 191], 30) > 2000
+    });
+    assert!(count_near(&image, [255, 0, 255], 8) < 100, "the picture covers the output");
+    let status = vitrine.ok(&Request::Status);
+    assert!(status["decoder"].as_str().unwrap().starts_with("software"), "{status}");
+    assert!(status["path"].as_str().unwrap().starts_with("copies"), "{status}");
+    let code = vitrine.wait_exit(Duration::from_secs(30));
+    assert!(code.success(), "{code:?}\n{}", vitrine.log());
+    let log = vitrine.log();
+    assert!(log.contains("decoding in software, every picture is copied"), "{log}");
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    let n = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("{k}: {s}"));
+    assert_eq!(n("frames_decoded"), 48, "{s}");
+    assert_eq!(n("frames_presented") + n("frames_dropped"), 48, "{s}");
+    assert_eq!(n("cpu_copied_bytes"), 48 * 320 * 240 * 4, "every picture converted once: {s}");
+    assert!(n("frames_composited") >= n("frames_presented"), "{s}");
+}
+
+#[test]
+fn bad_playlist_items_are_named_and_skipped_and_the_good_one_plays() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = clip(
+        dir.path(),
+        "good.mp4",
+        "testsrc=size=320x240:rate=25",
+        &["-t", "1", "-c:v", "libx264", "-pix_fmt", "yuv420p"],
+    );
+    let hevc = clip(dir.path(), "hevc.mp4", "testsrc=size=320x240:rate=25", &["-t", "1", "-c:v", "libx265"]);
+    let garbage = dir.path().join("garbage.mp4");
+    std::fs::write(&garbage, (0..50_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect::<Vec<u8>>())
+        .unwrap();
+    let whole = std::fs::read(&good).unwrap();
+    let truncated = dir.path().join("truncated.mp4");
+    std::fs::write(&truncated, &whole[..whole.len() / 2]).unwrap();
+    let missing = dir.path().join("missing.mp4");
+    let stats = dir.path().join("stats.json");
+    let items = [&missing, &garbage, &hevc, &truncated, &good];
+    let playlist: Vec<String> = items.iter().map(|p| format!("{:?}", p.display().to_string())).collect();
+    let config = format!("[video]\nplaylist = [{}]\n", playlist.join(", "));
+    let mut vitrine = headless(
+        "video-bad-items",
+        vec!["--exit-when-done".into(), "--stats".into(), stats.display().to_string()],
+        config,
+    );
+    let code = vitrine.wait_exit(Duration::from_secs(30));
+    let log = vitrine.log();
+    assert_eq!(code.code(), Some(1), "items failed, and the exit status says so\n{log}");
+    for (file, why) in [
+        ("missing.mp4", "cannot read"),
+        ("garbage.mp4", "not a video file"),
+        ("hevc.mp4", "HEVC"),
+        ("truncated.mp4", "corrupt"),
+    ] {
+        assert!(
+            log.lines().any(|l| l.contains("ERROR") && l.contains(file) && l.contains(why)),
+            "{file}: {why}\n{log}"
+        );
+    }
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert_eq!(s["frames_decoded"], 25, "the good item played whole: {s}");
+}
