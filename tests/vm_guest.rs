@@ -829,3 +829,67 @@ fn controls_sent_to_visl_match_gstreamer_field_by_field() {
     }
     std::fs::write(common::artifacts().join("differential.txt"), report.join("\n") + "\n").unwrap();
 }
+
+/// The 1080p clip again, under strace: the ioctls vitrine makes per picture shown, by family.
+/// The counts go to the artifacts (`ioctls.txt`); the bounds only catch a per-frame regression
+/// (a poll loop, a framebuffer per frame), they are not the measurement.
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn ioctls_per_picture_on_the_zero_copy_path() {
+    assert_in_vm();
+    common::require("strace");
+    let path = clip("1080p-main.mp4");
+    let frames = frame_count(&path);
+    let trace = common::artifacts().join("vm-ioctls.strace");
+    let stats_path = common::artifacts().join("vm-ioctls.stats.json");
+    let mut vitrine = Vitrine::launch(Launch {
+        name: "vm-ioctls",
+        args: vec![
+            "--play".into(),
+            path.display().to_string(),
+            "--exit-when-done".into(),
+            "--stats".into(),
+            stats_path.display().to_string(),
+        ],
+        config: format!("{BG_CONFIG}[drm]\nmode = \"1920x1080@60\"\n"),
+        env: Vec::new(),
+        runtime: None,
+        wrapper: vec![
+            "strace".into(),
+            "-f".into(),
+            "-qq".into(),
+            "-e".into(),
+            "trace=ioctl".into(),
+            "-o".into(),
+            trace.display().to_string(),
+        ],
+    });
+    let status = vitrine.wait_exit(Duration::from_secs(180));
+    assert!(status.success(), "{status:?}\n{}", vitrine.log());
+    let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats_path).unwrap()).unwrap();
+    let shown = stats["frames_presented"].as_u64().unwrap();
+    assert!(shown >= frames / 2, "{stats}");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let count = |prefixes: &[&str]| text.lines().filter(|l| prefixes.iter().any(|p| l.contains(p))).count() as f64;
+    let v4l2 = count(&["VIDIOC_", "MEDIA_REQUEST_IOC", "MEDIA_IOC_"]);
+    let drm = count(&["DRM_IOCTL_"]);
+    // The frame path (the rest is start-up: resources, properties, master, dumb buffers).
+    let drm_frames = count(&[
+        "DRM_IOCTL_MODE_ATOMIC",
+        "DRM_IOCTL_MODE_ADDFB2",
+        "DRM_IOCTL_PRIME_FD_TO_HANDLE",
+        "DRM_IOCTL_GEM_CLOSE",
+    ]);
+    let commits = count(&["DRM_IOCTL_MODE_ATOMIC"]);
+    let fbs = count(&["DRM_IOCTL_MODE_ADDFB2"]);
+    let report = format!(
+        "{frames} pictures, {shown} shown\nV4L2 ioctls: {v4l2} ({:.1} per picture, start-up included)\nDRM ioctls: {drm} in all; frame path {drm_frames} ({:.2} per picture shown): {commits} atomic commits, {fbs} ADDFB2\ncpu_ms_per_frame (under strace): {}\n",
+        v4l2 / frames as f64,
+        drm_frames / shown as f64,
+        stats["cpu_ms_per_frame"]
+    );
+    std::fs::write(common::artifacts().join("ioctls.txt"), &report).unwrap();
+    assert!(v4l2 / (frames as f64) < 25.0, "{report}");
+    assert!(drm_frames / (shown as f64) < 3.0, "{report}");
+    assert!(fbs <= 12.0, "framebuffers are made once per buffer: {report}");
+}

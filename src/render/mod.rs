@@ -40,7 +40,7 @@ pub struct Painter {
     cursor_outline: Id,
     cursor_fill: Id,
     /// The video picture in memory (software decoding) as a render buffer, made once per picture.
-    video: std::cell::RefCell<Option<(crate::video::VideoFrame, MemoryRenderBuffer)>>,
+    video: std::cell::RefCell<Option<Box<(crate::video::VideoFrame, MemoryRenderBuffer)>>>,
 }
 
 impl std::fmt::Debug for Painter {
@@ -103,13 +103,14 @@ impl Painter {
                 LayerSource::Video(frame) => {
                     let Some(image) = &frame.image else { continue };
                     let mut cache = self.video.borrow_mut();
-                    if !cache.as_ref().is_some_and(|(f, _)| f.same(frame)) {
+                    if !cache.as_ref().is_some_and(|c| c.0.same(frame)) {
                         let size = (frame.visible.0 as i32, frame.visible.1 as i32);
                         let buffer =
                             MemoryRenderBuffer::from_slice(image, Fourcc::Abgr8888, size, 1, Transform::Normal, None);
-                        *cache = Some((frame.clone(), buffer));
+                        *cache = Some(Box::new((frame.clone(), buffer)));
                     }
-                    let Some((_, buffer)) = cache.as_ref() else { continue };
+                    let Some(cached) = cache.as_ref() else { continue };
+                    let buffer = &cached.1;
                     let loc: Point<i32, Physical> = layer.dst.loc.to_physical_precise_round(scale);
                     match MemoryRenderBufferRenderElement::from_buffer(
                         renderer,

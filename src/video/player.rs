@@ -57,6 +57,18 @@ pub struct VideoReport {
     pub counters: VideoStats,
     pub latency_p50_ms: Option<f64>,
     pub latency_p99_ms: Option<f64>,
+    /// CPU time (user + system, all of vitrine's threads) from the first picture on screen.
+    pub cpu_ms: Option<f64>,
+    pub cpu_ms_per_frame: Option<f64>,
+}
+
+/// CPU time this process used so far (every thread).
+fn process_cpu_time() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 pub struct Player {
@@ -89,6 +101,8 @@ pub struct Player {
     loader: Option<std::sync::mpsc::Receiver<(PathBuf, Result<demux::Demuxed, demux::DemuxError>)>>,
     /// Items that failed one after the other (a looping list of bad items stops).
     failed_in_row: usize,
+    /// The process's CPU time when the first picture was shown.
+    cpu_at_start: Option<Duration>,
 }
 
 impl Player {
@@ -115,6 +129,7 @@ impl Player {
             stats_at_failure: None,
             loader: None,
             failed_in_row: 0,
+            cpu_at_start: None,
         }
     }
 
@@ -418,6 +433,7 @@ impl Player {
         }
         if self.start.is_none() {
             self.start = Some(at.checked_sub(frame.pts).unwrap_or(at));
+            self.cpu_at_start = Some(process_cpu_time());
             tracing::debug!(target: "video", pts_ms = frame.pts.as_millis() as u64, "playback clock started");
         }
         self.shown_new = false;
@@ -485,7 +501,15 @@ impl Player {
         let pct = |p: f64| -> Option<f64> {
             (!l.is_empty()).then(|| l[((l.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0)
         };
-        VideoReport { counters: c, latency_p50_ms: pct(0.5), latency_p99_ms: pct(0.99) }
+        let cpu = self.cpu_at_start.map(|at| process_cpu_time().saturating_sub(at).as_secs_f64() * 1000.0);
+        let per_frame = cpu.filter(|_| c.frames_presented > 0).map(|ms| ms / c.frames_presented as f64);
+        VideoReport {
+            counters: c,
+            latency_p50_ms: pct(0.5),
+            latency_p99_ms: pct(0.99),
+            cpu_ms: cpu,
+            cpu_ms_per_frame: per_frame,
+        }
     }
 
     /// The errors met so far (bad items, decode failures), for status and exit codes.

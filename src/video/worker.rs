@@ -172,9 +172,9 @@ fn run(
             for d in &mut drain_after {
                 *d -= 1;
             }
-            if let Err(e) = dec.pump() {
-                return fail(e);
-            }
+        }
+        if let Err(e) = dec.pump() {
+            return fail(e);
         }
         let fresh = dec.take_new_buffers();
         if !fresh.is_empty() {

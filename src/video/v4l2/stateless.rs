@@ -710,7 +710,8 @@ impl StatelessDecoder {
 
     /// Collect finished work from the driver (never blocks).
     pub fn pump(&mut self) -> Result<(), VideoError> {
-        loop {
+        // Only ask for what can be done: an idle queue would just answer EAGAIN.
+        while self.busy() {
             let mut planes = [bindings::v4l2_plane::default(); 1];
             let mut buf = bindings::v4l2_buffer {
                 type_: OUTPUT as u32,
@@ -734,7 +735,7 @@ impl StatelessDecoder {
                 Err(e) => return Err(err(&self.node, format!("DQBUF OUTPUT: {e}"))),
             }
         }
-        loop {
+        while self.captures.iter().any(|c| c.state == CaptureState::Queued) && !self.submitted.is_empty() {
             let mut planes = [bindings::v4l2_plane::default(); 2];
             let mut buf = bindings::v4l2_buffer {
                 type_: CAPTURE as u32,

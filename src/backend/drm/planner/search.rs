@@ -200,7 +200,7 @@ impl Search<'_> {
 
     /// The z value plane `p` takes above `last`, and the zpos to write, if it fits.
     fn z_step(&self, p: usize, last: Option<u64>) -> Option<(u64, Option<u64>)> {
-        let above = |v: u64| last.map_or(true, |l| v > l);
+        let above = |v: u64| last.is_none_or(|l| v > l);
         match self.planes[p].zpos {
             // No property: implicit order (planes are sorted by kind, then id).
             None => above(p as u64).then_some((p as u64, None)),
