@@ -1,5 +1,6 @@
 //! Per-frame userspace work that needs no kernel: planning a scene (cache hit, cache miss) on
-//! recorded plane tables, and demuxing a clip into access units. `cargo bench` prints the numbers;
+//! recorded plane tables, demuxing a clip into access units, and the stateless decoder's
+//! per-picture bookkeeping (parsing, DPB update, the control set). `cargo bench` prints the numbers;
 //! compare them with the ~41.7 ms a 24 fps frame has.
 
 use std::hint::black_box;
@@ -75,5 +76,31 @@ fn demuxing(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, planning, demuxing);
+/// What the V4L2 stateless decoder does for each picture before the ioctls: parse the access
+/// unit, update the DPB, fill SPS/PPS/scaling matrix/decode parameters.
+fn controls(c: &mut Criterion) {
+    use vitrine::video::h264::{AccessUnitParser, Dpb};
+    use vitrine::video::v4l2::stateless::{decode_params, pps_control, scaling_control, sps_control};
+    let clip = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-clips").join("1080p24-2s.mp4");
+    let units = vitrine::video::demux::open(&clip).expect("clip (made by the demux benchmark)").units;
+    c.bench_function(&format!("parse + DPB + controls, 1080p B-frames ({} pictures)", units.len()), |b| {
+        b.iter(|| {
+            let mut parser = AccessUnitParser::new();
+            let mut dpb = Dpb::new();
+            for (i, u) in units.iter().enumerate() {
+                let pic = parser.parse(&u.data).expect("picture");
+                let (current, _) = dpb.begin(&pic, i as u64);
+                black_box((
+                    sps_control(&pic.sps),
+                    pps_control(&pic.pps),
+                    scaling_control(&pic.sps, &pic.pps),
+                    decode_params(&pic, &dpb, &current),
+                ));
+                black_box(dpb.finish(&pic, current));
+            }
+        })
+    });
+}
+
+criterion_group!(benches, planning, demuxing, controls);
 criterion_main!(benches);

@@ -60,6 +60,8 @@ pub struct VideoReport {
     /// CPU time (user + system, all of vitrine's threads) from the first picture on screen.
     pub cpu_ms: Option<f64>,
     pub cpu_ms_per_frame: Option<f64>,
+    /// From the player's creation (at start-up) to the first picture on screen.
+    pub first_frame_ms: Option<f64>,
 }
 
 /// CPU time this process used so far (every thread).
@@ -103,6 +105,8 @@ pub struct Player {
     failed_in_row: usize,
     /// The process's CPU time when the first picture was shown.
     cpu_at_start: Option<Duration>,
+    created: Instant,
+    first_frame_after: Option<Duration>,
 }
 
 impl Player {
@@ -130,6 +134,8 @@ impl Player {
             loader: None,
             failed_in_row: 0,
             cpu_at_start: None,
+            created: Instant::now(),
+            first_frame_after: None,
         }
     }
 
@@ -374,10 +380,10 @@ impl Player {
     /// The frame to show at the vblank `lead` from now: the latest one due by then (within half
     /// a refresh). Earlier due frames that were never shown are dropped and counted.
     pub fn frame_for(&mut self, lead: Duration, refresh: Duration) -> Option<VideoFrame> {
+        self.pump();
         if self.paused_at.is_some() {
             return self.current.clone();
         }
-        self.pump();
         // After pumping: feeding the decoder takes time of its own.
         let now = Instant::now() + lead;
         let deadline = now + refresh / 2;
@@ -434,6 +440,7 @@ impl Player {
         if self.start.is_none() {
             self.start = Some(at.checked_sub(frame.pts).unwrap_or(at));
             self.cpu_at_start = Some(process_cpu_time());
+            self.first_frame_after.get_or_insert(at.saturating_duration_since(self.created));
             tracing::debug!(target: "video", pts_ms = frame.pts.as_millis() as u64, "playback clock started");
         }
         self.shown_new = false;
@@ -509,6 +516,7 @@ impl Player {
             latency_p99_ms: pct(0.99),
             cpu_ms: cpu,
             cpu_ms_per_frame: per_frame,
+            first_frame_ms: self.first_frame_after.map(|d| d.as_secs_f64() * 1000.0),
         }
     }
 
