@@ -53,7 +53,11 @@ impl Globals {
             compositor: CompositorState::new_v6::<State>(dh),
             xdg_shell,
             xdg_decoration: XdgDecorationState::new::<State>(dh),
-            shm: ShmState::new::<State>(dh, Vec::new()),
+            // NV12 is listed because GStreamer's waylandsink (1.22) negotiates a decoder's NV12
+            // output against the wl_shm formats even though it then sends the decoder's
+            // dmabufs, which go onto planes. An NV12 buffer in shared memory itself cannot be
+            // composited by pixman: it is reported and not shown.
+            shm: ShmState::new::<State>(dh, vec![smithay::reexports::wayland_server::protocol::wl_shm::Format::Nv12]),
             data_device: DataDeviceState::new::<State>(dh),
             output_manager: OutputManagerState::new_with_xdg_output::<State>(dh),
             presentation: PresentationState::new::<State>(dh, libc::CLOCK_MONOTONIC as u32),
