@@ -61,6 +61,11 @@ pub struct RunArgs {
     #[arg(long = "output", value_name = "WIDTHxHEIGHT@HZ")]
     pub outputs: Vec<OutputSpec>,
 
+    /// What composites the layers no hardware plane takes on the DRM backend (default: the
+    /// config's [drm] renderer, "auto")
+    #[arg(long, value_enum, value_name = "auto|gles|pixman")]
+    pub renderer: Option<crate::backend::drm::compose::RendererChoice>,
+
     /// Name of the Wayland socket to create in $XDG_RUNTIME_DIR (default: the first free wayland-N)
     #[arg(long, value_name = "NAME")]
     pub socket: Option<String>,

@@ -53,14 +53,33 @@ pub struct VideoConfig {
     pub zone: Vec<i32>,
 }
 
-/// The DRM backend's output: which connector and which mode.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+/// The DRM backend: which connectors and modes, how the rest is composited.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DrmConfig {
-    /// Connector name as `vitrine probe` shows it (e.g. "HDMI-A-1"); empty: the first connected one.
+    /// The card to drive (e.g. "/dev/dri/card1"); empty: the first one vitrine can drive.
+    pub device: String,
+    /// Connector name as `vitrine probe` shows it (e.g. "HDMI-A-1"); empty: every connected one.
     pub connector: String,
     /// WIDTHxHEIGHT[@HZ]; empty: the connector's preferred mode.
     pub mode: String,
+    /// What composites the layers no plane takes (`--renderer` overrides).
+    pub renderer: crate::backend::drm::compose::RendererChoice,
+    /// Put layers on hardware planes; false composites everything onto the primary plane (for
+    /// boards whose planes misbehave, and for testing composition).
+    pub hardware_planes: bool,
+}
+
+impl Default for DrmConfig {
+    fn default() -> Self {
+        DrmConfig {
+            device: String::new(),
+            connector: String::new(),
+            mode: String::new(),
+            renderer: Default::default(),
+            hardware_planes: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

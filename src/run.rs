@@ -30,8 +30,10 @@ pub fn load_config(args: &RunArgs) -> anyhow::Result<(Config, Option<PathBuf>)> 
 
 /// Run the compositor until it is asked to stop; returns the process exit status.
 pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
-    let choice = backend::choose(args.backend, &|k| std::env::var(k).ok(), &crate::backend::drm::usable_card)
-        .map_err(|e| anyhow!(e))?;
+    let device = config.drm.device.clone();
+    let choice =
+        backend::choose(args.backend, &|k| std::env::var(k).ok(), &|| crate::backend::drm::usable_card(&device))
+            .map_err(|e| anyhow!(e))?;
     let kind = choice.kind;
     tracing::info!(backend = kind.name(), reason = %choice.reason, "backend chosen");
 
@@ -91,7 +93,7 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
         popups: PopupManager::default(),
         space: Space::default(),
         outputs: Vec::new(),
-        backend: Backend::Headless(Headless::new().map_err(|e| anyhow!(e))?),
+        backend: Backend::Headless(Box::new(Headless::new().map_err(|e| anyhow!(e))?)),
         kiosk: Kiosk::new(),
         xdg_surface_in_request: None,
         display_heartbeat: None,
@@ -110,7 +112,8 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
     match kind {
         BackendKind::Drm => {
             let card = choice.card.clone().ok_or_else(|| anyhow!("no DRM device"))?;
-            Drm::start(&mut state, &card).map_err(|e| anyhow!(e))?;
+            let renderer = args.renderer.unwrap_or(config.drm.renderer);
+            Drm::start(&mut state, &card, renderer).map_err(|e| anyhow!(e))?;
             if let Err(err) = crate::backend::libinput::start(&mut state) {
                 tracing::warn!(%err, "no input devices: the display works, input does not");
             }

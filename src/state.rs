@@ -131,7 +131,12 @@ impl State {
     /// The zero-copy audit: the player's counters with the display's.
     pub fn video_report(&self) -> Option<serde_json::Value> {
         let player = self.player.as_ref()?;
-        let mut report = serde_json::to_value(player.report()).ok()?;
+        let mut audit = player.report();
+        // Pictures the compositor converted on the CPU because no plane showed them.
+        let (mappings, copied) = self.backend.painter().copies();
+        audit.counters.frame_mappings += mappings;
+        audit.counters.cpu_copied_bytes += copied;
+        let mut report = serde_json::to_value(audit).ok()?;
         let display = self.backend.display_stats();
         if let (Some(obj), Some(display)) = (report.as_object_mut(), display) {
             for (k, v) in display {

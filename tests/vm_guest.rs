@@ -3,6 +3,8 @@
 //! On the host they are ignored, never passed: the rig reports them as PASS/FAIL.
 
 mod common;
+#[path = "vm_guest/display.rs"]
+mod display;
 
 use std::time::Duration;
 

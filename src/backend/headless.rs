@@ -39,6 +39,10 @@ impl Headless {
         Ok(Headless { renderer, painter: Painter::default(), outputs: Vec::new() })
     }
 
+    pub fn painter(&self) -> &Painter {
+        &self.painter
+    }
+
     /// Create the virtual outputs and their repaint timers.
     pub fn create_outputs(state: &mut State, specs: &[OutputSpec]) -> Result<(), String> {
         let mut x = 0;

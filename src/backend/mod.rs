@@ -98,7 +98,7 @@ pub fn choose(
 
 pub enum Backend {
     Drm(Box<Drm>),
-    Headless(Headless),
+    Headless(Box<Headless>),
     Nested(Box<Nested>),
 }
 
@@ -113,6 +113,15 @@ impl Backend {
                 ("frames_composited", d.stats.video_frames_composited),
             ]),
             _ => None,
+        }
+    }
+
+    /// The painter compositing this backend's scenes (its video copy counters).
+    pub fn painter(&self) -> &crate::render::Painter {
+        match self {
+            Backend::Drm(d) => d.painter(),
+            Backend::Headless(h) => h.painter(),
+            Backend::Nested(n) => n.painter(),
         }
     }
 
@@ -172,9 +181,13 @@ pub fn add_output(
     let mode = Mode { size: (spec.width as i32, spec.height as i32).into(), refresh: spec.refresh_mhz as i32 };
     output.change_current_state(Some(mode), Some(Transform::Normal), Some(Scale::Integer(1)), Some(location));
     output.set_preferred(mode);
-    output.create_global::<State>(state_dh);
+    let global = output.create_global::<State>(state_dh);
+    output.user_data().insert_if_missing(|| OutputGlobal(global));
     output
 }
+
+/// The wl_output global of an output, kept to remove it with the output.
+struct OutputGlobal(smithay::reexports::wayland_server::backend::GlobalId);
 
 impl State {
     /// Register an output created by a backend.
@@ -183,6 +196,30 @@ impl State {
         self.space.map_output(&output, loc);
         tracing::info!(output = %output.name(), mode = ?output.current_mode().map(|m| (m.size.w, m.size.h, m.refresh)), "output added");
         self.outputs.push(output);
+        self.kiosk_relayout();
+    }
+
+    /// An output went away (its display was unplugged): clients are told, its windows move to
+    /// the remaining outputs, and the video to the new first one.
+    pub fn output_removed(&mut self, output: &Output) {
+        self.space.unmap_output(output);
+        self.outputs.retain(|o| o != output);
+        if let Some(global) = output.user_data().get::<OutputGlobal>() {
+            // Disabled first so clients binding it right now do not fail; removed a bit later.
+            self.display_handle.disable_global::<State>(global.0.clone());
+            let id = global.0.clone();
+            let removed = self.loop_handle.insert_source(
+                smithay::reexports::calloop::timer::Timer::from_duration(std::time::Duration::from_secs(2)),
+                move |_, _, state| {
+                    state.display_handle.remove_global::<State>(id.clone());
+                    smithay::reexports::calloop::timer::TimeoutAction::Drop
+                },
+            );
+            if removed.is_err() {
+                tracing::warn!(output = %output.name(), "cannot schedule the removal of the wl_output global");
+            }
+        }
+        tracing::info!(output = %output.name(), remaining = self.outputs.len(), "output removed");
         self.kiosk_relayout();
     }
 

@@ -54,12 +54,18 @@ impl Nested {
         let dmabuf_formats =
             window.renderer().dmabuf_formats().iter().map(|f| (f.code as u32, u64::from(f.modifier))).collect();
         let refresh = Duration::from_secs_f64(1000.0 / spec.refresh_mhz as f64);
+        let gl = crate::backend::drm::compose::gl_renderer_name(window.renderer());
+        let software = ["softpipe", "llvmpipe", "swrast"].iter().any(|s| gl.contains(s));
+        let painter = Painter::default();
+        // A GPU samples decoded NV12 pictures itself; a software rasterizer gets them converted.
+        painter.set_yuv_on_cpu(software);
+        tracing::info!(gl_renderer = %gl, "nested: compositing with GLES");
         state.backend = crate::backend::Backend::Nested(Box::new(Nested {
             window,
             output: None,
             // GL's origin is bottom left: the damage tracker renders flipped for the window.
             damage: OutputDamageTracker::new(size, 1.0, Transform::Flipped180),
-            painter: Painter::default(),
+            painter,
             refresh,
             seq: 0,
             dmabuf_formats,
@@ -92,6 +98,10 @@ impl Nested {
             })
             .map_err(|e| format!("cannot start the repaint timer: {e}"))?;
         Ok(())
+    }
+
+    pub fn painter(&self) -> &Painter {
+        &self.painter
     }
 
     pub fn import_dmabuf(&mut self, dmabuf: &Dmabuf) -> Result<(), String> {

@@ -256,6 +256,7 @@ fn stats(state: &State) -> Value {
         crate::backend::Backend::Drm(d) => {
             let mut v = serde_json::to_value(&d.stats).unwrap_or_default();
             v["backend"] = json!("drm");
+            v["renderer"] = json!(d.renderer_name());
             if let Some(video) = state.video_report() {
                 v["video"] = video;
             }
@@ -278,7 +279,12 @@ fn planes(state: &State) -> Value {
         .iter()
         .map(|o| {
             let layers = match &state.backend {
-                crate::backend::Backend::Drm(d) => serde_json::to_value(&d.report).unwrap_or_default(),
+                crate::backend::Backend::Drm(d) => d
+                    .heads()
+                    .iter()
+                    .find(|h| &h.output == o)
+                    .map(|h| serde_json::to_value(&h.report).unwrap_or_default())
+                    .unwrap_or_default(),
                 other => {
                     let why = format!("the {} backend has no hardware planes", other.kind().name());
                     let scene = state.scene_for_output(o);

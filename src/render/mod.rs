@@ -14,15 +14,18 @@ use smithay::backend::renderer::damage::OutputDamageTracker;
 use smithay::backend::renderer::element::memory::{MemoryRenderBuffer, MemoryRenderBufferRenderElement};
 use smithay::backend::renderer::element::solid::SolidColorRenderElement;
 use smithay::backend::renderer::element::surface::{render_elements_from_surface_tree, WaylandSurfaceRenderElement};
+use smithay::backend::renderer::element::texture::TextureRenderElement;
 use smithay::backend::renderer::element::{AsRenderElements, Id, Kind};
-use smithay::backend::renderer::utils::CommitCounter;
+use smithay::backend::renderer::utils::{CommitCounter, RendererSurfaceStateUserData};
 use smithay::backend::renderer::{
-    Color32F, ExportMem, ImportAll, ImportMem, Offscreen, Renderer, Texture, TextureMapping,
+    Color32F, ExportMem, ImportAll, ImportDma, ImportMem, Offscreen, Renderer, Texture, TextureMapping,
 };
 use smithay::desktop::utils::{send_frames_surface_tree, OutputPresentationFeedback};
 use smithay::output::Output;
 use smithay::reexports::wayland_protocols::wp::presentation_time::server::wp_presentation_feedback;
+use smithay::reexports::wayland_server::protocol::wl_surface::WlSurface;
 use smithay::utils::{Monotonic, Physical, Point, Rectangle, Scale, Size, Time, Transform};
+use smithay::wayland::compositor::{with_surface_tree_downward, TraversalAction};
 use smithay::wayland::presentation::Refresh;
 
 use crate::scene::{CursorSource, LayerSource, Scene};
@@ -32,6 +35,7 @@ smithay::backend::renderer::element::render_elements! {
     Surface = WaylandSurfaceRenderElement<R>,
     Solid = SolidColorRenderElement,
     Memory = MemoryRenderBufferRenderElement<R>,
+    Texture = TextureRenderElement<<R as smithay::backend::renderer::RendererSuper>::TextureId>,
 }
 
 /// Turns scenes into render elements; keeps the ids of vitrine's own elements stable across
@@ -39,8 +43,21 @@ smithay::backend::renderer::element::render_elements! {
 pub struct Painter {
     cursor_outline: Id,
     cursor_fill: Id,
-    /// The video picture in memory (software decoding) as a render buffer, made once per picture.
-    video: std::cell::RefCell<Option<Box<(crate::video::VideoFrame, MemoryRenderBuffer)>>>,
+    /// The video picture in memory as a render buffer, made once per picture (Weak: the painter
+    /// must not keep a decoder buffer from going back to the decoder).
+    video: std::cell::RefCell<Option<(std::sync::Weak<crate::video::FrameToken>, MemoryRenderBuffer)>>,
+    /// Decoded pictures in dmabufs are converted to RGB on the CPU (the renderer cannot sample
+    /// YUV: pixman, or a software rasterizer).
+    yuv_on_cpu: std::cell::Cell<bool>,
+    /// CPU mappings made of decoded pictures, and bytes copied converting them.
+    mappings: std::cell::Cell<u64>,
+    copied: std::cell::Cell<u64>,
+    /// The element id of the video picture composited from its dmabuf: a new id per picture, so
+    /// damage tracking redraws it when the picture changes.
+    /// (Weak: the painter must not keep a decoder buffer from going back to the decoder.)
+    video_texture: std::cell::RefCell<Option<(std::sync::Weak<crate::video::FrameToken>, Id)>>,
+    /// A decoded picture the renderer could not import was reported (once per size and format).
+    video_import_failed: std::cell::Cell<bool>,
 }
 
 impl std::fmt::Debug for Painter {
@@ -51,15 +68,49 @@ impl std::fmt::Debug for Painter {
 
 impl Default for Painter {
     fn default() -> Self {
-        Painter { cursor_outline: Id::new(), cursor_fill: Id::new(), video: Default::default() }
+        Painter {
+            cursor_outline: Id::new(),
+            cursor_fill: Id::new(),
+            video: Default::default(),
+            yuv_on_cpu: std::cell::Cell::new(true),
+            mappings: Default::default(),
+            copied: Default::default(),
+            video_texture: Default::default(),
+            video_import_failed: Default::default(),
+        }
     }
+}
+
+/// What a composition leaves out because hardware planes show it.
+#[derive(Debug, Default, Clone)]
+pub struct OnPlanes {
+    /// Client surfaces on planes.
+    pub surfaces: Vec<WlSurface>,
+    /// The video picture is on a plane.
+    pub video: bool,
 }
 
 impl Painter {
     /// Render elements for a scene, front to back (smithay's order).
     pub fn elements<R>(&self, renderer: &mut R, scene: &Scene, scale: f64) -> Vec<OutputElement<R>>
     where
-        R: Renderer + ImportAll + ImportMem,
+        R: Renderer + ImportAll + ImportMem + ImportDma,
+        R::TextureId: Clone + Texture + Send + 'static,
+    {
+        self.elements_except(renderer, scene, scale, &OnPlanes::default())
+    }
+
+    /// Render elements for what of `scene` is not on planes. Buffers on planes are not even
+    /// imported by the renderer (an import may map them, or fail, every frame).
+    pub fn elements_except<R>(
+        &self,
+        renderer: &mut R,
+        scene: &Scene,
+        scale: f64,
+        on_planes: &OnPlanes,
+    ) -> Vec<OutputElement<R>>
+    where
+        R: Renderer + ImportAll + ImportMem + ImportDma,
         R::TextureId: Clone + Texture + Send + 'static,
     {
         let scale = Scale::from(scale);
@@ -68,7 +119,29 @@ impl Painter {
             match &layer.source {
                 LayerSource::Client(window) => {
                     let loc = (layer.dst.loc - window.geometry().loc).to_physical_precise_round(scale);
-                    elements.extend(window.render_elements::<OutputElement<R>>(renderer, loc, scale, layer.alpha));
+                    let root = window.toplevel().map(|t| t.wl_surface().clone());
+                    let planed = !on_planes.surfaces.is_empty()
+                        && root
+                            .as_ref()
+                            .is_some_and(|root| surface_tree(root).iter().any(|s| on_planes.surfaces.contains(s)));
+                    match root {
+                        // Some of the window's surfaces are on planes (such windows have no
+                        // popups): the rest, surface by surface.
+                        Some(root) if planed => elements.extend(surface_elements_except(
+                            renderer,
+                            &root,
+                            loc,
+                            scale,
+                            layer.alpha,
+                            &on_planes.surfaces,
+                        )),
+                        _ => elements.extend(window.render_elements::<OutputElement<R>>(
+                            renderer,
+                            loc,
+                            scale,
+                            layer.alpha,
+                        )),
+                    }
                 }
                 LayerSource::Solid(color) => {
                     let geo = layer.dst.to_physical_precise_round(scale);
@@ -99,30 +172,17 @@ impl Painter {
                         Kind::Cursor,
                     )));
                 }
-                // Pictures in dmabufs are shown by a plane; pictures in memory are composited.
-                LayerSource::Video(frame) => {
-                    let Some(image) = &frame.image else { continue };
-                    let mut cache = self.video.borrow_mut();
-                    if !cache.as_ref().is_some_and(|c| c.0.same(frame)) {
-                        let size = (frame.visible.0 as i32, frame.visible.1 as i32);
-                        let buffer =
-                            MemoryRenderBuffer::from_slice(image, Fourcc::Abgr8888, size, 1, Transform::Normal, None);
-                        *cache = Some(Box::new((frame.clone(), buffer)));
+                // A decoded picture no plane shows: sampled from its dmabuf by a GPU renderer,
+                // else converted on the CPU (a mapping and a copy, counted).
+                LayerSource::Video(_) if on_planes.video => {}
+                LayerSource::Video(frame) if frame.dmabuf.is_some() && !self.yuv_on_cpu.get() => {
+                    if let Some(e) = self.video_texture_element(renderer, frame, layer.dst, scale) {
+                        elements.push(e);
                     }
-                    let Some(cached) = cache.as_ref() else { continue };
-                    let buffer = &cached.1;
-                    let loc: Point<i32, Physical> = layer.dst.loc.to_physical_precise_round(scale);
-                    match MemoryRenderBufferRenderElement::from_buffer(
-                        renderer,
-                        loc.to_f64(),
-                        buffer,
-                        None,
-                        None,
-                        Some(layer.dst.size),
-                        Kind::Unspecified,
-                    ) {
-                        Ok(e) => elements.push(OutputElement::Memory(e)),
-                        Err(err) => tracing::warn!(target: "video", ?err, "cannot upload the video picture"),
+                }
+                LayerSource::Video(frame) => {
+                    if let Some(e) = self.video_memory_element(renderer, frame, layer.dst, scale) {
+                        elements.push(e);
                     }
                 }
                 LayerSource::Cursor(CursorSource::Surface { surface, hotspot }) => {
@@ -142,6 +202,198 @@ impl Painter {
     }
 }
 
+/// Whether `held` refers to the picture of `frame`.
+fn same_picture(held: &std::sync::Weak<crate::video::FrameToken>, frame: &crate::video::VideoFrame) -> bool {
+    held.upgrade().is_some_and(|h| std::sync::Arc::ptr_eq(&h, &frame.hold))
+}
+
+impl Painter {
+    /// Whether decoded pictures in dmabufs are converted on the CPU (true) or sampled by the
+    /// renderer from the dmabuf (a GPU renderer).
+    pub fn set_yuv_on_cpu(&self, on_cpu: bool) {
+        self.yuv_on_cpu.set(on_cpu);
+    }
+
+    /// CPU mappings made of decoded pictures and the bytes copied converting them, so far.
+    pub fn copies(&self) -> (u64, u64) {
+        (self.mappings.get(), self.copied.get())
+    }
+
+    /// The picture of `frame` in memory (converted from its dmabuf on the CPU when it is in one)
+    /// drawn into `dst`.
+    fn video_memory_element<R>(
+        &self,
+        renderer: &mut R,
+        frame: &crate::video::VideoFrame,
+        dst: Rectangle<i32, smithay::utils::Logical>,
+        scale: Scale<f64>,
+    ) -> Option<OutputElement<R>>
+    where
+        R: Renderer + ImportAll + ImportMem,
+        R::TextureId: Clone + Texture + Send + 'static,
+    {
+        let mut cache = self.video.borrow_mut();
+        if !cache.as_ref().is_some_and(|(held, _)| same_picture(held, frame)) {
+            let size = (frame.visible.0 as i32, frame.visible.1 as i32);
+            let converted;
+            let bytes: &[u8] = match (&frame.image, &frame.dmabuf) {
+                (Some(image), _) => image,
+                (None, Some(dmabuf)) => match crate::video::convert::dmabuf_nv12_to_rgba(dmabuf, frame.visible) {
+                    Ok(rgba) => {
+                        self.mappings.set(self.mappings.get() + 1);
+                        self.copied.set(self.copied.get() + rgba.len() as u64);
+                        converted = rgba;
+                        &converted
+                    }
+                    Err(err) => {
+                        if !self.video_import_failed.replace(true) {
+                            tracing::warn!(target: "video", %err, "the decoded picture cannot be composited");
+                        }
+                        return None;
+                    }
+                },
+                (None, None) => return None,
+            };
+            let buffer = MemoryRenderBuffer::from_slice(bytes, Fourcc::Abgr8888, size, 1, Transform::Normal, None);
+            *cache = Some((std::sync::Arc::downgrade(&frame.hold), buffer));
+        }
+        let (_, buffer) = cache.as_ref()?;
+        let loc: Point<i32, Physical> = dst.loc.to_physical_precise_round(scale);
+        match MemoryRenderBufferRenderElement::from_buffer(
+            renderer,
+            loc.to_f64(),
+            buffer,
+            None,
+            None,
+            Some(dst.size),
+            Kind::Unspecified,
+        ) {
+            Ok(e) => Some(OutputElement::Memory(e)),
+            Err(err) => {
+                tracing::warn!(target: "video", ?err, "cannot upload the video picture");
+                None
+            }
+        }
+    }
+
+    /// The decoded picture of `frame` as a texture drawn into `dst`.
+    fn video_texture_element<R>(
+        &self,
+        renderer: &mut R,
+        frame: &crate::video::VideoFrame,
+        dst: Rectangle<i32, smithay::utils::Logical>,
+        scale: Scale<f64>,
+    ) -> Option<OutputElement<R>>
+    where
+        R: Renderer + ImportAll + ImportMem + ImportDma,
+        R::TextureId: Clone + Texture + Send + 'static,
+    {
+        let dmabuf = frame.dmabuf.as_ref()?;
+        let texture = match renderer.import_dmabuf(dmabuf, None) {
+            Ok(t) => t,
+            Err(err) => {
+                if !self.video_import_failed.replace(true) {
+                    tracing::warn!(
+                        target: "video",
+                        %err,
+                        "the renderer cannot import the decoded picture: it is not shown where no plane takes it"
+                    );
+                }
+                return None;
+            }
+        };
+        let visible = Rectangle::from_size((frame.visible.0 as f64, frame.visible.1 as f64).into());
+        let id = {
+            let mut cached = self.video_texture.borrow_mut();
+            match cached.as_ref() {
+                Some((held, id)) if same_picture(held, frame) => id.clone(),
+                _ => {
+                    let id = Id::new();
+                    *cached = Some((std::sync::Arc::downgrade(&frame.hold), id.clone()));
+                    id
+                }
+            }
+        };
+        Some(OutputElement::Texture(TextureRenderElement::from_static_texture(
+            id,
+            renderer.context_id(),
+            dst.loc.to_physical_precise_round::<_, i32>(scale).to_f64(),
+            texture,
+            1,
+            Transform::Normal,
+            None,
+            Some(visible),
+            Some(dst.size),
+            // NV12 video is opaque.
+            Some(vec![Rectangle::from_size((frame.visible.0 as i32, frame.visible.1 as i32).into())]),
+            Kind::Unspecified,
+        )))
+    }
+}
+
+/// Every surface of the tree under `root` (root included).
+fn surface_tree(root: &WlSurface) -> Vec<WlSurface> {
+    let mut out = Vec::new();
+    with_surface_tree_downward(
+        root,
+        (),
+        |_, _, _| TraversalAction::DoChildren(()),
+        |s, _, _| out.push(s.clone()),
+        |_, _, _| true,
+    );
+    out
+}
+
+/// The render elements of a surface tree but the surfaces in `skip`, in smithay's order.
+fn surface_elements_except<R>(
+    renderer: &mut R,
+    root: &WlSurface,
+    location: Point<i32, Physical>,
+    scale: Scale<f64>,
+    alpha: f32,
+    skip: &[WlSurface],
+) -> Vec<OutputElement<R>>
+where
+    R: Renderer + ImportAll + ImportMem,
+    R::TextureId: Clone + Texture + Send + 'static,
+{
+    let view_offset = |states: &smithay::wayland::compositor::SurfaceData| {
+        states
+            .data_map
+            .get::<RendererSurfaceStateUserData>()
+            .and_then(|d| d.lock().ok().and_then(|d| d.view()).map(|v| v.offset.to_f64().to_physical(scale)))
+    };
+    let mut out = Vec::new();
+    with_surface_tree_downward(
+        root,
+        location.to_f64(),
+        |_, states, location| match view_offset(states) {
+            Some(offset) => TraversalAction::DoChildren(*location + offset),
+            None => TraversalAction::SkipChildren,
+        },
+        |surface, states, location| {
+            let Some(offset) = view_offset(states) else { return };
+            if skip.contains(surface) {
+                return;
+            }
+            match WaylandSurfaceRenderElement::from_surface(
+                renderer,
+                surface,
+                states,
+                *location + offset,
+                alpha,
+                Kind::Unspecified,
+            ) {
+                Ok(Some(e)) => out.push(OutputElement::Surface(e)),
+                Ok(None) => {}
+                Err(err) => tracing::debug!(%err, "cannot import a surface for composition"),
+            }
+        },
+        |_, _, _| true,
+    );
+    out
+}
+
 /// Render elements into a new offscreen buffer of `size` and read it back as RGBA.
 pub fn capture<R, T>(
     renderer: &mut R,
@@ -150,7 +402,7 @@ pub fn capture<R, T>(
     background: [f32; 4],
 ) -> Result<RgbaImage, String>
 where
-    R: Renderer + ImportAll + ImportMem + Offscreen<T> + ExportMem,
+    R: Renderer + ImportAll + ImportMem + ImportDma + Offscreen<T> + ExportMem,
     R::TextureId: Clone + Texture + Send + 'static,
 {
     let buffer_size = size.to_logical(1).to_buffer(1, Transform::Normal);

@@ -2,6 +2,7 @@
 //! decoder into NV12 dmabufs, and the player shows each picture at its time as a scene layer
 //! (on a plane where the display allows it).
 
+pub mod convert;
 pub mod demux;
 pub mod h264;
 pub mod player;

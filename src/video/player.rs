@@ -107,6 +107,8 @@ pub struct Player {
     cpu_at_start: Option<Duration>,
     created: Instant,
     first_frame_after: Option<Duration>,
+    /// Items opened so far (a looping list logs each once).
+    opened: Vec<PathBuf>,
 }
 
 impl Player {
@@ -136,6 +138,7 @@ impl Player {
             cpu_at_start: None,
             created: Instant::now(),
             first_frame_after: None,
+            opened: Vec::new(),
         }
     }
 
@@ -271,14 +274,18 @@ impl Player {
             fps,
         };
         self.timeline_end = clip.end();
-        tracing::info!(
-            target: "video",
-            file = %path.display(),
-            size = ?(d.info.width, d.info.height),
-            fps,
-            pictures = clip.units.len(),
-            "playlist item opened"
-        );
+        // A looping playlist opens its items again and again: said once, then at debug level.
+        let again = self.looping && self.opened.contains(&path);
+        if !again {
+            self.opened.push(path.clone());
+        }
+        let size = (d.info.width, d.info.height);
+        let pictures = clip.units.len();
+        if again {
+            tracing::debug!(target: "video", file = %path.display(), ?size, fps, pictures, "playlist item opened again");
+        } else {
+            tracing::info!(target: "video", file = %path.display(), ?size, fps, pictures, "playlist item opened");
+        }
         self.clips.push_back(clip);
     }
 

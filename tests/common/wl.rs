@@ -36,6 +36,9 @@ pub struct Client {
     pub keys: Vec<(u32, bool)>,
     /// wl_touch.down positions in surface coordinates.
     pub touch_downs: Vec<(f64, f64)>,
+    /// wl_output globals announced after start-up, and global names removed (any interface).
+    pub outputs_announced: Vec<u32>,
+    pub globals_removed: Vec<u32>,
 }
 
 pub struct Globals {
@@ -121,14 +124,29 @@ pub fn map(g: &Globals, queue: &mut EventQueue<Client>, client: &mut Client, w: 
 
 impl Dispatch<WlRegistry, GlobalListContents> for Client {
     fn event(
-        _: &mut Self,
+        state: &mut Self,
         _: &WlRegistry,
-        _: <WlRegistry as Proxy>::Event,
+        event: <WlRegistry as Proxy>::Event,
         _: &GlobalListContents,
         _: &Connection,
         _: &QueueHandle<Self>,
     ) {
+        match event {
+            wayland_client::protocol::wl_registry::Event::Global { name, interface, .. }
+                if interface == "wl_output" =>
+            {
+                state.outputs_announced.push(name)
+            }
+            wayland_client::protocol::wl_registry::Event::GlobalRemove { name } => state.globals_removed.push(name),
+            _ => {}
+        }
     }
+}
+
+/// The names of the wl_output globals advertised when the client connected.
+pub fn output_globals(conn: &Connection) -> Vec<u32> {
+    let (globals, _queue) = registry_queue_init::<Client>(conn).unwrap();
+    globals.contents().with_list(|list| list.iter().filter(|g| g.interface == "wl_output").map(|g| g.name).collect())
 }
 
 impl Dispatch<XdgWmBase, ()> for Client {

@@ -4,21 +4,20 @@
 
 use drm::control::atomic::AtomicModeReq;
 use drm::control::property::Value;
-use drm::control::{framebuffer, AtomicCommitFlags, Device as ControlDevice, Event};
+use drm::control::{crtc, framebuffer, AtomicCommitFlags, Device as ControlDevice, Event};
 use serde::Serialize;
 use smithay::backend::allocator::Buffer as _;
-use smithay::backend::renderer::element::{Element, Id};
-use smithay::backend::renderer::{Bind, Color32F};
 use smithay::reexports::wayland_server::Resource;
 
-use super::device::{fourcc_name, modifier_name, PlaneInfo};
+use super::device::{fourcc_name, modifier_name, Card, PlaneInfo};
+use super::head::Head;
 use super::planner::{
     self, CommitTester, LayerDesc, LayerKind, Placement, Plan, PlaneCaps, PlaneKind, ScalingLimits, ZposRange,
 };
-use super::scanout::{surface_layers, SurfaceLayer};
-use super::Drm;
+use super::scanout::{surface_layers, FbCache, SurfaceLayer};
+use super::{Drm, KmsStats, Writeback};
 use crate::backend::Backend;
-use crate::render::post_repaint;
+use crate::render::{post_repaint, OnPlanes};
 use crate::scene::{LayerSource, Scene};
 use crate::state::State;
 
@@ -95,7 +94,13 @@ fn is_yuv(fourcc: u32) -> bool {
 }
 
 /// The scene as the planner sees it, with each layer's origin.
-fn describe(d: &mut Drm, scene: &Scene, out_size: (i32, i32)) -> (Vec<LayerDesc>, Vec<Origin>) {
+fn describe(
+    card: &Card,
+    fb_cache: &mut FbCache,
+    stats: &mut KmsStats,
+    scene: &Scene,
+    out_size: (i32, i32),
+) -> (Vec<LayerDesc>, Vec<Origin>) {
     let mut descs = Vec::new();
     let mut origins = Vec::new();
     let solid = |dst: (i32, i32, u32, u32)| LayerDesc {
@@ -131,10 +136,10 @@ fn describe(d: &mut Drm, scene: &Scene, out_size: (i32, i32)) -> (Vec<LayerDesc>
                     continue;
                 }
                 for s in mine {
-                    let fb = s.dmabuf.as_ref().and_then(|dmabuf| match d.fb_cache.get_or_add(&d.card, dmabuf) {
+                    let fb = s.dmabuf.as_ref().and_then(|dmabuf| match fb_cache.get_or_add(card, dmabuf) {
                         Ok((fb, created)) => {
                             if created {
-                                d.stats.framebuffers_created += 1;
+                                stats.framebuffers_created += 1;
                             }
                             Some(fb)
                         }
@@ -176,11 +181,11 @@ fn describe(d: &mut Drm, scene: &Scene, out_size: (i32, i32)) -> (Vec<LayerDesc>
                 origins.push(Origin::Cursor);
             }
             LayerSource::Video(frame) => {
-                let fb = frame.dmabuf.as_ref().and_then(|dmabuf| match d.fb_cache.get_or_add(&d.card, dmabuf) {
+                let fb = frame.dmabuf.as_ref().and_then(|dmabuf| match fb_cache.get_or_add(card, dmabuf) {
                     Ok((fb, created)) => {
                         if created {
-                            d.stats.framebuffers_created += 1;
-                            d.stats.video_framebuffers_created += 1;
+                            stats.framebuffers_created += 1;
+                            stats.video_framebuffers_created += 1;
                         }
                         Some(fb)
                     }
@@ -217,7 +222,7 @@ fn describe(d: &mut Drm, scene: &Scene, out_size: (i32, i32)) -> (Vec<LayerDesc>
 /// Plane state for one layer (or the composition buffer).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn set_plane(
-    d: &Drm,
+    head: &Head,
     req: &mut AtomicModeReq,
     plane: u32,
     fb: framebuffer::Handle,
@@ -226,12 +231,12 @@ pub(super) fn set_plane(
     zpos: Option<u64>,
     yuv: bool,
 ) -> Result<(), String> {
-    let info = d.plane(plane).ok_or_else(|| format!("unknown plane {plane}"))?;
+    let info = head.plane(plane).ok_or_else(|| format!("plane {plane} does not belong to {}", head.name()))?;
     let h = info.handle;
     let p = &info.props;
     let prop = |name: &str| p.handle(name).ok_or_else(|| format!("plane {plane} lacks {name}"));
     req.add_property(h, prop("FB_ID")?, Value::Framebuffer(Some(fb)));
-    req.add_property(h, prop("CRTC_ID")?, Value::CRTC(Some(d.crtc)));
+    req.add_property(h, prop("CRTC_ID")?, Value::CRTC(Some(head.crtc)));
     req.add_property(h, prop("SRC_X")?, Value::UnsignedRange(0));
     req.add_property(h, prop("SRC_Y")?, Value::UnsignedRange(0));
     req.add_property(h, prop("SRC_W")?, Value::UnsignedRange((src.0 as u64) << 16));
@@ -256,9 +261,18 @@ pub(super) fn set_plane(
     Ok(())
 }
 
-/// The atomic request for a plan: its planes on, every other plane of the CRTC that was on, off.
+/// Turn a plane off in `req`.
+pub(super) fn disable_plane(info: &PlaneInfo, req: &mut AtomicModeReq) -> Result<(), String> {
+    let fb_id = info.props.handle("FB_ID").ok_or("plane lacks FB_ID")?;
+    let crtc_id = info.props.handle("CRTC_ID").ok_or("plane lacks CRTC_ID")?;
+    req.add_property(info.handle, fb_id, Value::Framebuffer(None));
+    req.add_property(info.handle, crtc_id, Value::CRTC(None));
+    Ok(())
+}
+
+/// The atomic request for a plan: its planes on, every other plane of the head that was on, off.
 fn plan_request(
-    d: &Drm,
+    head: &Head,
     plan: &Plan,
     descs: &[LayerDesc],
     fbs: &[Option<framebuffer::Handle>],
@@ -269,30 +283,17 @@ fn plan_request(
         if let Placement::Plane { plane, zpos } = placement {
             let fb = fbs[i].ok_or("a layer without framebuffer was placed on a plane")?;
             let desc = &descs[i];
-            set_plane(d, &mut req, *plane, fb, desc.src_size, desc.dst, *zpos, is_yuv(desc.format))?;
+            set_plane(head, &mut req, *plane, fb, desc.src_size, desc.dst, *zpos, is_yuv(desc.format))?;
         }
     }
-    let (w, h) = d.mode.size();
+    let (w, h) = head.size();
     if let Some(c) = plan.composition {
-        set_plane(
-            d,
-            &mut req,
-            c.plane,
-            composition_fb,
-            (w as u32, h as u32),
-            (0, 0, w as u32, h as u32),
-            c.zpos,
-            false,
-        )?;
+        set_plane(head, &mut req, c.plane, composition_fb, (w, h), (0, 0, w, h), c.zpos, false)?;
     }
     let used = plan.planes();
-    for plane in &d.active_planes {
+    for plane in &head.active_planes {
         if !used.contains(plane) {
-            let info = d.plane(*plane).ok_or("unknown plane")?;
-            let fb_id = info.props.handle("FB_ID").ok_or("plane lacks FB_ID")?;
-            let crtc_id = info.props.handle("CRTC_ID").ok_or("plane lacks CRTC_ID")?;
-            req.add_property(info.handle, fb_id, Value::Framebuffer(None));
-            req.add_property(info.handle, crtc_id, Value::CRTC(None));
+            disable_plane(head.plane(*plane).ok_or("unknown plane")?, &mut req)?;
         }
     }
     Ok(req)
@@ -300,18 +301,264 @@ fn plan_request(
 
 /// TEST_ONLY commits of candidate plans with this frame's buffers.
 struct Tester<'a> {
-    drm: &'a Drm,
+    card: &'a Card,
+    head: &'a Head,
     fbs: &'a [Option<framebuffer::Handle>],
     composition_fb: framebuffer::Handle,
 }
 
 impl CommitTester for Tester<'_> {
     fn test(&mut self, plan: &Plan, layers: &[LayerDesc]) -> Result<(), String> {
-        let req = plan_request(self.drm, plan, layers, self.fbs, self.composition_fb)?;
-        self.drm
-            .card
+        let req = plan_request(self.head, plan, layers, self.fbs, self.composition_fb)?;
+        self.card
             .atomic_commit(AtomicCommitFlags::TEST_ONLY | AtomicCommitFlags::NONBLOCK, req)
             .map_err(|e| e.to_string())
+    }
+}
+
+/// The first commit of a head: sets the mode, shows `fb` full screen on the primary plane, turns
+/// every other plane of the head off, and attaches the writeback connector when it is free.
+fn modeset(
+    card: &Card,
+    head: &mut Head,
+    writeback: Option<&mut Writeback>,
+    fb: framebuffer::Handle,
+) -> Result<(), String> {
+    let prop = |props: &super::device::Props, name: &str| {
+        props.handle(name).ok_or_else(|| format!("{}: property {name} missing", card.name()))
+    };
+    let mut req = AtomicModeReq::new();
+    let blob = card.create_property_blob(&head.mode).map_err(|e| format!("mode blob: {e}"))?;
+    req.add_property(head.connector.handle, prop(&head.connector.props, "CRTC_ID")?, Value::CRTC(Some(head.crtc)));
+    req.add_property(head.crtc, prop(&head.crtc_props, "MODE_ID")?, blob);
+    req.add_property(head.crtc, prop(&head.crtc_props, "ACTIVE")?, Value::Boolean(true));
+    if let Some(wb) = writeback {
+        if wb.crtc.is_none_or(|c| c == head.crtc) && wb.connector.possible_crtcs.contains(&head.crtc) {
+            req.add_property(wb.connector.handle, prop(&wb.connector.props, "CRTC_ID")?, Value::CRTC(Some(head.crtc)));
+            wb.crtc = Some(head.crtc);
+        }
+    }
+    for plane in &head.others {
+        disable_plane(plane, &mut req)?;
+    }
+    let (w, h) = head.size();
+    set_plane(head, &mut req, head.primary.handle.into(), fb, (w, h), (0, 0, w, h), None, false)?;
+    let flags = AtomicCommitFlags::PAGE_FLIP_EVENT | AtomicCommitFlags::NONBLOCK | AtomicCommitFlags::ALLOW_MODESET;
+    card.atomic_commit(flags, req).map_err(|e| format!("{}: modeset of {} failed: {e}", card.name(), head.name()))?;
+    head.modeset_done = true;
+    Ok(())
+}
+
+/// Paint and commit the next frame of the head on `crtc`, unless one is in flight.
+pub(super) fn repaint(state: &mut State, crtc: crtc::Handle) {
+    let Backend::Drm(d) = &state.backend else { return };
+    let Some(head) = d.head(crtc) else { return };
+    if head.in_flight.is_some() || d.paused {
+        return;
+    }
+    let output = head.output.clone();
+    // What is committed now is seen at the next vblank.
+    let refresh = head.refresh;
+    // Decoder buffers become framebuffers once, when the decoder makes them, not when first shown.
+    let fresh = state.player.as_mut().map(|p| p.take_new_buffers()).unwrap_or_default();
+    if let Backend::Drm(d) = &mut state.backend {
+        for dmabuf in &fresh {
+            match d.fb_cache.get_or_add(&d.card, dmabuf) {
+                Ok((_, true)) => {
+                    d.stats.framebuffers_created += 1;
+                    d.stats.video_framebuffers_created += 1;
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(target: "planes", %err, "decoder buffer cannot be a framebuffer"),
+            }
+        }
+    }
+    state.video_tick(refresh, refresh);
+    let scene = state.scene_for_output(&output);
+    let now = state.clock.now();
+    let Backend::Drm(d) = &mut state.backend else { return };
+    let Drm { card, heads, compositor, painter, fb_cache, stats, writeback, last_error, .. } = &mut **d;
+    let Some(head) = heads.iter_mut().find(|h| h.crtc == crtc) else { return };
+    let (w, h) = head.size();
+    let back = head.back;
+    let composition_fb = head.slots[back].buffer.fb();
+
+    // The first frame sets the mode, with everything composited on the primary plane.
+    let (descs, origins, plan, fbs) = if head.modeset_done {
+        let (descs, origins) = describe(card, fb_cache, stats, &scene, (w as i32, h as i32));
+        let fbs: Vec<Option<framebuffer::Handle>> = origins
+            .iter()
+            .map(|o| match o {
+                Origin::Surface(_, fb, _) | Origin::Video(fb) => *fb,
+                _ => None,
+            })
+            .collect();
+        let searches = head.planner.stats().searches;
+        let tests_before = head.planner.test_commits();
+        let plan = {
+            let mut planner = std::mem::replace(&mut head.planner, planner::Planner::new(Vec::new(), 0));
+            let plan = planner.plan(&descs, &mut Tester { card, head, fbs: &fbs, composition_fb });
+            head.planner = planner;
+            plan
+        };
+        stats.test_commits += head.planner.test_commits() - tests_before;
+        if head.planner.stats().searches != searches {
+            tracing::debug!(target: "planes", output = %output.name(), plan = %plan, "new plan");
+            for (i, rejections) in head.planner.rejections().iter().enumerate() {
+                for r in rejections {
+                    tracing::debug!(target: "planes", output = %output.name(), layer = i, reason = %r, "not on that plane");
+                }
+            }
+        }
+        (descs, origins, Some(plan), fbs)
+    } else {
+        (Vec::new(), Vec::new(), None, Vec::new())
+    };
+
+    // Composition: every layer the plan did not put on a plane.
+    let mut on_planes = OnPlanes::default();
+    if let Some(plan) = &plan {
+        for (o, p) in origins.iter().zip(&plan.layers) {
+            match (o, p) {
+                (Origin::Surface(s, _, _), Placement::Plane { .. }) => on_planes.surfaces.push(s.surface.clone()),
+                (Origin::Video(_), Placement::Plane { .. }) => on_planes.video = true,
+                _ => {}
+            }
+        }
+    }
+    let composition = plan.as_ref().map(|p| p.composition).unwrap_or(Some(planner::CompositionPlacement {
+        plane: head.primary.handle.into(),
+        zpos: None,
+        format: planner::DRM_FORMAT_XRGB8888,
+    }));
+    let mut composited_damage = None;
+    if let Some(c) = composition {
+        // At the bottom the composition shows the background; above a plane it is transparent.
+        let bottom = c.format == planner::DRM_FORMAT_XRGB8888;
+        let clear = if bottom { scene.background } else { [0.0, 0.0, 0.0, 0.0] };
+        let slot = &mut head.slots[back];
+        match compositor.render(painter, &mut slot.buffer, &mut slot.damage, &scene, &on_planes, clear) {
+            Ok(damage) => composited_damage = damage,
+            Err(err) => tracing::error!(output = %output.name(), %err, "composition failed"),
+        }
+    }
+    let composited_damage = composited_damage.filter(|d| !d.is_empty());
+    let plane_fbs: Vec<Option<framebuffer::Handle>> = match &plan {
+        Some(plan) => plan
+            .layers
+            .iter()
+            .zip(&fbs)
+            .map(|(p, fb)| matches!(p, Placement::Plane { .. }).then_some(*fb).flatten())
+            .collect(),
+        None => Vec::new(),
+    };
+    let changed =
+        !head.modeset_done || composited_damage.is_some() || plan != head.last_plan || plane_fbs != head.last_fbs;
+    if !changed {
+        // Nothing changed: clients still get their frame callbacks at the refresh rate.
+        post_repaint(&output, &scene, now, head.refresh, stats.frames_presented);
+        state.display_heartbeat = Some(std::time::Instant::now());
+        state.video_presented(None, std::time::Instant::now(), false);
+        return;
+    }
+
+    let result = match &plan {
+        None => modeset(card, head, writeback.as_mut(), composition_fb).map(|()| vec![head.primary.handle.into()]),
+        Some(plan) => plan_request(head, plan, &descs, &fbs, composition_fb).and_then(|req| {
+            card.atomic_commit(AtomicCommitFlags::NONBLOCK | AtomicCommitFlags::PAGE_FLIP_EVENT, req)
+                .map_err(|e| format!("{}: atomic commit on {} failed: {e}", card.name(), head.name()))?;
+            Ok(plan.planes())
+        }),
+    };
+    match result {
+        Ok(active) => {
+            stats.commits += 1;
+            if let Some(area) =
+                composited_damage.as_ref().map(|r| r.iter().map(|r| r.size.w as u64 * r.size.h as u64).sum::<u64>())
+            {
+                stats.frames_composited += 1;
+                if compositor.copies() {
+                    stats.cpu_copied_bytes += area * 4;
+                }
+            }
+            head.report = match &plan {
+                Some(plan) => {
+                    let video_composited = origins
+                        .iter()
+                        .zip(&plan.layers)
+                        .any(|(o, p)| matches!((o, p), (Origin::Video(_), Placement::Composited { .. })));
+                    if video_composited {
+                        stats.video_frames_composited += 1;
+                    }
+                    report(&descs, &origins, plan, None)
+                }
+                None => vec![LayerReport {
+                    source: "composition",
+                    name: "vitrine".into(),
+                    format: Some("AR24".into()),
+                    modifier: Some("LINEAR".into()),
+                    size: [w, h],
+                    plane: Some(head.primary.handle.into()),
+                    composited: false,
+                    reason: None,
+                }],
+            };
+            let buffers = origins
+                .iter()
+                .filter_map(|o| match o {
+                    Origin::Surface(s, Some(_), _) => Some(s.buffer.clone()),
+                    _ => None,
+                })
+                .collect();
+            head.in_flight = Some(InFlight { scene, buffers });
+            head.active_planes = active;
+            head.last_plan = plan;
+            head.last_fbs = plane_fbs;
+            if composition.is_some() {
+                head.back = (back + 1) % head.slots.len();
+            }
+        }
+        Err(err) => super::log_error(last_error, &err),
+    }
+}
+
+/// Page flips: what was committed is on screen; release what left it and paint the next frame.
+pub(super) fn drm_events(state: &mut State) {
+    let Backend::Drm(d) = &mut state.backend else { return };
+    // receive_events blocks when nothing is pending: read only what is there.
+    if !d.readable(0) {
+        return;
+    }
+    let events = match d.card.receive_events() {
+        Ok(events) => events.collect::<Vec<_>>(),
+        Err(err) => {
+            tracing::warn!(%err, "cannot read DRM events");
+            return;
+        }
+    };
+    for event in events {
+        let Event::PageFlip(flip) = event else { continue };
+        let Backend::Drm(d) = &mut state.backend else { return };
+        let Drm { card, heads, fb_cache, stats, .. } = &mut **d;
+        let Some(head) = heads.iter_mut().find(|h| h.crtc == flip.crtc) else { continue };
+        let Some(done) = head.in_flight.take() else { continue };
+        stats.frames_presented += 1;
+        let video = done.video().cloned();
+        // The picture shown before this flip may go back to the decoder now.
+        head.on_screen_video = video.clone();
+        // The previous buffers left the screen with this flip: they may be released now.
+        head.on_screen = done.buffers;
+        fb_cache.prune(card);
+        let output = head.output.clone();
+        let refresh = head.refresh;
+        let when = smithay::utils::Time::<smithay::utils::Monotonic>::from(flip.duration);
+        post_repaint(&output, &done.scene, when, refresh, flip.frame as u64);
+        state.display_heartbeat = Some(std::time::Instant::now());
+        // Whether the picture was on a plane is counted by the DRM backend itself.
+        state.video_presented(video.as_ref(), std::time::Instant::now(), false);
+        // Paint the next frame right after the flip rather than at the next timer tick: the
+        // commit then makes the very next vblank.
+        repaint(state, flip.crtc);
     }
 }
 
@@ -357,225 +604,4 @@ fn report(descs: &[LayerDesc], origins: &[Origin], plan: &Plan, composition: Opt
         });
     }
     out
-}
-
-pub(super) fn repaint(state: &mut State) {
-    let Backend::Drm(d) = &state.backend else { return };
-    let Some(output) = d.output.clone() else { return };
-    if d.in_flight.is_some() || d.paused {
-        return;
-    }
-    // What is committed now is seen at the next vblank.
-    let refresh = d.refresh;
-    // Decoder buffers become framebuffers once, when the decoder makes them, not when first shown.
-    let fresh = state.player.as_mut().map(|p| p.take_new_buffers()).unwrap_or_default();
-    if let Backend::Drm(d) = &mut state.backend {
-        for dmabuf in &fresh {
-            match d.fb_cache.get_or_add(&d.card, dmabuf) {
-                Ok((_, true)) => {
-                    d.stats.framebuffers_created += 1;
-                    d.stats.video_framebuffers_created += 1;
-                }
-                Ok(_) => {}
-                Err(err) => tracing::warn!(target: "planes", %err, "decoder buffer cannot be a framebuffer"),
-            }
-        }
-    }
-    state.video_tick(refresh, refresh);
-    let scene = state.scene_for_output(&output);
-    let now = state.clock.now();
-    let Backend::Drm(d) = &mut state.backend else { return };
-    let (w, h) = d.mode.size();
-    let back = d.back;
-    let composition_fb = d.slots[back].buffer.fb;
-
-    // The first frame sets the mode, with everything composited on the primary plane.
-    let (descs, origins, plan, fbs) = if d.modeset_done {
-        let (descs, origins) = describe(d, &scene, (w as i32, h as i32));
-        let fbs: Vec<Option<framebuffer::Handle>> = origins
-            .iter()
-            .map(|o| match o {
-                Origin::Surface(_, fb, _) | Origin::Video(fb) => *fb,
-                _ => None,
-            })
-            .collect();
-        let searches = d.planner.stats().searches;
-        let plan = {
-            let mut planner = std::mem::replace(&mut d.planner, planner::Planner::new(Vec::new(), 0));
-            let plan = planner.plan(&descs, &mut Tester { drm: d, fbs: &fbs, composition_fb });
-            d.planner = planner;
-            plan
-        };
-        d.stats.test_commits = d.planner.test_commits();
-        if d.planner.stats().searches != searches {
-            tracing::debug!(target: "planes", output = %output.name(), plan = %plan, "new plan");
-            for (i, rejections) in d.planner.rejections().iter().enumerate() {
-                for r in rejections {
-                    tracing::debug!(target: "planes", layer = i, reason = %r, "not on that plane");
-                }
-            }
-        }
-        (descs, origins, Some(plan), fbs)
-    } else {
-        (Vec::new(), Vec::new(), None, Vec::new())
-    };
-
-    // Composition: every layer the plan did not put on a plane.
-    let on_planes: Vec<Id> = match &plan {
-        Some(plan) => origins
-            .iter()
-            .zip(&plan.layers)
-            .filter_map(|(o, p)| match (o, p) {
-                (Origin::Surface(s, _, _), Placement::Plane { .. }) => Some(Id::from_wayland_resource(&s.surface)),
-                _ => None,
-            })
-            .collect(),
-        None => Vec::new(),
-    };
-    let composition = plan.as_ref().map(|p| p.composition).unwrap_or(Some(planner::CompositionPlacement {
-        plane: d.primary.handle.into(),
-        zpos: None,
-        format: planner::DRM_FORMAT_XRGB8888,
-    }));
-    let mut composited_damage = None;
-    if let Some(c) = composition {
-        let mut image = match d.slots[back].buffer.image() {
-            Ok(i) => i,
-            Err(err) => {
-                tracing::error!(%err, "drm repaint");
-                return;
-            }
-        };
-        let mut elements = d.painter.elements(&mut d.renderer, &scene, 1.0);
-        elements.retain(|e| !on_planes.contains(e.id()));
-        // At the bottom the composition shows the background; above a plane it is transparent.
-        let bottom = c.format == planner::DRM_FORMAT_XRGB8888;
-        let clear = if bottom { scene.background } else { [0.0, 0.0, 0.0, 0.0] };
-        let mut fb = match d.renderer.bind(&mut image) {
-            Ok(fb) => fb,
-            Err(err) => {
-                tracing::error!(%err, "cannot bind the composition buffer");
-                return;
-            }
-        };
-        let slot = &mut d.slots[back];
-        match slot.damage.render_output(&mut d.renderer, &mut fb, 1, &elements, Color32F::from(clear)) {
-            Ok(result) => composited_damage = result.damage.cloned(),
-            Err(err) => tracing::error!(?err, "composition failed"),
-        }
-    }
-    let composited_damage = composited_damage.filter(|d| !d.is_empty());
-    let plane_fbs: Vec<Option<framebuffer::Handle>> = match &plan {
-        Some(plan) => plan
-            .layers
-            .iter()
-            .zip(&fbs)
-            .map(|(p, fb)| matches!(p, Placement::Plane { .. }).then_some(*fb).flatten())
-            .collect(),
-        None => Vec::new(),
-    };
-    let changed = !d.modeset_done || composited_damage.is_some() || plan != d.last_plan || plane_fbs != d.last_fbs;
-    if !changed {
-        // Nothing changed: clients still get their frame callbacks at the refresh rate.
-        post_repaint(&output, &scene, now, d.refresh, d.stats.frames_presented);
-        state.display_heartbeat = Some(std::time::Instant::now());
-        state.video_presented(None, std::time::Instant::now(), false);
-        return;
-    }
-
-    let result = match &plan {
-        None => d.modeset(composition_fb).map(|()| vec![d.primary.handle.into()]),
-        Some(plan) => plan_request(d, plan, &descs, &fbs, composition_fb).and_then(|req| {
-            d.card
-                .atomic_commit(AtomicCommitFlags::NONBLOCK | AtomicCommitFlags::PAGE_FLIP_EVENT, req)
-                .map_err(|e| format!("{}: atomic commit failed: {e}", d.card.name()))?;
-            d.stats.commits += 1;
-            Ok(plan.planes())
-        }),
-    };
-    match result {
-        Ok(active) => {
-            if let Some(area) =
-                composited_damage.as_ref().map(|r| r.iter().map(|r| r.size.w as u64 * r.size.h as u64).sum::<u64>())
-            {
-                d.stats.frames_composited += 1;
-                d.stats.cpu_copied_bytes += area * 4;
-            }
-            if let Some(plan) = &plan {
-                let video_composited = origins
-                    .iter()
-                    .zip(&plan.layers)
-                    .any(|(o, p)| matches!((o, p), (Origin::Video(_), Placement::Composited { .. })));
-                if video_composited {
-                    d.stats.video_frames_composited += 1;
-                }
-                d.report = report(&descs, &origins, plan, None);
-            } else {
-                d.report = vec![LayerReport {
-                    source: "composition",
-                    name: "vitrine".into(),
-                    format: Some("XR24".into()),
-                    modifier: Some("LINEAR".into()),
-                    size: [w as u32, h as u32],
-                    plane: Some(d.primary.handle.into()),
-                    composited: false,
-                    reason: None,
-                }];
-            }
-            let buffers = origins
-                .iter()
-                .filter_map(|o| match o {
-                    Origin::Surface(s, Some(_), _) => Some(s.buffer.clone()),
-                    _ => None,
-                })
-                .collect();
-            d.in_flight = Some(InFlight { scene, buffers });
-            d.active_planes = active;
-            d.last_plan = plan;
-            d.last_fbs = plane_fbs;
-            if composition.is_some() {
-                d.back = (back + 1) % d.slots.len();
-            }
-        }
-        Err(err) => d.log_error(&err),
-    }
-}
-
-pub(super) fn drm_events(state: &mut State) {
-    let Backend::Drm(d) = &mut state.backend else { return };
-    // receive_events blocks when nothing is pending: read only what is there.
-    if !d.readable(0) {
-        return;
-    }
-    let events = match d.card.receive_events() {
-        Ok(events) => events.collect::<Vec<_>>(),
-        Err(err) => {
-            tracing::warn!(%err, "cannot read DRM events");
-            return;
-        }
-    };
-    for event in events {
-        let Event::PageFlip(flip) = event else { continue };
-        let Backend::Drm(d) = &mut state.backend else { return };
-        if flip.crtc != d.crtc {
-            continue;
-        }
-        let Some(done) = d.in_flight.take() else { continue };
-        d.stats.frames_presented += 1;
-        let video = done.video().cloned();
-        // The picture shown before this flip may go back to the decoder now.
-        d.on_screen_video = video.clone();
-        // The previous buffers left the screen with this flip: they may be released now.
-        d.on_screen = done.buffers;
-        d.fb_cache.prune(&d.card);
-        let Some(output) = d.output.clone() else { continue };
-        let when = smithay::utils::Time::<smithay::utils::Monotonic>::from(flip.duration);
-        post_repaint(&output, &done.scene, when, d.refresh, flip.frame as u64);
-        state.display_heartbeat = Some(std::time::Instant::now());
-        // Whether the picture was on a plane is counted by the DRM backend itself.
-        state.video_presented(video.as_ref(), std::time::Instant::now(), false);
-        // Paint the next frame right after the flip rather than at the next timer tick: the
-        // commit then makes the very next vblank.
-        repaint(state);
-    }
 }

@@ -76,33 +76,7 @@ impl FbCache {
         if let Some((_, fb)) = self.entries.iter().find(|(w, _)| w.upgrade().as_ref() == Some(dmabuf)) {
             return Ok((*fb, false));
         }
-        let code = dmabuf.format().code as u32;
-        let format = DrmFourcc::try_from(code).map_err(|_| format!("unknown fourcc {code:#x}"))?;
-        let mut handles = [None; 4];
-        let mut gem = Vec::new();
-        for (i, fd) in dmabuf.handles().enumerate().take(4) {
-            let handle = card.prime_fd_to_buffer(fd.as_fd()).map_err(|e| format!("PRIME import: {e}"))?;
-            handles[i] = Some(handle);
-            if !gem.contains(&handle) {
-                gem.push(handle);
-            }
-        }
-        let planes = DmabufPlanes { dmabuf, format, handles };
-        let flags = if planes.modifier().is_some() { FbCmd2Flags::MODIFIERS } else { FbCmd2Flags::empty() };
-        let result = card.add_planar_framebuffer(&planes, flags);
-        for h in gem {
-            let _ = card.close_buffer(h);
-        }
-        let fb = result.map_err(|e| {
-            format!(
-                "ADDFB2 {}x{} {} pitches {:?} offsets {:?}: {e}",
-                planes.size().0,
-                planes.size().1,
-                super::device::fourcc_name(code),
-                planes.pitches(),
-                planes.offsets()
-            )
-        })?;
+        let fb = add_framebuffer(card, dmabuf)?;
         self.entries.push((dmabuf.weak(), fb));
         Ok((fb, true))
     }
@@ -117,6 +91,38 @@ impl FbCache {
             alive
         });
     }
+}
+
+/// A framebuffer for a dmabuf: its planes imported as GEM handles (PRIME), ADDFB2, the handles
+/// closed again (the framebuffer keeps the memory).
+pub fn add_framebuffer(card: &Card, dmabuf: &Dmabuf) -> Result<framebuffer::Handle, String> {
+    let code = dmabuf.format().code as u32;
+    let format = DrmFourcc::try_from(code).map_err(|_| format!("unknown fourcc {code:#x}"))?;
+    let mut handles = [None; 4];
+    let mut gem = Vec::new();
+    for (i, fd) in dmabuf.handles().enumerate().take(4) {
+        let handle = card.prime_fd_to_buffer(fd.as_fd()).map_err(|e| format!("PRIME import: {e}"))?;
+        handles[i] = Some(handle);
+        if !gem.contains(&handle) {
+            gem.push(handle);
+        }
+    }
+    let planes = DmabufPlanes { dmabuf, format, handles };
+    let flags = if planes.modifier().is_some() { FbCmd2Flags::MODIFIERS } else { FbCmd2Flags::empty() };
+    let result = card.add_planar_framebuffer(&planes, flags);
+    for h in gem {
+        let _ = card.close_buffer(h);
+    }
+    result.map_err(|e| {
+        format!(
+            "ADDFB2 {}x{} {} pitches {:?} offsets {:?}: {e}",
+            planes.size().0,
+            planes.size().1,
+            super::device::fourcc_name(code),
+            planes.pitches(),
+            planes.offsets()
+        )
+    })
 }
 
 /// One client surface of a scene, as a candidate for a plane.

@@ -254,6 +254,8 @@ pub enum Rejection {
     TestBudget {
         tests: u32,
     },
+    /// Layers stay off planes by configuration (`[drm] hardware_planes = false`).
+    PlanesOff,
 }
 
 impl Rejection {
@@ -268,7 +270,7 @@ impl Rejection {
             | Rejection::ColorProps { plane }
             | Rejection::Zpos { plane } => Some(plane.id),
             Rejection::TestFailed { plane, .. } => plane.as_ref().map(|p| p.id),
-            Rejection::NoBuffer | Rejection::NoFreePlane | Rejection::TestBudget { .. } => None,
+            Rejection::NoBuffer | Rejection::NoFreePlane | Rejection::TestBudget { .. } | Rejection::PlanesOff => None,
         }
     }
 
@@ -276,7 +278,7 @@ impl Rejection {
     /// reason ("Esmart0 cannot rotate" beats "Smart0 has no NV12").
     fn stage(&self) -> u8 {
         match self {
-            Rejection::NoBuffer => 0,
+            Rejection::NoBuffer | Rejection::PlanesOff => 0,
             Rejection::CursorOnly { .. } => 1,
             Rejection::Format { .. } => 2,
             Rejection::Modifier { .. } => 3,
@@ -326,6 +328,7 @@ impl fmt::Display for Rejection {
             Rejection::TestFailed { plane: Some(p), error } => write!(f, "test commit with it on {p} failed: {error}"),
             Rejection::TestFailed { plane: None, error } => write!(f, "test commit failed: {error}"),
             Rejection::TestBudget { tests } => write!(f, "no plan accepted within {tests} test commits"),
+            Rejection::PlanesOff => write!(f, "hardware planes are off ([drm] hardware_planes = false)"),
         }
     }
 }
@@ -486,6 +489,8 @@ pub struct Planner {
     planes: Vec<PlaneCaps>,
     crtc_index: u32,
     primary_required: bool,
+    /// Layers may go on planes (else everything is composited onto the primary plane).
+    layers_on_planes: bool,
     max_tests: u32,
     cache: HashMap<Vec<LayerDesc>, Outcome>,
     last_rejections: Vec<Vec<Rejection>>,
@@ -503,6 +508,7 @@ impl Planner {
             planes,
             crtc_index,
             primary_required: true,
+            layers_on_planes: true,
             max_tests: DEFAULT_MAX_TESTS,
             cache: HashMap::new(),
             last_rejections: Vec::new(),
@@ -513,6 +519,12 @@ impl Planner {
     /// Whether every plan must enable the primary plane (default true).
     pub fn set_primary_required(&mut self, required: bool) {
         self.primary_required = required;
+        self.invalidate();
+    }
+
+    /// Whether layers may go on planes; false composites every layer (`[drm] hardware_planes`).
+    pub fn set_layers_on_planes(&mut self, on: bool) {
+        self.layers_on_planes = on;
         self.invalidate();
     }
 

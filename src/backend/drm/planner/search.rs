@@ -91,6 +91,8 @@ pub(super) fn run(planner: &Planner, layers: &[LayerDesc], tester: &mut dyn Comm
         let mut rejected = Vec::new();
         if !layer.kind.scanoutable() {
             rejected.push(Rejection::NoBuffer);
+        } else if !planner.layers_on_planes {
+            rejected.push(Rejection::PlanesOff);
         } else {
             for (j, plane) in planes.iter().enumerate() {
                 match check_layer(plane, layer) {

@@ -198,6 +198,22 @@ fn vkms_video_and_ui_each_get_a_plane() {
 }
 
 #[test]
+fn with_planes_off_everything_is_composited_onto_the_primary() {
+    let mut planner = Planner::new(vkms(), 0);
+    planner.set_layers_on_planes(false);
+    let mut driver = FakeDriver::new(vkms());
+    let plan = planner.plan(&[video((1920, 1080), FULL), client(FULL)], &mut driver);
+    assert_eq!(reason(&plan, 0), &Rejection::PlanesOff);
+    assert_eq!(reason(&plan, 1), &Rejection::PlanesOff);
+    assert_eq!(plan.composition.map(|c| c.plane), Some(VKMS_PRIMARY));
+    assert!(reason(&plan, 0).to_string().contains("hardware_planes = false"));
+    // Back on: the same scene gets its planes again (the cached plan is forgotten).
+    planner.set_layers_on_planes(true);
+    let plan = planner.plan(&[video((1920, 1080), FULL), client(FULL)], &mut driver);
+    assert_eq!(plan.layers, [on(VKMS_PRIMARY, None), on(40, None)]);
+}
+
+#[test]
 fn vkms_excess_layers_are_composited_at_their_z_position() {
     // A video and ten widgets; widgets 5..=7 are tiny, so compositing them costs least.
     let mut layers = vec![video((1920, 1080), FULL)];

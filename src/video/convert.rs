@@ -1,0 +1,161 @@
+//! NV12 → RGBA on the CPU: the fallback for compositing a decoded picture that no plane shows,
+//! where the renderer cannot sample YUV itself (pixman, or a software GL rasterizer: Mesa 22's
+//! softpipe crashes sampling NV12 external images). Each use maps the picture and copies it, and
+//! is counted as such.
+
+use std::os::fd::{AsFd, AsRawFd};
+
+use smithay::backend::allocator::dmabuf::Dmabuf;
+use smithay::backend::allocator::Buffer as _;
+
+/// YCbCr → RGB coefficients, 8.8 fixed point.
+#[derive(Debug, Clone, Copy)]
+struct Matrix {
+    y: i32,
+    rv: i32,
+    gu: i32,
+    gv: i32,
+    bu: i32,
+}
+
+/// BT.709, limited range (16–235 luma): what H.264 video without other signalling uses, and
+/// what vitrine programs into planes' COLOR_ENCODING/COLOR_RANGE.
+const BT709_LIMITED: Matrix = Matrix { y: 298, rv: 459, gu: -55, gv: -136, bu: 541 };
+
+/// Convert `size` pixels of an NV12 picture (a Y plane and an interleaved CbCr plane at half
+/// resolution) into RGBA rows of `size.0 * 4` bytes.
+pub fn nv12_to_rgba(y: &[u8], y_stride: usize, uv: &[u8], uv_stride: usize, size: (u32, u32), out: &mut [u8]) {
+    let (w, h) = (size.0 as usize, size.1 as usize);
+    let m = BT709_LIMITED;
+    let clamp = |v: i32| (v >> 8).clamp(0, 255) as u8;
+    for row in 0..h {
+        let y_row = &y[row * y_stride..][..w];
+        let uv_row = &uv[(row / 2) * uv_stride..][..w.div_ceil(2) * 2];
+        let out_row = &mut out[row * w * 4..][..w * 4];
+        for x in 0..w {
+            let luma = (y_row[x] as i32 - 16) * m.y;
+            let (u, v) = (uv_row[x & !1] as i32 - 128, uv_row[x | 1] as i32 - 128);
+            let px = &mut out_row[x * 4..][..4];
+            px[0] = clamp(luma + m.rv * v + 128);
+            px[1] = clamp(luma + m.gu * u + m.gv * v + 128);
+            px[2] = clamp(luma + m.bu * u + 128);
+            px[3] = 255;
+        }
+    }
+}
+
+/// A read-only CPU mapping of a whole dmabuf fd, synchronised for reading while it lives.
+struct Mapping {
+    ptr: *mut libc::c_void,
+    len: usize,
+    fd: i32,
+}
+
+const DMA_BUF_SYNC_READ: u64 = 1;
+const DMA_BUF_SYNC_START: u64 = 0;
+const DMA_BUF_SYNC_END: u64 = 4;
+/// _IOW('b', 0, struct dma_buf_sync)
+const DMA_BUF_IOCTL_SYNC: libc::c_ulong = 0x4008_6200;
+
+impl Mapping {
+    fn new(fd: std::os::fd::BorrowedFd<'_>) -> Result<Mapping, String> {
+        let fd = fd.as_raw_fd();
+        // SAFETY: plain syscalls on a dmabuf fd we hold; the mapping is unmapped on drop.
+        unsafe {
+            let len = libc::lseek(fd, 0, libc::SEEK_END);
+            if len <= 0 {
+                return Err(format!("dmabuf size: {}", std::io::Error::last_os_error()));
+            }
+            let len = len as usize;
+            let ptr = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, fd, 0);
+            if ptr == libc::MAP_FAILED {
+                return Err(format!("mapping the picture: {}", std::io::Error::last_os_error()));
+            }
+            let start: u64 = DMA_BUF_SYNC_START | DMA_BUF_SYNC_READ;
+            libc::ioctl(fd, DMA_BUF_IOCTL_SYNC, &start);
+            Ok(Mapping { ptr, len, fd })
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: the mapping is `len` bytes and lives as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: ends the CPU access begun in `new` and unmaps what it mapped.
+        unsafe {
+            let end: u64 = DMA_BUF_SYNC_END | DMA_BUF_SYNC_READ;
+            libc::ioctl(self.fd, DMA_BUF_IOCTL_SYNC, &end);
+            libc::munmap(self.ptr, self.len);
+        }
+    }
+}
+
+/// The visible `size` of an NV12 dmabuf as RGBA rows, through a CPU mapping of the buffer.
+pub fn dmabuf_nv12_to_rgba(dmabuf: &Dmabuf, size: (u32, u32)) -> Result<Vec<u8>, String> {
+    let format = dmabuf.format().code as u32;
+    if format != crate::video::v4l2::PIX_FMT_NV12 {
+        return Err(format!("cannot convert {} pictures on the CPU (NV12 only)", fourcc_text(format)));
+    }
+    let handles: Vec<_> = dmabuf.handles().collect();
+    let offsets: Vec<u32> = dmabuf.offsets().collect();
+    let strides: Vec<u32> = dmabuf.strides().collect();
+    if handles.len() != 2 || offsets.len() != 2 || strides.len() != 2 {
+        return Err(format!("an NV12 picture needs 2 planes, this one has {}", handles.len()));
+    }
+    let first = Mapping::new(handles[0].as_fd())?;
+    let second =
+        if handles[1].as_raw_fd() == handles[0].as_raw_fd() { None } else { Some(Mapping::new(handles[1].as_fd())?) };
+    let y_bytes = first.bytes();
+    let uv_bytes = second.as_ref().map(|m| m.bytes()).unwrap_or(y_bytes);
+    let (w, h) = (size.0 as usize, size.1 as usize);
+    let (y_off, uv_off) = (offsets[0] as usize, offsets[1] as usize);
+    let (y_stride, uv_stride) = (strides[0] as usize, strides[1] as usize);
+    let y_end = y_off + y_stride * h.saturating_sub(1) + w;
+    let uv_end = uv_off + uv_stride * (h.div_ceil(2)).saturating_sub(1) + w.div_ceil(2) * 2;
+    if y_stride < w || uv_stride < w || y_end > y_bytes.len() || uv_end > uv_bytes.len() {
+        return Err(format!(
+            "the NV12 planes (strides {y_stride}/{uv_stride}, offsets {y_off}/{uv_off}) do not hold {w}x{h} pixels"
+        ));
+    }
+    let mut out = vec![0u8; w * h * 4];
+    nv12_to_rgba(&y_bytes[y_off..], y_stride, &uv_bytes[uv_off..], uv_stride, size, &mut out);
+    Ok(out)
+}
+
+fn fourcc_text(code: u32) -> String {
+    code.to_le_bytes().iter().map(|&b| b as char).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limited_range_nv12_converts_to_the_expected_colours() {
+        // 4x2 pixels: black, white, 75% yellow, 75% cyan (BT.709 limited range values), each a
+        // 2x2 block (chroma is per 2x2).
+        let y_plane = [16, 16, 235, 235, 16, 16, 235, 235];
+        // Black and white share a chroma sample (neutral), one row of chroma for both rows.
+        let uv_plane = [128, 128, 128, 128];
+        let mut out = vec![0; 4 * 2 * 4];
+        nv12_to_rgba(&y_plane, 4, &uv_plane, 4, (4, 2), &mut out);
+        assert_eq!(&out[0..4], &[0, 0, 0, 255]);
+        assert_eq!(&out[8..12], &[255, 255, 255, 255]);
+
+        let (yy, yc) = (168u8, 145u8); // Y of 75% yellow and of 75% cyan (BT.709)
+        let y_plane = [yy, yy, yc, yc, yy, yy, yc, yc];
+        let uv_plane = [44, 136, 147, 44]; // (Cb, Cr) of yellow, then of cyan
+        nv12_to_rgba(&y_plane, 4, &uv_plane, 4, (4, 2), &mut out);
+        let near = |px: &[u8], rgb: [u8; 3]| px.iter().zip(rgb).all(|(a, b)| a.abs_diff(b) <= 4);
+        assert!(near(&out[0..3], [191, 191, 0]), "yellow: {:?}", &out[0..4]);
+        assert!(near(&out[8..11], [0, 191, 191]), "cyan: {:?}", &out[8..12]);
+        // Odd widths use the last chroma sample of the row.
+        let mut small = vec![0; 3 * 4];
+        nv12_to_rgba(&[235, 235, 235], 3, &[128, 128, 128, 128], 4, (3, 1), &mut small);
+        assert_eq!(&small[8..12], &[255, 255, 255, 255]);
+    }
+}

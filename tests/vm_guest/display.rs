@@ -1,0 +1,342 @@
+//! VM tests of the display side that need a vkms device of their own, made through vkms's
+//! configfs (kernel 7.x): several CRTCs and connectors whose status the test changes, which
+//! the kernel reports to vitrine as hotplug.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::common::{self, Launch, Vitrine, BG_CONFIG};
+use vitrine::control::protocol::Request;
+
+/// A vkms device made through configfs: per CRTC a primary plane, an encoder and a connector;
+/// `overlays` overlay planes every CRTC can use; a writeback connector on the first CRTC.
+/// Removed again when dropped.
+pub struct ConfigfsVkms {
+    dir: PathBuf,
+    heads: usize,
+    overlays: usize,
+    pub card: PathBuf,
+}
+
+fn write(path: &Path, value: &str) {
+    std::fs::write(path, value).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+fn link(target: &Path, dir: &Path) {
+    let name = target.file_name().unwrap();
+    std::os::unix::fs::symlink(target, dir.join(name))
+        .unwrap_or_else(|e| panic!("link {} into {}: {e}", target.display(), dir.display()));
+}
+
+impl ConfigfsVkms {
+    /// `connected[i]`: whether connector i starts connected.
+    pub fn new(name: &str, connected: &[bool], overlays: usize) -> ConfigfsVkms {
+        let root = Path::new("/sys/kernel/config");
+        if !root.join("vkms").is_dir() {
+            let _ = std::process::Command::new("mount").args(["-t", "configfs", "none", "/sys/kernel/config"]).status();
+        }
+        let dir = root.join("vkms").join(name);
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("{}: {e} (vkms without configfs?)", dir.display()));
+        let heads = connected.len();
+        for (i, on) in connected.iter().enumerate() {
+            let (plane, crtc, encoder, connector) = (
+                dir.join(format!("planes/primary{i}")),
+                dir.join(format!("crtcs/crtc{i}")),
+                dir.join(format!("encoders/encoder{i}")),
+                dir.join(format!("connectors/connector{i}")),
+            );
+            for d in [&plane, &crtc, &encoder, &connector] {
+                std::fs::create_dir(d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+            }
+            write(&plane.join("type"), "1");
+            link(&crtc, &plane.join("possible_crtcs"));
+            link(&crtc, &encoder.join("possible_crtcs"));
+            link(&encoder, &connector.join("possible_encoders"));
+            write(&connector.join("status"), if *on { "1" } else { "2" });
+        }
+        write(&dir.join("crtcs/crtc0/writeback"), "1");
+        for o in 0..overlays {
+            let plane = dir.join(format!("planes/overlay{o}"));
+            std::fs::create_dir(&plane).unwrap();
+            for i in 0..heads {
+                link(&dir.join(format!("crtcs/crtc{i}")), &plane.join("possible_crtcs"));
+            }
+        }
+        let before = cards();
+        write(&dir.join("enabled"), "1");
+        let mut card = None;
+        assert!(
+            common::wait_until(Duration::from_secs(10), || {
+                card = cards().into_iter().find(|c| !before.contains(c) && card_of_device(c, name));
+                card.is_some()
+            }),
+            "the configfs vkms device {name} got no card node"
+        );
+        ConfigfsVkms { dir, heads, overlays, card: card.unwrap() }
+    }
+
+    /// Plug (`true`) or unplug connector `i`: the kernel sends a hotplug event.
+    pub fn set_connected(&self, i: usize, connected: bool) {
+        write(&self.dir.join(format!("connectors/connector{i}/status")), if connected { "1" } else { "2" });
+    }
+}
+
+impl Drop for ConfigfsVkms {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.dir.join("enabled"), "0");
+        let unlink_all = |d: PathBuf| {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        };
+        for o in 0..self.overlays {
+            unlink_all(self.dir.join(format!("planes/overlay{o}/possible_crtcs")));
+            let _ = std::fs::remove_dir(self.dir.join(format!("planes/overlay{o}")));
+        }
+        for i in 0..self.heads {
+            unlink_all(self.dir.join(format!("connectors/connector{i}/possible_encoders")));
+            unlink_all(self.dir.join(format!("encoders/encoder{i}/possible_crtcs")));
+            unlink_all(self.dir.join(format!("planes/primary{i}/possible_crtcs")));
+            for d in [
+                format!("connectors/connector{i}"),
+                format!("encoders/encoder{i}"),
+                format!("planes/primary{i}"),
+                format!("crtcs/crtc{i}"),
+            ] {
+                let _ = std::fs::remove_dir(self.dir.join(d));
+            }
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+fn cards() -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir("/dev/dri")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("card")))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Whether /dev/dri/cardN belongs to the configfs device `name` (/sys/devices/faux/NAME/drm/cardN).
+fn card_of_device(card: &Path, name: &str) -> bool {
+    let node = card.file_name().unwrap().to_string_lossy().into_owned();
+    std::fs::canonicalize(format!("/sys/class/drm/{node}"))
+        .map(|p| p.to_string_lossy().contains(&format!("/{name}/drm/")))
+        .unwrap_or(false)
+}
+
+fn output_names(vitrine: &Vitrine) -> Vec<String> {
+    let outputs = vitrine.ok(&Request::Outputs);
+    outputs["outputs"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap().to_string()).collect()
+}
+
+/// Connectors plugged in and out while vitrine runs: outputs are added and removed, clients see
+/// wl_output globals come and go, the video moves to the output that remains, and the display
+/// keeps presenting frames throughout.
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn hotplugged_connectors_add_and_remove_outputs() {
+    use common::wl::{output_globals, setup};
+
+    super::assert_in_vm();
+    let vkms = ConfigfsVkms::new("hotplug", &[true, false], 2);
+    // vkms planes do not scale: the picture is shown 1:1 so that it can go on a plane.
+    let config = format!("{BG_CONFIG}[drm]\ndevice = \"{}\"\n[video]\nscale = \"none\"\n", vkms.card.display());
+    let vitrine = Vitrine::launch(Launch {
+        name: "vm-hotplug",
+        args: vec!["--play".into(), super::clip("640x480-high.mp4").display().to_string(), "--loop".into()],
+        config,
+        env: Vec::new(),
+        runtime: None,
+        wrapper: Vec::new(),
+    });
+    assert_eq!(vitrine.ok(&Request::Version)["backend"], "drm");
+    let first = output_names(&vitrine);
+    assert_eq!(first.len(), 1, "one connector is connected: {first:?}");
+
+    let stream = std::os::unix::net::UnixStream::connect(vitrine.runtime.join(&vitrine.socket)).unwrap();
+    let conn = wayland_client::Connection::from_socket(stream).unwrap();
+    let (_g, mut queue, mut client) = setup(&conn);
+    let initial = output_globals(&conn);
+    assert_eq!(initial.len(), 1, "one wl_output at start");
+
+    // Plug the second display in.
+    vkms.set_connected(1, true);
+    assert!(
+        common::wait_until(Duration::from_secs(20), || output_names(&vitrine).len() == 2),
+        "no output added for the plugged connector; log:\n{}",
+        vitrine.log()
+    );
+    common::wl::dispatch_until(&mut queue, &mut client, |c| !c.outputs_announced.is_empty());
+    let both = output_names(&vitrine);
+    let second = both.iter().find(|n| !first.contains(n)).cloned().unwrap();
+    let video_output = |vitrine: &Vitrine| -> Option<(String, serde_json::Value)> {
+        let planes = vitrine.ok(&Request::Planes);
+        planes["outputs"].as_array().unwrap().iter().find_map(|o| {
+            let video = o["layers"].as_array()?.iter().find(|l| l["source"] == "video")?.clone();
+            Some((o["name"].as_str()?.to_string(), video))
+        })
+    };
+    assert!(
+        common::wait_until(Duration::from_secs(20), || video_output(&vitrine)
+            .is_some_and(|(o, v)| o == first[0] && v["composited"] == false)),
+        "the video is on a plane of the first output: {}",
+        vitrine.ok(&Request::Planes)
+    );
+    // Each output is lit by its own CRTC and presents frames.
+    let stats = vitrine.ok(&Request::Stats);
+    assert_eq!(stats["outputs_added"], 2, "{stats}");
+
+    // Unplug the first display: its output goes, the video moves to the one that is left.
+    vkms.set_connected(0, false);
+    assert!(
+        common::wait_until(Duration::from_secs(20), || output_names(&vitrine) == vec![second.clone()]),
+        "the unplugged connector's output is still there: {:?}; log:\n{}",
+        output_names(&vitrine),
+        vitrine.log()
+    );
+    common::wl::dispatch_until(&mut queue, &mut client, |c| c.globals_removed.contains(&initial[0]));
+    assert!(
+        common::wait_until(Duration::from_secs(20), || video_output(&vitrine)
+            .is_some_and(|(o, v)| o == second && v["composited"] == false)),
+        "the video did not move onto a plane of the remaining output: {}",
+        vitrine.ok(&Request::Planes)
+    );
+    let before = vitrine.ok(&Request::Stats);
+    std::thread::sleep(Duration::from_secs(2));
+    let after = vitrine.ok(&Request::Stats);
+    assert!(
+        after["frames_presented"].as_u64() > before["frames_presented"].as_u64(),
+        "the remaining output presents frames: {after}"
+    );
+    assert!(after["video"]["frames_presented"].as_u64() > before["video"]["frames_presented"].as_u64(), "{after}");
+    assert_eq!(after["outputs_removed"], 1, "{after}");
+
+    // And back: the first display is plugged in again.
+    vkms.set_connected(0, true);
+    assert!(
+        common::wait_until(Duration::from_secs(20), || output_names(&vitrine).len() == 2),
+        "the replugged connector got no output; log:\n{}",
+        vitrine.log()
+    );
+    let mut vitrine = vitrine;
+    assert!(vitrine.is_running(), "vitrine survived the hotplugs");
+}
+
+/// Where no plane takes them, the composition shows a client and the decoded video correctly
+/// (position, orientation, colours), with either renderer: GLES (Mesa's softpipe here: the video
+/// is converted on the CPU first, and counted) and pixman.
+fn composition_shows_client_and_video(renderer: &str) {
+    use common::wl::{dispatch_until, setup, solid_buffer, toplevel};
+    use wayland_client::Proxy;
+
+    super::assert_in_vm();
+    let name = format!("vm-compose-{renderer}");
+    let config = format!("{BG_CONFIG}[drm]\nhardware_planes = false\n");
+    let vitrine = Vitrine::launch(Launch {
+        name: &name,
+        args: vec![
+            "--renderer".into(),
+            renderer.into(),
+            "--play".into(),
+            super::clip("640x480-high.mp4").display().to_string(),
+            "--loop".into(),
+        ],
+        config,
+        env: Vec::new(),
+        runtime: None,
+        wrapper: Vec::new(),
+    });
+    let stats = vitrine.ok(&Request::Stats);
+    assert_eq!(stats["renderer"], renderer, "{stats}");
+
+    // A client that draws less than the output: centred above the video.
+    let stream = std::os::unix::net::UnixStream::connect(vitrine.runtime.join(&vitrine.socket)).unwrap();
+    let conn = wayland_client::Connection::from_socket(stream).unwrap();
+    let (g, mut queue, mut client) = setup(&conn);
+    let qh = queue.handle();
+    let w = toplevel(&g, &qh, "vitrine.test.small");
+    let (id, xid) = (w.toplevel.id().protocol_id(), w.xdg.id().protocol_id());
+    dispatch_until(&mut queue, &mut client, |c| c.configures.contains_key(&id) && c.pending_serial.contains_key(&xid));
+    w.xdg.ack_configure(client.pending_serial[&xid]);
+    let green = [20u8, 200, 40];
+    let buffer = solid_buffer(&g, &qh, 200, 100, green);
+    w.surface.attach(Some(&buffer), 0, 0);
+    w.surface.damage_buffer(0, 0, 200, 100);
+    w.surface.commit();
+    queue.roundtrip(&mut client).unwrap();
+
+    assert!(
+        common::wait_until(Duration::from_secs(60), || {
+            vitrine.ok(&Request::Stats)["video"]["frames_presented"].as_u64().unwrap_or(0) >= 3
+        }),
+        "no video frame presented; log:\n{}",
+        vitrine.log()
+    );
+    assert_eq!(vitrine.ok(&Request::Pause)["paused"], true);
+    let image = vitrine.wait_for_pixels("composed", Duration::from_secs(30), |img| {
+        common::count_near(img, green, 12) >= 200 * 100 * 9 / 10
+    });
+    // 640x480 fits 1024x768 exactly: the video fills the output; the client sits in the middle.
+    assert_eq!((image.width, image.height), (1024, 768));
+    assert!(image.fraction_differing((412, 334, 200, 100), green, 12) < 0.02, "the client is not centred");
+    // visl's picture: colour bars left to right (grey, yellow, cyan, green, magenta, red, blue),
+    // its text in the top left corner. Upright and unmirrored, scaled by 1.6.
+    let mean_x = |rgb: [u8; 3]| {
+        let (mut sum, mut n) = (0u64, 0u64);
+        for y in (0..image.height).step_by(4) {
+            for x in (0..image.width).step_by(4) {
+                if image.pixel(x, y).iter().zip(rgb).all(|(a, b)| a.abs_diff(b) <= 24) {
+                    sum += x as u64;
+                    n += 1;
+                }
+            }
+        }
+        assert!(n > 500, "colour {rgb:?} is (almost) missing: {n} samples");
+        sum / n
+    };
+    let (yellow, cyan, blue) = (mean_x([191, 191, 0]), mean_x([0, 191, 191]), mean_x([0, 0, 191]));
+    assert!(yellow < cyan && cyan < blue, "bars out of order (mirrored?): yellow {yellow}, cyan {cyan}, blue {blue}");
+    let dark_in = |y0: u32, y1: u32| {
+        (y0..y1)
+            .step_by(2)
+            .flat_map(|y| (0..200).step_by(2).map(move |x| (x, y)))
+            .filter(|&(x, y)| image.pixel(x, y).iter().take(3).all(|c| *c < 40))
+            .count()
+    };
+    assert!(
+        dark_in(0, 200) > 10 * dark_in(568, 768).max(1),
+        "visl's text is not at the top: the picture is upside down"
+    );
+
+    let planes = vitrine.ok(&Request::Planes);
+    let layers = planes["outputs"][0]["layers"].as_array().unwrap().clone();
+    let video = layers.iter().find(|l| l["source"] == "video").expect("video layer");
+    assert_eq!(video["composited"], true, "{planes}");
+    assert!(video["reason"].as_str().unwrap().contains("hardware_planes"), "{planes}");
+    let stats = vitrine.ok(&Request::Stats);
+    assert!(stats["frames_composited"].as_u64().unwrap() > 0, "{stats}");
+    // Neither softpipe nor pixman samples NV12: each picture was mapped and converted, counted.
+    let video_stats = &stats["video"];
+    assert!(video_stats["frame_mappings"].as_u64().unwrap() >= 3, "{stats}");
+    assert!(video_stats["cpu_copied_bytes"].as_u64().unwrap() >= 3 * 640 * 480 * 4, "{stats}");
+    assert!(video_stats["frames_composited"].as_u64().unwrap() >= 3, "{stats}");
+    assert!(stats["cpu_copied_bytes"].as_u64().unwrap() > 0, "CPU composition is counted: {stats}");
+}
+
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn gles_composition_shows_client_and_video() {
+    composition_shows_client_and_video("gles");
+}
+
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn pixman_composition_shows_client_and_video() {
+    composition_shows_client_and_video("pixman");
+}
