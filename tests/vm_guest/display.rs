@@ -340,3 +340,57 @@ fn gles_composition_shows_client_and_video() {
 fn pixman_composition_shows_client_and_video() {
     composition_shows_client_and_video("pixman");
 }
+
+/// An external decoder client: GStreamer's `v4l2slh264dec ! waylandsink` decodes on visl and
+/// hands its NV12 dmabufs to vitrine, which scans them out on a plane without touching them.
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn gstreamer_waylandsink_dmabufs_go_on_a_plane() {
+    super::assert_in_vm();
+    common::require("gst-launch-1.0");
+    // The output is the picture's size: the client's surface is shown 1:1 (vkms does not scale).
+    let config = format!("{BG_CONFIG}[drm]\nmode = \"640x480\"\n");
+    let mut vitrine = Vitrine::launch(Launch {
+        name: "vm-waylandsink",
+        args: Vec::new(),
+        config,
+        env: Vec::new(),
+        runtime: None,
+        wrapper: Vec::new(),
+    });
+    let clip = super::clip("640x480-10s.mp4");
+    vitrine.spawn_client(
+        "gst-launch-1.0",
+        &["filesrc", &format!("location={}", clip.display()), "!", "qtdemux", "!", "h264parse", "!", "v4l2slh264dec"]
+            .into_iter()
+            .chain(["!", "waylandsink"])
+            .collect::<Vec<&str>>(),
+    );
+    let on_plane = |vitrine: &Vitrine| -> Option<serde_json::Value> {
+        let planes = vitrine.ok(&Request::Planes);
+        let layers = planes["outputs"][0]["layers"].as_array()?.clone();
+        layers.into_iter().find(|l| l["source"] == "client" && l["format"] == "NV12" && l["composited"] == false)
+    };
+    assert!(
+        common::wait_until(Duration::from_secs(60), || on_plane(&vitrine).is_some()),
+        "the client's NV12 dmabuf is not on a plane: {}\nlog:\n{}",
+        vitrine.ok(&Request::Planes),
+        vitrine.log()
+    );
+    let layer = on_plane(&vitrine).unwrap();
+    assert_eq!(layer["size"], serde_json::json!([640, 480]), "{layer}");
+    // Steady state while it plays: frames are presented and nothing is copied.
+    let before = vitrine.ok(&Request::Stats);
+    std::thread::sleep(Duration::from_secs(2));
+    let after = vitrine.ok(&Request::Stats);
+    let delta = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
+    assert!(delta("frames_presented") >= 10, "{after}");
+    assert_eq!(delta("cpu_copied_bytes"), 0, "the client's pictures are not copied: {after}");
+    assert_eq!(delta("test_commits"), 0, "steady state needs no test commits: {after}");
+    // What the plane shows is visl's picture: its colour bars.
+    let image = vitrine.screenshot("writeback");
+    assert_eq!((image.width, image.height), (640, 480));
+    assert!(common::count_near(&image, [191, 191, 0], 24) > 5_000, "yellow bar missing");
+    assert!(common::count_near(&image, [0, 191, 191], 24) > 5_000, "cyan bar missing");
+    assert!(vitrine.is_running());
+}

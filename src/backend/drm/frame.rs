@@ -148,14 +148,14 @@ fn describe(
                             None
                         }
                     });
-                    let desc = match (&s.dmabuf, fb) {
-                        (Some(dmabuf), Some(_)) => {
+                    let desc = match (&s.dmabuf, fb, s.src) {
+                        (Some(dmabuf), Some(_), Some(src)) => {
                             let format = dmabuf.format();
                             LayerDesc {
                                 kind: LayerKind::Client,
                                 format: format.code as u32,
                                 modifier: u64::from(format.modifier),
-                                src_size: s.buffer_size,
+                                src_size: (src.2, src.3),
                                 dst: rect(s.dst),
                                 rotation: 0,
                                 needs_color: false,
@@ -219,14 +219,15 @@ fn describe(
     (descs, origins)
 }
 
-/// Plane state for one layer (or the composition buffer).
+/// Plane state for one layer (or the composition buffer); `src` is the part of the buffer shown
+/// (x, y, w, h in pixels).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn set_plane(
     head: &Head,
     req: &mut AtomicModeReq,
     plane: u32,
     fb: framebuffer::Handle,
-    src: (u32, u32),
+    src: (u32, u32, u32, u32),
     dst: (i32, i32, u32, u32),
     zpos: Option<u64>,
     yuv: bool,
@@ -237,10 +238,10 @@ pub(super) fn set_plane(
     let prop = |name: &str| p.handle(name).ok_or_else(|| format!("plane {plane} lacks {name}"));
     req.add_property(h, prop("FB_ID")?, Value::Framebuffer(Some(fb)));
     req.add_property(h, prop("CRTC_ID")?, Value::CRTC(Some(head.crtc)));
-    req.add_property(h, prop("SRC_X")?, Value::UnsignedRange(0));
-    req.add_property(h, prop("SRC_Y")?, Value::UnsignedRange(0));
-    req.add_property(h, prop("SRC_W")?, Value::UnsignedRange((src.0 as u64) << 16));
-    req.add_property(h, prop("SRC_H")?, Value::UnsignedRange((src.1 as u64) << 16));
+    req.add_property(h, prop("SRC_X")?, Value::UnsignedRange((src.0 as u64) << 16));
+    req.add_property(h, prop("SRC_Y")?, Value::UnsignedRange((src.1 as u64) << 16));
+    req.add_property(h, prop("SRC_W")?, Value::UnsignedRange((src.2 as u64) << 16));
+    req.add_property(h, prop("SRC_H")?, Value::UnsignedRange((src.3 as u64) << 16));
     req.add_property(h, prop("CRTC_X")?, Value::SignedRange(dst.0 as i64));
     req.add_property(h, prop("CRTC_Y")?, Value::SignedRange(dst.1 as i64));
     req.add_property(h, prop("CRTC_W")?, Value::UnsignedRange(dst.2 as u64));
@@ -270,25 +271,33 @@ pub(super) fn disable_plane(info: &PlaneInfo, req: &mut AtomicModeReq) -> Result
     Ok(())
 }
 
+/// A layer's buffer on a plane: its framebuffer and where in the buffer the shown part starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Scanout {
+    fb: framebuffer::Handle,
+    src_pos: (u32, u32),
+}
+
 /// The atomic request for a plan: its planes on, every other plane of the head that was on, off.
 fn plan_request(
     head: &Head,
     plan: &Plan,
     descs: &[LayerDesc],
-    fbs: &[Option<framebuffer::Handle>],
+    buffers: &[Option<Scanout>],
     composition_fb: framebuffer::Handle,
 ) -> Result<AtomicModeReq, String> {
     let mut req = AtomicModeReq::new();
     for (i, placement) in plan.layers.iter().enumerate() {
         if let Placement::Plane { plane, zpos } = placement {
-            let fb = fbs[i].ok_or("a layer without framebuffer was placed on a plane")?;
+            let b = buffers[i].ok_or("a layer without framebuffer was placed on a plane")?;
             let desc = &descs[i];
-            set_plane(head, &mut req, *plane, fb, desc.src_size, desc.dst, *zpos, is_yuv(desc.format))?;
+            let src = (b.src_pos.0, b.src_pos.1, desc.src_size.0, desc.src_size.1);
+            set_plane(head, &mut req, *plane, b.fb, src, desc.dst, *zpos, is_yuv(desc.format))?;
         }
     }
     let (w, h) = head.size();
     if let Some(c) = plan.composition {
-        set_plane(head, &mut req, c.plane, composition_fb, (w, h), (0, 0, w, h), c.zpos, false)?;
+        set_plane(head, &mut req, c.plane, composition_fb, (0, 0, w, h), (0, 0, w, h), c.zpos, false)?;
     }
     let used = plan.planes();
     for plane in &head.active_planes {
@@ -303,13 +312,13 @@ fn plan_request(
 struct Tester<'a> {
     card: &'a Card,
     head: &'a Head,
-    fbs: &'a [Option<framebuffer::Handle>],
+    buffers: &'a [Option<Scanout>],
     composition_fb: framebuffer::Handle,
 }
 
 impl CommitTester for Tester<'_> {
     fn test(&mut self, plan: &Plan, layers: &[LayerDesc]) -> Result<(), String> {
-        let req = plan_request(self.head, plan, layers, self.fbs, self.composition_fb)?;
+        let req = plan_request(self.head, plan, layers, self.buffers, self.composition_fb)?;
         self.card
             .atomic_commit(AtomicCommitFlags::TEST_ONLY | AtomicCommitFlags::NONBLOCK, req)
             .map_err(|e| e.to_string())
@@ -342,7 +351,7 @@ fn modeset(
         disable_plane(plane, &mut req)?;
     }
     let (w, h) = head.size();
-    set_plane(head, &mut req, head.primary.handle.into(), fb, (w, h), (0, 0, w, h), None, false)?;
+    set_plane(head, &mut req, head.primary.handle.into(), fb, (0, 0, w, h), (0, 0, w, h), None, false)?;
     let flags = AtomicCommitFlags::PAGE_FLIP_EVENT | AtomicCommitFlags::NONBLOCK | AtomicCommitFlags::ALLOW_MODESET;
     card.atomic_commit(flags, req).map_err(|e| format!("{}: modeset of {} failed: {e}", card.name(), head.name()))?;
     head.modeset_done = true;
@@ -386,10 +395,13 @@ pub(super) fn repaint(state: &mut State, crtc: crtc::Handle) {
     // The first frame sets the mode, with everything composited on the primary plane.
     let (descs, origins, plan, fbs) = if head.modeset_done {
         let (descs, origins) = describe(card, fb_cache, stats, &scene, (w as i32, h as i32));
-        let fbs: Vec<Option<framebuffer::Handle>> = origins
+        let fbs: Vec<Option<Scanout>> = origins
             .iter()
             .map(|o| match o {
-                Origin::Surface(_, fb, _) | Origin::Video(fb) => *fb,
+                Origin::Surface(s, fb, _) => {
+                    fb.map(|fb| Scanout { fb, src_pos: s.src.map(|r| (r.0, r.1)).unwrap_or((0, 0)) })
+                }
+                Origin::Video(fb) => fb.map(|fb| Scanout { fb, src_pos: (0, 0) }),
                 _ => None,
             })
             .collect();
@@ -397,7 +409,7 @@ pub(super) fn repaint(state: &mut State, crtc: crtc::Handle) {
         let tests_before = head.planner.test_commits();
         let plan = {
             let mut planner = std::mem::replace(&mut head.planner, planner::Planner::new(Vec::new(), 0));
-            let plan = planner.plan(&descs, &mut Tester { card, head, fbs: &fbs, composition_fb });
+            let plan = planner.plan(&descs, &mut Tester { card, head, buffers: &fbs, composition_fb });
             head.planner = planner;
             plan
         };
@@ -443,7 +455,7 @@ pub(super) fn repaint(state: &mut State, crtc: crtc::Handle) {
         }
     }
     let composited_damage = composited_damage.filter(|d| !d.is_empty());
-    let plane_fbs: Vec<Option<framebuffer::Handle>> = match &plan {
+    let plane_fbs: Vec<Option<Scanout>> = match &plan {
         Some(plan) => plan
             .layers
             .iter()

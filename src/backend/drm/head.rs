@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use drm::control::{crtc, framebuffer};
+use drm::control::crtc;
 use smithay::backend::renderer::damage::OutputDamageTracker;
 use smithay::output::Output;
 use smithay::reexports::calloop::RegistrationToken;
@@ -45,8 +45,8 @@ pub struct Head {
     pub planner: planner::Planner,
     /// Planes enabled by the last commit.
     pub active_planes: Vec<u32>,
-    /// Framebuffers of the last commit's plane layers, to skip commits that change nothing.
-    pub last_fbs: Vec<Option<framebuffer::Handle>>,
+    /// Buffers of the last commit's plane layers, to skip commits that change nothing.
+    pub(super) last_fbs: Vec<Option<frame::Scanout>>,
     pub last_plan: Option<planner::Plan>,
     /// What `vitrine msg planes` reports for this output.
     pub report: Vec<LayerReport>,

@@ -134,6 +134,9 @@ pub struct SurfaceLayer {
     pub dmabuf: Option<Dmabuf>,
     /// Buffer size in pixels.
     pub buffer_size: (u32, u32),
+    /// The part of the buffer shown (wp_viewport's source), in buffer pixels: x, y, w, h.
+    /// `None` when the buffer is transformed (it is then composited, not scanned out).
+    pub src: Option<(u32, u32, u32, u32)>,
     /// Where the surface is shown, output-local.
     pub dst: Rectangle<i32, Logical>,
 }
@@ -169,6 +172,11 @@ pub fn surface_layers(scene: &Scene) -> Vec<(usize, SurfaceLayer)> {
                 let dims = data.buffer_size().unwrap_or_default();
                 let scale = data.buffer_scale().max(1);
                 let dmabuf = get_dmabuf(buffer).ok().cloned();
+                let src = (data.buffer_transform() == smithay::utils::Transform::Normal).then(|| {
+                    let s = view.src.to_f64();
+                    let px = |v: f64| (v * scale as f64).round().max(0.0) as u32;
+                    (px(s.loc.x), px(s.loc.y), px(s.size.w), px(s.size.h))
+                });
                 out.push((
                     index,
                     SurfaceLayer {
@@ -176,6 +184,7 @@ pub fn surface_layers(scene: &Scene) -> Vec<(usize, SurfaceLayer)> {
                         buffer: buffer.clone(),
                         dmabuf,
                         buffer_size: ((dims.w * scale) as u32, (dims.h * scale) as u32),
+                        src,
                         dst: Rectangle::new(*loc + view.offset, view.dst),
                     },
                 ));
