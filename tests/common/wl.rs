@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use wayland_client::globals::{registry_queue_init, GlobalListContents};
@@ -14,6 +14,7 @@ use wayland_client::protocol::{
 use wayland_client::{delegate_noop, Connection, Dispatch, EventQueue, Proxy, QueueHandle, WEnum};
 use wayland_protocols::wp::linux_dmabuf::zv1::client::{
     zwp_linux_buffer_params_v1::{self, ZwpLinuxBufferParamsV1},
+    zwp_linux_dmabuf_feedback_v1::{self, ZwpLinuxDmabufFeedbackV1},
     zwp_linux_dmabuf_v1::ZwpLinuxDmabufV1,
 };
 use wayland_protocols::xdg::decoration::zv1::client::{
@@ -39,6 +40,32 @@ pub struct Client {
     /// wl_output globals announced after start-up, and global names removed (any interface).
     pub outputs_announced: Vec<u32>,
     pub globals_removed: Vec<u32>,
+    /// linux-dmabuf feedback received, as of its last `done`.
+    pub feedback: Option<Feedback>,
+    pending_feedback: Feedback,
+    pending_tranche: Tranche,
+    feedback_table: Vec<(u32, u64)>,
+}
+
+/// A linux-dmabuf feedback as a client sees it.
+#[derive(Debug, Default, Clone)]
+pub struct Feedback {
+    pub tranches: Vec<Tranche>,
+    /// How many `done` events came so far.
+    pub updates: u32,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Tranche {
+    pub scanout: bool,
+    /// (fourcc, modifier) pairs.
+    pub formats: Vec<(u32, u64)>,
+}
+
+impl Feedback {
+    pub fn scanout(&self) -> Option<&Tranche> {
+        self.tranches.iter().find(|t| t.scanout)
+    }
 }
 
 pub struct Globals {
@@ -68,7 +95,7 @@ pub fn setup(conn: &Connection) -> (Globals, EventQueue<Client>, Client) {
         wm_base: globals.bind(&qh, 1..=6, ()).unwrap(),
         decoration: globals.bind(&qh, 1..=1, ()).unwrap(),
         _seat: seat,
-        dmabuf: globals.bind(&qh, 3..=3, ()).ok(),
+        dmabuf: globals.bind(&qh, 3..=5, ()).ok(),
     };
     let mut client = Client::default();
     queue.roundtrip(&mut client).unwrap();
@@ -239,6 +266,68 @@ impl Dispatch<WlTouch, ()> for Client {
     }
 }
 delegate_noop!(Client: ignore ZwpLinuxDmabufV1);
+
+impl Dispatch<ZwpLinuxDmabufFeedbackV1, ()> for Client {
+    fn event(
+        state: &mut Self,
+        _: &ZwpLinuxDmabufFeedbackV1,
+        event: zwp_linux_dmabuf_feedback_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        use zwp_linux_dmabuf_feedback_v1::Event;
+        match event {
+            Event::FormatTable { fd, size } => {
+                // 16 bytes an entry: u32 format, u32 padding, u64 modifier.
+                let ptr = unsafe {
+                    libc::mmap(
+                        std::ptr::null_mut(),
+                        size as usize,
+                        libc::PROT_READ,
+                        libc::MAP_PRIVATE,
+                        fd.as_raw_fd(),
+                        0,
+                    )
+                };
+                assert_ne!(ptr, libc::MAP_FAILED, "cannot map the format table");
+                let bytes = unsafe { std::slice::from_raw_parts(ptr as *const u8, size as usize) };
+                state.feedback_table = bytes
+                    .chunks_exact(16)
+                    .map(|e| {
+                        (
+                            u32::from_ne_bytes(e[0..4].try_into().unwrap()),
+                            u64::from_ne_bytes(e[8..16].try_into().unwrap()),
+                        )
+                    })
+                    .collect();
+                unsafe { libc::munmap(ptr, size as usize) };
+            }
+            Event::TrancheFormats { indices } => {
+                let table = &state.feedback_table;
+                state.pending_tranche.formats.extend(
+                    indices
+                        .chunks_exact(2)
+                        .filter_map(|i| table.get(u16::from_ne_bytes([i[0], i[1]]) as usize).copied()),
+                );
+            }
+            Event::TrancheFlags { flags: WEnum::Value(flags) } => {
+                state.pending_tranche.scanout = flags.contains(zwp_linux_dmabuf_feedback_v1::TrancheFlags::Scanout);
+            }
+            Event::TrancheDone => {
+                let tranche = std::mem::take(&mut state.pending_tranche);
+                state.pending_feedback.tranches.push(tranche);
+            }
+            Event::Done => {
+                let mut done = std::mem::take(&mut state.pending_feedback);
+                done.updates = state.feedback.as_ref().map(|f| f.updates).unwrap_or(0) + 1;
+                state.feedback = Some(done);
+            }
+            _ => {}
+        }
+    }
+}
+
 delegate_noop!(Client: ignore ZwpLinuxBufferParamsV1);
 
 /// A dmabuf made from memory through /dev/udmabuf, with its memfd to write pixels through.

@@ -394,3 +394,54 @@ fn gstreamer_waylandsink_dmabufs_go_on_a_plane() {
     assert!(common::count_near(&image, [0, 191, 191], 24) > 5_000, "cyan bar missing");
     assert!(vitrine.is_running());
 }
+
+/// Per-surface linux-dmabuf feedback: a fullscreen surface is told the formats of the planes that
+/// could show it (a scanout tranche with NV12 and XRGB8888, linear); with hardware planes off, no
+/// plane can, and the feedback says so (no scanout tranche).
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn surface_feedback_names_the_planes_that_could_show_the_surface() {
+    use common::wl::{dispatch_until, map, setup, toplevel};
+    use wayland_client::Proxy;
+
+    super::assert_in_vm();
+    const XR24: u32 = u32::from_le_bytes(*b"XR24");
+    const NV12: u32 = u32::from_le_bytes(*b"NV12");
+    for planes_on in [true, false] {
+        let vitrine = Vitrine::launch(Launch {
+            name: if planes_on { "vm-feedback" } else { "vm-feedback-off" },
+            args: Vec::new(),
+            config: format!("{BG_CONFIG}[drm]\nhardware_planes = {planes_on}\n"),
+            env: Vec::new(),
+            runtime: None,
+            wrapper: Vec::new(),
+        });
+        let stream = std::os::unix::net::UnixStream::connect(vitrine.runtime.join(&vitrine.socket)).unwrap();
+        let conn = wayland_client::Connection::from_socket(stream).unwrap();
+        let (g, mut queue, mut client) = setup(&conn);
+        let qh = queue.handle();
+        let w = toplevel(&g, &qh, "vitrine.test.feedback");
+        let dmabuf = g.dmabuf.as_ref().expect("zwp_linux_dmabuf_v1");
+        assert!(dmabuf.version() >= 4, "linux-dmabuf v4+ (surface feedback): got v{}", dmabuf.version());
+        let _feedback = dmabuf.get_surface_feedback(&w.surface, &qh, ());
+        dispatch_until(&mut queue, &mut client, |c| c.feedback.is_some());
+        let first = client.feedback.clone().unwrap();
+        assert!(!first.tranches.is_empty(), "{first:?}");
+        // Once the surface is shown, its feedback is about where it is.
+        map(&g, &mut queue, &mut client, &w, [40, 80, 120]);
+        let settled = |c: &common::wl::Client| {
+            c.feedback.as_ref().is_some_and(|f| if planes_on { f.scanout().is_some() } else { f.scanout().is_none() })
+        };
+        dispatch_until(&mut queue, &mut client, settled);
+        let feedback = client.feedback.clone().unwrap();
+        if planes_on {
+            let scanout = feedback.scanout().unwrap();
+            assert!(scanout.formats.contains(&(XR24, 0)), "XRGB8888 linear for scanout: {feedback:?}");
+            assert!(scanout.formats.contains(&(NV12, 0)), "NV12 linear for scanout: {feedback:?}");
+        } else {
+            assert!(feedback.updates >= 2, "the feedback was updated for the surface: {feedback:?}");
+            let render = &feedback.tranches[0];
+            assert!(render.formats.contains(&(XR24, 0)), "composition still takes XRGB8888: {feedback:?}");
+        }
+    }
+}

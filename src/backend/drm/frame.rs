@@ -386,7 +386,7 @@ pub(super) fn repaint(state: &mut State, crtc: crtc::Handle) {
     let scene = state.scene_for_output(&output);
     let now = state.clock.now();
     let Backend::Drm(d) = &mut state.backend else { return };
-    let Drm { card, heads, compositor, painter, fb_cache, stats, writeback, last_error, .. } = &mut **d;
+    let Drm { card, heads, compositor, painter, fb_cache, stats, writeback, last_error, feedback, .. } = &mut **d;
     let Some(head) = heads.iter_mut().find(|h| h.crtc == crtc) else { return };
     let (w, h) = head.size();
     let back = head.back;
@@ -415,6 +415,13 @@ pub(super) fn repaint(state: &mut State, crtc: crtc::Handle) {
         };
         stats.test_commits += head.planner.test_commits() - tests_before;
         if head.planner.stats().searches != searches {
+            // A new scene shape: tell each client surface which planes could take it.
+            let planes = if head.planner.layers_on_planes() { head.planner.planes() } else { &[] };
+            for (desc, origin) in descs.iter().zip(&origins) {
+                if let Origin::Surface(s, _, _) = origin {
+                    feedback.update(&s.surface, planes, desc);
+                }
+            }
             tracing::debug!(target: "planes", output = %output.name(), plan = %plan, "new plan");
             for (i, rejections) in head.planner.rejections().iter().enumerate() {
                 for r in rejections {

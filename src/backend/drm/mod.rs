@@ -5,6 +5,7 @@
 
 pub mod compose;
 pub mod device;
+mod feedback;
 mod frame;
 pub mod head;
 pub mod kms;
@@ -89,6 +90,8 @@ pub struct Drm {
     writeback: Option<Writeback>,
     /// Only layers on hardware planes when true (`[drm] hardware_planes`).
     hardware_planes: bool,
+    /// Per-surface linux-dmabuf feedback.
+    feedback: feedback::SurfaceFeedback,
     last_error: Option<Instant>,
     pub stats: KmsStats,
 }
@@ -171,6 +174,11 @@ impl Drm {
         );
         let painter = Painter::default();
         painter.set_yuv_on_cpu(!compose::samples_yuv(&compositor));
+        let dev = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(path).map(|m| m.rdev()).map_err(|e| format!("{}: {e}", path.display()))?
+        };
+        let feedback = feedback::SurfaceFeedback::new(dev, compositor.dmabuf_formats());
         let drm = Drm {
             card,
             planes,
@@ -186,6 +194,7 @@ impl Drm {
             fb_cache: scanout::FbCache::default(),
             writeback,
             hardware_planes: state.config.drm.hardware_planes,
+            feedback,
             last_error: None,
             stats: KmsStats::default(),
         };

@@ -378,6 +378,20 @@ pub fn check_layer(plane: &PlaneCaps, layer: &LayerDesc) -> Result<(), Rejection
     Ok(())
 }
 
+/// Could `plane` show a layer of this geometry (size, scaling, rotation, placement) if its buffer
+/// had a format the plane takes? What a client is told to allocate for (dmabuf feedback).
+pub fn geometry_fits(plane: &PlaneCaps, layer: &LayerDesc) -> bool {
+    let Some(f) = plane.formats.first() else { return false };
+    let probe = LayerDesc {
+        kind: if layer.kind == LayerKind::Cursor { LayerKind::Cursor } else { LayerKind::Client },
+        format: f.format,
+        modifier: f.modifier,
+        needs_color: false,
+        ..*layer
+    };
+    check_layer(plane, &probe).is_ok()
+}
+
 /// Can `plane` show the composition buffer in `format` (output-sized, LINEAR, unscaled)?
 pub fn check_composition(plane: &PlaneCaps, format: u32) -> Result<(), Rejection> {
     if plane.kind == PlaneKind::Cursor {
@@ -526,6 +540,10 @@ impl Planner {
     pub fn set_layers_on_planes(&mut self, on: bool) {
         self.layers_on_planes = on;
         self.invalidate();
+    }
+
+    pub fn layers_on_planes(&self) -> bool {
+        self.layers_on_planes
     }
 
     /// Tester calls allowed per search, fallback included (at least 1).
