@@ -68,6 +68,8 @@ pub struct DrmConfig {
     /// Put layers on hardware planes; false composites everything onto the primary plane (for
     /// boards whose planes misbehave, and for testing composition).
     pub hardware_planes: bool,
+    /// How the screens are mounted: turned this many degrees clockwise (portrait: 90 or 270).
+    pub rotation: crate::rotation::Rotation,
 }
 
 impl Default for DrmConfig {
@@ -78,6 +80,7 @@ impl Default for DrmConfig {
             mode: String::new(),
             renderer: Default::default(),
             hardware_planes: true,
+            rotation: Default::default(),
         }
     }
 }
@@ -158,11 +161,13 @@ pub struct InputConfig {
     /// The pointer is hidden until a pointer device moves, and again after this long without motion
     /// (0: never hide it again once shown).
     pub hide_pointer_after_ms: u64,
+    /// The output touchscreens are on, by name (e.g. "HDMI-A-1"); empty: the first output.
+    pub touch_output: String,
 }
 
 impl Default for InputConfig {
     fn default() -> Self {
-        InputConfig { hide_pointer_after_ms: 5000 }
+        InputConfig { hide_pointer_after_ms: 5000, touch_output: String::new() }
     }
 }
 

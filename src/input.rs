@@ -21,14 +21,21 @@ impl State {
         Some((surface, (surface_loc + render_loc).to_f64()))
     }
 
-    /// Where an absolute event lands: the first output's area (the nested window has one output).
+    /// Where an absolute event (a touch, a nested window's pointer) lands: on the output
+    /// `[input] touch_output` names, else the first. The device covers that output's panel: on a
+    /// turned panel the point is turned back to the upright layout.
     fn absolute_position<B: InputBackend, E: AbsolutePositionEvent<B>>(
         &self,
         event: &E,
     ) -> Option<Point<f64, Logical>> {
-        let output = self.outputs.first()?;
+        let named = &self.config.input.touch_output;
+        let output = self.output_by_name(named).or_else(|| self.outputs.first())?;
         let geo = self.space.output_geometry(output)?;
-        Some(event.position_transformed(geo.size) + geo.loc.to_f64())
+        let rotation = crate::rotation::Rotation::from_transform(output.current_transform());
+        let panel = rotation.logical_size((geo.size.w.max(0) as u32, geo.size.h.max(0) as u32));
+        let p = event.position_transformed((panel.0 as i32, panel.1 as i32).into());
+        let (x, y) = rotation.to_upright((p.x, p.y), panel);
+        Some(Point::from((x, y)) + geo.loc.to_f64())
     }
 
     fn pointer_moved(&mut self, pos: Point<f64, Logical>, time: u32) {

@@ -10,6 +10,7 @@ pub mod input;
 pub mod kiosk;
 pub mod logging;
 pub mod render;
+pub mod rotation;
 pub mod run;
 pub mod scene;
 pub mod state;

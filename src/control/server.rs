@@ -201,6 +201,8 @@ fn outputs(state: &State) -> Vec<Value> {
         .map(|o| {
             let mode = o.current_mode();
             let loc = o.current_location();
+            let logical = state.space.output_geometry(o).map(|g| [g.size.w, g.size.h]);
+            let rotation = u32::from(crate::rotation::Rotation::from_transform(o.current_transform()));
             json!({
                 "name": o.name(),
                 "make": o.physical_properties().make,
@@ -211,6 +213,9 @@ fn outputs(state: &State) -> Vec<Value> {
                 "x": loc.x,
                 "y": loc.y,
                 "scale": o.current_scale().fractional_scale(),
+                // How the panel is turned, and the upright size clients see.
+                "rotation": rotation,
+                "logical_size": logical,
             })
         })
         .collect()

@@ -445,3 +445,131 @@ fn surface_feedback_names_the_planes_that_could_show_the_surface() {
         }
     }
 }
+
+/// A panel turned a quarter turn clockwise (`[drm] rotation = 90`): the output is portrait for
+/// clients, the picture lands turned in the framebuffer (plane rotation, or composition when
+/// planes are off), and a touch reaches the client at the upright coordinate.
+fn portrait_output(planes_on: bool) {
+    use super::Uinput;
+    use common::wl::{dispatch_until, map, setup, toplevel};
+
+    super::assert_in_vm();
+    let name = if planes_on { "vm-rotate-planes" } else { "vm-rotate-composed" };
+    let config = format!(
+        "{BG_CONFIG}[drm]\nrotation = 90\nhardware_planes = {planes_on}\nrenderer = \"pixman\"\n[video]\nscale = \"none\"\n"
+    );
+    let vitrine = Vitrine::launch(Launch {
+        name,
+        args: vec!["--play".into(), super::clip("640x480-high.mp4").display().to_string(), "--loop".into()],
+        config,
+        env: Vec::new(),
+        runtime: None,
+        wrapper: Vec::new(),
+    });
+    let outputs = vitrine.ok(&Request::Outputs);
+    assert_eq!(outputs["outputs"][0]["rotation"], 90, "{outputs}");
+    assert_eq!(outputs["outputs"][0]["logical_size"], serde_json::json!([768, 1024]), "{outputs}");
+    assert!(
+        common::wait_until(Duration::from_secs(60), || {
+            vitrine.ok(&Request::Stats)["video"]["frames_presented"].as_u64().unwrap_or(0) >= 3
+        }),
+        "no video frame presented; log:\n{}",
+        vitrine.log()
+    );
+    assert_eq!(vitrine.ok(&Request::Pause)["paused"], true);
+    let planes = vitrine.ok(&Request::Planes);
+    let layers = planes["outputs"][0]["layers"].as_array().unwrap().clone();
+    let video = layers.iter().find(|l| l["source"] == "video").expect("video layer");
+    assert_eq!(video["composited"], !planes_on, "{planes}");
+
+    // The 640x480 picture, centred in the 768x1024 portrait output, lands in the 1024x768
+    // framebuffer at (272, 64) as 480x640, turned: visl's bars run bottom (grey) to top (blue),
+    // its text sits at the bottom left.
+    let image = vitrine.screenshot("turned");
+    assert_eq!((image.width, image.height), (1024, 768));
+    let centre = |rgb: [u8; 3]| {
+        let (mut sx, mut sy, mut n) = (0u64, 0u64, 0u64);
+        for y in (0..image.height).step_by(4) {
+            for x in (0..image.width).step_by(4) {
+                if image.pixel(x, y).iter().zip(rgb).all(|(a, b)| a.abs_diff(b) <= 24) {
+                    (sx, sy, n) = (sx + x as u64, sy + y as u64, n + 1);
+                }
+            }
+        }
+        assert!(n > 300, "colour {rgb:?} is (almost) missing");
+        (sx / n, sy / n)
+    };
+    let (yellow, blue) = (centre([191, 191, 0]), centre([0, 0, 191]));
+    assert!(yellow.1 > blue.1 + 100, "bars not turned: yellow at {yellow:?}, blue at {blue:?}");
+    assert!((272..752).contains(&yellow.0) && (272..752).contains(&blue.0), "{yellow:?} {blue:?}");
+    let dark = |x0: u32, y0: u32, x1: u32, y1: u32| {
+        (y0..y1)
+            .step_by(2)
+            .flat_map(|y| (x0..x1).step_by(2).map(move |x| (x, y)))
+            .filter(|&(x, y)| image.pixel(x, y).iter().take(3).all(|c| *c < 40))
+            .count()
+    };
+    // Left half of the turned picture: text low down, none higher up (below the black bar).
+    let (low, high) = (dark(272, 450, 512, 700), dark(272, 150, 512, 380));
+    assert!(low > 10 * high.max(1), "visl's text is not at the bottom left of the turned picture: {low} vs {high}");
+
+    // Touch 3/4 across and 1/4 down the panel: upright, that is (576, 768).
+    const BTN_TOUCH: u16 = 0x14a;
+    const ABS_X: u16 = 0;
+    const ABS_Y: u16 = 1;
+    const ABS_MT_SLOT: u16 = 0x2f;
+    const ABS_MT_POSITION_X: u16 = 0x35;
+    const ABS_MT_POSITION_Y: u16 = 0x36;
+    const ABS_MT_TRACKING_ID: u16 = 0x39;
+    let touch = Uinput::create(
+        "vitrine test touchscreen",
+        &[BTN_TOUCH],
+        &[
+            (ABS_X, 4095),
+            (ABS_Y, 4095),
+            (ABS_MT_SLOT, 9),
+            (ABS_MT_POSITION_X, 4095),
+            (ABS_MT_POSITION_Y, 4095),
+            (ABS_MT_TRACKING_ID, 65535),
+        ],
+        true,
+    );
+    assert!(
+        common::wait_until(Duration::from_secs(20), || vitrine
+            .log()
+            .contains("input device added device=vitrine test touchscreen")),
+        "libinput did not report the touchscreen"
+    );
+    let stream = std::os::unix::net::UnixStream::connect(vitrine.runtime.join(&vitrine.socket)).unwrap();
+    let conn = wayland_client::Connection::from_socket(stream).unwrap();
+    let (g, mut queue, mut client) = setup(&conn);
+    let w = toplevel(&g, &queue.handle(), "vitrine.test.portrait");
+    let size = map(&g, &mut queue, &mut client, &w, [0x30, 0x60, 0x90]);
+    assert_eq!(size, (768, 1024), "the client is configured portrait");
+    touch.emit(Uinput::EV_ABS, ABS_MT_SLOT, 0);
+    touch.emit(Uinput::EV_ABS, ABS_MT_TRACKING_ID, 1);
+    touch.emit(Uinput::EV_ABS, ABS_MT_POSITION_X, 3071);
+    touch.emit(Uinput::EV_ABS, ABS_MT_POSITION_Y, 1024);
+    touch.emit(Uinput::EV_ABS, ABS_X, 3071);
+    touch.emit(Uinput::EV_ABS, ABS_Y, 1024);
+    touch.emit(Uinput::EV_KEY, BTN_TOUCH, 1);
+    touch.sync();
+    touch.emit(Uinput::EV_ABS, ABS_MT_TRACKING_ID, -1);
+    touch.emit(Uinput::EV_KEY, BTN_TOUCH, 0);
+    touch.sync();
+    dispatch_until(&mut queue, &mut client, |c| !c.touch_downs.is_empty());
+    let (x, y) = client.touch_downs[0];
+    assert!((x - 576.0).abs() < 2.0 && (y - 768.0).abs() < 2.0, "touch landed at ({x}, {y})");
+}
+
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn portrait_output_with_plane_rotation() {
+    portrait_output(true);
+}
+
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn portrait_output_by_composition() {
+    portrait_output(false);
+}

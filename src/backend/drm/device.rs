@@ -139,6 +139,23 @@ impl Props {
         }
     }
 
+    /// The entries of a bitmask property: (bit, name), e.g. (1, "rotate-90").
+    pub fn bitmask_entries(&self, card: &Card, name: &str) -> Vec<(u64, String)> {
+        let Some(handle) = self.handle(name) else { return Vec::new() };
+        let mut values = Vec::new();
+        let mut enums = Vec::new();
+        if drm_ffi::mode::get_property(card.as_fd(), handle.into(), Some(&mut values), Some(&mut enums)).is_err() {
+            return Vec::new();
+        }
+        enums
+            .iter()
+            .map(|e| {
+                let name: Vec<u8> = e.name.iter().take_while(|c| **c != 0).map(|c| *c as u8).collect();
+                (e.value, String::from_utf8_lossy(&name).into_owned())
+            })
+            .collect()
+    }
+
     /// Names of an enum or bitmask property's entries.
     pub fn enum_names(&self, name: &str) -> Vec<String> {
         match self.info(name).map(|i| i.value_type()) {
@@ -227,6 +244,9 @@ pub struct PlaneInfo {
     pub kind: String,
     pub possible_crtcs: u32,
     pub formats: Vec<FormatModifier>,
+    /// DRM_MODE_ROTATE_* | DRM_MODE_REFLECT_* the "rotation" property offers (ROTATE_0 alone
+    /// without the property).
+    pub rotations: u32,
     pub props: Props,
 }
 
@@ -260,7 +280,14 @@ pub fn planes(card: &Card) -> Result<Vec<PlaneInfo>, DeviceError> {
             formats = info.formats().iter().map(|f| FormatModifier { format: *f, modifier: MOD_LINEAR }).collect();
         }
         let possible_crtcs: u32 = unsafe { std::mem::transmute(info.possible_crtcs()) };
-        out.push(PlaneInfo { handle, kind, possible_crtcs, formats, props });
+        // Bit n of the mask is the entry whose value is n (rotate-0 = 0 ... reflect-y = 5).
+        let rotations = props
+            .bitmask_entries(card, "rotation")
+            .iter()
+            .filter(|(bit, _)| *bit < 32)
+            .fold(0u32, |mask, (bit, _)| mask | (1 << bit))
+            .max(1);
+        out.push(PlaneInfo { handle, kind, possible_crtcs, formats, rotations, props });
     }
     Ok(out)
 }

@@ -64,8 +64,7 @@ pub fn plane_caps(p: &PlaneInfo) -> PlaneCaps {
         kind,
         possible_crtcs: p.possible_crtcs,
         zpos,
-        // Rotation needs the property's bitmask entries; until they are read, planes do not rotate.
-        rotations: planner::DRM_MODE_ROTATE_0,
+        rotations: p.rotations,
         // KMS does not publish scaling limits: allow what most hardware does and let the
         // TEST_ONLY commit have the last word.
         scaling: Some(ScalingLimits { max_upscale: 8, max_downscale: 8 }),
@@ -99,7 +98,8 @@ fn describe(
     fb_cache: &mut FbCache,
     stats: &mut KmsStats,
     scene: &Scene,
-    out_size: (i32, i32),
+    panel: (u32, u32),
+    rotation: crate::rotation::Rotation,
 ) -> (Vec<LayerDesc>, Vec<Origin>) {
     let mut descs = Vec::new();
     let mut origins = Vec::new();
@@ -113,7 +113,9 @@ fn describe(
         needs_color: false,
         opaque: true,
     };
-    let full = (0, 0, out_size.0 as u32, out_size.1 as u32);
+    let full = (0, 0, panel.0, panel.1);
+    // Buffers turn with the panel (the rotation of a plane that shows them).
+    let turn = rotation.drm_bits();
     // Where no plane shows anything, the CRTC shows black: a black background needs no layer.
     if scene.background[..3] != [0.0, 0.0, 0.0] {
         descs.push(solid(full));
@@ -121,8 +123,9 @@ fn describe(
     }
     let surfaces = surface_layers(scene);
     for (index, layer) in scene.layers.iter().enumerate() {
+        // Layer rectangles are upright (output-logical); planes are in panel pixels.
         let rect = |r: smithay::utils::Rectangle<i32, smithay::utils::Logical>| {
-            (r.loc.x, r.loc.y, r.size.w.max(0) as u32, r.size.h.max(0) as u32)
+            rotation.to_panel((r.loc.x, r.loc.y, r.size.w.max(0) as u32, r.size.h.max(0) as u32), panel)
         };
         match &layer.source {
             LayerSource::Client(window) => {
@@ -157,7 +160,7 @@ fn describe(
                                 modifier: u64::from(format.modifier),
                                 src_size: (src.2, src.3),
                                 dst: rect(s.dst),
-                                rotation: 0,
+                                rotation: turn,
                                 needs_color: false,
                                 opaque: !has_alpha(format.code as u32),
                             }
@@ -201,7 +204,7 @@ fn describe(
                         modifier: u64::from(dmabuf.format().modifier),
                         src_size: frame.visible,
                         dst: rect(layer.dst),
-                        rotation: 0,
+                        rotation: turn,
                         needs_color: true,
                         opaque: true,
                     },
@@ -231,6 +234,7 @@ pub(super) fn set_plane(
     dst: (i32, i32, u32, u32),
     zpos: Option<u64>,
     yuv: bool,
+    rotation: u32,
 ) -> Result<(), String> {
     let info = head.plane(plane).ok_or_else(|| format!("plane {plane} does not belong to {}", head.name()))?;
     let h = info.handle;
@@ -248,6 +252,14 @@ pub(super) fn set_plane(
     req.add_property(h, prop("CRTC_H")?, Value::UnsignedRange(dst.3 as u64));
     if let Some(z) = zpos {
         req.add_property(h, prop("zpos")?, Value::UnsignedRange(z));
+    }
+    // Written every time: the plane may have shown a turned buffer before.
+    if let Some(r) = p.handle("rotation") {
+        req.add_property(
+            h,
+            r,
+            Value::Bitmask(if rotation == 0 { planner::DRM_MODE_ROTATE_0 } else { rotation } as u64),
+        );
     }
     if yuv {
         // Client dmabufs carry no colour description: BT.709 limited range, what video uses.
@@ -292,12 +304,12 @@ fn plan_request(
             let b = buffers[i].ok_or("a layer without framebuffer was placed on a plane")?;
             let desc = &descs[i];
             let src = (b.src_pos.0, b.src_pos.1, desc.src_size.0, desc.src_size.1);
-            set_plane(head, &mut req, *plane, b.fb, src, desc.dst, *zpos, is_yuv(desc.format))?;
+            set_plane(head, &mut req, *plane, b.fb, src, desc.dst, *zpos, is_yuv(desc.format), desc.rotation)?;
         }
     }
     let (w, h) = head.size();
     if let Some(c) = plan.composition {
-        set_plane(head, &mut req, c.plane, composition_fb, (0, 0, w, h), (0, 0, w, h), c.zpos, false)?;
+        set_plane(head, &mut req, c.plane, composition_fb, (0, 0, w, h), (0, 0, w, h), c.zpos, false, 0)?;
     }
     let used = plan.planes();
     for plane in &head.active_planes {
@@ -351,7 +363,7 @@ fn modeset(
         disable_plane(plane, &mut req)?;
     }
     let (w, h) = head.size();
-    set_plane(head, &mut req, head.primary.handle.into(), fb, (0, 0, w, h), (0, 0, w, h), None, false)?;
+    set_plane(head, &mut req, head.primary.handle.into(), fb, (0, 0, w, h), (0, 0, w, h), None, false, 0)?;
     let flags = AtomicCommitFlags::PAGE_FLIP_EVENT | AtomicCommitFlags::NONBLOCK | AtomicCommitFlags::ALLOW_MODESET;
     card.atomic_commit(flags, req).map_err(|e| format!("{}: modeset of {} failed: {e}", card.name(), head.name()))?;
     head.modeset_done = true;
@@ -394,7 +406,7 @@ pub(super) fn repaint(state: &mut State, crtc: crtc::Handle) {
 
     // The first frame sets the mode, with everything composited on the primary plane.
     let (descs, origins, plan, fbs) = if head.modeset_done {
-        let (descs, origins) = describe(card, fb_cache, stats, &scene, (w as i32, h as i32));
+        let (descs, origins) = describe(card, fb_cache, stats, &scene, (w, h), head.rotation);
         let fbs: Vec<Option<Scanout>> = origins
             .iter()
             .map(|o| match o {

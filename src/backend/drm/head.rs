@@ -8,7 +8,6 @@ use drm::control::crtc;
 use smithay::backend::renderer::damage::OutputDamageTracker;
 use smithay::output::Output;
 use smithay::reexports::calloop::RegistrationToken;
-use smithay::utils::Transform;
 
 use super::compose::CompositionBuffer;
 use super::device::{ConnectorInfo, PlaneInfo, Props};
@@ -28,6 +27,8 @@ pub struct Head {
     pub crtc_index: usize,
     pub crtc_props: Props,
     pub mode: drm::control::Mode,
+    /// How the panel is turned (`[drm] rotation`): the output is upright, the framebuffer turned.
+    pub rotation: crate::rotation::Rotation,
     pub primary: PlaneInfo,
     /// Other planes this head owns (overlays, cursor); disabled at modeset.
     pub others: Vec<PlaneInfo>,
@@ -88,11 +89,17 @@ impl Head {
         self.last_plan = None;
         self.last_fbs.clear();
         self.planner.invalidate();
-        let (w, h) = self.size();
+        let (size, rotation) = (self.size(), self.rotation);
         for slot in &mut self.slots {
-            slot.damage = OutputDamageTracker::new((w as i32, h as i32), 1.0, Transform::Normal);
+            slot.damage = damage_tracker(size, rotation);
         }
     }
+}
+
+/// Damage tracking for a composition buffer of a panel of `size`: the scene is upright, the
+/// buffer is drawn turned with the panel.
+pub fn damage_tracker(size: (u32, u32), rotation: crate::rotation::Rotation) -> OutputDamageTracker {
+    OutputDamageTracker::new((size.0 as i32, size.1 as i32), 1.0, rotation.transform())
 }
 
 /// A plane as the sharing rule sees it.

@@ -24,13 +24,11 @@ use drm::control::{crtc, AtomicCommitFlags, Device as ControlDevice};
 use drm::Device as BasicDevice;
 use smithay::backend::allocator::dmabuf::Dmabuf;
 use smithay::backend::allocator::{Format, Fourcc, Modifier};
-use smithay::backend::renderer::damage::OutputDamageTracker;
 use smithay::output::Output;
 use smithay::reexports::calloop::generic::Generic;
 use smithay::reexports::calloop::timer::{TimeoutAction, Timer};
 use smithay::reexports::calloop::{Interest, Mode as LoopMode, PostAction};
 use smithay::reexports::wayland_protocols::wp::linux_dmabuf::zv1::server::zwp_linux_dmabuf_feedback_v1::TrancheFlags;
-use smithay::utils::Transform;
 use smithay::wayland::dmabuf::{DmabufFeedback, DmabufFeedbackBuilder};
 
 use crate::cli::OutputSpec;
@@ -286,6 +284,7 @@ impl Drm {
     /// output for clients and a repaint timer.
     fn add_head(state: &mut State, connector: ConnectorInfo) -> Result<(), String> {
         let mode_wanted = state.config.drm.mode.clone();
+        let rotation = state.config.drm.rotation;
         let crate::backend::Backend::Drm(d) = &mut state.backend else { return Err("not the DRM backend".into()) };
         let name = d.card.name();
         let mode = pick_mode(&connector, &mode_wanted).map_err(|e| format!("{name}: {e}"))?;
@@ -309,14 +308,20 @@ impl Drm {
         for _ in 0..2 {
             let buffer = d.compositor.new_buffer(&d.card, size)?;
             d.stats.framebuffers_created += 1;
-            slots.push(Slot { buffer, damage: OutputDamageTracker::new((w as i32, h as i32), 1.0, Transform::Normal) });
+            slots.push(Slot { buffer, damage: head::damage_tracker(size, rotation) });
         }
         let refresh_mhz = mode.vrefresh().max(1) * 1000;
         let refresh = Duration::from_secs_f64(1000.0 / refresh_mhz as f64);
         // New outputs go to the right of the others.
-        let x = d.heads.iter().map(|h| h.output.current_location().x + h.size().0 as i32).max().unwrap_or(0);
+        let x = d
+            .heads
+            .iter()
+            .map(|h| h.output.current_location().x + h.rotation.logical_size(h.size()).0 as i32)
+            .max()
+            .unwrap_or(0);
         let spec = OutputSpec { width: size.0, height: size.1, refresh_mhz };
         let output = crate::backend::add_output(&state.display_handle, &connector.name, "drm", spec, (x, 0).into());
+        output.change_current_state(None, Some(rotation.transform()), None, None);
         let caps = std::iter::once(&primary).chain(&others).map(frame::plane_caps).collect();
         let crate::backend::Backend::Drm(d) = &mut state.backend else { return Err("not the DRM backend".into()) };
         tracing::info!(
@@ -324,6 +329,7 @@ impl Drm {
             connector = %connector.name,
             crtc = u32::from(crtc),
             mode = %format!("{w}x{h}@{}", mode.vrefresh()),
+            rotation = u32::from(rotation),
             primary = u32::from(primary.handle),
             planes = 1 + others.len(),
             "drm: lighting the connector"
@@ -334,6 +340,7 @@ impl Drm {
             crtc_index,
             crtc_props,
             mode,
+            rotation,
             primary,
             others,
             slots,
@@ -531,7 +538,7 @@ impl Drm {
             return d.capture_writeback(index);
         }
         tracing::info!(output = %output.name(), "no writeback connector on this output: the screenshot is vitrine's composition");
-        let size = head.size();
+        let size = head.rotation.logical_size(head.size());
         d.compositor.capture(&d.painter, scene, size)
     }
 

@@ -69,7 +69,9 @@ fn describe(card: &Card) -> Value {
                     "type": p.kind,
                     "possible_crtcs": p.possible_crtcs,
                     "zpos": zpos,
-                    "rotation": p.props.has("rotation").then(|| rotation_names(p.props.info("rotation"))),
+                    "rotation": p.props.has("rotation").then(|| {
+                        p.props.bitmask_entries(card, "rotation").into_iter().map(|(_, n)| n).collect::<Vec<_>>()
+                    }),
                     "color_encoding": p.props.enum_names("COLOR_ENCODING"),
                     "color_range": p.props.enum_names("COLOR_RANGE"),
                     "alpha": p.props.has("alpha"),
@@ -87,16 +89,6 @@ fn describe(card: &Card) -> Value {
         "connectors": connectors,
         "planes": planes,
     })
-}
-
-fn rotation_names(info: Option<&drm::control::property::Info>) -> Vec<String> {
-    match info.map(|i| i.value_type()) {
-        Some(drm::control::property::ValueType::Bitmask) | None => Vec::new(),
-        Some(drm::control::property::ValueType::Enum(values)) => {
-            values.values().1.iter().map(|e| e.name().to_string_lossy().into_owned()).collect()
-        }
-        Some(_) => Vec::new(),
-    }
 }
 
 /// The human-readable form of a probe.
