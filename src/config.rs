@@ -24,7 +24,28 @@ pub struct Config {
     pub compat: CompatConfig,
     pub drm: DrmConfig,
     pub video: VideoConfig,
+    pub schedule: ScheduleConfig,
     pub log: LogConfig,
+}
+
+/// The daily display schedule (local time): displays on from `on` until `off`, off (DPMS)
+/// otherwise, touch and pointer input ignored while off. Both empty: always on.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    /// "HH:MM" or "HH:MM:SS".
+    pub on: String,
+    pub off: String,
+}
+
+impl ScheduleConfig {
+    /// The opening hours, if any (the values are checked when the file is read).
+    pub fn hours(&self) -> Option<crate::kiosk::schedule::Hours> {
+        use crate::kiosk::schedule::{Hours, TimeOfDay};
+        let on = TimeOfDay::try_from(self.on.clone()).ok()?;
+        let off = TimeOfDay::try_from(self.off.clone()).ok()?;
+        Some(Hours { on, off })
+    }
 }
 
 /// How a picture is sized into its zone.
@@ -108,11 +129,13 @@ impl Default for OutputsConfig {
 pub struct BackgroundConfig {
     /// Shown wherever no client and no video covers the output.
     pub color: Color,
+    /// A PNG shown over the colour, filling each output (cropped to its shape); empty: none.
+    pub image: String,
 }
 
 impl Default for BackgroundConfig {
     fn default() -> Self {
-        BackgroundConfig { color: Color::rgb(0, 0, 0) }
+        BackgroundConfig { color: Color::rgb(0, 0, 0), image: String::new() }
     }
 }
 
@@ -339,6 +362,22 @@ impl Config {
         if self.keyboard.repeat_rate > 1000 {
             return Err(at("repeat_rate", "keyboard.repeat_rate must be at most 1000".into()));
         }
+        let schedule = &self.schedule;
+        for (key, value) in [("on", &schedule.on), ("off", &schedule.off)] {
+            if !value.is_empty() {
+                if let Err(err) = crate::kiosk::schedule::TimeOfDay::try_from(value.clone()) {
+                    return Err(at(&format!("{key} = {value:?}"), format!("schedule.{key}: {err}")));
+                }
+            }
+        }
+        if schedule.on.is_empty() != schedule.off.is_empty() {
+            return Err(at("[schedule]", "schedule needs both on and off (or neither)".into()));
+        }
+        if !self.background.image.is_empty() {
+            if let Err(err) = crate::render::RgbaImage::load_png(Path::new(&self.background.image)) {
+                return Err(at("image", format!("background.image: {err}")));
+            }
+        }
         Ok(())
     }
 
@@ -389,6 +428,18 @@ mod tests {
     fn shipped_default_matches_builtin_defaults() {
         let parsed = Config::parse(DEFAULT_CONFIG, "resources/vitrine.toml").unwrap();
         assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn the_schedule_needs_valid_times_on_both_ends() {
+        let ok = Config::parse("[schedule]\non = \"07:30\"\noff = \"22:00\"\n", "s.toml").unwrap();
+        let hours = ok.schedule.hours().unwrap();
+        assert!(hours.is_on(12 * 3600) && !hours.is_on(23 * 3600));
+        let err = Config::parse("[schedule]\non = \"7:30\"\noff = \"22:00\"\n", "s.toml").unwrap_err().to_string();
+        assert!(err.starts_with("s.toml:2:1:") && err.contains("schedule.on"), "{err}");
+        let err = Config::parse("[schedule]\non = \"07:30\"\n", "s.toml").unwrap_err().to_string();
+        assert!(err.contains("both on and off"), "{err}");
+        assert!(Config::default().schedule.hours().is_none());
     }
 
     #[test]

@@ -49,6 +49,15 @@ impl State {
     }
 
     pub fn handle_input<B: InputBackend>(&mut self, event: InputEvent<B>) {
+        // Displays off (the schedule): a touch or a nudged mouse must not act on what no one sees.
+        let pointing = !matches!(
+            event,
+            InputEvent::Keyboard { .. } | InputEvent::DeviceAdded { .. } | InputEvent::DeviceRemoved { .. }
+        );
+        if !self.displays_on && pointing {
+            tracing::debug!("input ignored: the displays are off");
+            return;
+        }
         match event {
             InputEvent::Keyboard { event } => {
                 let Some(keyboard) = self.seat.get_keyboard() else { return };

@@ -107,6 +107,9 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
         },
         exit_when_done: args.exit_when_done,
         stats_path: args.stats.clone(),
+        background_image: crate::state::load_background(&config.background.image),
+        displays_on: true,
+        paused_by_schedule: false,
     };
 
     match kind {
@@ -200,6 +203,7 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
     }
 
     start_systemd(&mut state)?;
+    start_schedule(&mut state)?;
 
     while state.exit_code.is_none() {
         event_loop.dispatch(Some(Duration::from_millis(100)), &mut state).context("event loop failed")?;
@@ -276,6 +280,24 @@ fn screenshot_on_start(state: &mut State, path: PathBuf) {
     if let Err(err) = result {
         tracing::error!(%err, "cannot schedule the start-up screenshot");
     }
+}
+
+/// The daily schedule: checked every second against local time (or VITRINE_FAKE_TIME).
+fn start_schedule(state: &mut State) -> anyhow::Result<()> {
+    let clock = crate::kiosk::schedule::DayClock::from_env().map_err(|e| anyhow!(e))?;
+    state
+        .loop_handle
+        .insert_source(Timer::immediate(), move |_, _, state| {
+            let on = state.config.schedule.hours().is_none_or(|h| h.is_on(clock.now()));
+            state.set_displays(on);
+            if !state.displays_on {
+                // Dark by design: the display path is not stalled, the watchdog stays fed.
+                state.display_heartbeat = Some(Instant::now());
+            }
+            TimeoutAction::ToDuration(Duration::from_secs(1))
+        })
+        .map_err(|e| anyhow!("cannot start the display schedule: {e}"))?;
+    Ok(())
 }
 
 /// READY=1 once the first frame is on screen; WATCHDOG=1 while the display path is alive.

@@ -19,6 +19,8 @@ pub enum LayerSource {
     Cursor(CursorSource),
     /// A decoded video picture.
     Video(crate::video::VideoFrame),
+    /// The background image (`[background] image`), filling the layer's rectangle.
+    Image(std::sync::Arc<crate::render::RgbaImage>),
 }
 
 #[derive(Debug, Clone)]

@@ -100,6 +100,13 @@ pub struct State {
     pub exit_when_done: bool,
     /// Where to write the audit as JSON at exit (`--stats`).
     pub stats_path: Option<std::path::PathBuf>,
+    /// The background image, read from `[background] image`.
+    pub background_image: Option<std::sync::Arc<crate::render::RgbaImage>>,
+    /// Displays on (the schedule's opening hours), or off: nothing is presented and touch and
+    /// pointer input is ignored.
+    pub displays_on: bool,
+    /// The video was paused because the displays went off (resumed when they come on).
+    pub paused_by_schedule: bool,
 }
 
 impl State {
@@ -169,7 +176,46 @@ impl State {
     }
 }
 
+/// The background image of `[background] image` ("" for none); a file that cannot be read is
+/// reported and the colour shows instead.
+pub fn load_background(path: &str) -> Option<std::sync::Arc<crate::render::RgbaImage>> {
+    if path.is_empty() {
+        return None;
+    }
+    match crate::render::RgbaImage::load_png(std::path::Path::new(path)) {
+        Ok(image) => {
+            tracing::info!(file = path, size = ?(image.width, image.height), "background image loaded");
+            Some(std::sync::Arc::new(image))
+        }
+        Err(err) => {
+            tracing::error!(file = path, %err, "background image not shown");
+            None
+        }
+    }
+}
+
 impl State {
+    /// Switch the displays on or off (the schedule). Off: the backend stops presenting (DRM
+    /// turns its CRTCs off), the video pauses, touch and pointer input is ignored.
+    pub fn set_displays(&mut self, on: bool) {
+        if self.displays_on == on {
+            return;
+        }
+        self.displays_on = on;
+        tracing::info!(on, "displays switched by the schedule");
+        if let crate::backend::Backend::Drm(_) = &self.backend {
+            crate::backend::Drm::set_power(self, on);
+        }
+        if let Some(player) = &mut self.player {
+            if !on && !player.status().paused {
+                player.pause();
+                self.paused_by_schedule = true;
+            } else if on && std::mem::take(&mut self.paused_by_schedule) {
+                player.resume();
+            }
+        }
+    }
+
     /// Read the configuration again and apply what can change while running; an invalid file is
     /// rejected and the running configuration kept. Returns what was applied.
     pub fn reload_config(&mut self) -> Result<String, String> {
@@ -204,7 +250,11 @@ impl State {
                 keyboard.change_repeat_info(kb.repeat_rate as i32, kb.repeat_delay_ms as i32);
             }
         }
-        // Background, placements and the pointer policy apply from the next frame on.
+        if old.background.image != new.background.image {
+            self.background_image = load_background(&new.background.image);
+        }
+        // Background, placements, the schedule and the pointer policy apply from the next
+        // frame on.
         self.kiosk_relayout();
         let from = path.map(|p| p.display().to_string()).unwrap_or_else(|| "the built-in defaults".into());
         Ok(if restart_needed.is_empty() {

@@ -97,6 +97,9 @@ fn repaint(state: &mut State, name: &str) {
     let Some(output) = state.output_by_name(name).cloned() else {
         return;
     };
+    if !state.displays_on {
+        return;
+    }
     let refresh = match &state.backend {
         crate::backend::Backend::Headless(h) => h.outputs.iter().find(|o| o.output == output).map(|o| o.refresh),
         _ => None,

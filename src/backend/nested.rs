@@ -159,6 +159,9 @@ fn repaint(state: &mut State) {
         return;
     };
     let refresh = n.refresh;
+    if !state.displays_on {
+        return;
+    }
     state.video_tick(Duration::ZERO, refresh);
     let scene = state.scene_for_output(&output);
     let now = state.clock.now();

@@ -216,6 +216,7 @@ fn outputs(state: &State) -> Vec<Value> {
                 // How the panel is turned, and the upright size clients see.
                 "rotation": rotation,
                 "logical_size": logical,
+                "power": if state.displays_on { "on" } else { "off" },
             })
         })
         .collect()

@@ -2,6 +2,7 @@
 //! newest on top with keyboard focus, no decorations, a pointer that shows only while it moves.
 
 pub mod app;
+pub mod schedule;
 
 use std::cell::{Cell, RefCell};
 use std::time::Instant;
@@ -233,6 +234,13 @@ impl State {
         let Some(out_geo) = self.space.output_geometry(output) else {
             return scene;
         };
+        if let Some(image) = &self.background_image {
+            scene.layers.push(Layer {
+                source: LayerSource::Image(image.clone()),
+                dst: Rectangle::from_size(out_geo.size),
+                alpha: 1.0,
+            });
+        }
         let first_output = self.outputs.first() == Some(output);
         if let (true, Some(frame)) = (first_output, self.player.as_ref().and_then(|p| p.current())) {
             // The video goes into its zone (the whole output by default), below the app.

@@ -49,6 +49,8 @@ pub struct Painter {
     /// Decoded pictures in dmabufs are converted to RGB on the CPU (the renderer cannot sample
     /// YUV: pixman, or a software rasterizer).
     yuv_on_cpu: std::cell::Cell<bool>,
+    /// The background image as a render buffer (made once per image).
+    background: std::cell::RefCell<Option<(std::sync::Weak<RgbaImage>, MemoryRenderBuffer)>>,
     /// CPU mappings made of decoded pictures, and bytes copied converting them.
     mappings: std::cell::Cell<u64>,
     copied: std::cell::Cell<u64>,
@@ -73,6 +75,7 @@ impl Default for Painter {
             cursor_fill: Id::new(),
             video: Default::default(),
             yuv_on_cpu: std::cell::Cell::new(true),
+            background: Default::default(),
             mappings: Default::default(),
             copied: Default::default(),
             video_texture: Default::default(),
@@ -185,6 +188,11 @@ impl Painter {
                         elements.push(e);
                     }
                 }
+                LayerSource::Image(image) => {
+                    if let Some(e) = self.image_element(renderer, image, layer.dst, scale) {
+                        elements.push(e);
+                    }
+                }
                 LayerSource::Cursor(CursorSource::Surface { surface, hotspot }) => {
                     let loc = (layer.dst.loc - *hotspot).to_physical_precise_round(scale);
                     elements.extend(render_elements_from_surface_tree::<R, OutputElement<R>>(
@@ -217,6 +225,48 @@ impl Painter {
     /// CPU mappings made of decoded pictures and the bytes copied converting them, so far.
     pub fn copies(&self) -> (u64, u64) {
         (self.mappings.get(), self.copied.get())
+    }
+
+    /// The background image filling `dst`: scaled to cover it, the overflow cropped evenly.
+    fn image_element<R>(
+        &self,
+        renderer: &mut R,
+        image: &std::sync::Arc<RgbaImage>,
+        dst: Rectangle<i32, smithay::utils::Logical>,
+        scale: Scale<f64>,
+    ) -> Option<OutputElement<R>>
+    where
+        R: Renderer + ImportAll + ImportMem,
+        R::TextureId: Clone + Texture + Send + 'static,
+    {
+        let mut cache = self.background.borrow_mut();
+        let current =
+            cache.as_ref().is_some_and(|(held, _)| held.upgrade().is_some_and(|h| std::sync::Arc::ptr_eq(&h, image)));
+        if !current {
+            let size = (image.width as i32, image.height as i32);
+            let buffer =
+                MemoryRenderBuffer::from_slice(&image.data, Fourcc::Abgr8888, size, 1, Transform::Normal, None);
+            *cache = Some((std::sync::Arc::downgrade(image), buffer));
+        }
+        let (_, buffer) = cache.as_ref()?;
+        let (iw, ih) = (image.width.max(1) as f64, image.height.max(1) as f64);
+        let (dw, dh) = (dst.size.w.max(1) as f64, dst.size.h.max(1) as f64);
+        // The largest part of the image with the destination's shape, centred.
+        let (sw, sh) = if iw / ih > dw / dh { (ih * dw / dh, ih) } else { (iw, iw * dh / dw) };
+        let src = Rectangle::new(((iw - sw) / 2.0, (ih - sh) / 2.0).into(), (sw, sh).into());
+        let loc: Point<i32, Physical> = dst.loc.to_physical_precise_round(scale);
+        MemoryRenderBufferRenderElement::from_buffer(
+            renderer,
+            loc.to_f64(),
+            buffer,
+            None,
+            Some(src),
+            Some(dst.size),
+            Kind::Unspecified,
+        )
+        .map(OutputElement::Memory)
+        .map_err(|err| tracing::warn!(?err, "cannot upload the background image"))
+        .ok()
     }
 
     /// The picture of `frame` in memory (converted from its dmabuf on the CPU when it is in one)

@@ -573,3 +573,89 @@ fn portrait_output_with_plane_rotation() {
 fn portrait_output_by_composition() {
     portrait_output(false);
 }
+
+/// Whether the kernel says CRTC 0 of card0 scans out (debugfs atomic state: "active=1").
+fn crtc_active() -> Option<bool> {
+    let state = std::fs::read_to_string("/sys/kernel/debug/dri/0/state").ok()?;
+    let crtc = state.split("crtc[").nth(1)?;
+    crtc.lines().find_map(|l| l.trim().strip_prefix("active=")).map(|v| v == "1")
+}
+
+/// The daily schedule with a fake clock just before closing time: the displays go off at `off`
+/// (the CRTC inactive, no frames presented, a touch ignored) and come on again at `on`.
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn the_schedule_turns_the_displays_off_and_on() {
+    use super::Uinput;
+    use common::wl::{dispatch_until, setup, solid_buffer, toplevel};
+    use wayland_client::Proxy;
+
+    super::assert_in_vm();
+    let config = format!("{BG_CONFIG}[schedule]\non = \"22:00:25\"\noff = \"22:00:00\"\n[video]\nscale = \"none\"\n");
+    let vitrine = Vitrine::launch(Launch {
+        name: "vm-schedule",
+        args: vec!["--play".into(), super::clip("640x480-high.mp4").display().to_string(), "--loop".into()],
+        config,
+        env: vec![("VITRINE_FAKE_TIME".into(), "21:59:55".into())],
+        runtime: None,
+        wrapper: Vec::new(),
+    });
+    const BTN_TOUCH: u16 = 0x14a;
+    const ABS_X: u16 = 0;
+    const ABS_Y: u16 = 1;
+    let touch = Uinput::create("vitrine test touchscreen", &[BTN_TOUCH], &[(ABS_X, 4095), (ABS_Y, 4095)], true);
+    let tap = || {
+        touch.emit(Uinput::EV_ABS, ABS_X, 2048);
+        touch.emit(Uinput::EV_ABS, ABS_Y, 2048);
+        touch.emit(Uinput::EV_KEY, BTN_TOUCH, 1);
+        touch.sync();
+        touch.emit(Uinput::EV_KEY, BTN_TOUCH, 0);
+        touch.sync();
+    };
+    let stream = std::os::unix::net::UnixStream::connect(vitrine.runtime.join(&vitrine.socket)).unwrap();
+    let conn = wayland_client::Connection::from_socket(stream).unwrap();
+    let (g, mut queue, mut client) = setup(&conn);
+    let qh = queue.handle();
+    // A small client in the middle, above the video that plays all the time.
+    let w = toplevel(&g, &qh, "vitrine.test.schedule");
+    let (id, xid) = (w.toplevel.id().protocol_id(), w.xdg.id().protocol_id());
+    dispatch_until(&mut queue, &mut client, |c| c.configures.contains_key(&id) && c.pending_serial.contains_key(&xid));
+    w.xdg.ack_configure(client.pending_serial[&xid]);
+    let buffer = solid_buffer(&g, &qh, 200, 100, [0x30, 0x60, 0x90]);
+    w.surface.attach(Some(&buffer), 0, 0);
+    w.surface.damage_buffer(0, 0, 200, 100);
+    w.surface.commit();
+    queue.roundtrip(&mut client).unwrap();
+    let power = |v: &Vitrine| v.ok(&Request::Outputs)["outputs"][0]["power"].as_str().unwrap_or("").to_string();
+    let presented = |v: &Vitrine| v.ok(&Request::Stats)["frames_presented"].as_u64().unwrap();
+    assert_eq!(power(&vitrine), "on", "opening hours at 21:59:55");
+    let start = presented(&vitrine);
+    assert!(common::wait_until(Duration::from_secs(10), || presented(&vitrine) > start + 5), "the video plays");
+
+    // Closing time.
+    assert!(common::wait_until(Duration::from_secs(20), || power(&vitrine) == "off"), "{}", vitrine.log());
+    assert!(common::wait_until(Duration::from_secs(5), || crtc_active() == Some(false)), "the CRTC is still active");
+    let before = presented(&vitrine);
+    tap();
+    for _ in 0..10 {
+        queue.roundtrip(&mut client).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(presented(&vitrine), before, "frames presented while off");
+    let status = vitrine.ok(&Request::Status);
+    assert_eq!(status["paused"], true, "the video pauses while the displays are off: {status}");
+    assert!(client.touch_downs.is_empty(), "a touch reached the client while the displays were off");
+    assert!(vitrine.log().contains("input ignored: the displays are off"));
+
+    // Opening time again.
+    assert!(common::wait_until(Duration::from_secs(40), || power(&vitrine) == "on"), "{}", vitrine.log());
+    assert!(common::wait_until(Duration::from_secs(10), || crtc_active() == Some(true)), "the CRTC is not lit again");
+    assert!(common::wait_until(Duration::from_secs(10), || presented(&vitrine) > before + 5), "no frames after on");
+    assert_eq!(vitrine.ok(&Request::Status)["paused"], false, "the video plays again");
+    tap();
+    dispatch_until(&mut queue, &mut client, |c| !c.touch_downs.is_empty());
+    let (x, y) = client.touch_downs[0];
+    assert!((x - 100.0).abs() < 3.0 && (y - 50.0).abs() < 3.0, "touch at ({x}, {y}): the middle of the client");
+    let mut vitrine = vitrine;
+    assert!(vitrine.is_running());
+}

@@ -83,6 +83,11 @@ impl Compositor {
     /// The renderer for `card`: GLES if asked for, or if `auto` finds a GPU behind EGL; else
     /// pixman (a software GL rasterizer is slower than pixman at composition).
     pub fn new(card: &Card, choice: RendererChoice) -> Result<Compositor, String> {
+        if choice == RendererChoice::Auto && !has_render_node() {
+            // No GPU driver at all (vkms, simpledrm...): not worth loading Mesa to find out.
+            tracing::info!(device = %card.name(), "no GPU render node: compositing with pixman");
+            return PixmanRenderer::new().map(Compositor::Pixman).map_err(|e| format!("pixman: {e}"));
+        }
         if choice != RendererChoice::Pixman {
             match Gles::new(card, choice == RendererChoice::Gles) {
                 Ok(gles) => return Ok(Compositor::Gles(Box::new(gles))),
@@ -217,6 +222,18 @@ impl Gles {
         let allocator = GbmAllocator::new(gbm, GbmBufferFlags::RENDERING | GbmBufferFlags::SCANOUT);
         Ok(Gles { renderer, allocator, software })
     }
+}
+
+/// Whether a GPU driver offers a render node (/dev/dri/renderD*). vgem's node renders nothing.
+fn has_render_node() -> bool {
+    let Ok(dir) = std::fs::read_dir("/dev/dri") else { return false };
+    dir.flatten().any(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        name.starts_with("renderD")
+            && std::fs::read_link(format!("/sys/class/drm/{name}/device/driver"))
+                .map(|d| d.file_name().is_some_and(|n| n != "vgem"))
+                .unwrap_or(true)
+    })
 }
 
 /// GL_RENDERER, e.g. "Mali-G52 (Panfrost)" or "softpipe".

@@ -179,6 +179,12 @@ fn describe(
                 descs.push(solid(rect(layer.dst)));
                 origins.push(Origin::Background);
             }
+            LayerSource::Image(_) => {
+                let mut desc = solid(rect(layer.dst));
+                desc.kind = LayerKind::Memory;
+                descs.push(desc);
+                origins.push(Origin::Background);
+            }
             LayerSource::Cursor(_) => {
                 descs.push(solid(rect(layer.dst)));
                 origins.push(Origin::Cursor);
@@ -372,6 +378,9 @@ fn modeset(
 
 /// Paint and commit the next frame of the head on `crtc`, unless one is in flight.
 pub(super) fn repaint(state: &mut State, crtc: crtc::Handle) {
+    if !state.displays_on {
+        return;
+    }
     let Backend::Drm(d) = &state.backend else { return };
     let Some(head) = d.head(crtc) else { return };
     if head.in_flight.is_some() || d.paused {

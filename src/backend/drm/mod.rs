@@ -674,6 +674,37 @@ impl Drm {
         }
     }
 
+    /// Displays off: every CRTC goes inactive (DPMS off; modes and planes are kept). On: each
+    /// head sets its mode and planes again at its next frame.
+    pub fn set_power(state: &mut State, on: bool) {
+        if !on {
+            Drm::wait_idle(state);
+        }
+        let crate::backend::Backend::Drm(d) = &mut state.backend else { return };
+        if d.paused {
+            // Away from our VT: the resume rebuilds everything anyway.
+            return;
+        }
+        for i in 0..d.heads.len() {
+            let head = &mut d.heads[i];
+            if on {
+                head.reset();
+                continue;
+            }
+            head.in_flight = None;
+            let Some(active) = head.crtc_props.handle("ACTIVE") else { continue };
+            let mut req = AtomicModeReq::new();
+            req.add_property(head.crtc, active, Value::Boolean(false));
+            match d.card.atomic_commit(AtomicCommitFlags::ALLOW_MODESET, req) {
+                Ok(()) => {
+                    d.stats.commits += 1;
+                    tracing::info!(output = %head.output.name(), "display off");
+                }
+                Err(err) => tracing::error!(output = %head.output.name(), %err, "cannot turn the display off"),
+            }
+        }
+    }
+
     /// Ctrl+Alt+Fn.
     pub fn switch_vt(&mut self, n: u16) {
         if self.session.is_seat() {
