@@ -113,3 +113,33 @@ fn bad_playlist_items_are_named_and_skipped_and_the_good_one_plays() {
     let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
     assert_eq!(s["frames_decoded"], 25, "the good item played whole: {s}");
 }
+
+/// A configuration reload while the video plays applies the change and keeps the video going:
+/// the picture stays, and the presented-frame counter keeps increasing across it.
+#[test]
+fn reloading_the_configuration_does_not_drop_the_video() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = clip(dir.path(), "bars.mp4", "smptebars=size=320x240:rate=24", &["-t", "2", "-c:v", "libx264"]);
+    let vitrine = headless(
+        "video-reload",
+        vec!["--play".into(), path.display().to_string(), "--loop".into()],
+        "[background]\ncolor = \"#ff00ff\"\n".into(),
+    );
+    let presented = || vitrine.ok(&Request::Stats)["video"]["frames_presented"].as_u64().unwrap_or(0);
+    assert!(common::wait_until(Duration::from_secs(20), || presented() >= 10), "the video does not play");
+    let config = vitrine.runtime.join(format!("{}.toml", vitrine.socket));
+    // Only the zone's top half shows the video after the change; the rest shows the background.
+    std::fs::write(&config, "[background]\ncolor = \"#00ff00\"\n[video]\nzone = [0, 0, 320, 120]\n").unwrap();
+    let before = presented();
+    let reply = vitrine.ok(&Request::Reload);
+    assert!(reply["report"].as_str().unwrap().contains("applied"), "{reply}");
+    let image = vitrine.wait_for_pixels("reloaded", Duration::from_secs(10), |img| {
+        count_near(img, [0, 255, 0], 8) > 320 * 100 && count_near(img, [191, 191, 0], 30) > 500
+    });
+    assert!(count_near(&image, [255, 0, 255], 8) == 0, "the old background is gone");
+    assert!(
+        common::wait_until(Duration::from_secs(10), || presented() >= before + 10),
+        "the video stopped with the reload"
+    );
+    assert_eq!(vitrine.ok(&Request::Status)["finished"], false);
+}
