@@ -23,7 +23,9 @@ pub fn init(filter: &str) {
         if let Ok(journald) = tracing_journald::layer() {
             let _ = tracing_subscriber::registry()
                 .with(env_filter)
-                .with(journald.with_syslog_identifier("vitrine".into()))
+                // Fields as they are named (OUTPUT=, CLIENT=, FILE=...): `journalctl -u vitrine
+                // OUTPUT=HDMI-A-1` finds what happened on a screen.
+                .with(journald.with_syslog_identifier("vitrine".into()).with_field_prefix(None))
                 .try_init();
             return;
         }

@@ -143,7 +143,9 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
     event_loop
         .handle()
         .insert_source(socket, |stream, _, state| {
-            if let Err(err) = state.display_handle.insert_client(stream, State::new_client_data()) {
+            let (pid, command) = crate::state::peer(&stream);
+            tracing::info!(client = pid, command, "client connected");
+            if let Err(err) = state.display_handle.insert_client(stream, State::new_client_data(pid, command)) {
                 tracing::warn!(%err, "cannot accept a client");
             }
         })

@@ -30,27 +30,49 @@ use crate::backend::Backend;
 use crate::config::Config;
 use crate::kiosk::Kiosk;
 
-/// Per-client data smithay needs.
+/// Per-client data smithay needs, and who the client is (for logs).
 #[derive(Default)]
 pub struct ClientState {
     pub compositor_state: CompositorClientState,
+    /// The client's process id (0 when unknown) and command name.
+    pub pid: i32,
+    pub command: String,
 }
 
 impl ClientData for ClientState {
     fn initialized(&self, client_id: ClientId) {
-        tracing::debug!(client = ?client_id, "client connected");
+        tracing::debug!(client = self.pid, id = ?client_id, "client initialized");
     }
 
     fn disconnected(&self, client_id: ClientId, reason: DisconnectReason) {
+        let (client, command) = (self.pid, self.command.as_str());
         match reason {
             DisconnectReason::ProtocolError(err) => {
-                tracing::warn!(client = ?client_id, error = %err, "client disconnected for a protocol error")
+                tracing::warn!(client, command, id = ?client_id, error = %err, "client disconnected for a protocol error")
             }
-            DisconnectReason::ConnectionClosed => {
-                tracing::debug!(client = ?client_id, "client disconnected")
-            }
+            DisconnectReason::ConnectionClosed => tracing::info!(client, command, "client disconnected"),
         }
     }
+}
+
+/// The process on the other end of a client socket: its pid and command name.
+pub fn peer(stream: &std::os::unix::net::UnixStream) -> (i32, String) {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: SO_PEERCRED fills a ucred of the given length.
+    let ok = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(stream),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut libc::ucred as *mut libc::c_void,
+            &mut len,
+        ) == 0
+    };
+    let pid = if ok { cred.pid } else { 0 };
+    let command =
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim().to_string()).unwrap_or_default();
+    (pid, command)
 }
 
 pub struct State {
@@ -171,8 +193,8 @@ impl State {
         self.started.elapsed()
     }
 
-    pub fn new_client_data() -> Arc<ClientState> {
-        Arc::new(ClientState::default())
+    pub fn new_client_data(pid: i32, command: String) -> Arc<ClientState> {
+        Arc::new(ClientState { pid, command, ..Default::default() })
     }
 }
 

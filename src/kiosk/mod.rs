@@ -179,7 +179,13 @@ impl State {
         if let Some(kiosk) = window.user_data().get::<WindowKiosk>() {
             let mut current = kiosk.output.borrow_mut();
             if current.as_deref() != Some(output.name().as_str()) {
-                tracing::info!(app_id = ?app_id(surface), output = %output.name(), "toplevel placed");
+                let client = self
+                    .display_handle
+                    .get_client(surface.id())
+                    .ok()
+                    .and_then(|c| c.get_data::<crate::state::ClientState>().map(|d| d.pid))
+                    .unwrap_or(0);
+                tracing::info!(client, app_id = ?app_id(surface), output = %output.name(), "toplevel placed");
                 *current = Some(output.name());
             }
         }

@@ -199,7 +199,15 @@ impl Player {
     }
 
     fn record_error(&mut self, err: String) {
-        tracing::error!(target: "video", "{err}");
+        self.record_file_error(None, err);
+    }
+
+    /// An error about a playlist item, with the file as its own log field (journald FILE=).
+    fn record_file_error(&mut self, file: Option<&std::path::Path>, err: String) {
+        match file {
+            Some(file) => tracing::error!(target: "video", file = %file.display(), "{err}"),
+            None => tracing::error!(target: "video", "{err}"),
+        }
         self.errors.push(err);
     }
 
@@ -251,16 +259,17 @@ impl Player {
             Ok(d) if !d.units.is_empty() => d,
             Ok(_) => {
                 self.failed_in_row += 1;
-                return self.record_error(format!("skipping playlist item: {}: no picture to play", path.display()));
+                let err = format!("skipping playlist item: {}: no picture to play", path.display());
+                return self.record_file_error(Some(&path), err);
             }
             Err(e) => {
                 self.failed_in_row += 1;
-                return self.record_error(format!("skipping playlist item: {e}"));
+                return self.record_file_error(Some(&path), format!("skipping playlist item: {e}"));
             }
         };
         self.failed_in_row = 0;
         if let Some(damage) = &d.damage {
-            self.record_error(format!("{damage}; playing the {} valid pictures", d.units.len()));
+            self.record_file_error(Some(&path), format!("{damage}; playing the {} valid pictures", d.units.len()));
         }
         let fps = d.info.fps.unwrap_or(25.0);
         let first_pts = d.units.iter().map(|u| u.pts).min().unwrap_or_default();

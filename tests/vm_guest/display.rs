@@ -659,3 +659,107 @@ fn the_schedule_turns_the_displays_off_and_on() {
     let mut vitrine = vitrine;
     assert!(vitrine.is_running());
 }
+
+/// Under systemd, logs go to journald with their fields as journal fields, so that
+/// `journalctl -u vitrine OUTPUT=… / CLIENT=… / FILE=…` answers what happened where. A datagram
+/// socket in journald's place receives what vitrine sends.
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn journald_entries_carry_output_client_and_file_fields() {
+    super::assert_in_vm();
+    let dir = Path::new("/run/systemd/journal");
+    std::fs::create_dir_all(dir).unwrap();
+    let socket_path = dir.join("socket");
+    let _ = std::fs::remove_file(&socket_path);
+    let journal = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("journald's socket path");
+    journal.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    // Read all the time, as journald does: a full socket would block vitrine's logging.
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match journal.recv(&mut buf) {
+                Ok(n) if n > 0 => {
+                    if tx.send(buf[..n].to_vec()).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                    if tx.send(Vec::new()).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    let garbage = super::clip("garbage.mp4");
+    let mut vitrine = Vitrine::launch(Launch {
+        name: "vm-journald",
+        args: vec![
+            "--play".into(),
+            garbage.display().to_string(),
+            super::clip("640x480-high.mp4").display().to_string(),
+        ],
+        config: BG_CONFIG.into(),
+        env: vec![("JOURNAL_STREAM".into(), "8:4242".into()), ("INVOCATION_ID".into(), "0123456789abcdef".into())],
+        runtime: None,
+        wrapper: Vec::new(),
+    });
+    let client = vitrine.spawn_client("weston-simple-shm", &[]);
+    let _ = client;
+    let mut entries: Vec<std::collections::HashMap<String, String>> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let wanted = |e: &[std::collections::HashMap<String, String>]| {
+        let has = |f: &dyn Fn(&std::collections::HashMap<String, String>) -> bool| e.iter().any(f);
+        has(&|m| m.get("OUTPUT").is_some_and(|o| o.starts_with("Virtual-")))
+            && has(&|m| m.get("CLIENT").is_some_and(|c| c.parse::<i32>().is_ok_and(|p| p > 0)))
+            && has(&|m| {
+                m.get("FILE").is_some_and(|f| f.ends_with("garbage.mp4"))
+                    && m.get("PRIORITY").map(String::as_str) == Some("3")
+            })
+    };
+    while std::time::Instant::now() < deadline && !wanted(&entries) {
+        if let Ok(data) = rx.recv_timeout(Duration::from_secs(1)) {
+            if !data.is_empty() {
+                entries.push(parse_journal_entry(&data));
+            }
+        }
+    }
+    drop(vitrine);
+    drop(rx);
+    let _ = reader.join();
+    let _ = std::fs::remove_file(&socket_path);
+    assert!(wanted(&entries), "missing fields in {} entries: {entries:#?}", entries.len());
+    assert!(entries.iter().all(|e| e.get("SYSLOG_IDENTIFIER").map(String::as_str) == Some("vitrine")));
+    assert!(entries.iter().all(|e| e.contains_key("MESSAGE")));
+}
+
+/// A journal native-protocol datagram: `NAME=value\n`, or `NAME\n` + little-endian u64 length +
+/// value + `\n` for values that may hold newlines.
+fn parse_journal_entry(mut data: &[u8]) -> std::collections::HashMap<String, String> {
+    let mut out = std::collections::HashMap::new();
+    while !data.is_empty() {
+        let Some(eol) = data.iter().position(|b| *b == b'\n') else { break };
+        let line = &data[..eol];
+        if let Some(eq) = line.iter().position(|b| *b == b'=') {
+            out.insert(
+                String::from_utf8_lossy(&line[..eq]).into_owned(),
+                String::from_utf8_lossy(&line[eq + 1..]).into_owned(),
+            );
+            data = &data[eol + 1..];
+        } else {
+            let name = String::from_utf8_lossy(line).into_owned();
+            let rest = &data[eol + 1..];
+            if rest.len() < 8 {
+                break;
+            }
+            let len = u64::from_le_bytes(rest[..8].try_into().unwrap()) as usize;
+            let value = &rest[8..(8 + len).min(rest.len())];
+            out.insert(name, String::from_utf8_lossy(value).into_owned());
+            data = &rest[(8 + len + 1).min(rest.len())..];
+        }
+    }
+    out
+}
