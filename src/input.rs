@@ -21,15 +21,18 @@ impl State {
         Some((surface, (surface_loc + render_loc).to_f64()))
     }
 
-    /// Where an absolute event (a touch, a nested window's pointer) lands: on the output
-    /// `[input] touch_output` names, else the first. The device covers that output's panel: on a
-    /// turned panel the point is turned back to the upright layout.
+    /// Where an absolute event (a touch, a nested window's pointer) lands: on the output its
+    /// device names (udev WL_OUTPUT), else the one `[input] touch_output` names, else the first.
+    /// The device covers that output's panel: on a turned panel the point is turned back to the
+    /// upright layout.
     fn absolute_position<B: InputBackend, E: AbsolutePositionEvent<B>>(
         &self,
         event: &E,
     ) -> Option<Point<f64, Logical>> {
+        use smithay::backend::input::Device as _;
+        let own = self.kiosk.device_outputs.get(&event.device().id()).and_then(|n| self.output_by_name(n));
         let named = &self.config.input.touch_output;
-        let output = self.output_by_name(named).or_else(|| self.outputs.first())?;
+        let output = own.or_else(|| self.output_by_name(named)).or_else(|| self.outputs.first())?;
         let geo = self.space.output_geometry(output)?;
         let rotation = crate::rotation::Rotation::from_transform(output.current_transform());
         let panel = rotation.logical_size((geo.size.w.max(0) as u32, geo.size.h.max(0) as u32));

@@ -2,6 +2,8 @@
 //! (`tests/vm/run`, called by `scripts/test`), which runs this binary with `--ignored`.
 //! On the host they are ignored, never passed: the rig reports them as PASS/FAIL.
 
+#[path = "vm_guest/appliance.rs"]
+mod appliance;
 mod common;
 #[path = "vm_guest/display.rs"]
 mod display;

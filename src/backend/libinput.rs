@@ -54,9 +54,18 @@ pub fn start(state: &mut State) -> Result<(), String> {
         .loop_handle
         .insert_source(backend, |event, _, state| match event {
             InputEvent::DeviceAdded { device } => {
-                tracing::info!(device = %device.name(), "input device added")
+                use smithay::backend::input::Device as _;
+                // SAFETY: the udev context is libinput's own (new_with_udev).
+                let output = unsafe { device.udev_device() }
+                    .and_then(|d| d.property_value("WL_OUTPUT").map(|v| v.to_string_lossy().into_owned()));
+                tracing::info!(device = %device.name(), output = ?output, "input device added");
+                if let Some(output) = output {
+                    state.kiosk.device_outputs.insert(device.id(), output);
+                }
             }
             InputEvent::DeviceRemoved { device } => {
+                use smithay::backend::input::Device as _;
+                state.kiosk.device_outputs.remove(&device.id());
                 tracing::info!(device = %device.name(), "input device removed")
             }
             other => state.handle_input(other),

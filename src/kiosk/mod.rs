@@ -38,6 +38,8 @@ pub struct Kiosk {
     pub pointer_location: Point<f64, Logical>,
     pub last_pointer_motion: Option<Instant>,
     pub app: Option<AppSupervisor>,
+    /// Touchscreens that name their output (udev property WL_OUTPUT), by input device id.
+    pub device_outputs: std::collections::HashMap<String, String>,
 }
 
 impl Kiosk {
@@ -48,6 +50,7 @@ impl Kiosk {
             pointer_location: (0.0, 0.0).into(),
             last_pointer_motion: None,
             app: None,
+            device_outputs: Default::default(),
         }
     }
 }
