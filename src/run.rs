@@ -117,6 +117,9 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
             let card = choice.card.clone().ok_or_else(|| anyhow!("no DRM device"))?;
             let renderer = args.renderer.unwrap_or(config.drm.renderer);
             Drm::start(&mut state, &card, renderer).map_err(|e| anyhow!(e))?;
+            if let Some(player) = &mut state.player {
+                player.set_scanout(true);
+            }
             if let Err(err) = crate::backend::libinput::start(&mut state) {
                 tracing::warn!(%err, "no input devices: the display works, input does not");
             }

@@ -8,6 +8,8 @@ use std::os::fd::{AsFd, AsRawFd};
 use smithay::backend::allocator::dmabuf::Dmabuf;
 use smithay::backend::allocator::Buffer as _;
 
+use super::{DMA_BUF_SYNC_END, DMA_BUF_SYNC_READ, DMA_BUF_SYNC_START};
+
 /// YCbCr → RGB coefficients, 8.8 fixed point.
 #[derive(Debug, Clone, Copy)]
 struct Matrix {
@@ -51,12 +53,6 @@ struct Mapping {
     fd: i32,
 }
 
-const DMA_BUF_SYNC_READ: u64 = 1;
-const DMA_BUF_SYNC_START: u64 = 0;
-const DMA_BUF_SYNC_END: u64 = 4;
-/// _IOW('b', 0, struct dma_buf_sync)
-const DMA_BUF_IOCTL_SYNC: libc::c_ulong = 0x4008_6200;
-
 impl Mapping {
     fn new(fd: std::os::fd::BorrowedFd<'_>) -> Result<Mapping, String> {
         let fd = fd.as_raw_fd();
@@ -71,8 +67,7 @@ impl Mapping {
             if ptr == libc::MAP_FAILED {
                 return Err(format!("mapping the picture: {}", std::io::Error::last_os_error()));
             }
-            let start: u64 = DMA_BUF_SYNC_START | DMA_BUF_SYNC_READ;
-            libc::ioctl(fd, DMA_BUF_IOCTL_SYNC, &start);
+            super::dmabuf_sync(fd, DMA_BUF_SYNC_START | DMA_BUF_SYNC_READ);
             Ok(Mapping { ptr, len, fd })
         }
     }
@@ -85,10 +80,9 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: ends the CPU access begun in `new` and unmaps what it mapped.
+        super::dmabuf_sync(self.fd, DMA_BUF_SYNC_END | DMA_BUF_SYNC_READ);
+        // SAFETY: unmaps what `new` mapped.
         unsafe {
-            let end: u64 = DMA_BUF_SYNC_END | DMA_BUF_SYNC_READ;
-            libc::ioctl(self.fd, DMA_BUF_IOCTL_SYNC, &end);
             libc::munmap(self.ptr, self.len);
         }
     }

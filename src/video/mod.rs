@@ -5,6 +5,7 @@
 pub mod convert;
 pub mod demux;
 pub mod h264;
+pub mod nv12_pool;
 pub mod player;
 pub mod soft;
 pub mod v4l2;
@@ -28,6 +29,21 @@ pub enum VideoError {
     Decoder(String),
     #[error("stream: {0}")]
     Stream(String),
+}
+
+/// DMA_BUF_IOCTL_SYNC flags: CPU access to a dmabuf is bracketed by START and END, so caches are
+/// kept right on SoCs where the CPU and the devices do not share them.
+pub(crate) const DMA_BUF_SYNC_READ: u64 = 1;
+pub(crate) const DMA_BUF_SYNC_WRITE: u64 = 2;
+pub(crate) const DMA_BUF_SYNC_START: u64 = 0;
+pub(crate) const DMA_BUF_SYNC_END: u64 = 4;
+
+/// DMA_BUF_IOCTL_SYNC (_IOW('b', 0, struct dma_buf_sync)) on a dmabuf fd; failures are ignored
+/// (the access itself still works, only cache upkeep is at stake).
+pub(crate) fn dmabuf_sync(fd: std::os::fd::RawFd, flags: u64) {
+    const DMA_BUF_IOCTL_SYNC: libc::c_ulong = 0x4008_6200;
+    // SAFETY: the ioctl reads one u64 of flags.
+    unsafe { libc::ioctl(fd, DMA_BUF_IOCTL_SYNC, &flags) };
 }
 
 /// One decoded picture, as the scene shows it. Clones share the picture; the decoder reuses its

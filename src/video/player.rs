@@ -14,7 +14,7 @@ use super::{VideoError, VideoFrame, VideoStats};
 
 /// Decoded pictures waiting for display before the clock starts.
 const PREROLL: usize = 3;
-/// Access units sent to the decoding thread and not yet back as pictures.
+/// Access units sent to the decoding thread and pictures decoded but not yet shown, at most.
 const SEND_AHEAD: usize = 12;
 
 struct Clip {
@@ -109,6 +109,8 @@ pub struct Player {
     first_frame_after: Option<Duration>,
     /// Items opened so far (a looping list logs each once).
     opened: Vec<PathBuf>,
+    /// The display scans dmabufs out (DRM): software decoding writes into dmabufs.
+    scanout: bool,
 }
 
 impl Player {
@@ -139,7 +141,13 @@ impl Player {
             created: Instant::now(),
             first_frame_after: None,
             opened: Vec::new(),
+            scanout: false,
         }
+    }
+
+    /// Tell the player the display scans dmabufs out on planes (set before playing starts).
+    pub fn set_scanout(&mut self, scanout: bool) {
+        self.scanout = scanout;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -302,7 +310,7 @@ impl Player {
         if self.decoder.is_some() {
             return Ok(());
         }
-        let dec = DecoderThread::start()?;
+        let dec = DecoderThread::start(self.scanout)?;
         tracing::info!(target: "video", decoder = %dec.name(), "video decoder opened");
         self.decoder = Some(dec);
         Ok(())
@@ -365,7 +373,9 @@ impl Player {
             self.finished = true;
             return;
         }
-        while self.outstanding < SEND_AHEAD {
+        // Pictures decoded and not yet shown count too: a decoder faster than the display (the
+        // software one) must not run further ahead than its buffers allow.
+        while self.outstanding + self.queue.len() < SEND_AHEAD {
             let Some(dec) = self.decoder.as_mut() else { return };
             let Some(clip) = self.clips.front_mut() else { return };
             if clip.next >= clip.units.len() {
@@ -487,6 +497,9 @@ impl Player {
         };
         let decoder = self.decoder.as_ref().map(|d| d.name().to_string());
         let path = match &decoder {
+            Some(d) if d.starts_with("software") && d.contains("dmabufs") => {
+                "copies: software decoding, every picture copied into an NV12 dmabuf a plane shows".to_string()
+            }
             Some(d) if d.starts_with("software") => {
                 "copies: software decoding, every picture converted in memory and composited".to_string()
             }

@@ -52,12 +52,13 @@ pub struct DecoderThread {
 
 impl DecoderThread {
     /// Start decoding on the first V4L2 stateless H.264 decoder, or in software (OpenH264)
-    /// where there is none (`VITRINE_DECODER=software` forces it).
-    pub fn start() -> Result<Self, VideoError> {
+    /// where there is none (`VITRINE_DECODER=software` forces it); `scanout`: the display shows
+    /// dmabufs on planes, so the software decoder writes its pictures into dmabufs.
+    pub fn start(scanout: bool) -> Result<Self, VideoError> {
         let forced_software = std::env::var("VITRINE_DECODER").is_ok_and(|v| v == "software");
         let nodes = if forced_software { Vec::new() } else { v4l2::find_decoders(v4l2::PIX_FMT_H264_SLICE) };
         if nodes.is_empty() {
-            let decoder = SoftwareDecoder::new()?;
+            let decoder = SoftwareDecoder::new(scanout)?;
             let name = decoder.name();
             tracing::warn!(
                 target: "video",

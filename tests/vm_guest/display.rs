@@ -763,3 +763,79 @@ fn parse_journal_entry(mut data: &[u8]) -> std::collections::HashMap<String, Str
     }
     out
 }
+
+/// Without a V4L2 decoder (forced here), the software decoder writes each picture once into an
+/// NV12 dmabuf made from memory, and a plane shows it: no composition, one copy per picture,
+/// counted, and each buffer mapped once.
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn software_decoding_feeds_nv12_dmabufs_to_a_plane() {
+    super::assert_in_vm();
+    let path = super::clip("640x480-high.mp4");
+    let frames = super::frame_count(&path);
+    let stats_path = common::artifacts().join("vm-soft-dmabuf.stats.json");
+    let mut vitrine = Vitrine::launch(Launch {
+        name: "vm-soft-dmabuf",
+        args: vec![
+            "--play".into(),
+            path.display().to_string(),
+            "--exit-when-done".into(),
+            "--stats".into(),
+            stats_path.display().to_string(),
+        ],
+        config: format!("{BG_CONFIG}[video]\nscale = \"none\"\n"),
+        env: vec![("VITRINE_DECODER".into(), "software".into())],
+        runtime: None,
+        wrapper: Vec::new(),
+    });
+    assert!(
+        common::wait_until(Duration::from_secs(60), || {
+            vitrine.ok(&Request::Stats)["video"]["frames_presented"].as_u64().unwrap_or(0) >= 3
+        }),
+        "no picture presented; log:\n{}",
+        vitrine.log()
+    );
+    let status = vitrine.ok(&Request::Pause);
+    assert!(status["path"].as_str().unwrap().contains("NV12 dmabuf"), "{status}");
+    let planes = vitrine.ok(&Request::Planes);
+    let layers = planes["outputs"][0]["layers"].as_array().unwrap().clone();
+    let video = layers.iter().find(|l| l["source"] == "video").expect("video layer");
+    assert_eq!((video["format"].as_str(), video["composited"].as_bool()), (Some("NV12"), Some(false)), "{planes}");
+    // ffmpeg's testsrc: many colours where the picture is (centred 640x480 on 1024x768).
+    let image = vitrine.screenshot("soft-dmabuf");
+    let region = RgbaRegion::new(&image, (192, 144, 640, 480));
+    assert!(region.distinct_colours() > 100, "the picture is not on screen: {} colours", region.distinct_colours());
+    assert!(image.fraction_differing((0, 0, 150, 100), common::BG, 8) < 0.01, "outside the picture: background");
+    vitrine.ok(&Request::Resume);
+    let exit = vitrine.wait_exit(Duration::from_secs(120));
+    assert!(exit.success(), "{exit:?}\n{}", vitrine.log());
+    let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats_path).unwrap()).unwrap();
+    let n = |k: &str| stats[k].as_u64().unwrap_or_else(|| panic!("{k}: {stats}"));
+    assert_eq!(n("frames_decoded"), frames, "{stats}");
+    assert_eq!(n("frames_presented") + n("frames_dropped"), frames, "{stats}");
+    assert_eq!(n("frames_composited"), 0, "{stats}");
+    // One NV12 copy per picture (640x480: 460800 bytes), one mapping per buffer, never per picture.
+    assert_eq!(n("cpu_copied_bytes"), frames * 460_800, "{stats}");
+    assert!((1..=16).contains(&n("frame_mappings")), "{stats}");
+    assert!(n("framebuffers_created") <= n("frame_mappings"), "a framebuffer per buffer: {stats}");
+}
+
+/// Distinct colours in a part of an image.
+struct RgbaRegion(std::collections::HashSet<[u8; 3]>);
+
+impl RgbaRegion {
+    fn new(image: &vitrine::render::RgbaImage, (x0, y0, w, h): (u32, u32, u32, u32)) -> RgbaRegion {
+        let mut set = std::collections::HashSet::new();
+        for y in y0..y0 + h {
+            for x in x0..x0 + w {
+                let p = image.pixel(x, y);
+                set.insert([p[0], p[1], p[2]]);
+            }
+        }
+        RgbaRegion(set)
+    }
+
+    fn distinct_colours(&self) -> usize {
+        self.0.len()
+    }
+}
