@@ -15,7 +15,7 @@ use h264_reader::rbsp::{decode_nal, BitReader};
 pub enum DemuxError {
     #[error("{path}: cannot read: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: not a video file vitrine knows (neither MP4/MOV nor an H.264 Annex-B stream)")]
+    #[error("{path}: not a video file vitrine knows (neither MP4/MOV, an H.264 Annex-B stream nor FWHT)")]
     UnknownFormat { path: PathBuf },
     #[error("{path}: unsupported: {reason}")]
     Unsupported { path: PathBuf, reason: String },
@@ -23,9 +23,29 @@ pub enum DemuxError {
     Corrupt { path: PathBuf, reason: String },
 }
 
-/// What a stream is, from its sequence parameter set.
+/// The coding of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Codec {
+    #[default]
+    H264,
+    /// vicodec's FWHT (Fast Walsh-Hadamard Transform) test codec: decoded by stateful V4L2
+    /// decoders only; what vitrine's stateful path is tested with.
+    Fwht,
+}
+
+impl Codec {
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::H264 => "H.264",
+            Codec::Fwht => "FWHT",
+        }
+    }
+}
+
+/// What a stream is, from its sequence parameter set (or frame header).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamInfo {
+    pub codec: Codec,
     pub width: u32,
     pub height: u32,
     pub profile_idc: u8,
@@ -67,6 +87,7 @@ fn describe(path: &Path, sps_nal: &[u8], pps_nal: &[u8], fps: Option<f64>) -> Re
     }
     let (width, height) = sps.pixel_dimensions().map_err(|e| corrupt(format!("SPS dimensions: {e:?}")))?;
     Ok(StreamInfo {
+        codec: Codec::H264,
         width,
         height,
         profile_idc: sps.profile_idc.into(),
@@ -95,6 +116,10 @@ pub fn open(path: &Path) -> Result<Demuxed, DemuxError> {
     let n = file.read(&mut head).map_err(io)?;
     if n >= 8 && &head[4..8] == b"ftyp" {
         open_mp4(path)
+    } else if n >= 8 && head[..8] == super::fwht::MAGIC {
+        let mut data = Vec::new();
+        File::open(path).and_then(|mut f| f.read_to_end(&mut data)).map_err(io)?;
+        super::fwht::open(path, &data)
     } else if n >= 4 && (head[..4] == START_CODE || head[..3] == START_CODE[1..]) {
         let mut data = Vec::new();
         File::open(path).and_then(|mut f| f.read_to_end(&mut data)).map_err(io)?;

@@ -4,6 +4,7 @@
 
 pub mod convert;
 pub mod demux;
+pub mod fwht;
 pub mod h264;
 pub mod nv12_pool;
 pub mod player;

@@ -19,6 +19,7 @@ const SEND_AHEAD: usize = 12;
 
 struct Clip {
     path: PathBuf,
+    codec: super::demux::Codec,
     units: Vec<AccessUnit>,
     next: usize,
     /// Where the clip starts on the playlist's timeline.
@@ -275,6 +276,13 @@ impl Player {
                 return self.record_file_error(Some(&path), format!("skipping playlist item: {e}"));
             }
         };
+        if d.info.codec == super::demux::Codec::Fwht && super::v4l2::find_decoders(super::v4l2::PIX_FMT_FWHT).is_empty()
+        {
+            self.failed_in_row += 1;
+            let err =
+                format!("skipping playlist item: {}: no decoder here takes FWHT (vicodec's codec)", path.display());
+            return self.record_file_error(Some(&path), err);
+        }
         self.failed_in_row = 0;
         if let Some(damage) = &d.damage {
             self.record_file_error(Some(&path), format!("{damage}; playing the {} valid pictures", d.units.len()));
@@ -283,6 +291,7 @@ impl Player {
         let first_pts = d.units.iter().map(|u| u.pts).min().unwrap_or_default();
         let clip = Clip {
             path: path.clone(),
+            codec: d.info.codec,
             units: d.units,
             next: 0,
             base: self.timeline_end,
@@ -306,11 +315,11 @@ impl Player {
         self.clips.push_back(clip);
     }
 
-    fn ensure_decoder(&mut self) -> Result<(), VideoError> {
-        if self.decoder.is_some() {
+    fn ensure_decoder(&mut self, codec: super::demux::Codec) -> Result<(), VideoError> {
+        if self.decoder.as_ref().is_some_and(|d| d.codec() == codec) {
             return Ok(());
         }
-        let dec = DecoderThread::start(self.scanout)?;
+        let dec = DecoderThread::start(codec, self.scanout)?;
         tracing::info!(target: "video", decoder = %dec.name(), "video decoder opened");
         self.decoder = Some(dec);
         Ok(())
@@ -365,13 +374,30 @@ impl Player {
             }
             return;
         }
-        if self.clips.is_empty() {
-            return;
+        let Some(codec) = self.clips.front().map(|c| c.codec) else { return };
+        if self.decoder.as_ref().is_some_and(|d| d.codec() != codec) {
+            // The next item needs another decoder: once this one has given back everything.
+            if !self.decoder_idle() {
+                return;
+            }
+            self.decoder = None;
         }
-        if let Err(e) = self.ensure_decoder() {
-            self.record_error(e.to_string());
-            self.finished = true;
-            return;
+        match self.ensure_decoder(codec) {
+            Ok(()) => {}
+            // Nothing here decodes this item: it is named and skipped, the next one plays.
+            Err(e @ VideoError::NoDecoder(_)) => {
+                if let Some(clip) = self.clips.pop_front() {
+                    let err = format!("skipping playlist item: {}: {e}", clip.path.display());
+                    self.record_file_error(Some(&clip.path), err);
+                }
+                return;
+            }
+            // The decoder itself failed: nothing more can be played.
+            Err(e) => {
+                self.record_error(e.to_string());
+                self.finished = true;
+                return;
+            }
         }
         // Pictures decoded and not yet shown count too: a decoder faster than the display (the
         // software one) must not run further ahead than its buffers allow.

@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use smithay::backend::allocator::dmabuf::Dmabuf;
 
+use super::demux::Codec;
 use super::soft::SoftwareDecoder;
-use super::v4l2::{self, StatelessDecoder};
+use super::v4l2::{self, HwDecoder, StatefulDecoder, StatelessDecoder};
 use super::{VideoError, VideoFrame, VideoStats};
 
 enum Command {
@@ -43,6 +44,7 @@ pub enum Event {
 
 pub struct DecoderThread {
     name: String,
+    codec: Codec,
     commands: Sender<Command>,
     waker: UnixStream,
     events: Receiver<Event>,
@@ -51,33 +53,55 @@ pub struct DecoderThread {
 }
 
 impl DecoderThread {
-    /// Start decoding on the first V4L2 stateless H.264 decoder, or in software (OpenH264)
-    /// where there is none (`VITRINE_DECODER=software` forces it); `scanout`: the display shows
-    /// dmabufs on planes, so the software decoder writes its pictures into dmabufs.
-    pub fn start(scanout: bool) -> Result<Self, VideoError> {
+    /// Start decoding a stream of `codec`: on the first V4L2 stateless decoder that takes it,
+    /// else the first stateful one, else (H.264) in software with OpenH264
+    /// (`VITRINE_DECODER=software` forces that). `scanout`: the display shows dmabufs on planes,
+    /// so the software decoder writes its pictures into dmabufs.
+    pub fn start(codec: Codec, scanout: bool) -> Result<Self, VideoError> {
         let forced_software = std::env::var("VITRINE_DECODER").is_ok_and(|v| v == "software");
-        let nodes = if forced_software { Vec::new() } else { v4l2::find_decoders(v4l2::PIX_FMT_H264_SLICE) };
-        if nodes.is_empty() {
-            let decoder = SoftwareDecoder::new(scanout)?;
-            let name = decoder.name();
-            tracing::warn!(
-                target: "video",
-                reason = if forced_software { "VITRINE_DECODER=software" } else { "no /dev/video* node takes S264" },
-                "no V4L2 decoder: decoding in software, every picture is copied and composited"
-            );
-            let (wake_tx, _wake_rx) =
-                UnixStream::pair().map_err(|e| VideoError::Decoder(format!("socketpair: {e}")))?;
-            let (commands, command_rx) = mpsc::channel();
-            let (event_tx, events) = mpsc::channel();
-            let stats = Arc::new(Mutex::new(VideoStats::default()));
-            let shared = stats.clone();
-            let thread = std::thread::Builder::new()
-                .name("vitrine-decoder".into())
-                .spawn(move || run_software(decoder, command_rx, event_tx, shared))
-                .map_err(|e| VideoError::Decoder(format!("cannot start the decoding thread: {e}")))?;
-            return Ok(Self { name, commands, waker: wake_tx, events, stats, thread: Some(thread) });
-        }
-        let mut decoder = StatelessDecoder::open(&nodes)?;
+        let (stateless, stateful) = match codec {
+            Codec::H264 => (v4l2::PIX_FMT_H264_SLICE, v4l2::PIX_FMT_H264),
+            Codec::Fwht => (0, v4l2::PIX_FMT_FWHT),
+        };
+        let find = |fourcc: u32| if forced_software || fourcc == 0 { Vec::new() } else { v4l2::find_decoders(fourcc) };
+        let decoder: Box<dyn HwDecoder> = match (find(stateless), find(stateful)) {
+            (nodes, _) if !nodes.is_empty() => Box::new(StatelessDecoder::open(&nodes)?),
+            (_, nodes) if !nodes.is_empty() => Box::new(StatefulDecoder::open(&nodes, stateful)?),
+            _ if codec == Codec::H264 => return Self::start_software(scanout, forced_software),
+            _ => return Err(VideoError::NoDecoder(format!("no V4L2 decoder takes {} streams", codec.name()))),
+        };
+        let mut thread = Self::start_v4l2(decoder)?;
+        thread.codec = codec;
+        Ok(thread)
+    }
+
+    /// The coding this decoder decodes.
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    fn start_software(scanout: bool, forced: bool) -> Result<Self, VideoError> {
+        let decoder = SoftwareDecoder::new(scanout)?;
+        let name = decoder.name();
+        tracing::warn!(
+            target: "video",
+            reason = if forced { "VITRINE_DECODER=software" } else { "no /dev/video* node takes S264 or H264" },
+            decoder = %name,
+            "no V4L2 decoder: decoding in software, every picture is copied"
+        );
+        let (wake_tx, _wake_rx) = UnixStream::pair().map_err(|e| VideoError::Decoder(format!("socketpair: {e}")))?;
+        let (commands, command_rx) = mpsc::channel();
+        let (event_tx, events) = mpsc::channel();
+        let stats = Arc::new(Mutex::new(VideoStats::default()));
+        let shared = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("vitrine-decoder".into())
+            .spawn(move || run_software(decoder, command_rx, event_tx, shared))
+            .map_err(|e| VideoError::Decoder(format!("cannot start the decoding thread: {e}")))?;
+        Ok(Self { name, codec: Codec::H264, commands, waker: wake_tx, events, stats, thread: Some(thread) })
+    }
+
+    fn start_v4l2(mut decoder: Box<dyn HwDecoder>) -> Result<Self, VideoError> {
         let name = decoder.name();
         let (wake_tx, wake_rx) = UnixStream::pair().map_err(|e| VideoError::Decoder(format!("socketpair: {e}")))?;
         let _ = wake_rx.set_nonblocking(true);
@@ -91,7 +115,7 @@ impl DecoderThread {
             .name("vitrine-decoder".into())
             .spawn(move || run(decoder, command_rx, wake_rx, event_tx, shared))
             .map_err(|e| VideoError::Decoder(format!("cannot start the decoding thread: {e}")))?;
-        Ok(Self { name, commands, waker: wake_tx, events, stats, thread: Some(thread) })
+        Ok(Self { name, codec: Codec::H264, commands, waker: wake_tx, events, stats, thread: Some(thread) })
     }
 
     pub fn name(&self) -> &str {
@@ -130,7 +154,7 @@ impl Drop for DecoderThread {
 }
 
 fn run(
-    mut dec: StatelessDecoder,
+    mut dec: Box<dyn HwDecoder>,
     commands: Receiver<Command>,
     mut wake: UnixStream,
     events: Sender<Event>,
@@ -187,14 +211,15 @@ fn run(
             }
         }
         if let Ok(mut s) = stats.lock() {
-            *s = dec.stats.clone();
+            *s = dec.stats();
         }
         // Sleep until the driver finishes something, work arrives or a frame is released.
         // The device is only waited on while the driver has pictures: an idle m2m device polls
         // as an error (no buffers queued) and would never let the thread sleep.
         let mut fds = [
             libc::pollfd { fd: wake.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: dec.fd().as_raw_fd(), events: libc::POLLIN | libc::POLLOUT, revents: 0 },
+            // POLLPRI: driver events (a stateful decoder's SOURCE_CHANGE).
+            libc::pollfd { fd: dec.fd().as_raw_fd(), events: libc::POLLIN | libc::POLLOUT | libc::POLLPRI, revents: 0 },
         ];
         let n = if dec.busy() { 2 } else { 1 };
         // SAFETY: `n` valid pollfd entries.

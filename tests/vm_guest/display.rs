@@ -839,3 +839,90 @@ impl RgbaRegion {
         self.0.len()
     }
 }
+
+/// Encode an FWHT clip with vicodec's own stateful encoder, fed by v4l2-ctl's test pattern
+/// generator (75% colour bars).
+fn fwht_clip(name: &str, size: (u32, u32), frames: u32) -> std::path::PathBuf {
+    common::require("v4l2-ctl");
+    let encoder = std::fs::read_dir("/sys/class/video4linux")
+        .unwrap()
+        .flatten()
+        .find(|e| std::fs::read_to_string(e.path().join("name")).is_ok_and(|n| n.trim() == "stateful-encoder"))
+        .map(|e| Path::new("/dev").join(e.file_name()))
+        .expect("vicodec's stateful encoder (modprobe vicodec)");
+    let path = common::artifacts().join(name);
+    let out = std::process::Command::new("v4l2-ctl")
+        .arg("-d")
+        .arg(&encoder)
+        .arg(format!("--set-fmt-video-out=width={},height={},pixelformat=NV12", size.0, size.1))
+        .args(["--stream-mmap", "--stream-out-mmap", &format!("--stream-count={frames}")])
+        .arg(format!("--stream-to={}", path.display()))
+        .output()
+        .expect("v4l2-ctl");
+    assert!(
+        out.status.success() && path.metadata().is_ok_and(|m| m.len() > 0),
+        "encoding with vicodec: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+/// The stateful V4L2 path, on vicodec's stateful FWHT decoder: colour bars encoded by vicodec's
+/// encoder are decoded into NV12 capture buffers exported as dmabufs and shown on a plane; a
+/// second clip of another size makes the driver report a source change, and the capture queue
+/// is set up again. Nothing is copied, mapped or composited.
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn a_stateful_decoder_plays_fwht_clips_onto_a_plane() {
+    super::assert_in_vm();
+    let first = fwht_clip("bars-640x480.fwht", (640, 480), 50);
+    let second = fwht_clip("bars-960x544.fwht", (960, 544), 25);
+    let stats_path = common::artifacts().join("vm-stateful.stats.json");
+    let mut vitrine = Vitrine::launch(Launch {
+        name: "vm-stateful",
+        args: vec![
+            "--play".into(),
+            first.display().to_string(),
+            second.display().to_string(),
+            "--exit-when-done".into(),
+            "--stats".into(),
+            stats_path.display().to_string(),
+        ],
+        config: format!("{BG_CONFIG}[video]\nscale = \"none\"\n"),
+        env: Vec::new(),
+        runtime: None,
+        wrapper: Vec::new(),
+    });
+    assert!(
+        common::wait_until(Duration::from_secs(60), || {
+            vitrine.ok(&Request::Stats)["video"]["frames_presented"].as_u64().unwrap_or(0) >= 5
+        }),
+        "no picture presented; log:\n{}",
+        vitrine.log()
+    );
+    let status = vitrine.ok(&Request::Pause);
+    assert!(status["decoder"].as_str().unwrap().starts_with("v4l2-stateful vicodec"), "{status}");
+    let planes = vitrine.ok(&Request::Planes);
+    let layers = planes["outputs"][0]["layers"].as_array().unwrap().clone();
+    let video = layers.iter().find(|l| l["source"] == "video").expect("video layer");
+    assert_eq!((video["format"].as_str(), video["composited"].as_bool()), (Some("NV12"), Some(false)), "{planes}");
+    assert_eq!(video["size"], serde_json::json!([640, 480]), "{video}");
+    // What vicodec decoded: colour bars (75% yellow and cyan among them).
+    let image = vitrine.screenshot("stateful");
+    assert!(common::count_near(&image, [191, 191, 0], 30) > 5_000, "yellow bar missing");
+    assert!(common::count_near(&image, [0, 191, 191], 30) > 5_000, "cyan bar missing");
+    vitrine.ok(&Request::Resume);
+    let exit = vitrine.wait_exit(Duration::from_secs(120));
+    let log = vitrine.log();
+    assert!(exit.success(), "{exit:?}\n{log}");
+    assert!(log.contains("stateful decoder configured") && log.contains("visible=(960, 544)"), "{log}");
+    let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats_path).unwrap()).unwrap();
+    let n = |k: &str| stats[k].as_u64().unwrap_or_else(|| panic!("{k}: {stats}"));
+    assert_eq!(n("frames_decoded"), 75, "{stats}");
+    assert_eq!(n("frames_presented") + n("frames_dropped"), 75, "{stats}");
+    assert_eq!(n("cpu_copied_bytes"), 0, "{stats}");
+    assert_eq!(n("frame_mappings"), 0, "{stats}");
+    assert_eq!(n("frames_composited"), 0, "{stats}");
+    assert!(n("framebuffers_created") <= n("dmabufs_exported"), "{stats}");
+}

@@ -4,17 +4,85 @@
 //! requests, extended controls, REQBUFS, EXPBUF, STREAMON and G_SELECTION go through v4l2r's
 //! ioctl wrappers.
 
+pub mod queues;
+pub mod stateful;
 pub mod stateless;
 
 use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use v4l2r::bindings;
 use v4l2r::QueueType;
 
+pub use stateful::StatefulDecoder;
 pub use stateless::StatelessDecoder;
+
+use super::{VideoError, VideoFrame, VideoStats};
+use smithay::backend::allocator::dmabuf::Dmabuf;
+
+/// What the decoding thread needs of a V4L2 decoder, stateless or stateful. Nothing blocks.
+pub trait HwDecoder: Send {
+    fn name(&self) -> String;
+    /// Written to when a frame handed out is released (wakes the decoding thread).
+    fn set_waker(&mut self, waker: std::os::unix::net::UnixStream);
+    /// Queue one access unit; `Ok(false)`: full, try again after `pump`.
+    fn submit(&mut self, au: &[u8], pts: Duration) -> Result<bool, VideoError>;
+    /// End of a clip: bring out every picture still held.
+    fn drain(&mut self);
+    /// Collect finished work (and answer driver events).
+    fn pump(&mut self) -> Result<(), VideoError>;
+    /// The next picture in display order.
+    fn take_frame(&mut self) -> Option<VideoFrame>;
+    /// Picture buffers exported since the last call.
+    fn take_new_buffers(&mut self) -> Vec<Dmabuf>;
+    fn stats(&self) -> VideoStats;
+    /// The device, to wait on.
+    fn fd(&self) -> BorrowedFd<'_>;
+    /// Whether the driver has work to finish (only then is the device waited on).
+    fn busy(&self) -> bool;
+}
+
+macro_rules! hw_decoder {
+    ($t:ty) => {
+        impl HwDecoder for $t {
+            fn name(&self) -> String {
+                <$t>::name(self)
+            }
+            fn set_waker(&mut self, waker: std::os::unix::net::UnixStream) {
+                <$t>::set_waker(self, waker)
+            }
+            fn submit(&mut self, au: &[u8], pts: Duration) -> Result<bool, VideoError> {
+                <$t>::submit(self, au, pts)
+            }
+            fn drain(&mut self) {
+                <$t>::drain(self)
+            }
+            fn pump(&mut self) -> Result<(), VideoError> {
+                <$t>::pump(self)
+            }
+            fn take_frame(&mut self) -> Option<VideoFrame> {
+                <$t>::take_frame(self)
+            }
+            fn take_new_buffers(&mut self) -> Vec<Dmabuf> {
+                <$t>::take_new_buffers(self)
+            }
+            fn stats(&self) -> VideoStats {
+                self.stats.clone()
+            }
+            fn fd(&self) -> BorrowedFd<'_> {
+                <$t>::fd(self)
+            }
+            fn busy(&self) -> bool {
+                <$t>::busy(self)
+            }
+        }
+    };
+}
+hw_decoder!(StatelessDecoder);
+hw_decoder!(StatefulDecoder);
 
 /// `_IOWR('V', nr, T)`.
 const fn iowr<T>(nr: u32) -> libc::c_ulong {
@@ -49,7 +117,14 @@ pub const fn fourcc(code: &[u8; 4]) -> u32 {
 }
 
 pub const PIX_FMT_H264_SLICE: u32 = fourcc(b"S264");
+pub const PIX_FMT_H264: u32 = fourcc(b"H264");
+pub const PIX_FMT_FWHT: u32 = fourcc(b"FWHT");
 pub const PIX_FMT_NV12: u32 = fourcc(b"NV12");
+
+/// A fourcc as text, e.g. "NV12".
+pub fn fourcc_text(code: u32) -> String {
+    code.to_le_bytes().iter().map(|&b| b as char).collect()
+}
 
 /// A video node and the media controller device its requests go through.
 #[derive(Debug, Clone)]
@@ -58,16 +133,18 @@ pub struct DecoderNode {
     pub media: Option<PathBuf>,
     pub driver: String,
     pub card: String,
+    /// Multi-planar queues (else single-planar).
+    pub mplane: bool,
 }
 
-fn open_rw(path: &Path) -> std::io::Result<File> {
+pub(crate) fn open_rw(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(path)
 }
 
-/// Whether a node's OUTPUT queue takes `fourcc` (multi-planar memory-to-memory devices).
-fn takes(file: &File, fourcc: u32) -> bool {
+/// Whether a node's OUTPUT queue (of type `queue`) takes `fourcc`.
+fn takes(file: &File, queue: QueueType, fourcc: u32) -> bool {
     (0..64)
-        .map_while(|i| v4l2r::ioctl::enum_fmt::<bindings::v4l2_fmtdesc>(file, QueueType::VideoOutputMplane, i).ok())
+        .map_while(|i| v4l2r::ioctl::enum_fmt::<bindings::v4l2_fmtdesc>(file, queue, i).ok())
         .any(|d| d.pixelformat == fourcc)
 }
 
@@ -104,11 +181,22 @@ pub fn find_decoders(fourcc: u32) -> Vec<DecoderNode> {
         let Ok(cap) = v4l2r::ioctl::querycap::<bindings::v4l2_capability>(&file) else { continue };
         let caps =
             if cap.capabilities & bindings::V4L2_CAP_DEVICE_CAPS != 0 { cap.device_caps } else { cap.capabilities };
-        if caps & bindings::V4L2_CAP_VIDEO_M2M_MPLANE == 0 || !takes(&file, fourcc) {
+        let mplane = caps & bindings::V4L2_CAP_VIDEO_M2M_MPLANE != 0;
+        if !mplane && caps & bindings::V4L2_CAP_VIDEO_M2M == 0 {
+            continue;
+        }
+        let queue = if mplane { QueueType::VideoOutputMplane } else { QueueType::VideoOutput };
+        if !takes(&file, queue, fourcc) {
             continue;
         }
         let text = |b: &[u8]| String::from_utf8_lossy(b.split(|c| *c == 0).next().unwrap_or_default()).into_owned();
-        out.push(DecoderNode { media: media_of(&video), video, driver: text(&cap.driver), card: text(&cap.card) });
+        out.push(DecoderNode {
+            media: media_of(&video),
+            video,
+            driver: text(&cap.driver),
+            card: text(&cap.card),
+            mplane,
+        });
     }
     out
 }

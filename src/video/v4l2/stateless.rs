@@ -9,27 +9,29 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use h264_reader::nal::pps::PicParameterSet;
 use h264_reader::nal::slice::{FieldPic, PicOrderCountLsb, SliceFamily};
 use h264_reader::nal::sps::{FrameMbsFlags, PicOrderCntType, SeqParameterSet};
-use smithay::backend::allocator::dmabuf::{Dmabuf, DmabufFlags};
-use smithay::backend::allocator::{Fourcc, Modifier};
+use smithay::backend::allocator::dmabuf::Dmabuf;
 use v4l2r::bindings;
 use v4l2r::controls::AsV4l2ControlSlice;
 use v4l2r::ioctl::{self as v, CtrlWhich, Request};
 use v4l2r::memory::MemoryType;
 use v4l2r::QueueType;
 
+use super::queues::{self, OutputBuffer, Queues};
 use super::{ioctl, DecoderNode, PIX_FMT_H264_SLICE, PIX_FMT_NV12};
 use crate::video::h264::{AccessUnitParser, Dpb, Picture};
 use crate::video::{VideoError, VideoFrame, VideoStats};
 
 const OUTPUT: QueueType = QueueType::VideoOutputMplane;
 const CAPTURE: QueueType = QueueType::VideoCaptureMplane;
+/// Stateless decoders are multi-planar (hantro, rkvdec, cedrus, visl).
+const QUEUES: Queues = Queues { output: OUTPUT, capture: CAPTURE, mplane: true };
 const OUTPUT_BUFFERS: usize = 4;
 /// CAPTURE buffers beyond the DPB: the picture being decoded, two waiting for display, the one
 /// on screen and the one being flipped to.
@@ -42,19 +44,6 @@ const ZIGZAG_8X8: [usize; 64] = [
     28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54,
     47, 55, 62, 63,
 ];
-
-struct OutputBuffer {
-    map: Mapping,
-    len: usize,
-    request: Request,
-    busy: bool,
-}
-
-/// A bitstream buffer's mapping, written by whichever thread owns the decoder.
-struct Mapping(*mut u8);
-
-// SAFETY: the mapping is only touched through `&mut StatelessDecoder`, by one thread at a time.
-unsafe impl Send for Mapping {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CaptureState {
@@ -92,12 +81,13 @@ pub struct StatelessDecoder {
     node: DecoderNode,
     video: File,
     media: File,
+    q: Queues,
     outputs: Vec<OutputBuffer>,
+    /// One media request per bitstream buffer.
+    requests: Vec<Request>,
     captures: Vec<CaptureBuffer>,
     geometry: Option<Geometry>,
     visible: (u32, u32),
-    /// V4L2 planes of a CAPTURE buffer (1 for NV12, 2 for NV12M).
-    capture_planes: u32,
     parser: AccessUnitParser,
     dpb: Dpb,
     next_id: u64,
@@ -360,11 +350,12 @@ impl StatelessDecoder {
             node: node.clone(),
             video,
             media,
+            q: QUEUES,
             outputs: Vec::new(),
+            requests: Vec::new(),
             captures: Vec::new(),
             geometry: None,
             visible: (0, 0),
-            capture_planes: 1,
             parser: AccessUnitParser::new(),
             dpb: Dpb::new(),
             next_id: 1,
@@ -481,81 +472,27 @@ impl StatelessDecoder {
                     (w, h)
                 });
         self.visible = visible;
-        self.capture_planes = mp.num_planes.clamp(1, 2) as u32;
         self.stats.v4l2_ioctls += 5;
 
         // OUTPUT buffers, mapped once, each with its own request.
-        let n: usize =
-            v::reqbufs(&self.video, OUTPUT, MemoryType::Mmap, OUTPUT_BUFFERS as u32, v::MemoryConsistency::empty())
-                .map_err(|e| err(&node, format!("REQBUFS OUTPUT: {e}")))?;
-        for index in 0..n {
-            let mut planes = [bindings::v4l2_plane::default(); 1];
-            let mut buf = bindings::v4l2_buffer {
-                index: index as u32,
-                type_: OUTPUT as u32,
-                memory: MemoryType::Mmap as u32,
-                length: 1,
-                ..Default::default()
-            };
-            buf.m.planes = planes.as_mut_ptr();
-            // SAFETY: VIDIOC_QUERYBUF takes a v4l2_buffer whose planes point at `planes`.
-            unsafe { ioctl(&self.video, super::VIDIOC_QUERYBUF, &mut buf) }
-                .map_err(|e| err(&node, format!("QUERYBUF: {e}")))?;
-            let len = planes[0].length as usize;
-            // SAFETY: mapping the OUTPUT buffer the driver just described; unmapped in teardown.
-            let map = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED,
-                    self.video.as_raw_fd(),
-                    planes[0].m.mem_offset as libc::off_t,
-                )
-            };
-            if map == libc::MAP_FAILED {
-                return Err(err(&node, format!("mmap of bitstream buffer: {}", std::io::Error::last_os_error())));
-            }
+        self.outputs = queues::alloc_outputs(&self.video, &self.q, OUTPUT_BUFFERS).map_err(|e| err(&node, e))?;
+        for _ in 0..self.outputs.len() {
             let request =
                 Request::alloc(&self.media).map_err(|e| err(&node, format!("MEDIA_IOC_REQUEST_ALLOC: {e}")))?;
-            self.outputs.push(OutputBuffer { map: Mapping(map as *mut u8), len, request, busy: false });
+            self.requests.push(request);
         }
 
         // CAPTURE buffers, exported once as dmabufs.
         let want = crate::video::h264::dpb::dpb_size(sps).0 + CAPTURE_SLACK;
-        let n: usize = v::reqbufs(&self.video, CAPTURE, MemoryType::Mmap, want as u32, v::MemoryConsistency::empty())
-            .map_err(|e| err(&node, format!("REQBUFS CAPTURE: {e}")))?;
-        if n < 3 {
-            return Err(err(&node, format!("only {n} capture buffers")));
-        }
-        let stride = mp.plane_fmt[0].bytesperline;
-        for index in 0..n {
-            let mut builder = Dmabuf::builder(
-                (mp.width as i32, mp.height as i32),
-                Fourcc::Nv12,
-                Modifier::Linear,
-                DmabufFlags::empty(),
-            );
-            if mp.num_planes >= 2 {
-                for plane in 0..2 {
-                    let fd: OwnedFd =
-                        v::expbuf(&self.video, CAPTURE, index, plane, v::ExpbufFlags::RDWR | v::ExpbufFlags::CLOEXEC)
-                            .map_err(|e| err(&node, format!("EXPBUF: {e}")))?;
-                    builder.add_plane(fd, plane as u32, 0, mp.plane_fmt[plane].bytesperline);
-                }
-            } else {
-                let fd: OwnedFd =
-                    v::expbuf(&self.video, CAPTURE, index, 0, v::ExpbufFlags::RDWR | v::ExpbufFlags::CLOEXEC)
-                        .map_err(|e| err(&node, format!("EXPBUF: {e}")))?;
-                let dup = fd.try_clone().map_err(|e| err(&node, format!("dup: {e}")))?;
-                builder.add_plane(fd, 0, 0, stride);
-                builder.add_plane(dup, 1, stride * mp.height, stride);
-            }
-            let dmabuf = builder.build().ok_or_else(|| err(&node, "cannot describe the capture dmabuf"))?;
-            self.stats.dmabufs_exported += 1;
-            self.fresh.push(dmabuf.clone());
-            self.captures.push(CaptureBuffer { dmabuf, state: CaptureState::Free, hold: Arc::new(()) });
-        }
+        let format = queues::describe_capture(&cfmt, &self.q);
+        let dmabufs = queues::export_captures(&self.video, &self.q, &format, want, 3).map_err(|e| err(&node, e))?;
+        let (n, stride) = (dmabufs.len(), format.pitches[0]);
+        self.stats.dmabufs_exported += n as u64;
+        self.fresh.extend(dmabufs.iter().cloned());
+        self.captures = dmabufs
+            .into_iter()
+            .map(|dmabuf| CaptureBuffer { dmabuf, state: CaptureState::Free, hold: Arc::new(()) })
+            .collect();
         self.stats.v4l2_ioctls += 2 + 2 * n as u64;
         v::streamon(&self.video, OUTPUT).map_err(|e| err(&node, format!("STREAMON OUTPUT: {e}")))?;
         v::streamon(&self.video, CAPTURE).map_err(|e| err(&node, format!("STREAMON CAPTURE: {e}")))?;
@@ -577,10 +514,8 @@ impl StatelessDecoder {
     fn teardown(&mut self) {
         let _ = v::streamoff(&self.video, OUTPUT);
         let _ = v::streamoff(&self.video, CAPTURE);
-        for o in self.outputs.drain(..) {
-            // SAFETY: unmapping what configure mapped.
-            unsafe { libc::munmap(o.map.0 as *mut libc::c_void, o.len) };
-        }
+        queues::unmap(&mut self.outputs);
+        self.requests.clear();
         self.captures.clear();
         let _ = v::reqbufs::<()>(&self.video, OUTPUT, MemoryType::Mmap, 0, v::MemoryConsistency::empty());
         let _ = v::reqbufs::<()>(&self.video, CAPTURE, MemoryType::Mmap, 0, v::MemoryConsistency::empty());
@@ -616,18 +551,8 @@ impl StatelessDecoder {
             if !self.reusable(&self.captures[i]) {
                 continue;
             }
-            let mut planes = [bindings::v4l2_plane::default(); 2];
-            let mut buf = bindings::v4l2_buffer {
-                index: i as u32,
-                type_: CAPTURE as u32,
-                memory: MemoryType::Mmap as u32,
-                length: self.capture_planes,
-                ..Default::default()
-            };
-            buf.m.planes = planes.as_mut_ptr();
             self.stats.v4l2_ioctls += 1;
-            // SAFETY: VIDIOC_QBUF takes a v4l2_buffer whose planes point at `planes`.
-            unsafe { ioctl(&self.video, super::VIDIOC_QBUF, &mut buf) }
+            queues::queue_capture(&self.video, &self.q, i)
                 .map_err(|e| err(&self.node, format!("QBUF CAPTURE {i}: {e}")))?;
             self.captures[i].state = CaptureState::Queued;
         }
@@ -652,16 +577,7 @@ impl StatelessDecoder {
         self.display.extend(released.iter().map(|o| o.id));
 
         let data = &pic.slice_data;
-        let out = &mut self.outputs[slot];
-        if data.len() > out.len {
-            return Err(VideoError::Stream(format!(
-                "picture of {} bytes does not fit the {}-byte bitstream buffer",
-                data.len(),
-                out.len
-            )));
-        }
-        // SAFETY: `map` is a live mapping of `len` bytes and data.len() <= len.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), out.map.0, data.len()) };
+        self.outputs[slot].write(data).map_err(|e| VideoError::Stream(format!("picture {id}: {e}")))?;
         self.stats.bitstream_bytes += data.len() as u64;
 
         let mut sps = sps_control(&pic.sps);
@@ -674,27 +590,14 @@ impl StatelessDecoder {
             ctrl(bindings::V4L2_CID_STATELESS_H264_SCALING_MATRIX, &mut scaling),
             ctrl(bindings::V4L2_CID_STATELESS_H264_DECODE_PARAMS, &mut params),
         ];
-        let request_fd = out.request.as_raw_fd();
+        let request = &self.requests[slot];
+        let request_fd = request.as_raw_fd();
         v::s_ext_ctrls(&self.video, CtrlWhich::Request(request_fd), Controls(&mut c))
             .map_err(|e| err(&self.node, format!("controls of picture {id}: {e}")))?;
-        let mut planes =
-            [bindings::v4l2_plane { bytesused: data.len() as u32, length: out.len as u32, ..Default::default() }];
-        let mut buf = bindings::v4l2_buffer {
-            index: slot as u32,
-            type_: OUTPUT as u32,
-            memory: MemoryType::Mmap as u32,
-            length: 1,
-            flags: bindings::V4L2_BUF_FLAG_REQUEST_FD,
-            timestamp: bindings::timeval { tv_sec: (id / 1_000_000) as _, tv_usec: (id % 1_000_000) as _ },
-            ..Default::default()
-        };
-        buf.m.planes = planes.as_mut_ptr();
-        buf.__bindgen_anon_1.request_fd = request_fd;
-        // SAFETY: VIDIOC_QBUF takes a v4l2_buffer whose planes point at `planes`.
-        unsafe { ioctl(&self.video, super::VIDIOC_QBUF, &mut buf) }
+        queues::queue_output(&self.video, &self.q, slot, data.len(), id, Some(request_fd))
             .map_err(|e| err(&self.node, format!("QBUF OUTPUT: {e}")))?;
-        out.request.queue().map_err(|e| err(&self.node, format!("MEDIA_REQUEST_IOC_QUEUE: {e}")))?;
-        out.busy = true;
+        request.queue().map_err(|e| err(&self.node, format!("MEDIA_REQUEST_IOC_QUEUE: {e}")))?;
+        self.outputs[slot].busy = true;
         self.stats.v4l2_ioctls += 3;
         self.submitted.push(Pending { id, pts });
         let released = self.dpb.finish(&pic, current);
@@ -712,21 +615,12 @@ impl StatelessDecoder {
     pub fn pump(&mut self) -> Result<(), VideoError> {
         // Only ask for what can be done: an idle queue would just answer EAGAIN.
         while self.busy() {
-            let mut planes = [bindings::v4l2_plane::default(); 1];
-            let mut buf = bindings::v4l2_buffer {
-                type_: OUTPUT as u32,
-                memory: MemoryType::Mmap as u32,
-                length: 1,
-                ..Default::default()
-            };
-            buf.m.planes = planes.as_mut_ptr();
             self.stats.v4l2_ioctls += 1;
-            // SAFETY: VIDIOC_DQBUF takes a v4l2_buffer whose planes point at `planes`.
-            match unsafe { ioctl(&self.video, super::VIDIOC_DQBUF, &mut buf) } {
-                Ok(()) => {
-                    if let Some(o) = self.outputs.get_mut(buf.index as usize) {
+            match queues::dequeue(&self.video, &self.q, OUTPUT) {
+                Ok(d) => {
+                    if let (Some(o), Some(r)) = (self.outputs.get_mut(d.index), self.requests.get(d.index)) {
                         o.busy = false;
-                        let _ = o.request.reinit();
+                        let _ = r.reinit();
                         self.stats.v4l2_ioctls += 1;
                     }
                 }
@@ -736,25 +630,15 @@ impl StatelessDecoder {
             }
         }
         while self.captures.iter().any(|c| c.state == CaptureState::Queued) && !self.submitted.is_empty() {
-            let mut planes = [bindings::v4l2_plane::default(); 2];
-            let mut buf = bindings::v4l2_buffer {
-                type_: CAPTURE as u32,
-                memory: MemoryType::Mmap as u32,
-                length: 2,
-                ..Default::default()
-            };
-            buf.m.planes = planes.as_mut_ptr();
             self.stats.v4l2_ioctls += 1;
-            // SAFETY: as above.
-            match unsafe { ioctl(&self.video, super::VIDIOC_DQBUF, &mut buf) } {
-                Ok(()) => {
-                    let id = buf.timestamp.tv_sec as u64 * 1_000_000 + buf.timestamp.tv_usec as u64;
-                    let error = buf.flags & bindings::V4L2_BUF_FLAG_ERROR != 0;
+            match queues::dequeue(&self.video, &self.q, CAPTURE) {
+                Ok(d) => {
+                    let (id, error) = (d.id, d.error());
                     if error {
                         self.stats.decode_errors += 1;
                         tracing::warn!(target: "video", picture = id, "the decoder flagged a picture as corrupt");
                     }
-                    if let Some(c) = self.captures.get_mut(buf.index as usize) {
+                    if let Some(c) = self.captures.get_mut(d.index) {
                         c.state = CaptureState::Decoded { id, error };
                         self.stats.frames_decoded += 1;
                     }
