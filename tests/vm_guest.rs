@@ -249,6 +249,56 @@ fn malformed_client_dmabufs_are_refused_to_that_client_only() {
 struct Uinput(std::fs::File);
 
 impl Uinput {
+    /// A single-touch touchscreen (ABS_X/ABS_Y 0..4095) named `name`.
+    fn touchscreen(name: &str) -> Uinput {
+        Uinput::create(name, &[Self::BTN_TOUCH], &[(Self::ABS_X, 4095), (Self::ABS_Y, 4095)], true)
+    }
+
+    /// A multi-touch touchscreen (slots, ABS_MT_POSITION_X/Y 0..4095) named `name`.
+    fn multitouch(name: &str) -> Uinput {
+        let abs = [
+            (Self::ABS_X, 4095),
+            (Self::ABS_Y, 4095),
+            (Self::ABS_MT_SLOT, 9),
+            (Self::ABS_MT_POSITION_X, 4095),
+            (Self::ABS_MT_POSITION_Y, 4095),
+            (Self::ABS_MT_TRACKING_ID, 65535),
+        ];
+        Uinput::create(name, &[Self::BTN_TOUCH], &abs, true)
+    }
+
+    /// A one-finger tap at (x, y) of 0..4095 on a `multitouch` screen.
+    fn mt_tap(&self, x: i32, y: i32) {
+        self.emit(Self::EV_ABS, Self::ABS_MT_SLOT, 0);
+        self.emit(Self::EV_ABS, Self::ABS_MT_TRACKING_ID, 1);
+        self.emit(Self::EV_ABS, Self::ABS_MT_POSITION_X, x);
+        self.emit(Self::EV_ABS, Self::ABS_MT_POSITION_Y, y);
+        self.emit(Self::EV_ABS, Self::ABS_X, x);
+        self.emit(Self::EV_ABS, Self::ABS_Y, y);
+        self.emit(Self::EV_KEY, Self::BTN_TOUCH, 1);
+        self.sync();
+        self.emit(Self::EV_ABS, Self::ABS_MT_TRACKING_ID, -1);
+        self.emit(Self::EV_KEY, Self::BTN_TOUCH, 0);
+        self.sync();
+    }
+
+    /// A tap at (x, y) of 0..4095 on a `touchscreen`.
+    fn tap(&self, x: i32, y: i32) {
+        self.emit(Self::EV_ABS, Self::ABS_X, x);
+        self.emit(Self::EV_ABS, Self::ABS_Y, y);
+        self.emit(Self::EV_KEY, Self::BTN_TOUCH, 1);
+        self.sync();
+        self.emit(Self::EV_KEY, Self::BTN_TOUCH, 0);
+        self.sync();
+    }
+
+    const BTN_TOUCH: u16 = 0x14a;
+    const ABS_X: u16 = 0;
+    const ABS_Y: u16 = 1;
+    const ABS_MT_SLOT: u16 = 0x2f;
+    const ABS_MT_POSITION_X: u16 = 0x35;
+    const ABS_MT_POSITION_Y: u16 = 0x36;
+    const ABS_MT_TRACKING_ID: u16 = 0x39;
     const EV_SYN: u16 = 0;
     const EV_KEY: u16 = 1;
     const EV_ABS: u16 = 3;
@@ -325,27 +375,8 @@ fn keyboard_and_touchscreen_input_reach_the_client() {
     let vitrine = auto("vm-input");
     assert_eq!(vitrine.ok(&Request::Version)["backend"], "drm");
     const KEY_A: u16 = 30;
-    const BTN_TOUCH: u16 = 0x14a;
-    const ABS_X: u16 = 0;
-    const ABS_Y: u16 = 1;
-    const ABS_MT_SLOT: u16 = 0x2f;
-    const ABS_MT_POSITION_X: u16 = 0x35;
-    const ABS_MT_POSITION_Y: u16 = 0x36;
-    const ABS_MT_TRACKING_ID: u16 = 0x39;
     let keyboard = Uinput::create("vitrine test keyboard", &(1..120).collect::<Vec<u16>>(), &[], false);
-    let touch = Uinput::create(
-        "vitrine test touchscreen",
-        &[BTN_TOUCH],
-        &[
-            (ABS_X, 4095),
-            (ABS_Y, 4095),
-            (ABS_MT_SLOT, 9),
-            (ABS_MT_POSITION_X, 4095),
-            (ABS_MT_POSITION_Y, 4095),
-            (ABS_MT_TRACKING_ID, 65535),
-        ],
-        true,
-    );
+    let touch = Uinput::multitouch("vitrine test touchscreen");
     let added = common::wait_until(Duration::from_secs(20), || {
         let log = vitrine.log();
         log.contains("input device added device=vitrine test keyboard")
@@ -366,17 +397,7 @@ fn keyboard_and_touchscreen_input_reach_the_client() {
     keyboard.emit(Uinput::EV_KEY, KEY_A, 0);
     keyboard.sync();
     // Touch at 3/4 across and 1/4 down the screen: (768, 192) on the 1024x768 output.
-    touch.emit(Uinput::EV_ABS, ABS_MT_SLOT, 0);
-    touch.emit(Uinput::EV_ABS, ABS_MT_TRACKING_ID, 1);
-    touch.emit(Uinput::EV_ABS, ABS_MT_POSITION_X, 3071);
-    touch.emit(Uinput::EV_ABS, ABS_MT_POSITION_Y, 1024);
-    touch.emit(Uinput::EV_ABS, ABS_X, 3071);
-    touch.emit(Uinput::EV_ABS, ABS_Y, 1024);
-    touch.emit(Uinput::EV_KEY, BTN_TOUCH, 1);
-    touch.sync();
-    touch.emit(Uinput::EV_ABS, ABS_MT_TRACKING_ID, -1);
-    touch.emit(Uinput::EV_KEY, BTN_TOUCH, 0);
-    touch.sync();
+    touch.mt_tap(3071, 1024);
 
     dispatch_until(&mut queue, &mut client, |c| c.keys.len() >= 2 && !c.touch_downs.is_empty());
     assert_eq!(client.keys[..2], [(KEY_A as u32, true), (KEY_A as u32, false)]);
@@ -522,6 +543,30 @@ fn an_unprivileged_vitrine_drives_the_display_through_seatd() {
     let _ = seatd.wait();
 }
 
+/// Wait until the player has presented `n` pictures (a minute at most, under TCG).
+fn wait_for_pictures(vitrine: &Vitrine, n: u64) {
+    assert!(
+        common::wait_until(Duration::from_secs(60), || {
+            vitrine.ok(&Request::Stats)["video"]["frames_presented"].as_u64().unwrap_or(0) >= n
+        }),
+        "fewer than {n} pictures presented; log:\n{}",
+        vitrine.log()
+    );
+}
+
+/// Arguments to play `clips` once and write the audit to `stats`.
+fn play_once_args(clips: &[&std::path::Path], stats: &std::path::Path) -> Vec<String> {
+    let mut args = vec!["--play".to_string()];
+    args.extend(clips.iter().map(|c| c.display().to_string()));
+    args.extend(["--exit-when-done".into(), "--stats".into(), stats.display().to_string()]);
+    args
+}
+
+/// The audit vitrine wrote with `--stats`.
+fn read_stats(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("--stats file")).expect("--stats JSON")
+}
+
 fn clip(name: &str) -> std::path::PathBuf {
     let dir = std::env::var_os("VITRINE_TEST_CLIPS").expect("VITRINE_TEST_CLIPS (tests/vm/make-clips) is not set");
     let path = std::path::Path::new(&dir).join(name);
@@ -555,13 +600,7 @@ fn a_1080p_clip_plays_through_visl_onto_a_plane_with_zero_copies() {
     let config = format!("{BG_CONFIG}[drm]\nmode = \"1920x1080@60\"\n");
     let mut vitrine = Vitrine::launch(Launch {
         name: "vm-play-1080p",
-        args: vec![
-            "--play".into(),
-            path.display().to_string(),
-            "--exit-when-done".into(),
-            "--stats".into(),
-            stats_path.display().to_string(),
-        ],
+        args: play_once_args(&[&path], &stats_path),
         config,
         env: vec![("RUST_LOG".into(), "info,vitrine=debug,video=debug".into())],
         runtime: None,
@@ -571,13 +610,7 @@ fn a_1080p_clip_plays_through_visl_onto_a_plane_with_zero_copies() {
     // (BT.709 limited range through vkms: yellow ~ (191,191,0)±, cyan ~ (0,191,191)±.)
     // A 1080p writeback screenshot stalls the loop for seconds under TCG: it is taken paused,
     // which also proves pause holds the timeline.
-    assert!(
-        common::wait_until(Duration::from_secs(60), || {
-            vitrine.ok(&Request::Stats)["video"]["frames_presented"].as_u64().unwrap_or(0) >= 3
-        }),
-        "no video frame presented; log:\n{}",
-        vitrine.log()
-    );
+    wait_for_pictures(&vitrine, 3);
     let paused = vitrine.ok(&Request::Pause);
     assert_eq!(paused["paused"], true, "{paused}");
     assert!(paused["decoder"].as_str().unwrap().contains("visl"), "{paused}");
@@ -848,13 +881,7 @@ fn ioctls_per_picture_on_the_zero_copy_path() {
     let stats_path = common::artifacts().join("vm-ioctls.stats.json");
     let mut vitrine = Vitrine::launch(Launch {
         name: "vm-ioctls",
-        args: vec![
-            "--play".into(),
-            path.display().to_string(),
-            "--exit-when-done".into(),
-            "--stats".into(),
-            stats_path.display().to_string(),
-        ],
+        args: play_once_args(&[&path], &stats_path),
         config: format!("{BG_CONFIG}[drm]\nmode = \"1920x1080@60\"\n"),
         env: Vec::new(),
         runtime: None,

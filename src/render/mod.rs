@@ -210,6 +210,34 @@ impl Painter {
     }
 }
 
+/// An element drawing (the `src` part of) a memory buffer into `dst`; upload errors are logged.
+fn memory_element<R>(
+    renderer: &mut R,
+    buffer: &MemoryRenderBuffer,
+    src: Option<Rectangle<f64, smithay::utils::Logical>>,
+    dst: Rectangle<i32, smithay::utils::Logical>,
+    scale: Scale<f64>,
+    what: &str,
+) -> Option<OutputElement<R>>
+where
+    R: Renderer + ImportAll + ImportMem,
+    R::TextureId: Clone + Texture + Send + 'static,
+{
+    let loc: Point<i32, Physical> = dst.loc.to_physical_precise_round(scale);
+    MemoryRenderBufferRenderElement::from_buffer(
+        renderer,
+        loc.to_f64(),
+        buffer,
+        None,
+        src,
+        Some(dst.size),
+        Kind::Unspecified,
+    )
+    .map(OutputElement::Memory)
+    .map_err(|err| tracing::warn!(?err, "cannot upload {what}"))
+    .ok()
+}
+
 /// Whether `held` refers to the picture of `frame`.
 fn same_picture(held: &std::sync::Weak<crate::video::FrameToken>, frame: &crate::video::VideoFrame) -> bool {
     held.upgrade().is_some_and(|h| std::sync::Arc::ptr_eq(&h, &frame.hold))
@@ -254,19 +282,7 @@ impl Painter {
         // The largest part of the image with the destination's shape, centred.
         let (sw, sh) = if iw / ih > dw / dh { (ih * dw / dh, ih) } else { (iw, iw * dh / dw) };
         let src = Rectangle::new(((iw - sw) / 2.0, (ih - sh) / 2.0).into(), (sw, sh).into());
-        let loc: Point<i32, Physical> = dst.loc.to_physical_precise_round(scale);
-        MemoryRenderBufferRenderElement::from_buffer(
-            renderer,
-            loc.to_f64(),
-            buffer,
-            None,
-            Some(src),
-            Some(dst.size),
-            Kind::Unspecified,
-        )
-        .map(OutputElement::Memory)
-        .map_err(|err| tracing::warn!(?err, "cannot upload the background image"))
-        .ok()
+        memory_element(renderer, buffer, Some(src), dst, scale, "the background image")
     }
 
     /// The picture of `frame` in memory (converted from its dmabuf on the CPU when it is in one)
@@ -308,22 +324,7 @@ impl Painter {
             *cache = Some((std::sync::Arc::downgrade(&frame.hold), buffer));
         }
         let (_, buffer) = cache.as_ref()?;
-        let loc: Point<i32, Physical> = dst.loc.to_physical_precise_round(scale);
-        match MemoryRenderBufferRenderElement::from_buffer(
-            renderer,
-            loc.to_f64(),
-            buffer,
-            None,
-            None,
-            Some(dst.size),
-            Kind::Unspecified,
-        ) {
-            Ok(e) => Some(OutputElement::Memory(e)),
-            Err(err) => {
-                tracing::warn!(target: "video", ?err, "cannot upload the video picture");
-                None
-            }
-        }
+        memory_element(renderer, buffer, None, dst, scale, "the video picture")
     }
 
     /// The decoded picture of `frame` as a texture drawn into `dst`.

@@ -63,6 +63,25 @@ pub struct VideoFrame {
 }
 
 impl VideoFrame {
+    /// A decoded picture in a decoder's buffer: the buffer stays out of the decoder while the
+    /// frame (or a clone) lives; `waker` is written to when the last one goes.
+    pub fn in_buffer(
+        dmabuf: &Dmabuf,
+        buffer: &Arc<()>,
+        waker: Option<&UnixStream>,
+        visible: (u32, u32),
+        pts: Duration,
+    ) -> VideoFrame {
+        VideoFrame {
+            dmabuf: Some(dmabuf.clone()),
+            image: None,
+            visible,
+            pts,
+            decoded_at: Instant::now(),
+            hold: Arc::new(FrameToken { buffer: buffer.clone(), waker: waker.and_then(|w| w.try_clone().ok()) }),
+        }
+    }
+
     /// Whether two frames are the same picture.
     pub fn same(&self, other: &VideoFrame) -> bool {
         Arc::ptr_eq(&self.hold, &other.hold)

@@ -90,15 +90,7 @@ impl DecoderThread {
             "no V4L2 decoder: decoding in software, every picture is copied"
         );
         let (wake_tx, _wake_rx) = UnixStream::pair().map_err(|e| VideoError::Decoder(format!("socketpair: {e}")))?;
-        let (commands, command_rx) = mpsc::channel();
-        let (event_tx, events) = mpsc::channel();
-        let stats = Arc::new(Mutex::new(VideoStats::default()));
-        let shared = stats.clone();
-        let thread = std::thread::Builder::new()
-            .name("vitrine-decoder".into())
-            .spawn(move || run_software(decoder, command_rx, event_tx, shared))
-            .map_err(|e| VideoError::Decoder(format!("cannot start the decoding thread: {e}")))?;
-        Ok(Self { name, codec: Codec::H264, commands, waker: wake_tx, events, stats, thread: Some(thread) })
+        Self::spawn(name, wake_tx, move |commands, events, stats| run_software(decoder, commands, events, stats))
     }
 
     fn start_v4l2(mut decoder: Box<dyn HwDecoder>) -> Result<Self, VideoError> {
@@ -107,15 +99,24 @@ impl DecoderThread {
         let _ = wake_rx.set_nonblocking(true);
         let release_waker = wake_tx.try_clone().map_err(|e| VideoError::Decoder(format!("dup: {e}")))?;
         decoder.set_waker(release_waker);
+        Self::spawn(name, wake_tx, move |commands, events, stats| run(decoder, commands, wake_rx, events, stats))
+    }
+
+    /// The decoding thread running `body` with the command and event channels and the shared
+    /// counters; `waker` wakes it when a command is sent.
+    fn spawn<F>(name: String, waker: UnixStream, body: F) -> Result<Self, VideoError>
+    where
+        F: FnOnce(Receiver<Command>, Sender<Event>, Arc<Mutex<VideoStats>>) + Send + 'static,
+    {
         let (commands, command_rx) = mpsc::channel();
         let (event_tx, events) = mpsc::channel();
         let stats = Arc::new(Mutex::new(VideoStats::default()));
         let shared = stats.clone();
         let thread = std::thread::Builder::new()
             .name("vitrine-decoder".into())
-            .spawn(move || run(decoder, command_rx, wake_rx, event_tx, shared))
+            .spawn(move || body(command_rx, event_tx, shared))
             .map_err(|e| VideoError::Decoder(format!("cannot start the decoding thread: {e}")))?;
-        Ok(Self { name, codec: Codec::H264, commands, waker: wake_tx, events, stats, thread: Some(thread) })
+        Ok(Self { name, codec: Codec::H264, commands, waker, events, stats, thread: Some(thread) })
     }
 
     pub fn name(&self) -> &str {

@@ -164,10 +164,7 @@ fn a_touchscreen_goes_to_the_output_udev_names() {
         runtime: None,
         wrapper: Vec::new(),
     });
-    const BTN_TOUCH: u16 = 0x14a;
-    const ABS_X: u16 = 0;
-    const ABS_Y: u16 = 1;
-    let touch = Uinput::create("vitrine test right touch", &[BTN_TOUCH], &[(ABS_X, 4095), (ABS_Y, 4095)], true);
+    let touch = Uinput::touchscreen("vitrine test right touch");
     assert!(
         common::wait_until(Duration::from_secs(20), || vitrine
             .log()
@@ -184,12 +181,7 @@ fn a_touchscreen_goes_to_the_output_udev_names() {
     let clients = vitrine.ok(&Request::Clients);
     assert!(clients.to_string().contains(second.as_str()), "the client is on {second}: {clients}");
     // A quarter across, half down: on the second output, which is where the client is.
-    touch.emit(Uinput::EV_ABS, ABS_X, 1024);
-    touch.emit(Uinput::EV_ABS, ABS_Y, 2048);
-    touch.emit(Uinput::EV_KEY, BTN_TOUCH, 1);
-    touch.sync();
-    touch.emit(Uinput::EV_KEY, BTN_TOUCH, 0);
-    touch.sync();
+    touch.tap(1024, 2048);
     dispatch_until(&mut queue, &mut client, |c| !c.touch_downs.is_empty());
     let (x, y) = client.touch_downs[0];
     assert!((x - 256.0).abs() < 2.0 && (y - 384.0).abs() < 2.0, "touch landed at ({x}, {y})");

@@ -271,13 +271,7 @@ fn composition_shows_client_and_video(renderer: &str) {
     w.surface.commit();
     queue.roundtrip(&mut client).unwrap();
 
-    assert!(
-        common::wait_until(Duration::from_secs(60), || {
-            vitrine.ok(&Request::Stats)["video"]["frames_presented"].as_u64().unwrap_or(0) >= 3
-        }),
-        "no video frame presented; log:\n{}",
-        vitrine.log()
-    );
+    super::wait_for_pictures(&vitrine, 3);
     assert_eq!(vitrine.ok(&Request::Pause)["paused"], true);
     let image = vitrine.wait_for_pixels("composed", Duration::from_secs(30), |img| {
         common::count_near(img, green, 12) >= 200 * 100 * 9 / 10
@@ -469,13 +463,7 @@ fn portrait_output(planes_on: bool) {
     let outputs = vitrine.ok(&Request::Outputs);
     assert_eq!(outputs["outputs"][0]["rotation"], 90, "{outputs}");
     assert_eq!(outputs["outputs"][0]["logical_size"], serde_json::json!([768, 1024]), "{outputs}");
-    assert!(
-        common::wait_until(Duration::from_secs(60), || {
-            vitrine.ok(&Request::Stats)["video"]["frames_presented"].as_u64().unwrap_or(0) >= 3
-        }),
-        "no video frame presented; log:\n{}",
-        vitrine.log()
-    );
+    super::wait_for_pictures(&vitrine, 3);
     assert_eq!(vitrine.ok(&Request::Pause)["paused"], true);
     let planes = vitrine.ok(&Request::Planes);
     let layers = planes["outputs"][0]["layers"].as_array().unwrap().clone();
@@ -514,26 +502,7 @@ fn portrait_output(planes_on: bool) {
     assert!(low > 10 * high.max(1), "visl's text is not at the bottom left of the turned picture: {low} vs {high}");
 
     // Touch 3/4 across and 1/4 down the panel: upright, that is (576, 768).
-    const BTN_TOUCH: u16 = 0x14a;
-    const ABS_X: u16 = 0;
-    const ABS_Y: u16 = 1;
-    const ABS_MT_SLOT: u16 = 0x2f;
-    const ABS_MT_POSITION_X: u16 = 0x35;
-    const ABS_MT_POSITION_Y: u16 = 0x36;
-    const ABS_MT_TRACKING_ID: u16 = 0x39;
-    let touch = Uinput::create(
-        "vitrine test touchscreen",
-        &[BTN_TOUCH],
-        &[
-            (ABS_X, 4095),
-            (ABS_Y, 4095),
-            (ABS_MT_SLOT, 9),
-            (ABS_MT_POSITION_X, 4095),
-            (ABS_MT_POSITION_Y, 4095),
-            (ABS_MT_TRACKING_ID, 65535),
-        ],
-        true,
-    );
+    let touch = Uinput::multitouch("vitrine test touchscreen");
     assert!(
         common::wait_until(Duration::from_secs(20), || vitrine
             .log()
@@ -546,17 +515,7 @@ fn portrait_output(planes_on: bool) {
     let w = toplevel(&g, &queue.handle(), "vitrine.test.portrait");
     let size = map(&g, &mut queue, &mut client, &w, [0x30, 0x60, 0x90]);
     assert_eq!(size, (768, 1024), "the client is configured portrait");
-    touch.emit(Uinput::EV_ABS, ABS_MT_SLOT, 0);
-    touch.emit(Uinput::EV_ABS, ABS_MT_TRACKING_ID, 1);
-    touch.emit(Uinput::EV_ABS, ABS_MT_POSITION_X, 3071);
-    touch.emit(Uinput::EV_ABS, ABS_MT_POSITION_Y, 1024);
-    touch.emit(Uinput::EV_ABS, ABS_X, 3071);
-    touch.emit(Uinput::EV_ABS, ABS_Y, 1024);
-    touch.emit(Uinput::EV_KEY, BTN_TOUCH, 1);
-    touch.sync();
-    touch.emit(Uinput::EV_ABS, ABS_MT_TRACKING_ID, -1);
-    touch.emit(Uinput::EV_KEY, BTN_TOUCH, 0);
-    touch.sync();
+    touch.mt_tap(3071, 1024);
     dispatch_until(&mut queue, &mut client, |c| !c.touch_downs.is_empty());
     let (x, y) = client.touch_downs[0];
     assert!((x - 576.0).abs() < 2.0 && (y - 768.0).abs() < 2.0, "touch landed at ({x}, {y})");
@@ -600,18 +559,8 @@ fn the_schedule_turns_the_displays_off_and_on() {
         runtime: None,
         wrapper: Vec::new(),
     });
-    const BTN_TOUCH: u16 = 0x14a;
-    const ABS_X: u16 = 0;
-    const ABS_Y: u16 = 1;
-    let touch = Uinput::create("vitrine test touchscreen", &[BTN_TOUCH], &[(ABS_X, 4095), (ABS_Y, 4095)], true);
-    let tap = || {
-        touch.emit(Uinput::EV_ABS, ABS_X, 2048);
-        touch.emit(Uinput::EV_ABS, ABS_Y, 2048);
-        touch.emit(Uinput::EV_KEY, BTN_TOUCH, 1);
-        touch.sync();
-        touch.emit(Uinput::EV_KEY, BTN_TOUCH, 0);
-        touch.sync();
-    };
+    let touch = Uinput::touchscreen("vitrine test touchscreen");
+    let tap = || touch.tap(2048, 2048);
     let stream = std::os::unix::net::UnixStream::connect(vitrine.runtime.join(&vitrine.socket)).unwrap();
     let conn = wayland_client::Connection::from_socket(stream).unwrap();
     let (g, mut queue, mut client) = setup(&conn);
@@ -776,25 +725,13 @@ fn software_decoding_feeds_nv12_dmabufs_to_a_plane() {
     let stats_path = common::artifacts().join("vm-soft-dmabuf.stats.json");
     let mut vitrine = Vitrine::launch(Launch {
         name: "vm-soft-dmabuf",
-        args: vec![
-            "--play".into(),
-            path.display().to_string(),
-            "--exit-when-done".into(),
-            "--stats".into(),
-            stats_path.display().to_string(),
-        ],
+        args: super::play_once_args(&[&path], &stats_path),
         config: format!("{BG_CONFIG}[video]\nscale = \"none\"\n"),
         env: vec![("VITRINE_DECODER".into(), "software".into())],
         runtime: None,
         wrapper: Vec::new(),
     });
-    assert!(
-        common::wait_until(Duration::from_secs(60), || {
-            vitrine.ok(&Request::Stats)["video"]["frames_presented"].as_u64().unwrap_or(0) >= 3
-        }),
-        "no picture presented; log:\n{}",
-        vitrine.log()
-    );
+    super::wait_for_pictures(&vitrine, 3);
     let status = vitrine.ok(&Request::Pause);
     assert!(status["path"].as_str().unwrap().contains("NV12 dmabuf"), "{status}");
     let planes = vitrine.ok(&Request::Planes);
@@ -809,7 +746,7 @@ fn software_decoding_feeds_nv12_dmabufs_to_a_plane() {
     vitrine.ok(&Request::Resume);
     let exit = vitrine.wait_exit(Duration::from_secs(120));
     assert!(exit.success(), "{exit:?}\n{}", vitrine.log());
-    let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats_path).unwrap()).unwrap();
+    let stats = super::read_stats(&stats_path);
     let n = |k: &str| stats[k].as_u64().unwrap_or_else(|| panic!("{k}: {stats}"));
     assert_eq!(n("frames_decoded"), frames, "{stats}");
     assert_eq!(n("frames_presented") + n("frames_dropped"), frames, "{stats}");
@@ -881,26 +818,13 @@ fn a_stateful_decoder_plays_fwht_clips_onto_a_plane() {
     let stats_path = common::artifacts().join("vm-stateful.stats.json");
     let mut vitrine = Vitrine::launch(Launch {
         name: "vm-stateful",
-        args: vec![
-            "--play".into(),
-            first.display().to_string(),
-            second.display().to_string(),
-            "--exit-when-done".into(),
-            "--stats".into(),
-            stats_path.display().to_string(),
-        ],
+        args: super::play_once_args(&[&first, &second], &stats_path),
         config: format!("{BG_CONFIG}[video]\nscale = \"none\"\n"),
         env: Vec::new(),
         runtime: None,
         wrapper: Vec::new(),
     });
-    assert!(
-        common::wait_until(Duration::from_secs(60), || {
-            vitrine.ok(&Request::Stats)["video"]["frames_presented"].as_u64().unwrap_or(0) >= 5
-        }),
-        "no picture presented; log:\n{}",
-        vitrine.log()
-    );
+    super::wait_for_pictures(&vitrine, 5);
     let status = vitrine.ok(&Request::Pause);
     assert!(status["decoder"].as_str().unwrap().starts_with("v4l2-stateful vicodec"), "{status}");
     let planes = vitrine.ok(&Request::Planes);
@@ -917,7 +841,7 @@ fn a_stateful_decoder_plays_fwht_clips_onto_a_plane() {
     let log = vitrine.log();
     assert!(exit.success(), "{exit:?}\n{log}");
     assert!(log.contains("stateful decoder configured") && log.contains("visible=(960, 544)"), "{log}");
-    let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats_path).unwrap()).unwrap();
+    let stats = super::read_stats(&stats_path);
     let n = |k: &str| stats[k].as_u64().unwrap_or_else(|| panic!("{k}: {stats}"));
     assert_eq!(n("frames_decoded"), 75, "{stats}");
     assert_eq!(n("frames_presented") + n("frames_dropped"), 75, "{stats}");

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use smithay::backend::allocator::dmabuf::Dmabuf;
 use v4l2r::bindings;
@@ -327,17 +327,7 @@ impl StatefulDecoder {
             }
         }
         let c = &self.captures[index];
-        Some(VideoFrame {
-            dmabuf: Some(c.dmabuf.clone()),
-            image: None,
-            visible: self.visible,
-            pts,
-            decoded_at: Instant::now(),
-            hold: Arc::new(crate::video::FrameToken {
-                buffer: c.hold.clone(),
-                waker: self.waker.as_ref().and_then(|w| w.try_clone().ok()),
-            }),
-        })
+        Some(VideoFrame::in_buffer(&c.dmabuf, &c.hold, self.waker.as_ref(), self.visible, pts))
     }
 
     pub fn set_waker(&mut self, waker: std::os::unix::net::UnixStream) {

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use h264_reader::nal::pps::PicParameterSet;
 use h264_reader::nal::slice::{FieldPic, PicOrderCountLsb, SliceFamily};
@@ -669,17 +669,7 @@ impl StatelessDecoder {
         let pts =
             self.submitted.iter().position(|p| p.id == id).map(|i| self.submitted.remove(i).pts).unwrap_or_default();
         let c = &self.captures[index];
-        Some(VideoFrame {
-            dmabuf: Some(c.dmabuf.clone()),
-            image: None,
-            visible: self.visible,
-            pts,
-            decoded_at: Instant::now(),
-            hold: Arc::new(crate::video::FrameToken {
-                buffer: c.hold.clone(),
-                waker: self.waker.as_ref().and_then(|w| w.try_clone().ok()),
-            }),
-        })
+        Some(VideoFrame::in_buffer(&c.dmabuf, &c.hold, self.waker.as_ref(), self.visible, pts))
     }
 
     /// Wake this stream's reader when a frame handed out is released.
