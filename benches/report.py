@@ -136,7 +136,7 @@ md = ["# vitrine video benchmark (VM: visl + vkms under TCG, 1920x1080 H.264, 24
       "picture is decoded, shown or not). Syscalls: one run under `strace -c`, per picture of the clip.",
       "strace slows the paths down: they show fewer frames under it. First frame: vitrine's own report",
       "(process start to the first flip showing a picture); the peers have no such probe.", ""] + rows + ["", "Ratios:"] + ratios + [""]
-md += ["report.png: CPU ms per frame (left) and syscalls per frame (right) for each path.", ""]
+md += ["report.png: CPU ms per frame shown (left) and syscalls per picture (right) for each path.", ""]
 open(os.path.join(out_dir, "report.md"), "w").write("\n".join(md))
 
 
@@ -149,7 +149,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 names = [p for p in ORDER if report["paths"].get(p)]
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
 for ax, key, title in [(axes[0], "cpu_ms_per_frame", "CPU ms per frame shown (median)"),
-                       (axes[1], "syscalls_per_frame", "syscalls per frame shown")]:
+                       (axes[1], "syscalls_per_frame", "syscalls per picture of the clip")]:
     values = [report["paths"][p].get(key) or 0 for p in names]
     bars = ax.bar(range(len(names)), values, color=["#2878c8", "#dc7828", "#787878", "#3caa5a"][: len(names)])
     for b, p, v in zip(bars, names, values):
