@@ -86,9 +86,19 @@ fn bad_playlist_items_are_named_and_skipped_and_the_good_one_plays() {
     let whole = std::fs::read(&good).unwrap();
     let truncated = dir.path().join("truncated.mp4");
     std::fs::write(&truncated, &whole[..whole.len() / 2]).unwrap();
+    // With its index first, a cut file still plays up to the cut.
+    let fast = clip(
+        dir.path(),
+        "fast.mp4",
+        "testsrc=size=320x240:rate=25",
+        &["-t", "1", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart"],
+    );
+    let whole = std::fs::read(&fast).unwrap();
+    let cut = dir.path().join("cut.mp4");
+    std::fs::write(&cut, &whole[..whole.len() * 3 / 5]).unwrap();
     let missing = dir.path().join("missing.mp4");
     let stats = dir.path().join("stats.json");
-    let items = [&missing, &garbage, &hevc, &truncated, &good];
+    let items = [&missing, &garbage, &hevc, &truncated, &cut, &good];
     let playlist: Vec<String> = items.iter().map(|p| format!("{:?}", p.display().to_string())).collect();
     let config = format!("[video]\nplaylist = [{}]\n", playlist.join(", "));
     let mut vitrine = headless(
@@ -104,6 +114,7 @@ fn bad_playlist_items_are_named_and_skipped_and_the_good_one_plays() {
         ("garbage.mp4", "not a video file"),
         ("hevc.mp4", "HEVC"),
         ("truncated.mp4", "corrupt"),
+        ("cut.mp4", "valid pictures"),
     ] {
         assert!(
             log.lines().any(|l| l.contains("ERROR") && l.contains(file) && l.contains(why)),
@@ -111,7 +122,17 @@ fn bad_playlist_items_are_named_and_skipped_and_the_good_one_plays() {
         );
     }
     let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
-    assert_eq!(s["frames_decoded"], 25, "the good item played whole: {s}");
+    let decoded = s["frames_decoded"].as_u64().unwrap();
+    // The cut item's valid pictures (the log says how many), then the good item whole.
+    let valid: u64 = log
+        .lines()
+        .find(|l| l.contains("cut.mp4") && l.contains("valid pictures"))
+        .and_then(|l| l.split("playing the ").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the cut item says how many pictures it plays\n{log}"));
+    assert!((1..25).contains(&valid), "part of the cut item is valid: {valid}");
+    assert_eq!(decoded, valid + 25, "the cut item's valid part and the good item played: {s}");
 }
 
 /// A configuration reload while the video plays applies the change and keeps the video going:

@@ -108,25 +108,65 @@ pub struct Demuxed {
     pub damage: Option<DemuxError>,
 }
 
-/// Read a whole file (kiosk clips are read ahead; a truncated file yields what is valid).
-pub fn open(path: &Path) -> Result<Demuxed, DemuxError> {
+/// What reading a file yields, in order: the stream's description, its access units in decode
+/// order, and what was wrong with the rest of the file if it could not all be read.
+#[derive(Debug)]
+pub enum Loaded {
+    Header(StreamInfo),
+    Unit(AccessUnit),
+    /// The file is cut or corrupt from here on; the units before are valid.
+    Damage(DemuxError),
+}
+
+/// Read `path`, handing each part to `send` as soon as it is read (`send` returns false to stop
+/// early). MP4 samples are read one by one from the index, so playback can start long before a
+/// large file is read and memory stays bounded by what the receiver holds; raw Annex-B and FWHT
+/// streams are split in memory first. An error means the file cannot be played at all.
+pub fn stream(path: &Path, send: &mut dyn FnMut(Loaded) -> bool) -> Result<(), DemuxError> {
     let io = |source| DemuxError::Io { path: path.to_path_buf(), source };
     let mut head = [0u8; 12];
     let mut file = File::open(path).map_err(io)?;
     let n = file.read(&mut head).map_err(io)?;
+    let whole = |parse: fn(&Path, &[u8]) -> Result<Demuxed, DemuxError>, send: &mut dyn FnMut(Loaded) -> bool| {
+        let mut data = Vec::new();
+        File::open(path).and_then(|mut f| f.read_to_end(&mut data)).map_err(io)?;
+        let d = parse(path, &data)?;
+        if send(Loaded::Header(d.info)) {
+            for unit in d.units {
+                if !send(Loaded::Unit(unit)) {
+                    return Ok(());
+                }
+            }
+            if let Some(damage) = d.damage {
+                send(Loaded::Damage(damage));
+            }
+        }
+        Ok(())
+    };
     if n >= 8 && &head[4..8] == b"ftyp" {
-        open_mp4(path)
+        stream_mp4(path, send)
     } else if n >= 8 && head[..8] == super::fwht::MAGIC {
-        let mut data = Vec::new();
-        File::open(path).and_then(|mut f| f.read_to_end(&mut data)).map_err(io)?;
-        super::fwht::open(path, &data)
+        whole(super::fwht::open, send)
     } else if n >= 4 && (head[..4] == START_CODE || head[..3] == START_CODE[1..]) {
-        let mut data = Vec::new();
-        File::open(path).and_then(|mut f| f.read_to_end(&mut data)).map_err(io)?;
-        open_annexb(path, &data)
+        whole(open_annexb, send)
     } else {
         Err(DemuxError::UnknownFormat { path: path.to_path_buf() })
     }
+}
+
+/// Read a whole file into memory (tests, benchmarks; the player streams instead).
+pub fn open(path: &Path) -> Result<Demuxed, DemuxError> {
+    let (mut info, mut units, mut damage) = (None, Vec::new(), None);
+    stream(path, &mut |item| {
+        match item {
+            Loaded::Header(i) => info = Some(i),
+            Loaded::Unit(u) => units.push(u),
+            Loaded::Damage(d) => damage = Some(d),
+        }
+        true
+    })?;
+    let info = info.ok_or_else(|| DemuxError::Corrupt { path: path.to_path_buf(), reason: "no stream".into() })?;
+    Ok(Demuxed { info, units, damage })
 }
 
 /// The size the file's top-level boxes declare: larger than the file when it was cut short, so
@@ -225,7 +265,7 @@ fn open_annexb(path: &Path, data: &[u8]) -> Result<Demuxed, DemuxError> {
     Ok(Demuxed { info, units, damage: None })
 }
 
-fn open_mp4(path: &Path) -> Result<Demuxed, DemuxError> {
+fn stream_mp4(path: &Path, send: &mut dyn FnMut(Loaded) -> bool) -> Result<(), DemuxError> {
     let io = |source| DemuxError::Io { path: path.to_path_buf(), source };
     let file = File::open(path).map_err(io)?;
     let size = declared_size(path).map_err(io)?;
@@ -273,20 +313,22 @@ fn open_mp4(path: &Path) -> Result<Demuxed, DemuxError> {
         let fps = Some(track.frame_rate()).filter(|f| *f > 0.0);
         (describe(path, &sps, &pps, fps)?, track.timescale().max(1), track.sample_count())
     };
-    let mut units = Vec::with_capacity(count as usize);
-    let mut damage = None;
+    let (sps, pps) = (info.sps.clone(), info.pps.clone());
+    if !send(Loaded::Header(info)) {
+        return Ok(());
+    }
     for sample_id in 1..=count {
         let sample = match reader.read_sample(track_id, sample_id) {
             Ok(Some(s)) => s,
             Ok(None) => break,
             Err(e) => {
-                damage = Some(corrupt(format!("sample {sample_id} of {count}: {e}")));
+                send(Loaded::Damage(corrupt(format!("sample {sample_id} of {count}: {e}"))));
                 break;
             }
         };
         let mut data = Vec::with_capacity(sample.bytes.len() + 64);
         if sample.is_sync {
-            for ps in [&info.sps, &info.pps] {
+            for ps in [&sps, &pps] {
                 data.extend_from_slice(&START_CODE);
                 data.extend_from_slice(ps);
             }
@@ -307,14 +349,16 @@ fn open_mp4(path: &Path) -> Result<Demuxed, DemuxError> {
             i += len;
         }
         if let Some(reason) = bad {
-            damage = Some(corrupt(reason));
+            send(Loaded::Damage(corrupt(reason)));
             break;
         }
         let pts_ticks = (sample.start_time as i64 + sample.rendering_offset as i64).max(0) as u64;
         let pts = Duration::from_secs_f64(pts_ticks as f64 / timescale as f64);
-        units.push(AccessUnit { data, pts, keyframe: sample.is_sync });
+        if !send(Loaded::Unit(AccessUnit { data, pts, keyframe: sample.is_sync })) {
+            break;
+        }
     }
-    Ok(Demuxed { info, units, damage })
+    Ok(())
 }
 
 #[cfg(test)]
@@ -356,6 +400,25 @@ mod tests {
         pts.sort();
         assert_eq!(pts.last().map(|p| (p + 20) / 1000), Some(2), "the last frame is due near 2 s");
         assert_eq!(d.info.fps.map(|f| f.round()), Some(24.0));
+    }
+
+    #[test]
+    fn mp4_streams_its_header_then_units_and_stops_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = clip(dir.path(), "s.mp4", &[SRC, "-t", "2", "-c:v", "libx264", "-bf", "2"]);
+        let whole = open(&path).unwrap();
+        let mut parts = Vec::new();
+        stream(&path, &mut |part| {
+            parts.push(part);
+            parts.len() < 6
+        })
+        .unwrap();
+        assert!(matches!(parts[0], Loaded::Header(_)), "{:?}", parts[0]);
+        assert_eq!(parts.len(), 6, "nothing is read after the receiver says stop");
+        for (part, unit) in parts[1..].iter().zip(&whole.units) {
+            let Loaded::Unit(u) = part else { panic!("{part:?}") };
+            assert_eq!((&u.data, u.pts, u.keyframe), (&unit.data, unit.pts, unit.keyframe));
+        }
     }
 
     #[test]

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::demux::{self, AccessUnit};
+use std::sync::mpsc::{Receiver, TryRecvError};
+
+use super::demux::{self, AccessUnit, Codec, DemuxError, Loaded};
 use super::worker::{DecoderThread, Event};
 use super::{VideoError, VideoFrame, VideoStats};
 
@@ -16,24 +18,43 @@ use super::{VideoError, VideoFrame, VideoStats};
 const PREROLL: usize = 3;
 /// Access units sent to the decoding thread and pictures decoded but not yet shown, at most.
 const SEND_AHEAD: usize = 12;
+/// Parts of a file the reading thread may have read ahead and not yet handed over (a bound on
+/// memory: a long clip is never held whole).
+const READ_AHEAD: usize = 48;
+/// Access units looked at to find a clip's first presentation time (B-frames come out of order).
+const PTS_WINDOW: usize = 8;
+
+/// What the reading thread sends: the file's parts, or why it cannot be played at all.
+type Reading = Receiver<Result<Loaded, DemuxError>>;
 
 struct Clip {
     path: PathBuf,
-    codec: super::demux::Codec,
-    units: Vec<AccessUnit>,
-    next: usize,
-    /// Where the clip starts on the playlist's timeline.
-    base: Duration,
+    codec: Codec,
+    /// Access units read and not yet sent to the decoder.
+    units: VecDeque<AccessUnit>,
+    /// The file's reading thread, until it has read everything.
+    incoming: Option<Reading>,
+    /// Access units sent to the decoder.
+    sent: usize,
+    /// Where the clip starts on the playlist's timeline (set when its first unit is sent).
+    base: Option<Duration>,
     /// The clip's first pts (timestamps are made relative to it).
     first_pts: Duration,
+    /// The latest pts sent.
+    last_pts: Duration,
     frame_time: Duration,
     fps: f64,
 }
 
 impl Clip {
-    fn end(&self) -> Duration {
-        let last = self.units.iter().map(|u| u.pts).max().unwrap_or_default();
-        self.base + last.saturating_sub(self.first_pts) + self.frame_time
+    fn fully_read(&self) -> bool {
+        self.incoming.is_none()
+    }
+
+    /// Where the clip ends on the timeline, once all of it was sent.
+    fn end(&self) -> Option<Duration> {
+        let base = self.base?;
+        Some(base + self.last_pts.saturating_sub(self.first_pts) + self.frame_time)
     }
 }
 
@@ -101,7 +122,7 @@ pub struct Player {
     /// The decoder's counters when it failed.
     stats_at_failure: Option<VideoStats>,
     /// The playlist item being read, if any.
-    loader: Option<std::sync::mpsc::Receiver<(PathBuf, Result<demux::Demuxed, demux::DemuxError>)>>,
+    loader: Option<(PathBuf, Reading)>,
     /// Items that failed one after the other (a looping list of bad items stops).
     failed_in_row: usize,
     /// The process's CPU time when the first picture was shown.
@@ -201,7 +222,9 @@ impl Player {
     /// Skip to the next playlist item.
     pub fn next(&mut self) {
         if let Some(clip) = self.clips.front_mut() {
-            clip.next = clip.units.len();
+            // What was read is dropped and the reading thread stops (its channel closes).
+            clip.units.clear();
+            clip.incoming = None;
         }
         self.queue.clear();
         self.start = None;
@@ -220,8 +243,8 @@ impl Player {
         self.errors.push(err);
     }
 
-    /// Start reading the next playlist item on a thread of its own (a whole file is read and
-    /// indexed: not work for the compositor's loop). Returns false at the end of the list.
+    /// Start reading the next playlist item on a thread of its own (file reads and index
+    /// parsing are not work for the compositor's loop). Returns false at the end of the list.
     fn start_load(&mut self) -> bool {
         if self.loader.is_some() || self.items.is_empty() {
             return self.loader.is_some();
@@ -235,14 +258,18 @@ impl Player {
         }
         let path = self.items[self.next_item].clone();
         self.next_item += 1;
-        let (tx, rx) = std::sync::mpsc::channel();
+        // Bounded: the thread reads ahead at most READ_AHEAD parts, then waits for the player.
+        let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
+        let file = path.clone();
         let spawned = std::thread::Builder::new().name("vitrine-demux".into()).spawn(move || {
-            let result = demux::open(&path);
-            let _ = tx.send((path, result));
+            // A closed channel (the item was skipped or replaced) stops the reading.
+            if let Err(e) = demux::stream(&file, &mut |part| tx.send(Ok(part)).is_ok()) {
+                let _ = tx.send(Err(e));
+            }
         });
         match spawned {
             Ok(_) => {
-                self.loader = Some(rx);
+                self.loader = Some((path, rx));
                 true
             }
             Err(e) => {
@@ -252,67 +279,89 @@ impl Player {
         }
     }
 
-    /// Take a finished read: the item joins the clip queue, or is reported and skipped.
-    fn poll_load(&mut self) {
-        let Some(rx) = &self.loader else { return };
-        let (path, result) = match rx.try_recv() {
-            Ok(r) => r,
-            Err(std::sync::mpsc::TryRecvError::Empty) => return,
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                self.loader = None;
-                return;
-            }
-        };
+    /// Skip the item being read: it cannot be played.
+    fn reject_item(&mut self, path: &std::path::Path, why: String) {
         self.loader = None;
-        let d = match result {
-            Ok(d) if !d.units.is_empty() => d,
-            Ok(_) => {
-                self.failed_in_row += 1;
-                let err = format!("skipping playlist item: {}: no picture to play", path.display());
-                return self.record_file_error(Some(&path), err);
-            }
-            Err(e) => {
-                self.failed_in_row += 1;
-                return self.record_file_error(Some(&path), format!("skipping playlist item: {e}"));
+        self.failed_in_row += 1;
+        self.record_file_error(Some(path), format!("skipping playlist item: {why}"));
+    }
+
+    /// Once the item being read has its stream described, it joins the clip queue (or is
+    /// reported and skipped when nothing here can play it).
+    fn poll_load(&mut self) {
+        let Some((path, rx)) = &self.loader else { return };
+        let path = path.clone();
+        let info = match rx.try_recv() {
+            Ok(Ok(Loaded::Header(info))) => info,
+            Ok(Ok(_)) => return self.reject_item(&path, format!("{}: no stream description", path.display())),
+            Ok(Err(e)) => return self.reject_item(&path, e.to_string()),
+            Err(TryRecvError::Empty) => return,
+            Err(TryRecvError::Disconnected) => {
+                return self.reject_item(&path, format!("{}: reading stopped", path.display()));
             }
         };
-        if d.info.codec == super::demux::Codec::Fwht && super::v4l2::find_decoders(super::v4l2::PIX_FMT_FWHT).is_empty()
-        {
-            self.failed_in_row += 1;
-            let err =
-                format!("skipping playlist item: {}: no decoder here takes FWHT (vicodec's codec)", path.display());
-            return self.record_file_error(Some(&path), err);
+        if info.codec == Codec::Fwht && super::v4l2::find_decoders(super::v4l2::PIX_FMT_FWHT).is_empty() {
+            let why = format!("{}: no decoder here takes FWHT (vicodec's codec)", path.display());
+            return self.reject_item(&path, why);
         }
-        self.failed_in_row = 0;
-        if let Some(damage) = &d.damage {
-            self.record_file_error(Some(&path), format!("{damage}; playing the {} valid pictures", d.units.len()));
-        }
-        let fps = d.info.fps.unwrap_or(25.0);
-        let first_pts = d.units.iter().map(|u| u.pts).min().unwrap_or_default();
-        let clip = Clip {
-            path: path.clone(),
-            codec: d.info.codec,
-            units: d.units,
-            next: 0,
-            base: self.timeline_end,
-            first_pts,
-            frame_time: Duration::from_secs_f64(1.0 / fps),
-            fps,
-        };
-        self.timeline_end = clip.end();
+        let Some((_, rx)) = self.loader.take() else { return };
+        let fps = info.fps.unwrap_or(25.0);
         // A looping playlist opens its items again and again: said once, then at debug level.
         let again = self.looping && self.opened.contains(&path);
         if !again {
             self.opened.push(path.clone());
         }
-        let size = (d.info.width, d.info.height);
-        let pictures = clip.units.len();
+        let size = (info.width, info.height);
         if again {
-            tracing::debug!(target: "video", file = %path.display(), ?size, fps, pictures, "playlist item opened again");
+            tracing::debug!(target: "video", file = %path.display(), ?size, fps, "playlist item opened again");
         } else {
-            tracing::info!(target: "video", file = %path.display(), ?size, fps, pictures, "playlist item opened");
+            tracing::info!(target: "video", file = %path.display(), ?size, fps, "playlist item opened");
         }
-        self.clips.push_back(clip);
+        self.clips.push_back(Clip {
+            path,
+            codec: info.codec,
+            units: VecDeque::new(),
+            incoming: Some(rx),
+            sent: 0,
+            base: None,
+            first_pts: Duration::ZERO,
+            last_pts: Duration::ZERO,
+            frame_time: Duration::from_secs_f64(1.0 / fps),
+            fps,
+        });
+    }
+
+    /// Move what the front clip's reading thread has read into the clip, up to READ_AHEAD
+    /// units. A damaged file is reported (its valid part plays); an unreadable one is skipped.
+    fn receive_units(&mut self) {
+        let Some(clip) = self.clips.front_mut() else { return };
+        let mut damage = None;
+        while clip.units.len() < READ_AHEAD {
+            let Some(rx) = &clip.incoming else { break };
+            match rx.try_recv() {
+                Ok(Ok(Loaded::Unit(unit))) => clip.units.push_back(unit),
+                Ok(Ok(Loaded::Header(_))) => {}
+                // Damage ends the file; so does an error (the stream never sends one after its
+                // header) or the thread stopping.
+                Ok(Ok(Loaded::Damage(e)) | Err(e)) => {
+                    damage = Some(e);
+                    clip.incoming = None;
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => clip.incoming = None,
+            }
+        }
+        let path = clip.path.clone();
+        let read = clip.sent + clip.units.len();
+        if clip.fully_read() && read == 0 {
+            self.clips.pop_front();
+            self.failed_in_row += 1;
+            let why = damage.map(|e| format!(" ({e})")).unwrap_or_default();
+            let err = format!("skipping playlist item: {}: no picture to play{why}", path.display());
+            self.record_file_error(Some(&path), err);
+        } else if let Some(e) = damage {
+            self.record_file_error(Some(&path), format!("{e}; playing the {read} valid pictures"));
+        }
     }
 
     fn ensure_decoder(&mut self, codec: super::demux::Codec) -> Result<(), VideoError> {
@@ -402,18 +451,42 @@ impl Player {
         // Pictures decoded and not yet shown count too: a decoder faster than the display (the
         // software one) must not run further ahead than its buffers allow.
         while self.outstanding + self.queue.len() < SEND_AHEAD {
+            self.receive_units();
             let Some(dec) = self.decoder.as_mut() else { return };
             let Some(clip) = self.clips.front_mut() else { return };
-            if clip.next >= clip.units.len() {
+            if clip.codec != dec.codec() {
+                // The next item needs another decoder: switched at a later pump, once idle.
+                return;
+            }
+            if clip.units.is_empty() {
+                if !clip.fully_read() {
+                    // The reading thread is behind: more comes at a later pump.
+                    return;
+                }
                 // The clip is all sent: its DPB is flushed and the next item follows at once.
                 dec.drain();
+                if let Some(end) = clip.end() {
+                    self.timeline_end = end;
+                }
                 self.clips.pop_front();
                 continue;
             }
-            let unit = &clip.units[clip.next];
-            let pts = clip.base + unit.pts.saturating_sub(clip.first_pts);
-            dec.decode(unit.data.clone(), pts);
-            clip.next += 1;
+            if clip.base.is_none() {
+                // The first presentation time is the smallest of the first few units (a stream
+                // with B-frames does not present its first unit first).
+                if clip.units.len() < PTS_WINDOW && !clip.fully_read() {
+                    return;
+                }
+                clip.first_pts = clip.units.iter().take(PTS_WINDOW).map(|u| u.pts).min().unwrap_or_default();
+                clip.base = Some(self.timeline_end);
+                self.failed_in_row = 0;
+            }
+            let Some(unit) = clip.units.pop_front() else { return };
+            let base = clip.base.unwrap_or(self.timeline_end);
+            let pts = base + unit.pts.saturating_sub(clip.first_pts);
+            clip.last_pts = clip.last_pts.max(unit.pts);
+            dec.decode(unit.data, pts);
+            clip.sent += 1;
             self.outstanding += 1;
         }
     }
