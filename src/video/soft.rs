@@ -31,9 +31,7 @@ pub struct SoftwareDecoder {
 impl SoftwareDecoder {
     /// With `dmabufs`, pictures go into NV12 dmabufs (if /dev/udmabuf can make them).
     pub fn new(dmabufs: bool) -> Result<Self, VideoError> {
-        let config = DecoderConfig::new().flush_after_decode(Flush::NoFlush);
-        let decoder = Decoder::with_api_config(OpenH264API::from_source(), config)
-            .map_err(|e| VideoError::Decoder(format!("OpenH264: {e}")))?;
+        let decoder = open_openh264()?;
         let nv12 = if dmabufs {
             match super::nv12_pool::Nv12Pool::open() {
                 Ok(pool) => Some(pool),
@@ -82,8 +80,20 @@ impl SoftwareDecoder {
             }
         };
         pending.clear();
+        // A flushed OpenH264 decoder has ended its stream: it refuses the next clip's pictures
+        // ("no parameter sets") although they carry them. The next clip gets a fresh one.
+        match open_openh264() {
+            Ok(fresh) => *decoder = fresh,
+            Err(e) => tracing::error!(target: "video", %e, "cannot reopen the software decoder after a clip"),
+        }
         frames
     }
+}
+
+fn open_openh264() -> Result<Decoder, VideoError> {
+    let config = DecoderConfig::new().flush_after_decode(Flush::NoFlush);
+    Decoder::with_api_config(OpenH264API::from_source(), config)
+        .map_err(|e| VideoError::Decoder(format!("OpenH264: {e}")))
 }
 
 /// Copy a decoded picture into an NV12 dmabuf, or else convert it into a pooled RGBA image
