@@ -96,9 +96,17 @@ fn bad_playlist_items_are_named_and_skipped_and_the_good_one_plays() {
     let whole = std::fs::read(&fast).unwrap();
     let cut = dir.path().join("cut.mp4");
     std::fs::write(&cut, &whole[..whole.len() * 3 / 5]).unwrap();
+    // Matroska, and a WebM file in a codec nothing here decodes.
+    let mkv = clip(
+        dir.path(),
+        "good.mkv",
+        "testsrc=size=320x240:rate=25",
+        &["-t", "1", "-c:v", "libx264", "-pix_fmt", "yuv420p"],
+    );
+    let webm = clip(dir.path(), "vp9.webm", "testsrc=size=320x240:rate=25", &["-t", "1", "-c:v", "libvpx-vp9"]);
     let missing = dir.path().join("missing.mp4");
     let stats = dir.path().join("stats.json");
-    let items = [&missing, &garbage, &hevc, &truncated, &cut, &good];
+    let items = [&missing, &garbage, &hevc, &truncated, &cut, &webm, &mkv, &good];
     let playlist: Vec<String> = items.iter().map(|p| format!("{:?}", p.display().to_string())).collect();
     let config = format!("[video]\nplaylist = [{}]\n", playlist.join(", "));
     let mut vitrine = headless(
@@ -115,6 +123,7 @@ fn bad_playlist_items_are_named_and_skipped_and_the_good_one_plays() {
         ("hevc.mp4", "HEVC"),
         ("truncated.mp4", "corrupt"),
         ("cut.mp4", "valid pictures"),
+        ("vp9.webm", "VP9"),
     ] {
         assert!(
             log.lines().any(|l| l.contains("ERROR") && l.contains(file) && l.contains(why)),
@@ -123,7 +132,7 @@ fn bad_playlist_items_are_named_and_skipped_and_the_good_one_plays() {
     }
     let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
     let decoded = s["frames_decoded"].as_u64().unwrap();
-    // The cut item's valid pictures (the log says how many), then the good item whole.
+    // The cut item's valid pictures (the log says how many), then the good items whole.
     let valid: u64 = log
         .lines()
         .find(|l| l.contains("cut.mp4") && l.contains("valid pictures"))
@@ -132,7 +141,7 @@ fn bad_playlist_items_are_named_and_skipped_and_the_good_one_plays() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("the cut item says how many pictures it plays\n{log}"));
     assert!((1..25).contains(&valid), "part of the cut item is valid: {valid}");
-    assert_eq!(decoded, valid + 25, "the cut item's valid part and the good item played: {s}");
+    assert_eq!(decoded, valid + 50, "the cut item's valid part and the good items played: {s}");
 }
 
 /// A configuration reload while the video plays applies the change and keeps the video going:
