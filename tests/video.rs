@@ -71,7 +71,7 @@ fn software_decoding_shows_the_video_and_counts_its_copies() {
 }
 
 #[test]
-fn bad_playlist_items_are_named_and_skipped_and_the_good_one_plays() {
+fn bad_playlist_items_are_named_and_skipped_and_the_good_ones_play() {
     let dir = tempfile::tempdir().unwrap();
     let good = clip(
         dir.path(),
