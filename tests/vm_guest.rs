@@ -889,6 +889,9 @@ fn ioctls_per_picture_on_the_zero_copy_path() {
             "strace".into(),
             "-f".into(),
             "-qq".into(),
+            // Only ioctls stop the traced threads; the demuxer's reads and the event loop's
+            // polls run untraced, so the tracing costs less of the timing it is measuring.
+            "--seccomp-bpf".into(),
             "-e".into(),
             "trace=ioctl".into(),
             "-o".into(),
@@ -898,8 +901,14 @@ fn ioctls_per_picture_on_the_zero_copy_path() {
     let status = vitrine.wait_exit(Duration::from_secs(180));
     assert!(status.success(), "{status:?}\n{}", vitrine.log());
     let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats_path).unwrap()).unwrap();
+    // Every picture is decoded whatever the timing; how many are shown depends on how far
+    // strace under TCG slows the pipeline behind the clip's clock (late pictures are dropped, as
+    // on a real screen). The counts below are per decoded and per shown picture, so a floor of
+    // ten shown is all they need.
+    assert_eq!(stats["frames_decoded"].as_u64(), Some(frames), "{stats}");
+    assert_eq!(stats["decode_errors"].as_u64(), Some(0), "{stats}");
     let shown = stats["frames_presented"].as_u64().unwrap();
-    assert!(shown >= frames / 2, "{stats}");
+    assert!(shown >= 10, "{stats}");
     let text = std::fs::read_to_string(&trace).unwrap();
     let count = |prefixes: &[&str]| text.lines().filter(|l| prefixes.iter().any(|p| l.contains(p))).count() as f64;
     let v4l2 = count(&["VIDIOC_", "MEDIA_REQUEST_IOC", "MEDIA_IOC_"]);
