@@ -725,28 +725,43 @@ mod visl_trace {
         text
     }
 
-    /// One decoded picture: every compared field by name, and its active references.
+    /// One request (a picture, or in slice-based decoding a slice): every compared field by
+    /// name, its active references, and (slice-based) its reference lists.
     #[derive(Debug, Default, PartialEq)]
     pub struct Picture {
         pub fields: BTreeMap<String, String>,
         pub references: Vec<String>,
+        /// "L0[i] <the DPB entry it names>", for the entries the slice uses.
+        pub lists: Vec<String>,
+        dpb: BTreeMap<usize, String>,
+        list_entries: Vec<(usize, usize, String, usize)>,
     }
 
-    /// Fields not compared, because their value is implementation-defined (or unused):
-    /// - slice parameters, reference lists and prediction weights: not used in frame-based
-    ///   decoding, visl traces whatever the controls last held;
+    /// What a trace shows, and so what is compared.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub enum View {
+        /// Picture-level controls, one record per picture. Not compared: slice parameters,
+        /// reference lists and prediction weights (frame-based decoding does not use them; visl
+        /// traces whatever the controls last held).
+        Pictures,
+        /// Every control, one record per slice, reference lists resolved to the DPB entries
+        /// they name, for the entries within the slice's active counts (the others are unused).
+        Slices,
+    }
+
+    /// Never compared, in either view:
     /// - a DPB entry's reference_ts (each implementation has its own timestamp base) and the
-    ///   entries' order;
+    ///   entries' order (lists are compared through what their indices name);
     /// - DPB entries without ACTIVE (non-reference pictures still waiting for output: whether
     ///   they are listed is up to the implementation).
-    pub const IGNORED: &[&str] = &[
-        "v4l2_ctrl_h264_slice_params",
-        "v4l2_h264_ref_pic_list0",
-        "v4l2_h264_ref_pic_list1",
-        "v4l2_ctrl_h264_pred_weights",
-    ];
+    const PER_SLICE: &[&str] = &["v4l2_ctrl_h264_slice_params", "v4l2_ctrl_h264_pred_weights"];
 
-    pub fn parse(text: &str) -> Vec<Picture> {
+    fn number_after(text: &str, key: &str) -> Option<usize> {
+        let rest = &text[text.find(key)? + key.len()..];
+        rest.trim_start().split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    }
+
+    pub fn parse(text: &str, view: View) -> Vec<Picture> {
         let mut pictures: Vec<Picture> = Vec::new();
         let mut event = String::new();
         let mut line_no = 0;
@@ -762,17 +777,31 @@ mod visl_trace {
                 if event == "v4l2_ctrl_h264_sps" {
                     pictures.push(Picture::default());
                 }
-                if event == "v4l2_h264_dpb_entry" && tail.contains("ACTIVE") {
+                let Some(p) = pictures.last_mut() else { continue };
+                let index = number_after(tail, "[");
+                if event == "v4l2_h264_dpb_entry" {
                     // "[i]: reference_ts N, pic_num ..." without the index and the timestamp.
                     let entry = tail.split_once(", ").map(|(_, e)| e).unwrap_or(tail).trim().to_string();
-                    if let Some(p) = pictures.last_mut() {
-                        p.references.push(entry);
+                    if tail.contains("ACTIVE") {
+                        p.references.push(entry.clone());
+                    }
+                    if let Some(i) = index {
+                        p.dpb.insert(i, entry);
+                    }
+                }
+                if let Some(list) = event.strip_prefix("v4l2_h264_ref_pic_list") {
+                    // "[i]: fields FRAME_REF index N"
+                    let fields = tail.split("fields ").nth(1).and_then(|f| f.split(' ').next()).unwrap_or("");
+                    if let (Ok(list), Some(i), Some(target)) = (list.parse(), index, number_after(tail, "index")) {
+                        p.list_entries.push((list, i, fields.to_string(), target));
                     }
                 }
                 continue;
             }
             let line = line.trim();
-            if line.is_empty() || IGNORED.contains(&event.as_str()) || event == "v4l2_h264_dpb_entry" {
+            let skipped =
+                event.starts_with("v4l2_h264_") || (view == View::Pictures && PER_SLICE.contains(&event.as_str()));
+            if line.is_empty() || skipped {
                 continue;
             }
             let Some(p) = pictures.last_mut() else { continue };
@@ -787,23 +816,69 @@ mod visl_trace {
         }
         for p in &mut pictures {
             p.references.sort();
+            if view == View::Slices {
+                let field = |k: &str| p.fields.get(&format!("v4l2_ctrl_h264_slice_params.{k}")).cloned();
+                let kind = field("slice_type").unwrap_or_default();
+                let active = |k: &str| field(k).and_then(|v| v.parse::<usize>().ok()).map_or(0, |n| n + 1);
+                let used = [
+                    if kind == "P" || kind == "B" || kind == "SP" { active("num_ref_idx_l0_active_minus1") } else { 0 },
+                    if kind == "B" { active("num_ref_idx_l1_active_minus1") } else { 0 },
+                ];
+                for (list, i, fields, target) in &p.list_entries {
+                    if *i < used[*list] {
+                        let named = p.dpb.get(target).map_or("no DPB entry", |e| e.as_str());
+                        p.lists.push(format!("L{list}[{i}] {fields} -> {named}"));
+                    }
+                }
+            }
+            p.dpb.clear();
+            p.list_entries.clear();
         }
-        // In slice-based mode (GStreamer's choice on visl) each slice is a request of its own
-        // carrying the same picture-level controls: one picture, whatever its slice count.
-        pictures.dedup();
+        if view == View::Pictures {
+            // Slice-based requests of one picture carry the same picture-level controls: one
+            // record per picture, whatever its slice count.
+            pictures.dedup();
+        }
         pictures
+    }
+
+    /// Differences between two traces, record by record.
+    pub fn compare(theirs: &[Picture], ours: &[Picture]) -> Vec<String> {
+        let mut mismatches = Vec::new();
+        for (i, (g, o)) in theirs.iter().zip(ours).enumerate() {
+            for (k, gv) in &g.fields {
+                match o.fields.get(k) {
+                    Some(ov) if ov == gv => {}
+                    other => mismatches.push(format!("record {i} {k}: gstreamer {gv:?}, vitrine {other:?}")),
+                }
+            }
+            for k in o.fields.keys().filter(|k| !g.fields.contains_key(*k)) {
+                mismatches.push(format!("record {i} {k}: only vitrine sent it"));
+            }
+            if g.references != o.references {
+                mismatches
+                    .push(format!("record {i} references: gstreamer {:?}, vitrine {:?}", g.references, o.references));
+            }
+            if g.lists != o.lists {
+                mismatches.push(format!("record {i} reference lists: gstreamer {:?}, vitrine {:?}", g.lists, o.lists));
+            }
+        }
+        mismatches
     }
 }
 
 /// For each test stream, the controls vitrine sends to visl match what GStreamer's
-/// v4l2slh264dec sends, field by field and picture by picture (see `visl_trace::IGNORED` for
-/// what is not compared and why).
+/// v4l2slh264dec sends, field by field: picture by picture in vitrine's frame-based mode, and
+/// slice by slice (slice parameters, reference lists, prediction weights too) in its slice-based
+/// mode, which is GStreamer's choice on visl. See `visl_trace` for what is not compared and why.
 #[test]
 #[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
 fn controls_sent_to_visl_match_gstreamer_field_by_field() {
+    use visl_trace::View;
     assert_in_vm();
     let mut report = Vec::new();
-    for name in ["diff-main.mp4", "diff-pyramid.mp4", "diff-baseline.mp4", "diff-slices.mp4"] {
+    let mut failures = Vec::new();
+    for name in ["diff-main.mp4", "diff-pyramid.mp4", "diff-baseline.mp4", "diff-slices.mp4", "diff-fade.mp4"] {
         let path = clip(name);
         let frames = frame_count(&path) as usize;
 
@@ -814,57 +889,57 @@ fn controls_sent_to_visl_match_gstreamer_field_by_field() {
             .status()
             .expect("gst-launch-1.0");
         assert!(status.success(), "{name}: GStreamer failed to decode on visl");
-        let gst = visl_trace::parse(&visl_trace::take());
+        let gst_trace = visl_trace::take();
 
-        visl_trace::start();
-        let mut vitrine = Vitrine::launch(Launch {
-            name: "vm-differential",
-            args: vec![
-                "--backend".into(),
-                "headless".into(),
-                "--output".into(),
-                "320x240@60".into(),
-                "--play".into(),
-                path.display().to_string(),
-                "--exit-when-done".into(),
-            ],
-            config: BG_CONFIG.into(),
-            env: Vec::new(),
-            runtime: None,
-            wrapper: Vec::new(),
-        });
-        let status = vitrine.wait_exit(Duration::from_secs(60));
-        assert!(status.success(), "{name}: {status:?}\n{}", vitrine.log());
-        let ours = visl_trace::parse(&visl_trace::take());
+        for (mode, view) in [("frame", View::Pictures), ("slice", View::Slices)] {
+            let gst = visl_trace::parse(&gst_trace, view);
+            visl_trace::start();
+            let mut vitrine = Vitrine::launch(Launch {
+                name: "vm-differential",
+                args: vec![
+                    "--backend".into(),
+                    "headless".into(),
+                    "--output".into(),
+                    "320x240@60".into(),
+                    "--play".into(),
+                    path.display().to_string(),
+                    "--exit-when-done".into(),
+                ],
+                config: BG_CONFIG.into(),
+                env: vec![("VITRINE_H264_DECODE_MODE".into(), mode.into())],
+                runtime: None,
+                wrapper: Vec::new(),
+            });
+            let status = vitrine.wait_exit(Duration::from_secs(60));
+            let log = vitrine.log();
+            assert!(status.success(), "{name} ({mode}-based): {status:?}\n{log}");
+            assert!(log.contains(&format!("mode={}", if mode == "frame" { "Frame" } else { "Slice" })), "{log}");
+            let ours = visl_trace::parse(&visl_trace::take(), view);
 
-        assert_eq!(gst.len(), frames, "{name}: GStreamer's pictures in the trace");
-        assert_eq!(ours.len(), frames, "{name}: vitrine's pictures in the trace");
-        let mut mismatches = Vec::new();
-        for (i, (g, o)) in gst.iter().zip(&ours).enumerate() {
-            for (k, gv) in &g.fields {
-                match o.fields.get(k) {
-                    Some(ov) if ov == gv => {}
-                    other => mismatches.push(format!("picture {i} {k}: gstreamer {gv:?}, vitrine {other:?}")),
-                }
+            if view == View::Pictures {
+                assert_eq!(gst.len(), frames, "{name}: GStreamer's pictures in the trace");
             }
-            for k in o.fields.keys().filter(|k| !g.fields.contains_key(*k)) {
-                mismatches.push(format!("picture {i} {k}: only vitrine sent it"));
-            }
-            if g.references != o.references {
-                mismatches
-                    .push(format!("picture {i} references: gstreamer {:?}, vitrine {:?}", g.references, o.references));
+            assert!(gst.len() >= frames, "{name}: {} records for {frames} pictures", gst.len());
+            assert_eq!(ours.len(), gst.len(), "{name} ({mode}-based): vitrine's records in the trace");
+            let mismatches = visl_trace::compare(&gst, &ours);
+            let fields: usize = gst.iter().map(|p| p.fields.len() + p.references.len() + p.lists.len()).sum();
+            assert!(fields >= gst.len() * 40, "{name}: only {fields} fields traced: is visl tracing on?");
+            let lists: usize = gst.iter().map(|p| p.lists.len()).sum();
+            report.push(format!(
+                "{name}, {mode}-based: {frames} pictures, {} requests, {fields} fields compared ({lists} reference list entries), {} differ",
+                gst.len(),
+                mismatches.len()
+            ));
+            if !mismatches.is_empty() {
+                failures.push(format!(
+                    "{name} ({mode}-based):\n{}",
+                    mismatches.iter().take(30).cloned().collect::<Vec<_>>().join("\n")
+                ));
             }
         }
-        let fields: usize = gst.iter().map(|p| p.fields.len() + p.references.len()).sum();
-        assert!(fields >= frames * 40, "{name}: only {fields} fields traced: is visl tracing on?");
-        report.push(format!("{name}: {frames} pictures, {fields} fields compared, {} differ", mismatches.len()));
-        assert!(
-            mismatches.is_empty(),
-            "{name}:\n{}",
-            mismatches.iter().take(40).cloned().collect::<Vec<_>>().join("\n")
-        );
     }
     std::fs::write(common::artifacts().join("differential.txt"), report.join("\n") + "\n").unwrap();
+    assert!(failures.is_empty(), "{}\n\n{}", report.join("\n"), failures.join("\n\n"));
 }
 
 /// The 1080p clip again, under strace: the ioctls vitrine makes per picture shown, by family.

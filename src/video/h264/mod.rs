@@ -6,6 +6,7 @@
 pub mod dpb;
 pub mod picture;
 pub mod poc;
+pub mod reflist;
 
 pub use dpb::{Dpb, DpbEntry, Output};
 pub use picture::{AccessUnitParser, ParseError, Picture, SliceInfo};
@@ -96,6 +97,55 @@ mod stream_tests {
         assert_eq!(pic.slices.len(), 3);
         assert_eq!(pic.slice_data.windows(3).filter(|w| w == &[0, 0, 1]).count(), 3, "three start codes");
         assert_presentation_order("slices.mp4", &["-bf", "2", "-g", "12", "-x264-params", "slices=3"]);
+    }
+
+    /// A fade from black: x264 gives its P slices explicit weights, and for some lists the same
+    /// reference twice, through reference list modifications. Every list entry must name a
+    /// reference the DPB holds, and the header sizes must land inside the slice.
+    #[test]
+    fn weighted_fade_reference_lists() {
+        use h264_reader::nal::slice::{RefPicListModifications, SliceFamily};
+        let dir = tempfile::tempdir().unwrap();
+        let args = ["-vf", "fade=in:0:48", "-profile:v", "main", "-bf", "2", "-x264-params", "weightp=2:ref=3"];
+        let path = clip(dir.path(), "fade.mp4", &args);
+        let d = demux::open(&path).unwrap();
+        let mut parser = AccessUnitParser::new();
+        let mut dpb = Dpb::new();
+        let (mut weighted, mut modified, mut repeated, mut b_lists) = (0, 0, 0, 0);
+        for (i, unit) in d.units.iter().enumerate() {
+            let pic = parser.parse(&unit.data).unwrap();
+            let (current, _) = dpb.begin(&pic, i as u64);
+            for slice in &pic.slices {
+                assert!(slice.header_bit_size > 8 && (slice.header_bit_size as usize) < slice.nal.len() * 8);
+                let (l0, l1) = reflist::ref_lists(dpb.entries(), &current, slice, &pic.pps, pic.max_frame_num());
+                for r in l0.iter().chain(&l1) {
+                    let r = r.unwrap_or_else(|| panic!("picture {i}: a list entry names no reference"));
+                    assert_ne!(dpb.entries()[r].reference, dpb::Reference::None);
+                }
+                let family = slice.header.slice_type.family;
+                if family == SliceFamily::B {
+                    b_lists += 1;
+                    // Closest past picture first in list 0, closest future one first in list 1.
+                    let poc = |r: &Option<usize>| dpb.entries()[r.unwrap()].poc.frame();
+                    assert!(poc(&l0[0]) < current.poc.frame() && poc(&l1[0]) > current.poc.frame());
+                }
+                weighted += slice.header.pred_weight_table.is_some() as usize;
+                if let Some(RefPicListModifications::P { ref_pic_list_modification_l0: m }) =
+                    &slice.header.ref_pic_list_modification
+                {
+                    modified += !m.is_empty() as usize;
+                }
+                let mut seen = l0.clone();
+                seen.sort();
+                seen.dedup();
+                repeated += (seen.len() < l0.len()) as usize;
+            }
+            dpb.finish(&pic, current);
+        }
+        assert!(
+            weighted > 0 && modified > 0 && repeated > 0 && b_lists > 0,
+            "{weighted} {modified} {repeated} {b_lists}"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use h264_reader::nal::pps::PicParameterSet;
 use h264_reader::nal::slice::{DecRefPicMarking, MemoryManagementControlOperation, PicOrderCountLsb, SliceHeader};
 use h264_reader::nal::sps::SeqParameterSet;
 use h264_reader::nal::{NalHeader, UnitType};
-use h264_reader::rbsp::{decode_nal, BitReader};
+use h264_reader::rbsp::{decode_nal, BitRead, BitReader};
 use h264_reader::Context;
 
 use crate::video::demux::nal_units;
@@ -31,6 +31,11 @@ pub struct SliceInfo {
     pub pic_order_cnt_bit_size: u32,
     /// Bits of `dec_ref_pic_marking()` in the slice header.
     pub dec_ref_pic_marking_bit_size: u32,
+    /// Bits from the start of the NAL unit (its header byte included) to `slice_data()`, counted
+    /// without emulation prevention bytes (slice-based drivers skip them).
+    pub header_bit_size: u32,
+    /// Where the NAL unit (without its start code) is in the picture's `slice_data`.
+    pub nal: std::ops::Range<usize>,
 }
 
 /// A coded picture: every slice of one access unit, with its parameter sets.
@@ -136,6 +141,17 @@ fn marking_bits(marking: &Option<DecRefPicMarking>) -> u32 {
     }
 }
 
+/// How many bits of an RBSP of `len` bytes a reader has consumed (it reads on to the next byte
+/// boundary to find out).
+fn bits_read(mut r: BitReader<&[u8]>, len: usize) -> u32 {
+    let mut to_boundary = 0;
+    while !r.byte_aligned() && r.read_bit("alignment").is_ok() {
+        to_boundary += 1;
+    }
+    let rest = r.into_reader().len();
+    ((len - rest) * 8) as u32 - to_boundary
+}
+
 impl AccessUnitParser {
     pub fn new() -> Self {
         Self::default()
@@ -175,6 +191,7 @@ impl AccessUnitParser {
                     let mut r = BitReader::new(&rbsp[..]);
                     let (slice, sps, pps) = SliceHeader::from_bits(&self.ctx, &mut r, header, None)
                         .map_err(|e| invalid(format!("slice header: {e:?}")))?;
+                    let header_bit_size = 8 + bits_read(r, rbsp.len());
                     if active.is_none() {
                         let s = self.sps.iter().find(|s| s.seq_parameter_set_id == sps.seq_parameter_set_id);
                         let p = self.pps.iter().find(|p| p.pic_parameter_set_id == pps.pic_parameter_set_id);
@@ -190,6 +207,8 @@ impl AccessUnitParser {
                         header: slice,
                         pic_order_cnt_bit_size,
                         dec_ref_pic_marking_bit_size,
+                        header_bit_size,
+                        nal: slice_data.len() + 3..slice_data.len() + 3 + nal.len(),
                     });
                     slice_data.extend_from_slice(&[0, 0, 1]);
                     slice_data.extend_from_slice(nal);

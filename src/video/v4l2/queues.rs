@@ -75,10 +75,13 @@ fn buffer(q: &Queues, queue: QueueType, index: u32, planes: &mut [bindings::v4l2
     buf
 }
 
-/// Request `count` bitstream buffers and map each of them.
-pub fn alloc_outputs(video: &File, q: &Queues, count: usize) -> Result<Vec<OutputBuffer>, String> {
-    let n: usize = v::reqbufs(video, q.output, MemoryType::Mmap, count as u32, v::MemoryConsistency::empty())
-        .map_err(|e| format!("REQBUFS OUTPUT: {e}"))?;
+/// Request `count` bitstream buffers and map each of them. Also returns the queue's
+/// `V4L2_BUF_CAP_*` capabilities.
+pub fn alloc_outputs(video: &File, q: &Queues, count: usize) -> Result<(Vec<OutputBuffer>, u32), String> {
+    let granted: bindings::v4l2_requestbuffers =
+        v::reqbufs(video, q.output, MemoryType::Mmap, count as u32, v::MemoryConsistency::empty())
+            .map_err(|e| format!("REQBUFS OUTPUT: {e}"))?;
+    let n = granted.count as usize;
     let mut out = Vec::new();
     for index in 0..n {
         let mut planes = [bindings::v4l2_plane::default(); 2];
@@ -114,7 +117,7 @@ pub fn alloc_outputs(video: &File, q: &Queues, count: usize) -> Result<Vec<Outpu
         }
         out.push(OutputBuffer { map: map as *mut u8, len, busy: false });
     }
-    Ok(out)
+    Ok((out, granted.capabilities))
 }
 
 fn id_timestamp(id: u64) -> bindings::timeval {
@@ -122,7 +125,7 @@ fn id_timestamp(id: u64) -> bindings::timeval {
 }
 
 /// Queue bitstream buffer `index` holding `bytes` bytes of picture `id` (in a media request, for
-/// stateless decoders).
+/// stateless decoders), with extra `V4L2_BUF_FLAG_*` `flags`.
 pub fn queue_output(
     video: &File,
     q: &Queues,
@@ -130,10 +133,12 @@ pub fn queue_output(
     bytes: usize,
     id: u64,
     request: Option<i32>,
+    flags: u32,
 ) -> std::io::Result<()> {
     let mut planes = [bindings::v4l2_plane { bytesused: bytes as u32, ..Default::default() }; 2];
     let mut buf = buffer(q, q.output, index as u32, &mut planes);
     buf.timestamp = id_timestamp(id);
+    buf.flags |= flags;
     if !q.mplane {
         buf.bytesused = bytes as u32;
     }

@@ -90,7 +90,7 @@ impl StatefulDecoder {
         // SAFETY: VIDIOC_S_FMT takes a v4l2_format.
         unsafe { ioctl(&video, super::VIDIOC_S_FMT, &mut fmt) }
             .map_err(|e| err(&node, format!("S_FMT OUTPUT: {e}")))?;
-        let outputs = queues::alloc_outputs(&video, &q, OUTPUT_BUFFERS).map_err(|e| err(&node, e))?;
+        let (outputs, _) = queues::alloc_outputs(&video, &q, OUTPUT_BUFFERS).map_err(|e| err(&node, e))?;
         Ok(StatefulDecoder {
             node,
             video,
@@ -123,7 +123,7 @@ impl StatefulDecoder {
         self.outputs[slot].write(data).map_err(VideoError::Stream)?;
         let id = self.next_id;
         self.next_id += 1;
-        queues::queue_output(&self.video, &self.q, slot, data.len(), id, None)
+        queues::queue_output(&self.video, &self.q, slot, data.len(), id, None, 0)
             .map_err(|e| err(&self.node, format!("QBUF OUTPUT: {e}")))?;
         self.outputs[slot].busy = true;
         self.stats.bitstream_bytes += data.len() as u64;

@@ -25,7 +25,8 @@ use v4l2r::QueueType;
 
 use super::queues::{self, OutputBuffer, Queues};
 use super::{ioctl, DecoderNode, PIX_FMT_H264_SLICE, PIX_FMT_NV12};
-use crate::video::h264::{AccessUnitParser, Dpb, Picture};
+use crate::video::h264::reflist::{active_counts, ref_lists};
+use crate::video::h264::{AccessUnitParser, Dpb, Picture, SliceInfo};
 use crate::video::{VideoError, VideoFrame, VideoStats};
 
 const OUTPUT: QueueType = QueueType::VideoOutputMplane;
@@ -33,6 +34,8 @@ const CAPTURE: QueueType = QueueType::VideoCaptureMplane;
 /// Stateless decoders are multi-planar (hantro, rkvdec, cedrus, visl).
 const QUEUES: Queues = Queues { output: OUTPUT, capture: CAPTURE, mplane: true };
 const OUTPUT_BUFFERS: usize = 4;
+/// In slice-based mode each slice takes a bitstream buffer (and a request) of its own.
+const SLICE_OUTPUT_BUFFERS: usize = 16;
 /// CAPTURE buffers beyond the DPB: the picture being decoded, two waiting for display, the one
 /// on screen and the one being flipped to.
 const CAPTURE_SLACK: usize = 5;
@@ -64,6 +67,17 @@ struct CaptureBuffer {
     hold: Arc<()>,
 }
 
+/// How the driver takes the bitstream (V4L2_CID_STATELESS_H264_DECODE_MODE / START_CODE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Every slice of a picture in one buffer, Annex-B start codes (hantro, rkvdec).
+    Frame,
+    /// One slice per buffer and request with its slice parameters, reference lists and
+    /// prediction weights (cedrus); `start_codes`: the slice keeps its Annex-B start code;
+    /// `hold`: the CAPTURE buffer can be held across the requests of a picture.
+    Slice { start_codes: bool, hold: bool },
+}
+
 /// A picture submitted and not yet handed out.
 struct Pending {
     id: u64,
@@ -87,6 +101,7 @@ pub struct StatelessDecoder {
     requests: Vec<Request>,
     captures: Vec<CaptureBuffer>,
     geometry: Option<Geometry>,
+    mode: Mode,
     visible: (u32, u32),
     parser: AccessUnitParser,
     dpb: Dpb,
@@ -123,6 +138,45 @@ impl AsV4l2ControlSlice for Controls<'_> {
     fn as_v4l2_control_slice(&mut self) -> &mut [bindings::v4l2_ext_control] {
         self.0
     }
+}
+
+const DECODE_MODE_FRAME: i64 =
+    bindings::v4l2_stateless_h264_decode_mode_V4L2_STATELESS_H264_DECODE_MODE_FRAME_BASED as i64;
+const DECODE_MODE_SLICE: i64 =
+    bindings::v4l2_stateless_h264_decode_mode_V4L2_STATELESS_H264_DECODE_MODE_SLICE_BASED as i64;
+const START_CODE_ANNEX_B: i64 = bindings::v4l2_stateless_h264_start_code_V4L2_STATELESS_H264_START_CODE_ANNEX_B as i64;
+const START_CODE_NONE: i64 = bindings::v4l2_stateless_h264_start_code_V4L2_STATELESS_H264_START_CODE_NONE as i64;
+
+/// The mode to decode in, from the ranges the driver offers for the decode-mode and start-code
+/// controls (`None`: no such control, i.e. frame-based with start codes) and a forced choice.
+fn pick_mode(modes: Option<(i64, i64)>, codes: Option<(i64, i64)>, forced: Option<&str>) -> Result<Mode, String> {
+    let offers = |range: Option<(i64, i64)>, v: i64, absent: bool| range.map_or(absent, |(a, b)| (a..=b).contains(&v));
+    let frame = offers(modes, DECODE_MODE_FRAME, true);
+    let slice = offers(modes, DECODE_MODE_SLICE, false);
+    let annex_b = offers(codes, START_CODE_ANNEX_B, true);
+    let bare = offers(codes, START_CODE_NONE, false);
+    let want_slice = match forced {
+        Some("slice") if slice => true,
+        Some("frame") if frame => false,
+        Some(m @ ("slice" | "frame")) => {
+            return Err(format!("VITRINE_H264_DECODE_MODE={m}: the driver does not offer it"))
+        }
+        Some(other) => return Err(format!("VITRINE_H264_DECODE_MODE={other}: expected \"slice\" or \"frame\"")),
+        None => !frame,
+    };
+    if !want_slice {
+        if !annex_b {
+            return Err("frame-based decoding needs Annex-B start codes, which the driver does not take".into());
+        }
+        return Ok(Mode::Frame);
+    }
+    if !slice {
+        return Err("the driver offers neither frame-based nor slice-based decoding".into());
+    }
+    if !annex_b && !bare {
+        return Err("the driver takes slices neither with nor without start codes".into());
+    }
+    Ok(Mode::Slice { start_codes: annex_b, hold: false })
 }
 
 /// The SPS control for a parsed SPS.
@@ -330,6 +384,114 @@ pub fn decode_params(
     c
 }
 
+/// Where each DPB entry is in the decode parameters' `dpb` array (`None`: not listed there, a
+/// frame_num gap's stand-in).
+fn dpb_slots(dpb: &Dpb) -> Vec<Option<u8>> {
+    let mut next = 0u8;
+    dpb.entries()
+        .iter()
+        .map(|e| {
+            if e.non_existing || next as usize >= bindings::V4L2_H264_NUM_DPB_ENTRIES as usize {
+                return None;
+            }
+            next += 1;
+            Some(next - 1)
+        })
+        .collect()
+}
+
+/// The slice parameters of one slice, with its reference lists (indices into the DPB entries)
+/// as positions in the decode parameters' `dpb` array. Unused list entries have index 0xff.
+pub fn slice_params(
+    slice: &SliceInfo,
+    pps: &PicParameterSet,
+    l0: &[Option<usize>],
+    l1: &[Option<usize>],
+    slots: &[Option<u8>],
+) -> bindings::v4l2_ctrl_h264_slice_params {
+    use h264_reader::nal::slice::ColourPlane;
+    let h = &slice.header;
+    let (n0, n1) = active_counts(slice, pps);
+    let slice_type = match h.slice_type.family {
+        SliceFamily::P => bindings::V4L2_H264_SLICE_TYPE_P,
+        SliceFamily::B => bindings::V4L2_H264_SLICE_TYPE_B,
+        SliceFamily::I => bindings::V4L2_H264_SLICE_TYPE_I,
+        SliceFamily::SP => bindings::V4L2_H264_SLICE_TYPE_SP,
+        SliceFamily::SI => bindings::V4L2_H264_SLICE_TYPE_SI,
+    };
+    let mut flags = 0;
+    if h.direct_spatial_mv_pred_flag == Some(true) {
+        flags |= bindings::V4L2_H264_SLICE_FLAG_DIRECT_SPATIAL_MV_PRED;
+    }
+    if h.sp_for_switch_flag == Some(true) {
+        flags |= bindings::V4L2_H264_SLICE_FLAG_SP_FOR_SWITCH;
+    }
+    let unused = bindings::v4l2_h264_reference { fields: 0, index: 0xff };
+    let mut c = bindings::v4l2_ctrl_h264_slice_params {
+        header_bit_size: slice.header_bit_size,
+        first_mb_in_slice: h.first_mb_in_slice,
+        slice_type: slice_type as u8,
+        colour_plane_id: match h.colour_plane {
+            None | Some(ColourPlane::Y) => 0,
+            Some(ColourPlane::Cb) => 1,
+            Some(ColourPlane::Cr) => 2,
+        },
+        redundant_pic_cnt: h.redundant_pic_cnt.unwrap_or(0) as u8,
+        cabac_init_idc: h.cabac_init_idc.unwrap_or(0) as u8,
+        slice_qp_delta: h.slice_qp_delta as i8,
+        // h264-reader keeps QSY = 26 + pic_init_qs_minus26 + slice_qs_delta.
+        slice_qs_delta: h.slice_qs.map_or(0, |qs| qs as i32 - 26 - pps.pic_init_qs_minus26) as i8,
+        disable_deblocking_filter_idc: h.disable_deblocking_filter_idc,
+        slice_alpha_c0_offset_div2: h.slice_alpha_c0_offset_div2.unwrap_or(0) as i8,
+        slice_beta_offset_div2: h.slice_beta_offset_div2.unwrap_or(0) as i8,
+        num_ref_idx_l0_active_minus1: (n0 - 1) as u8,
+        num_ref_idx_l1_active_minus1: (n1 - 1) as u8,
+        ref_pic_list0: [unused; 32],
+        ref_pic_list1: [unused; 32],
+        flags,
+        ..Default::default()
+    };
+    for (list, refs) in [(&mut c.ref_pic_list0, l0), (&mut c.ref_pic_list1, l1)] {
+        for (dst, r) in list.iter_mut().zip(refs) {
+            if let Some(slot) = r.and_then(|i| slots.get(i).copied().flatten()) {
+                *dst = bindings::v4l2_h264_reference { fields: bindings::V4L2_H264_FRAME_REF as u8, index: slot };
+            }
+        }
+    }
+    c
+}
+
+/// The prediction weight table of a slice, weights inferred where the table leaves them out
+/// (2^denominator, offset 0); all zero for a slice without explicit weighted prediction.
+pub fn pred_weights(slice: &SliceInfo, pps: &PicParameterSet) -> bindings::v4l2_ctrl_h264_pred_weights {
+    let mut c = bindings::v4l2_ctrl_h264_pred_weights::default();
+    let Some(t) = &slice.header.pred_weight_table else { return c };
+    let (n0, n1) = active_counts(slice, pps);
+    c.luma_log2_weight_denom = t.luma_log2_weight_denom as u16;
+    c.chroma_log2_weight_denom = t.chroma_log2_weight_denom.unwrap_or(0) as u16;
+    let luma_default = 1i32 << t.luma_log2_weight_denom.min(7);
+    let chroma_default = t.chroma_log2_weight_denom.map(|d| 1i32 << d.min(7));
+    let b = slice.header.slice_type.family == SliceFamily::B;
+    let lists =
+        [(&t.luma_weights, &t.chroma_weights, n0), (&t.luma_weights_l1, &t.chroma_weights_l1, if b { n1 } else { 0 })];
+    for (f, (luma, chroma, n)) in c.weight_factors.iter_mut().zip(lists) {
+        for i in 0..n.min(32) {
+            let (w, o) = luma.get(i).and_then(|w| w.as_ref()).map_or((luma_default, 0), |w| (w.weight, w.offset));
+            f.luma_weight[i] = w as i16;
+            f.luma_offset[i] = o as i16;
+            if let Some(chroma_default) = chroma_default {
+                for j in 0..2 {
+                    let (w, o) =
+                        chroma.get(i).and_then(|c| c.get(j)).map_or((chroma_default, 0), |w| (w.weight, w.offset));
+                    f.chroma_weight[i][j] = w as i16;
+                    f.chroma_offset[i][j] = o as i16;
+                }
+            }
+        }
+    }
+    c
+}
+
 impl StatelessDecoder {
     /// Open the first stateless H.264 decoder that accepts the stream's first SPS.
     pub fn open(nodes: &[DecoderNode]) -> Result<Self, VideoError> {
@@ -355,6 +517,7 @@ impl StatelessDecoder {
             requests: Vec::new(),
             captures: Vec::new(),
             geometry: None,
+            mode: Mode::Frame,
             visible: (0, 0),
             parser: AccessUnitParser::new(),
             dpb: Dpb::new(),
@@ -373,7 +536,9 @@ impl StatelessDecoder {
         format!("v4l2-stateless {} ({})", self.node.driver, self.node.video.display())
     }
 
-    /// Frame-based decoding with Annex-B start codes, what hantro and rkvdec do and visl allows.
+    /// The decode mode and start codes: frame-based with Annex-B start codes where the driver
+    /// offers it (hantro, rkvdec; visl offers both), slice-based otherwise (cedrus).
+    /// `VITRINE_H264_DECODE_MODE=slice|frame` picks one of those the driver offers.
     fn choose_modes(&mut self) -> Result<(), VideoError> {
         let query = |id: u32| -> Option<(i64, i64)> {
             let mut q = bindings::v4l2_query_ext_ctrl { id, ..Default::default() };
@@ -381,29 +546,26 @@ impl StatelessDecoder {
             unsafe { ioctl(&self.video, super::VIDIOC_QUERY_EXT_CTRL, &mut q) }.ok().map(|_| (q.minimum, q.maximum))
         };
         self.stats.v4l2_ioctls += 2;
-        let frame = bindings::v4l2_stateless_h264_decode_mode_V4L2_STATELESS_H264_DECODE_MODE_FRAME_BASED as i64;
-        let annexb = bindings::v4l2_stateless_h264_start_code_V4L2_STATELESS_H264_START_CODE_ANNEX_B as i64;
-        match query(bindings::V4L2_CID_STATELESS_H264_DECODE_MODE) {
-            Some((min, max)) if (min..=max).contains(&frame) => {}
-            Some(_) => {
-                return Err(err(&self.node, "only slice-based decoding is offered; vitrine decodes frame-based"))
+        let modes = query(bindings::V4L2_CID_STATELESS_H264_DECODE_MODE);
+        let codes = query(bindings::V4L2_CID_STATELESS_H264_START_CODE);
+        let forced = std::env::var("VITRINE_H264_DECODE_MODE").ok();
+        self.mode = pick_mode(modes, codes, forced.as_deref()).map_err(|e| err(&self.node, e))?;
+        let (mode, code) = match self.mode {
+            Mode::Frame => (DECODE_MODE_FRAME, START_CODE_ANNEX_B),
+            Mode::Slice { start_codes, .. } => {
+                (DECODE_MODE_SLICE, if start_codes { START_CODE_ANNEX_B } else { START_CODE_NONE })
             }
-            None => {}
-        }
-        match query(bindings::V4L2_CID_STATELESS_H264_START_CODE) {
-            Some((min, max)) if (min..=max).contains(&annexb) => {}
-            Some(_) => return Err(err(&self.node, "the driver takes no Annex-B start codes")),
-            None => {}
-        }
+        };
         for (id, value) in [
-            (bindings::V4L2_CID_STATELESS_H264_DECODE_MODE, frame as i32),
-            (bindings::V4L2_CID_STATELESS_H264_START_CODE, annexb as i32),
+            (bindings::V4L2_CID_STATELESS_H264_DECODE_MODE, mode as i32),
+            (bindings::V4L2_CID_STATELESS_H264_START_CODE, code as i32),
         ] {
             self.stats.v4l2_ioctls += 1;
             if let Err(e) = v::s_ctrl(&self.video, id, value) {
                 tracing::debug!(target: "video", control = id, %e, "decoder control not set");
             }
         }
+        tracing::info!(target: "video", decoder = %self.name(), mode = ?self.mode, "stateless decode mode");
         Ok(())
     }
 
@@ -475,7 +637,13 @@ impl StatelessDecoder {
         self.stats.v4l2_ioctls += 5;
 
         // OUTPUT buffers, mapped once, each with its own request.
-        self.outputs = queues::alloc_outputs(&self.video, &self.q, OUTPUT_BUFFERS).map_err(|e| err(&node, e))?;
+        let count = if self.mode == Mode::Frame { OUTPUT_BUFFERS } else { SLICE_OUTPUT_BUFFERS };
+        let (outputs, caps) = queues::alloc_outputs(&self.video, &self.q, count).map_err(|e| err(&node, e))?;
+        self.outputs = outputs;
+        if let Mode::Slice { start_codes, .. } = self.mode {
+            let hold = caps & bindings::V4L2_BUF_CAP_SUPPORTS_M2M_HOLD_CAPTURE_BUF != 0;
+            self.mode = Mode::Slice { start_codes, hold };
+        }
         for _ in 0..self.outputs.len() {
             let request =
                 Request::alloc(&self.media).map_err(|e| err(&node, format!("MEDIA_IOC_REQUEST_ALLOC: {e}")))?;
@@ -506,6 +674,7 @@ impl StatelessDecoder {
             visible = ?self.visible,
             capture_buffers = n,
             stride,
+            mode = ?self.mode,
             "decoder configured: NV12 capture buffers exported as dmabufs"
         );
         Ok(true)
@@ -570,39 +739,103 @@ impl StatelessDecoder {
         if !self.captures.iter().any(|c| c.state == CaptureState::Queued) {
             return Ok(false);
         }
-        let Some(slot) = self.outputs.iter().position(|o| !o.busy) else { return Ok(false) };
+        // A bitstream buffer for the picture, or for each of its slices.
+        let buffers = match self.mode {
+            Mode::Frame => 1,
+            Mode::Slice { hold, .. } => {
+                let n = pic.slices.len();
+                if n > self.outputs.len() {
+                    return Err(VideoError::Stream(format!(
+                        "a picture of {n} slices: slice-based decoding here takes at most {} per picture",
+                        self.outputs.len()
+                    )));
+                }
+                if n > 1 && !hold {
+                    return Err(err(
+                        &self.node,
+                        format!("a picture of {n} slices, and the driver cannot hold a picture buffer across slices"),
+                    ));
+                }
+                n
+            }
+        };
+        let free: Vec<usize> =
+            self.outputs.iter().enumerate().filter(|(_, o)| !o.busy).map(|(i, _)| i).take(buffers).collect();
+        if free.len() < buffers {
+            return Ok(false);
+        }
         let id = self.next_id;
         self.next_id += 1;
         let (current, released) = self.dpb.begin(&pic, id);
         self.display.extend(released.iter().map(|o| o.id));
 
-        let data = &pic.slice_data;
-        self.outputs[slot].write(data).map_err(|e| VideoError::Stream(format!("picture {id}: {e}")))?;
-        self.stats.bitstream_bytes += data.len() as u64;
-
         let mut sps = sps_control(&pic.sps);
         let mut pps = pps_control(&pic.pps);
         let mut scaling = scaling_control(&pic.sps, &pic.pps);
         let mut params = decode_params(&pic, &self.dpb, &current);
-        let mut c = [
+        // The controls point at these payloads, which outlive every request made below.
+        let picture_controls = [
             ctrl(bindings::V4L2_CID_STATELESS_H264_SPS, &mut sps),
             ctrl(bindings::V4L2_CID_STATELESS_H264_PPS, &mut pps),
             ctrl(bindings::V4L2_CID_STATELESS_H264_SCALING_MATRIX, &mut scaling),
             ctrl(bindings::V4L2_CID_STATELESS_H264_DECODE_PARAMS, &mut params),
         ];
-        let request = &self.requests[slot];
-        let request_fd = request.as_raw_fd();
-        v::s_ext_ctrls(&self.video, CtrlWhich::Request(request_fd), Controls(&mut c))
-            .map_err(|e| err(&self.node, format!("controls of picture {id}: {e}")))?;
-        queues::queue_output(&self.video, &self.q, slot, data.len(), id, Some(request_fd))
-            .map_err(|e| err(&self.node, format!("QBUF OUTPUT: {e}")))?;
-        request.queue().map_err(|e| err(&self.node, format!("MEDIA_REQUEST_IOC_QUEUE: {e}")))?;
-        self.outputs[slot].busy = true;
-        self.stats.v4l2_ioctls += 3;
+        match self.mode {
+            Mode::Frame => {
+                let mut c = picture_controls;
+                self.queue_bitstream(free[0], &pic.slice_data, id, &mut c, 0)?;
+            }
+            Mode::Slice { start_codes, .. } => {
+                let slots = dpb_slots(&self.dpb);
+                for (i, slice) in pic.slices.iter().enumerate() {
+                    let from = if start_codes { slice.nal.start - 3 } else { slice.nal.start };
+                    let data = &pic.slice_data[from..slice.nal.end];
+                    let (l0, l1) = ref_lists(self.dpb.entries(), &current, slice, &pic.pps, pic.max_frame_num());
+                    let mut sp = slice_params(slice, &pic.pps, &l0, &l1, &slots);
+                    let mut pw = pred_weights(slice, &pic.pps);
+                    let [a, b, c, d] = picture_controls;
+                    let mut c = [
+                        a,
+                        b,
+                        c,
+                        d,
+                        ctrl(bindings::V4L2_CID_STATELESS_H264_SLICE_PARAMS, &mut sp),
+                        ctrl(bindings::V4L2_CID_STATELESS_H264_PRED_WEIGHTS, &mut pw),
+                    ];
+                    // The picture buffer stays with the driver until the last slice is decoded.
+                    let last = i + 1 == pic.slices.len();
+                    let flags = if last { 0 } else { bindings::V4L2_BUF_FLAG_M2M_HOLD_CAPTURE_BUF };
+                    self.queue_bitstream(free[i], data, id, &mut c, flags)?;
+                }
+            }
+        }
         self.submitted.push(Pending { id, pts });
         let released = self.dpb.finish(&pic, current);
         self.display.extend(released.iter().map(|o| o.id));
         Ok(true)
+    }
+
+    /// Bitstream into OUTPUT buffer `slot`, the controls into its request, both queued.
+    fn queue_bitstream(
+        &mut self,
+        slot: usize,
+        data: &[u8],
+        id: u64,
+        controls: &mut [bindings::v4l2_ext_control],
+        flags: u32,
+    ) -> Result<(), VideoError> {
+        self.outputs[slot].write(data).map_err(|e| VideoError::Stream(format!("picture {id}: {e}")))?;
+        self.stats.bitstream_bytes += data.len() as u64;
+        let request = &self.requests[slot];
+        let request_fd = request.as_raw_fd();
+        v::s_ext_ctrls(&self.video, CtrlWhich::Request(request_fd), Controls(controls))
+            .map_err(|e| err(&self.node, format!("controls of picture {id}: {e}")))?;
+        queues::queue_output(&self.video, &self.q, slot, data.len(), id, Some(request_fd), flags)
+            .map_err(|e| err(&self.node, format!("QBUF OUTPUT: {e}")))?;
+        request.queue().map_err(|e| err(&self.node, format!("MEDIA_REQUEST_IOC_QUEUE: {e}")))?;
+        self.outputs[slot].busy = true;
+        self.stats.v4l2_ioctls += 3;
+        Ok(())
     }
 
     /// End of stream: every picture still in the DPB goes to display.
@@ -696,5 +929,35 @@ impl StatelessDecoder {
 impl Drop for StatelessDecoder {
     fn drop(&mut self) {
         self.teardown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOTH: Option<(i64, i64)> = Some((DECODE_MODE_SLICE, DECODE_MODE_FRAME));
+    const SLICE_ONLY: Option<(i64, i64)> = Some((DECODE_MODE_SLICE, DECODE_MODE_SLICE));
+    const FRAME_ONLY: Option<(i64, i64)> = Some((DECODE_MODE_FRAME, DECODE_MODE_FRAME));
+    const ANY_CODE: Option<(i64, i64)> = Some((START_CODE_NONE, START_CODE_ANNEX_B));
+    const NO_CODE: Option<(i64, i64)> = Some((START_CODE_NONE, START_CODE_NONE));
+
+    #[test]
+    fn frame_based_where_offered_slice_based_otherwise() {
+        // hantro / rkvdec, visl, drivers without the controls.
+        assert_eq!(pick_mode(FRAME_ONLY, Some((START_CODE_ANNEX_B, START_CODE_ANNEX_B)), None), Ok(Mode::Frame));
+        assert_eq!(pick_mode(BOTH, ANY_CODE, None), Ok(Mode::Frame));
+        assert_eq!(pick_mode(None, None, None), Ok(Mode::Frame));
+        // cedrus: slices without start codes.
+        assert_eq!(pick_mode(SLICE_ONLY, NO_CODE, None), Ok(Mode::Slice { start_codes: false, hold: false }));
+        assert_eq!(pick_mode(BOTH, ANY_CODE, Some("slice")), Ok(Mode::Slice { start_codes: true, hold: false }));
+    }
+
+    #[test]
+    fn impossible_choices_are_named() {
+        assert!(pick_mode(SLICE_ONLY, NO_CODE, Some("frame")).unwrap_err().contains("does not offer"));
+        assert!(pick_mode(FRAME_ONLY, ANY_CODE, Some("slice")).unwrap_err().contains("does not offer"));
+        assert!(pick_mode(BOTH, ANY_CODE, Some("fast")).unwrap_err().contains("expected"));
+        assert!(pick_mode(FRAME_ONLY, NO_CODE, None).unwrap_err().contains("Annex-B"));
     }
 }
