@@ -154,6 +154,9 @@ impl Dpb {
                 let mut missing = expected;
                 let mut guard = 0;
                 while missing != frame_num && guard < max_frame_num {
+                    // Each stand-in is decoded in turn: the oldest reference is the one with
+                    // the lowest PicNum as seen from it.
+                    self.set_pic_nums(missing, max_frame_num);
                     self.sliding_window(&mut out);
                     self.next_gap_id += 1;
                     self.entries.push(DpbEntry {
@@ -182,7 +185,12 @@ impl Dpb {
             nal_ref_idc: pic.nal_ref_idc(),
             mmco5,
         });
-        // PicNum of each reference for this picture (8.2.4.1).
+        self.set_pic_nums(frame_num, max_frame_num);
+        (Current { id, frame_num, poc, idr, reference: pic.is_reference() }, out)
+    }
+
+    /// PicNum of each reference as the picture with `frame_num` sees it (8.2.4.1).
+    fn set_pic_nums(&mut self, frame_num: u32, max_frame_num: u32) {
         for e in &mut self.entries {
             e.pic_num = match e.reference {
                 Reference::Short if e.frame_num > frame_num => e.frame_num as i32 - max_frame_num as i32,
@@ -191,7 +199,6 @@ impl Dpb {
                 Reference::None => 0,
             };
         }
-        (Current { id, frame_num, poc, idr, reference: pic.is_reference() }, out)
     }
 
     /// Finish a decoded picture: mark references, store it, and output what the DPB must let

@@ -360,20 +360,24 @@ pub fn decode_params(
         _ => {}
     }
     c.flags = flags;
-    let refs = dpb.entries().iter().filter(|e| !e.non_existing);
-    for (slot, e) in c.dpb.iter_mut().zip(refs) {
+    // Every entry, a frame_num gap's stand-ins included: they hold places in the reference lists
+    // a frame-based driver builds from this array. Their timestamp names no buffer.
+    for (slot, e) in c.dpb.iter_mut().zip(dpb.entries()) {
         let mut f = bindings::V4L2_H264_DPB_ENTRY_FLAG_VALID;
+        // A long-term reference is named by its LongTermFrameIdx rather than its frame_num.
+        let mut frame_num = e.frame_num;
         match e.reference {
             Reference::Short => f |= bindings::V4L2_H264_DPB_ENTRY_FLAG_ACTIVE,
-            Reference::Long { .. } => {
-                f |= bindings::V4L2_H264_DPB_ENTRY_FLAG_ACTIVE | bindings::V4L2_H264_DPB_ENTRY_FLAG_LONG_TERM
+            Reference::Long { frame_idx } => {
+                f |= bindings::V4L2_H264_DPB_ENTRY_FLAG_ACTIVE | bindings::V4L2_H264_DPB_ENTRY_FLAG_LONG_TERM;
+                frame_num = frame_idx;
             }
             Reference::None => {}
         }
         *slot = bindings::v4l2_h264_dpb_entry {
-            reference_ts: e.id * 1000,
+            reference_ts: if e.non_existing { 0 } else { e.id * 1000 },
             pic_num: e.pic_num as u32,
-            frame_num: e.frame_num as u16,
+            frame_num: frame_num as u16,
             fields: bindings::V4L2_H264_FRAME_REF as u8,
             top_field_order_cnt: e.poc.top,
             bottom_field_order_cnt: e.poc.bottom,
@@ -384,20 +388,9 @@ pub fn decode_params(
     c
 }
 
-/// Where each DPB entry is in the decode parameters' `dpb` array (`None`: not listed there, a
-/// frame_num gap's stand-in).
+/// Where each DPB entry is in the decode parameters' `dpb` array (`None`: beyond it).
 fn dpb_slots(dpb: &Dpb) -> Vec<Option<u8>> {
-    let mut next = 0u8;
-    dpb.entries()
-        .iter()
-        .map(|e| {
-            if e.non_existing || next as usize >= bindings::V4L2_H264_NUM_DPB_ENTRIES as usize {
-                return None;
-            }
-            next += 1;
-            Some(next - 1)
-        })
-        .collect()
+    (0..dpb.entries().len()).map(|i| (i < bindings::V4L2_H264_NUM_DPB_ENTRIES as usize).then_some(i as u8)).collect()
 }
 
 /// The slice parameters of one slice, with its reference lists (indices into the DPB entries)
