@@ -119,6 +119,8 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
             Drm::start(&mut state, &card, renderer).map_err(|e| anyhow!(e))?;
             if let Some(player) = &mut state.player {
                 player.set_scanout(true);
+                // The first item's reading thread starts now (see below).
+                player.pump();
             }
             if let Err(err) = crate::backend::libinput::start(&mut state) {
                 tracing::warn!(%err, "no input devices: the display works, input does not");
@@ -132,6 +134,12 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
             let spec = args.outputs.first().copied().unwrap_or(config.outputs.nested);
             Nested::start(&mut state, spec).map_err(|e| anyhow!(e))?;
         }
+    }
+    // Start the video before the rest of start-up (input, the kiosk app, systemd): its file is
+    // read and its decoder set up and fed on their own threads meanwhile, so the first picture
+    // is ready when the event loop first paints.
+    if let Some(player) = &mut state.player {
+        player.pump();
     }
 
     match state.backend.dmabuf_feedback() {
