@@ -387,6 +387,7 @@ pub(super) fn repaint(state: &mut State, crtc: crtc::Handle) {
         return;
     }
     let output = head.output.clone();
+    let modeset_done = head.modeset_done;
     // What is committed now is seen at the next vblank.
     let refresh = head.refresh;
     // Decoder buffers become framebuffers once, when the decoder makes them, not when first shown.
@@ -404,7 +405,12 @@ pub(super) fn repaint(state: &mut State, crtc: crtc::Handle) {
         }
     }
     state.video_tick(refresh, refresh);
-    let scene = state.scene_for_output(&output);
+    let mut scene = state.scene_for_output(&output);
+    if !modeset_done {
+        // The frame that sets the mode is composited whole: a decoded picture in it would be
+        // converted on the CPU. The picture waits for the next frame, on its plane.
+        scene.layers.retain(|l| !matches!(l.source, LayerSource::Video(_)));
+    }
     let now = state.clock.now();
     let Backend::Drm(d) = &mut state.backend else { return };
     let Drm { card, heads, compositor, painter, fb_cache, stats, writeback, last_error, feedback, .. } = &mut **d;
