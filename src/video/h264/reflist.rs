@@ -41,7 +41,7 @@ pub fn ref_lists(
     let mut long_terms: Vec<usize> = refs.iter().copied().filter(long).collect();
     long_terms.sort_by_key(|i| entries[*i].pic_num);
 
-    let (mut l0, mut l1) = match family {
+    let (l0, l1) = match family {
         SliceFamily::P | SliceFamily::SP => {
             // Short-term by descending PicNum, then long-term by ascending LongTermPicNum.
             let mut l0: Vec<usize> = refs.iter().copied().filter(short).collect();
@@ -69,14 +69,12 @@ pub fn ref_lists(
         }
         SliceFamily::I | SliceFamily::SI => return (Vec::new(), Vec::new()),
     };
-    let fit = |list: &mut Vec<usize>, n: usize| -> Vec<Option<usize>> {
-        list.truncate(n);
-        let mut out: Vec<Option<usize>> = list.iter().map(|i| Some(*i)).collect();
-        out.resize(n, None);
-        out
+    // Cut to the active count, or padded with "no picture" up to it.
+    let fit = |list: Vec<usize>, n: usize| -> Vec<Option<usize>> {
+        list.into_iter().map(Some).chain(std::iter::repeat(None)).take(n).collect()
     };
-    let mut list0 = fit(&mut l0, n0);
-    let mut list1 = if family == SliceFamily::B { fit(&mut l1, n1) } else { Vec::new() };
+    let mut list0 = fit(l0, n0);
+    let mut list1 = if family == SliceFamily::B { fit(l1, n1) } else { Vec::new() };
     let (mods0, mods1) = match &slice.header.ref_pic_list_modification {
         Some(RefPicListModifications::P { ref_pic_list_modification_l0 }) => {
             (&ref_pic_list_modification_l0[..], &[][..])

@@ -388,19 +388,13 @@ pub fn decode_params(
     c
 }
 
-/// Where each DPB entry is in the decode parameters' `dpb` array (`None`: beyond it).
-fn dpb_slots(dpb: &Dpb) -> Vec<Option<u8>> {
-    (0..dpb.entries().len()).map(|i| (i < bindings::V4L2_H264_NUM_DPB_ENTRIES as usize).then_some(i as u8)).collect()
-}
-
-/// The slice parameters of one slice, with its reference lists (indices into the DPB entries)
-/// as positions in the decode parameters' `dpb` array. Unused list entries have index 0xff.
+/// The slice parameters of one slice, with its reference lists (indices into the DPB entries,
+/// which `decode_params` lists in the same order). Unused list entries have index 0xff.
 pub fn slice_params(
     slice: &SliceInfo,
     pps: &PicParameterSet,
     l0: &[Option<usize>],
     l1: &[Option<usize>],
-    slots: &[Option<u8>],
 ) -> bindings::v4l2_ctrl_h264_slice_params {
     use h264_reader::nal::slice::ColourPlane;
     let h = &slice.header;
@@ -446,8 +440,8 @@ pub fn slice_params(
     };
     for (list, refs) in [(&mut c.ref_pic_list0, l0), (&mut c.ref_pic_list1, l1)] {
         for (dst, r) in list.iter_mut().zip(refs) {
-            if let Some(slot) = r.and_then(|i| slots.get(i).copied().flatten()) {
-                *dst = bindings::v4l2_h264_reference { fields: bindings::V4L2_H264_FRAME_REF as u8, index: slot };
+            if let Some(i) = r.filter(|&i| i < bindings::V4L2_H264_NUM_DPB_ENTRIES as usize) {
+                *dst = bindings::v4l2_h264_reference { fields: bindings::V4L2_H264_FRAME_REF as u8, index: i as u8 };
             }
         }
     }
@@ -779,12 +773,11 @@ impl StatelessDecoder {
                 self.queue_bitstream(free[0], &pic.slice_data, id, &mut c, 0)?;
             }
             Mode::Slice { start_codes, .. } => {
-                let slots = dpb_slots(&self.dpb);
                 for (i, slice) in pic.slices.iter().enumerate() {
                     let from = if start_codes { slice.nal.start - 3 } else { slice.nal.start };
                     let data = &pic.slice_data[from..slice.nal.end];
                     let (l0, l1) = ref_lists(self.dpb.entries(), &current, slice, &pic.pps, pic.max_frame_num());
-                    let mut sp = slice_params(slice, &pic.pps, &l0, &l1, &slots);
+                    let mut sp = slice_params(slice, &pic.pps, &l0, &l1);
                     let mut pw = pred_weights(slice, &pic.pps);
                     let [a, b, c, d] = picture_controls;
                     let mut c = [
