@@ -80,7 +80,7 @@ fn demuxing(c: &mut Criterion) {
 /// unit, update the DPB, fill SPS/PPS/scaling matrix/decode parameters.
 fn controls(c: &mut Criterion) {
     use vitrine::video::h264::{AccessUnitParser, Dpb};
-    use vitrine::video::v4l2::stateless::{decode_params, pps_control, scaling_control, sps_control};
+    use vitrine::video::v4l2::h264_controls::{decode_params, pps_control, scaling_control, sps_control};
     let clip = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-clips").join("1080p24-2s.mp4");
     let units = vitrine::video::demux::open(&clip).expect("clip (made by the demux benchmark)").units;
     c.bench_function(&format!("parse + DPB + controls, 1080p B-frames ({} pictures)", units.len()), |b| {

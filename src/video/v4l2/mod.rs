@@ -4,6 +4,7 @@
 //! requests, extended controls, REQBUFS, EXPBUF, STREAMON and G_SELECTION go through v4l2r's
 //! ioctl wrappers.
 
+pub mod h264_controls;
 pub mod queues;
 pub mod stateful;
 pub mod stateless;
