@@ -374,7 +374,7 @@ impl Config {
             return Err(at("[schedule]", "schedule needs both on and off (or neither)".into()));
         }
         if !self.background.image.is_empty() {
-            if let Err(err) = crate::render::RgbaImage::load_png(Path::new(&self.background.image)) {
+            if let Err(err) = crate::image::RgbaImage::load_png(Path::new(&self.background.image)) {
                 return Err(at("image", format!("background.image: {err}")));
             }
         }

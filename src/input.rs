@@ -16,7 +16,7 @@ use crate::state::State;
 impl State {
     /// The surface under a point in the global layout, with that surface's origin.
     pub fn surface_under(&self, pos: Point<f64, Logical>) -> Option<(WlSurface, Point<f64, Logical>)> {
-        let (window, render_loc) = self.space.element_under(pos)?;
+        let (window, render_loc) = self.core.space.element_under(pos)?;
         let (surface, surface_loc) = window.surface_under(pos - render_loc.to_f64(), WindowSurfaceType::ALL)?;
         Some((surface, (surface_loc + render_loc).to_f64()))
     }
@@ -30,10 +30,10 @@ impl State {
         event: &E,
     ) -> Option<Point<f64, Logical>> {
         use smithay::backend::input::Device as _;
-        let own = self.kiosk.device_outputs.get(&event.device().id()).and_then(|n| self.output_by_name(n));
-        let named = &self.config.input.touch_output;
-        let output = own.or_else(|| self.output_by_name(named)).or_else(|| self.outputs.first())?;
-        let geo = self.space.output_geometry(output)?;
+        let own = self.core.kiosk.device_outputs.get(&event.device().id()).and_then(|n| self.core.output_by_name(n));
+        let named = &self.core.config.input.touch_output;
+        let output = own.or_else(|| self.core.output_by_name(named)).or_else(|| self.core.outputs.first())?;
+        let geo = self.core.space.output_geometry(output)?;
         let rotation = crate::rotation::Rotation::from_transform(output.current_transform());
         let panel = rotation.logical_size((geo.size.w.max(0) as u32, geo.size.h.max(0) as u32));
         let p = event.position_transformed((panel.0 as i32, panel.1 as i32).into());
@@ -42,10 +42,13 @@ impl State {
     }
 
     fn pointer_moved(&mut self, pos: Point<f64, Logical>, time: u32) {
-        self.kiosk.pointer_location = pos;
-        self.kiosk.last_pointer_motion = Some(std::time::Instant::now());
+        self.core.kiosk.pointer_location = pos;
+        self.core.kiosk.last_pointer_motion = Some(std::time::Instant::now());
+        // The cursor is drawn by vitrine: where it was and where it is now change.
+        self.core.queue_redraw_all();
+        self.core.arm_pointer_hide();
         let under = self.surface_under(pos);
-        if let Some(pointer) = self.seat.get_pointer() {
+        if let Some(pointer) = self.core.seat.get_pointer() {
             pointer.motion(self, under, &MotionEvent { location: pos, serial: SERIAL_COUNTER.next_serial(), time });
             pointer.frame(self);
         }
@@ -57,13 +60,13 @@ impl State {
             event,
             InputEvent::Keyboard { .. } | InputEvent::DeviceAdded { .. } | InputEvent::DeviceRemoved { .. }
         );
-        if !self.displays_on && pointing {
+        if !self.core.displays_on && pointing {
             tracing::debug!("input ignored: the displays are off");
             return;
         }
         match event {
             InputEvent::Keyboard { event } => {
-                let Some(keyboard) = self.seat.get_keyboard() else { return };
+                let Some(keyboard) = self.core.seat.get_keyboard() else { return };
                 let pressed = event.state() == smithay::backend::input::KeyState::Pressed;
                 // Ctrl+Alt+Fn (XF86Switch_VT_n in the keymap) switches VTs on the DRM backend.
                 let vt = keyboard.input::<u16, _>(
@@ -91,12 +94,12 @@ impl State {
                 }
             }
             InputEvent::PointerMotion { event } => {
-                let pos = self.kiosk.pointer_location + event.delta();
+                let pos = self.core.kiosk.pointer_location + event.delta();
                 let pos = self.clamp_to_outputs(pos);
                 self.pointer_moved(pos, event.time_msec());
             }
             InputEvent::PointerButton { event } => {
-                let Some(pointer) = self.seat.get_pointer() else {
+                let Some(pointer) = self.core.seat.get_pointer() else {
                     return;
                 };
                 let serial = SERIAL_COUNTER.next_serial();
@@ -105,7 +108,7 @@ impl State {
                         if let Some(window) = self.window_for_root_of(&surface) {
                             if let Some(t) = window.toplevel() {
                                 let surface = t.wl_surface().clone();
-                                if let Some(keyboard) = self.seat.get_keyboard() {
+                                if let Some(keyboard) = self.core.seat.get_keyboard() {
                                     keyboard.set_focus(self, Some(surface), serial);
                                 }
                             }
@@ -119,7 +122,7 @@ impl State {
                 pointer.frame(self);
             }
             InputEvent::PointerAxis { event } => {
-                let Some(pointer) = self.seat.get_pointer() else {
+                let Some(pointer) = self.core.seat.get_pointer() else {
                     return;
                 };
                 let mut frame = AxisFrame::new(event.time_msec()).source(event.source());
@@ -140,8 +143,10 @@ impl State {
             }
             InputEvent::TouchDown { event } => {
                 // Touch hides the pointer: kiosks are touch-first.
-                self.kiosk.last_pointer_motion = None;
-                let (Some(touch), Some(pos)) = (self.seat.get_touch(), self.absolute_position(&event)) else {
+                if self.core.kiosk.last_pointer_motion.take().is_some() {
+                    self.core.queue_redraw_all();
+                }
+                let (Some(touch), Some(pos)) = (self.core.seat.get_touch(), self.absolute_position(&event)) else {
                     return;
                 };
                 let under = self.surface_under(pos);
@@ -157,7 +162,7 @@ impl State {
                 );
             }
             InputEvent::TouchMotion { event } => {
-                let (Some(touch), Some(pos)) = (self.seat.get_touch(), self.absolute_position(&event)) else {
+                let (Some(touch), Some(pos)) = (self.core.seat.get_touch(), self.absolute_position(&event)) else {
                     return;
                 };
                 let under = self.surface_under(pos);
@@ -168,7 +173,7 @@ impl State {
                 );
             }
             InputEvent::TouchUp { event } => {
-                let Some(touch) = self.seat.get_touch() else {
+                let Some(touch) = self.core.seat.get_touch() else {
                     return;
                 };
                 touch.up(
@@ -177,12 +182,12 @@ impl State {
                 );
             }
             InputEvent::TouchFrame { .. } => {
-                if let Some(touch) = self.seat.get_touch() {
+                if let Some(touch) = self.core.seat.get_touch() {
                     touch.frame(self);
                 }
             }
             InputEvent::TouchCancel { .. } => {
-                if let Some(touch) = self.seat.get_touch() {
+                if let Some(touch) = self.core.seat.get_touch() {
                     touch.cancel(self);
                 }
             }
@@ -195,14 +200,15 @@ impl State {
         while let Some(parent) = smithay::wayland::compositor::get_parent(&root) {
             root = parent;
         }
-        self.window_for_surface(&root)
+        self.core.window_for_surface(&root)
     }
 
     fn clamp_to_outputs(&self, pos: Point<f64, Logical>) -> Point<f64, Logical> {
-        if self.outputs.iter().filter_map(|o| self.space.output_geometry(o)).any(|g| g.to_f64().contains(pos)) {
+        if self.core.outputs.iter().filter_map(|o| self.core.space.output_geometry(o)).any(|g| g.to_f64().contains(pos))
+        {
             return pos;
         }
-        let Some(geo) = self.outputs.first().and_then(|o| self.space.output_geometry(o)) else {
+        let Some(geo) = self.core.outputs.first().and_then(|o| self.core.space.output_geometry(o)) else {
             return pos;
         };
         let x = pos.x.clamp(geo.loc.x as f64, (geo.loc.x + geo.size.w - 1) as f64);

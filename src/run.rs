@@ -1,4 +1,8 @@
 //! Start-up and the event loop: config, backend choice, globals, sockets, the kiosk app.
+//!
+//! The loop sleeps in epoll until something happens: a client request, a page flip, a timer that
+//! something asked for (the video's next picture, a virtual vblank, the schedule's next switch,
+//! the watchdog), a signal. Nothing here polls.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -18,9 +22,9 @@ use smithay::wayland::socket::ListeningSocketSource;
 use crate::backend::{self, Backend, BackendKind, Drm, Headless, Nested};
 use crate::cli::RunArgs;
 use crate::config::{self, Config};
-use crate::kiosk::app::{AppEvent, AppSupervisor};
+use crate::kiosk::app::AppSupervisor;
 use crate::kiosk::Kiosk;
-use crate::state::State;
+use crate::state::{Core, State};
 use crate::wayland::Globals;
 
 /// Load the configuration the way `vitrine` does (for `main`, which needs the log filter first).
@@ -28,8 +32,27 @@ pub fn load_config(args: &RunArgs) -> anyhow::Result<(Config, Option<PathBuf>)> 
     config::find_and_load(args.config.as_deref()).map_err(|e| anyhow!("{e}"))
 }
 
+/// The signals vitrine takes through a signalfd. They are blocked before any thread starts, so
+/// that every thread vitrine starts inherits the mask and the kernel can only deliver them to the
+/// signalfd (a decoding thread that had them unblocked would die of SIGHUP).
+const LOOP_SIGNALS: [libc::c_int; 5] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2];
+
+/// Block the loop's signals in this thread (and so in every thread it starts from now on).
+pub fn block_signals() {
+    // SAFETY: sigset manipulation on a local set, then the calling thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in LOOP_SIGNALS {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 /// Run the compositor until it is asked to stop; returns the process exit status.
 pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
+    block_signals();
     let device = config.drm.device.clone();
     let choice =
         backend::choose(args.backend, &|k| std::env::var(k).ok(), &|| crate::backend::drm::usable_card(&device))
@@ -66,61 +89,86 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
     seat.add_pointer();
     seat.add_touch();
 
-    let mut state = State {
-        display_handle: dh.clone(),
-        loop_handle: event_loop.handle(),
-        loop_signal: event_loop.get_signal(),
-        config: config.clone(),
-        config_path: args.config.clone(),
-        socket_name: socket_name.clone(),
-        started: Instant::now(),
-        clock: Clock::new(),
-        compositor_state: globals.compositor,
-        xdg_shell_state: globals.xdg_shell,
-        xdg_decoration_state: globals.xdg_decoration,
-        shm_state: globals.shm,
-        dmabuf_state: DmabufState::new(),
-        dmabuf_global: None,
-        seat_state,
-        data_device_state: globals.data_device,
-        output_manager_state: globals.output_manager,
-        presentation_state: globals.presentation,
-        viewporter_state: globals.viewporter,
-        single_pixel_buffer_state: globals.single_pixel_buffer,
-        content_type_state: globals.content_type,
-        activation_state: globals.activation,
-        seat,
-        popups: PopupManager::default(),
-        space: Space::default(),
-        outputs: Vec::new(),
-        backend: Backend::Headless(Box::new(Headless::new().map_err(|e| anyhow!(e))?)),
-        kiosk: Kiosk::new(),
-        xdg_surface_in_request: None,
-        display_heartbeat: None,
-        exit_code: None,
-        player: if !args.play.is_empty() {
-            Some(crate::video::player::Player::new(args.play.clone(), args.loop_playlist))
-        } else if !config.video.playlist.is_empty() {
-            Some(crate::video::player::Player::new(config.video.playlist.clone(), config.video.loop_playlist))
-        } else {
-            None
-        },
-        exit_when_done: args.exit_when_done,
-        stats_path: args.stats.clone(),
-        background_image: crate::state::load_background(&config.background.image),
-        displays_on: true,
-        paused_by_schedule: false,
+    let player = if !args.play.is_empty() {
+        Some(crate::video::player::Player::new(args.play.clone(), args.loop_playlist))
+    } else if !config.video.playlist.is_empty() {
+        Some(crate::video::player::Player::new(config.video.playlist.clone(), config.video.loop_playlist))
+    } else {
+        None
     };
+    let (tasks, task_source) = smithay::reexports::calloop::channel::channel::<crate::state::LoopTask>();
+    event_loop
+        .handle()
+        .insert_source(task_source, |event, _, state| {
+            if let smithay::reexports::calloop::channel::Event::Msg(task) = event {
+                task(state);
+            }
+        })
+        .map_err(|e| anyhow!("cannot watch the worker threads: {e}"))?;
+    let mut state = State {
+        backend: Backend::None,
+        core: Core {
+            display_handle: dh.clone(),
+            loop_handle: event_loop.handle(),
+            loop_signal: event_loop.get_signal(),
+            config: config.clone(),
+            config_path: args.config.clone(),
+            socket_name: socket_name.clone(),
+            started: Instant::now(),
+            clock: Clock::new(),
+            compositor_state: globals.compositor,
+            xdg_shell_state: globals.xdg_shell,
+            xdg_decoration_state: globals.xdg_decoration,
+            shm_state: globals.shm,
+            dmabuf_state: DmabufState::new(),
+            dmabuf_global: None,
+            seat_state,
+            data_device_state: globals.data_device,
+            output_manager_state: globals.output_manager,
+            presentation_state: globals.presentation,
+            viewporter_state: globals.viewporter,
+            single_pixel_buffer_state: globals.single_pixel_buffer,
+            content_type_state: globals.content_type,
+            activation_state: globals.activation,
+            seat,
+            popups: PopupManager::default(),
+            space: Space::default(),
+            outputs: Vec::new(),
+            kiosk: Kiosk::new(),
+            xdg_surface_in_request: None,
+            exit_code: None,
+            player,
+            exit_when_done: args.exit_when_done,
+            stats_path: args.stats.clone(),
+            background_image: crate::state::load_background(&config.background.image),
+            displays_on: true,
+            paused_by_schedule: false,
+            frames: Default::default(),
+            control: Default::default(),
+            systemd: None,
+            first_frame: None,
+            screenshot_on_start: args.screenshot_on_start.clone(),
+            pointer_timer: None,
+            day_clock: crate::kiosk::schedule::DayClock::Local,
+            schedule_timer: None,
+            video_waker: None,
+            tasks,
+            control_accept_error: None,
+        },
+    };
+    crate::video::watch_player(&mut state.core).map_err(|e| anyhow!(e))?;
 
     match kind {
         BackendKind::Drm => {
             let card = choice.card.clone().ok_or_else(|| anyhow!("no DRM device"))?;
             let renderer = args.renderer.unwrap_or(config.drm.renderer);
-            Drm::start(&mut state, &card, renderer).map_err(|e| anyhow!(e))?;
-            if let Some(player) = &mut state.player {
+            if let Some(player) = &mut state.core.player {
                 player.set_scanout(true);
-                // The first item's reading thread starts now (see below).
-                player.pump();
+            }
+            let drm = Drm::open(&mut state.core, &card, renderer).map_err(|e| anyhow!(e))?;
+            state.backend = Backend::Drm(Box::new(drm));
+            if let Some((d, core)) = state.drm() {
+                d.light(core).map_err(|e| anyhow!(e))?;
             }
             if let Err(err) = crate::backend::libinput::start(&mut state) {
                 tracing::warn!(%err, "no input devices: the display works, input does not");
@@ -128,24 +176,25 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
         }
         BackendKind::Headless => {
             let specs = if args.outputs.is_empty() { config.outputs.headless.clone() } else { args.outputs.clone() };
-            Headless::create_outputs(&mut state, &specs).map_err(|e| anyhow!(e))?;
+            let mut headless = Headless::new().map_err(|e| anyhow!(e))?;
+            headless.create_outputs(&mut state.core, &specs).map_err(|e| anyhow!(e))?;
+            state.backend = Backend::Headless(Box::new(headless));
         }
         BackendKind::Nested => {
             let spec = args.outputs.first().copied().unwrap_or(config.outputs.nested);
-            Nested::start(&mut state, spec).map_err(|e| anyhow!(e))?;
+            let nested = Nested::start(&mut state.core, spec).map_err(|e| anyhow!(e))?;
+            state.backend = Backend::Nested(Box::new(nested));
         }
     }
     // Start the video before the rest of start-up (input, the kiosk app, systemd): its file is
     // read and its decoder set up and fed on their own threads meanwhile, so the first picture
     // is ready when the event loop first paints.
-    if let Some(player) = &mut state.player {
-        player.pump();
-    }
+    state.core.video_woken();
 
     match state.backend.dmabuf_feedback() {
         Ok(feedback) => {
-            let global = state.dmabuf_state.create_global_with_default_feedback::<State>(&dh, &feedback);
-            state.dmabuf_global = Some(global);
+            let global = state.core.dmabuf_state.create_global_with_default_feedback::<State>(&dh, &feedback);
+            state.core.dmabuf_global = Some(global);
             tracing::info!("linux-dmabuf v5 advertised with default feedback");
         }
         Err(why) => tracing::info!(reason = %why, "linux-dmabuf not advertised"),
@@ -156,7 +205,7 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
         .insert_source(socket, |stream, _, state| {
             let (pid, command) = crate::state::peer(&stream);
             tracing::info!(client = pid, command, "client connected");
-            if let Err(err) = state.display_handle.insert_client(stream, State::new_client_data(pid, command)) {
+            if let Err(err) = state.core.display_handle.insert_client(stream, State::new_client_data(pid, command)) {
                 tracing::warn!(%err, "cannot accept a client");
             }
         })
@@ -174,12 +223,9 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
 
     let runtime_dir = crate::control::runtime_dir().map_err(|e| anyhow!(e))?;
     let control_path = crate::control::socket_path(&runtime_dir, &socket_name);
-    let _control = crate::control::server::start(&mut state, &control_path).map_err(|e| anyhow!(e))?;
+    let _control = crate::control::server::start(&mut state.core, &control_path).map_err(|e| anyhow!(e))?;
 
-    watch_signals(&mut state)?;
-    if let Some(path) = &args.screenshot_on_start {
-        screenshot_on_start(&mut state, path.clone());
-    }
+    watch_signals(&mut state.core)?;
 
     tracing::info!(
         wayland_display = %socket_name,
@@ -193,64 +239,57 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
             ("VITRINE_SOCKET".to_string(), control_path.display().to_string()),
             ("XDG_SESSION_TYPE".to_string(), "wayland".to_string()),
         ];
-        let mut app = AppSupervisor::new(
+        let app = AppSupervisor::new(
             args.app.clone(),
             env,
             config.kiosk.on_app_exit,
             Duration::from_millis(config.kiosk.restart_delay_ms),
             Duration::from_millis(config.kiosk.restart_delay_max_ms),
         );
-        if let AppEvent::ExitWith(code) = app.start() {
-            state.quit(code);
-        }
-        state.kiosk.app = Some(app);
-        event_loop
-            .handle()
-            .insert_source(Timer::from_duration(Duration::from_millis(50)), |_, _, state| {
-                if let Some(AppEvent::ExitWith(code)) = state.kiosk.app.as_mut().map(|a| a.poll()) {
-                    state.quit(code);
-                }
-                TimeoutAction::ToDuration(Duration::from_millis(50))
-            })
-            .map_err(|e| anyhow!("cannot watch the kiosk app: {e}"))?;
+        state.core.kiosk.app = Some(app);
+        crate::kiosk::app::launch(&mut state.core);
     }
 
-    start_systemd(&mut state)?;
-    start_schedule(&mut state)?;
+    crate::systemd::start(&mut state.core).map_err(|e| anyhow!(e))?;
+    state.core.day_clock = crate::kiosk::schedule::DayClock::from_env().map_err(|e| anyhow!(e))?;
+    state.apply_schedule();
 
-    while state.exit_code.is_none() {
-        event_loop.dispatch(Some(Duration::from_millis(100)), &mut state).context("event loop failed")?;
-        state.space.refresh();
-        state.popups.cleanup();
-        let _ = state.display_handle.flush_clients();
+    while state.core.exit_code.is_none() {
+        event_loop.dispatch(None, &mut state).context("event loop failed")?;
+        state.core.space.refresh();
+        state.core.popups.cleanup();
+        let _ = state.core.display_handle.flush_clients();
     }
+    Ok(stop(&mut state))
+}
 
+/// The way out, from any state: the audit written, the kiosk app stopped, the display given back.
+fn stop(state: &mut State) -> i32 {
     if let Some(report) = state.video_report() {
         tracing::info!(target: "video", audit = %report, "video audit");
-        if let Some(path) = &state.stats_path {
+        if let Some(path) = &state.core.stats_path {
             let text = serde_json::to_string_pretty(&report).unwrap_or_default();
             if let Err(err) = std::fs::write(path, text + "\n") {
                 tracing::error!(path = %path.display(), %err, "cannot write the video audit");
             }
         }
     }
-    if let Some(app) = state.kiosk.app.as_mut() {
+    if let Some(app) = state.core.kiosk.app.as_mut() {
         app.stop();
     }
     if let Backend::Drm(drm) = &mut state.backend {
         drm.stop();
     }
-    let code = state.exit_code.unwrap_or(0);
+    let code = state.core.exit_code.unwrap_or(0);
     tracing::info!(code, "vitrine stopped");
-    Ok(code)
+    code
 }
 
-fn watch_signals(state: &mut State) -> anyhow::Result<()> {
+fn watch_signals(core: &mut Core) -> anyhow::Result<()> {
     use calloop::signals::{Signal, Signals};
     let signals = Signals::new(&[Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP])
         .context("cannot watch SIGINT/SIGTERM/SIGHUP")?;
-    state
-        .loop_handle
+    core.loop_handle
         .insert_source(signals, |event, _, state| {
             if event.signal() == Signal::SIGHUP {
                 match state.reload_config() {
@@ -260,89 +299,72 @@ fn watch_signals(state: &mut State) -> anyhow::Result<()> {
                 return;
             }
             tracing::info!(signal = ?event.signal(), "stopping on signal");
-            state.quit(0);
+            state.core.quit(0);
         })
         .map_err(|e| anyhow!("cannot watch signals: {e}"))?;
     Ok(())
 }
 
-/// `--screenshot-on-start`: once a client has drawn (or after 5 s), write a PNG of the first output.
-fn screenshot_on_start(state: &mut State, path: PathBuf) {
-    let started = Instant::now();
-    let mut drawn_since: Option<Instant> = None;
-    let result =
-        state.loop_handle.insert_source(Timer::from_duration(Duration::from_millis(200)), move |_, _, state| {
-            let drawn = state.kiosk.stack.iter().any(|w| w.geometry().size.w > 0);
-            if drawn && drawn_since.is_none() {
-                drawn_since = Some(Instant::now());
+impl Core {
+    /// The first frame is on screen (or there is nothing to show it on): systemd hears READY=1,
+    /// and `--screenshot-on-start` is taken once a client has drawn.
+    pub fn first_frame_shown(&mut self) {
+        if self.first_frame.is_none() {
+            self.first_frame = Some(Instant::now());
+            if let Some(systemd) = &mut self.systemd {
+                systemd.ready();
             }
-            // Give a client half a second to settle after its first frame.
-            let ready = drawn_since.map(|t| t.elapsed() > Duration::from_millis(500)).unwrap_or(false);
-            if !ready && started.elapsed() < Duration::from_secs(5) {
-                return TimeoutAction::ToDuration(Duration::from_millis(200));
+        }
+        if self.screenshot_on_start.is_some() {
+            self.maybe_screenshot_on_start();
+        }
+    }
+
+    /// `--screenshot-on-start`: half a second after a client has drawn (or 5 s after start),
+    /// a PNG of the first output.
+    fn maybe_screenshot_on_start(&mut self) {
+        let drawn = self.kiosk.stack.iter().any(|w| w.geometry().size.w > 0);
+        if !drawn && self.started.elapsed() < Duration::from_secs(5) {
+            // Asked again at the next frame; a client that never draws gets its shot at 5 s.
+            if self.started.elapsed() < Duration::from_millis(100) {
+                let timer = Timer::from_deadline(self.started + Duration::from_secs(5));
+                let _ = self.loop_handle.insert_source(timer, |_, _, state| {
+                    state.core.maybe_screenshot_on_start();
+                    TimeoutAction::Drop
+                });
             }
-            match state.screenshot(None) {
-                Ok((output, image)) => match image.save_png(&path) {
-                    Ok(()) => tracing::info!(output = %output.name(), path = %path.display(), "screenshot written"),
-                    Err(err) => tracing::error!(%err, "cannot write the screenshot"),
-                },
-                Err(err) => tracing::error!(%err, "cannot take the screenshot"),
-            }
+            return;
+        }
+        let Some(path) = self.screenshot_on_start.take() else { return };
+        let settle = Timer::from_duration(Duration::from_millis(500));
+        let inserted = self.loop_handle.insert_source(settle, move |_, _, state| {
+            let path = path.clone();
+            let file = match crate::control::server::open_image_file(&path) {
+                Ok(file) => file,
+                Err(err) => {
+                    tracing::error!(%err, "cannot write the start-up screenshot");
+                    return TimeoutAction::Drop;
+                }
+            };
+            state.screenshot(
+                None,
+                Box::new(move |state, result| match result {
+                    Ok((output, image)) => {
+                        let name = output.name();
+                        let shown = path.clone();
+                        let write = move |_: &mut State, result: Result<(), String>| match result {
+                            Ok(()) => tracing::info!(output = %name, path = %shown.display(), "screenshot written"),
+                            Err(err) => tracing::error!(%err, "cannot write the screenshot"),
+                        };
+                        crate::control::server::write_png_off_thread(&mut state.core, image, file, path, write);
+                    }
+                    Err(err) => tracing::error!(%err, "cannot take the screenshot"),
+                }),
+            );
             TimeoutAction::Drop
         });
-    if let Err(err) = result {
-        tracing::error!(%err, "cannot schedule the start-up screenshot");
+        if let Err(err) = inserted {
+            tracing::error!(%err, "cannot schedule the start-up screenshot");
+        }
     }
-}
-
-/// The daily schedule: checked every second against local time (or VITRINE_FAKE_TIME).
-fn start_schedule(state: &mut State) -> anyhow::Result<()> {
-    let clock = crate::kiosk::schedule::DayClock::from_env().map_err(|e| anyhow!(e))?;
-    state
-        .loop_handle
-        .insert_source(Timer::immediate(), move |_, _, state| {
-            let on = state.config.schedule.hours().is_none_or(|h| h.is_on(clock.now()));
-            state.set_displays(on);
-            if !state.displays_on {
-                // Dark by design: the display path is not stalled, the watchdog stays fed.
-                state.display_heartbeat = Some(Instant::now());
-            }
-            TimeoutAction::ToDuration(Duration::from_secs(1))
-        })
-        .map_err(|e| anyhow!("cannot start the display schedule: {e}"))?;
-    Ok(())
-}
-
-/// READY=1 once the first frame is on screen; WATCHDOG=1 while the display path is alive.
-fn start_systemd(state: &mut State) -> anyhow::Result<()> {
-    let Some(notifier) = crate::systemd::Notifier::from_env() else { return Ok(()) };
-    let watchdog = crate::systemd::watchdog_interval().map(crate::systemd::Watchdog::new);
-    let period =
-        watchdog.as_ref().map(|w| w.period()).unwrap_or(Duration::from_millis(100)).min(Duration::from_millis(100));
-    let mut ready = false;
-    let mut last_feed = Instant::now();
-    state
-        .loop_handle
-        .insert_source(Timer::from_duration(period), move |_, _, state| {
-            let now = Instant::now();
-            if !ready && state.display_heartbeat.is_some() {
-                notifier.notify("READY=1");
-                tracing::info!("first frame on screen: told systemd READY=1");
-                ready = true;
-            }
-            if let Some(w) = &watchdog {
-                if now.duration_since(last_feed) >= w.period() {
-                    if w.should_feed(now, state.display_heartbeat) {
-                        notifier.notify("WATCHDOG=1");
-                        last_feed = now;
-                    } else {
-                        tracing::warn!("display path stalled: the systemd watchdog is not fed");
-                        last_feed = now;
-                    }
-                }
-            }
-            TimeoutAction::ToDuration(period)
-        })
-        .map_err(|e| anyhow!("cannot start the systemd notifier: {e}"))?;
-    Ok(())
 }

@@ -20,7 +20,7 @@ pub enum LayerSource {
     /// A decoded video picture.
     Video(crate::video::VideoFrame),
     /// The background image (`[background] image`), filling the layer's rectangle.
-    Image(std::sync::Arc<crate::render::RgbaImage>),
+    Image(std::sync::Arc<crate::image::RgbaImage>),
 }
 
 #[derive(Debug, Clone)]

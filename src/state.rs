@@ -75,7 +75,16 @@ pub fn peer(stream: &std::os::unix::net::UnixStream) -> (i32, String) {
     (pid, command)
 }
 
+/// Everything the compositor is: its backend (how scenes become pixels) and the rest, which the
+/// backend is given as `&mut Core` when it needs it. smithay's handlers are implemented on
+/// `State` (they need both halves: a client dmabuf is checked against what the backend takes).
 pub struct State {
+    pub backend: Backend,
+    pub core: Core,
+}
+
+/// The compositor without its backend: Wayland globals, window layout, kiosk, video, control.
+pub struct Core {
     pub display_handle: DisplayHandle,
     pub loop_handle: LoopHandle<'static, State>,
     pub loop_signal: LoopSignal,
@@ -107,13 +116,10 @@ pub struct State {
     pub space: Space<Window>,
     /// Outputs in creation order; the first is where unplaced toplevels go.
     pub outputs: Vec<Output>,
-    pub backend: Backend,
     pub kiosk: Kiosk,
     /// The xdg_surface whose get_toplevel request is being handled (see wayland/xdg.rs).
     pub xdg_surface_in_request:
         Option<smithay::reexports::wayland_protocols::xdg::shell::server::xdg_surface::XdgSurface>,
-    /// The last sign of life of the display path (a frame presented, or nothing to repaint).
-    pub display_heartbeat: Option<Instant>,
     /// Set when the compositor should stop; the process exits with this status.
     pub exit_code: Option<i32>,
     /// The video player (`--play`), if there is a playlist.
@@ -123,20 +129,55 @@ pub struct State {
     /// Where to write the audit as JSON at exit (`--stats`).
     pub stats_path: Option<std::path::PathBuf>,
     /// The background image, read from `[background] image`.
-    pub background_image: Option<std::sync::Arc<crate::render::RgbaImage>>,
+    pub background_image: Option<std::sync::Arc<crate::image::RgbaImage>>,
     /// Displays on (the schedule's opening hours), or off: nothing is presented and touch and
     /// pointer input is ignored.
     pub displays_on: bool,
     /// The video was paused because the displays went off (resumed when they come on).
     pub paused_by_schedule: bool,
+    /// Every output's frame cycle: what is due, what waits for a flip (see `frames`).
+    pub frames: crate::frames::Frames,
+    /// The control socket's connections.
+    pub control: crate::control::server::Connections,
+    /// sd_notify, when systemd started vitrine with a notify socket.
+    pub systemd: Option<crate::systemd::Systemd>,
+    /// When the first frame was on screen.
+    pub first_frame: Option<Instant>,
+    /// `--screenshot-on-start`, until taken.
+    pub screenshot_on_start: Option<std::path::PathBuf>,
+    /// Hides the pointer once it has not moved for `hide_pointer_after_ms`.
+    pub pointer_timer: Option<smithay::reexports::calloop::RegistrationToken>,
+    /// The time of day the schedule follows, and its timer for the next switch.
+    pub day_clock: crate::kiosk::schedule::DayClock,
+    pub schedule_timer: Option<smithay::reexports::calloop::RegistrationToken>,
+    /// Wakes the loop when the video threads deliver what the player waits for.
+    pub video_waker: Option<crate::video::LoopWaker>,
+    /// Work done off the loop sends its result back here, to be finished on the loop.
+    pub tasks: smithay::reexports::calloop::channel::Sender<LoopTask>,
+    /// The last time accepting a control connection failed (logged once a minute).
+    pub control_accept_error: Option<Instant>,
 }
 
-impl State {
-    /// Choose the video picture for a repaint that will be seen `lead` from now (at the next
-    /// vblank), on an output refreshing every `refresh`.
-    pub fn video_tick(&mut self, lead: Duration, refresh: Duration) {
+/// Something a thread hands back to the loop to finish (a PNG written: reply to the request).
+pub type LoopTask = Box<dyn FnOnce(&mut State) + Send>;
+
+/// Run `log` unless it ran in the last minute: a fault that repeats is said once, not per frame.
+pub fn log_rarely(last: &mut Option<Instant>, log: impl FnOnce()) {
+    if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+        *last = Some(Instant::now());
+        log();
+    }
+}
+
+impl Core {
+    /// Choose the video picture for a repaint of `output` that will be seen at `vblank`, on an
+    /// output refreshing every `period` (only the video's output paces the video).
+    pub fn video_tick(&mut self, output: &Output, vblank: Instant, period: Duration) {
+        if self.outputs.first() != Some(output) {
+            return;
+        }
         if let Some(player) = &mut self.player {
-            player.frame_for(lead, refresh);
+            player.frame_for(vblank, period);
         }
     }
 
@@ -150,29 +191,12 @@ impl State {
             }
             player.presented(frame, at);
         }
-        if self.exit_when_done && self.exit_code.is_none() && player.finished() && !player.has_unpresented() {
-            let code = if player.errors().is_empty() { 0 } else { 1 };
-            tracing::info!(target: "video", errors = player.errors().len(), "playlist done: exiting");
-            self.quit(code);
-        }
+        self.check_video_done();
     }
 
-    /// The zero-copy audit: the player's counters with the display's.
-    pub fn video_report(&self) -> Option<serde_json::Value> {
-        let player = self.player.as_ref()?;
-        let mut audit = player.report();
-        // Pictures the compositor converted on the CPU because no plane showed them.
-        let (mappings, copied) = self.backend.painter().copies();
-        audit.counters.frame_mappings += mappings;
-        audit.counters.cpu_copied_bytes += copied;
-        let mut report = serde_json::to_value(audit).ok()?;
-        let display = self.backend.display_stats();
-        if let (Some(obj), Some(display)) = (report.as_object_mut(), display) {
-            for (k, v) in display {
-                obj.insert(k.to_string(), serde_json::Value::from(v));
-            }
-        }
-        Some(report)
+    /// Run `f` with the whole state once the current dispatch is done.
+    pub fn defer(&self, f: impl FnOnce(&mut State) + 'static) {
+        self.loop_handle.insert_idle(f);
     }
 
     /// Stop the event loop; vitrine exits with `code`.
@@ -192,6 +216,26 @@ impl State {
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
+}
+
+impl State {
+    /// The zero-copy audit: the player's counters with the display's.
+    pub fn video_report(&self) -> Option<serde_json::Value> {
+        let player = self.core.player.as_ref()?;
+        let mut audit = player.report();
+        // Pictures the compositor converted on the CPU because no plane showed them.
+        let (mappings, copied) = self.backend.copies();
+        audit.counters.frame_mappings += mappings;
+        audit.counters.cpu_copied_bytes += copied;
+        let mut report = serde_json::to_value(audit).ok()?;
+        let display = self.backend.display_stats();
+        if let (Some(obj), Some(display)) = (report.as_object_mut(), display) {
+            for (k, v) in display {
+                obj.insert(k.to_string(), serde_json::Value::from(v));
+            }
+        }
+        Some(report)
+    }
 
     pub fn new_client_data(pid: i32, command: String) -> Arc<ClientState> {
         Arc::new(ClientState { pid, command, ..Default::default() })
@@ -200,11 +244,11 @@ impl State {
 
 /// The background image of `[background] image` ("" for none); a file that cannot be read is
 /// reported and the colour shows instead.
-pub fn load_background(path: &str) -> Option<std::sync::Arc<crate::render::RgbaImage>> {
+pub fn load_background(path: &str) -> Option<std::sync::Arc<crate::image::RgbaImage>> {
     if path.is_empty() {
         return None;
     }
-    match crate::render::RgbaImage::load_png(std::path::Path::new(path)) {
+    match crate::image::RgbaImage::load_png(std::path::Path::new(path)) {
         Ok(image) => {
             tracing::info!(file = path, size = ?(image.width, image.height), "background image loaded");
             Some(std::sync::Arc::new(image))
@@ -220,32 +264,36 @@ impl State {
     /// Switch the displays on or off (the schedule). Off: the backend stops presenting (DRM
     /// turns its CRTCs off), the video pauses, touch and pointer input is ignored.
     pub fn set_displays(&mut self, on: bool) {
-        if self.displays_on == on {
+        if self.core.displays_on == on {
             return;
         }
-        self.displays_on = on;
+        self.core.displays_on = on;
         tracing::info!(on, "displays switched by the schedule");
-        if let crate::backend::Backend::Drm(_) = &self.backend {
-            crate::backend::Drm::set_power(self, on);
+        if let crate::backend::Backend::Drm(d) = &mut self.backend {
+            d.set_power(&mut self.core, on);
         }
-        if let Some(player) = &mut self.player {
+        if let Some(player) = &mut self.core.player {
             if !on && !player.status().paused {
                 player.pause();
-                self.paused_by_schedule = true;
-            } else if on && std::mem::take(&mut self.paused_by_schedule) {
+                self.core.paused_by_schedule = true;
+            } else if on && std::mem::take(&mut self.core.paused_by_schedule) {
                 player.resume();
             }
         }
+        if on {
+            self.core.queue_redraw_all();
+        }
+        self.core.schedule_video();
     }
 
     /// Read the configuration again and apply what can change while running; an invalid file is
     /// rejected and the running configuration kept. Returns what was applied.
     pub fn reload_config(&mut self) -> Result<String, String> {
-        let (new, path) = match &self.config_path {
+        let (new, path) = match &self.core.config_path {
             Some(path) => (Config::load(path).map_err(|e| e.to_string())?, Some(path.clone())),
             None => crate::config::find_and_load(None).map_err(|e| e.to_string())?,
         };
-        let old = std::mem::replace(&mut self.config, new.clone());
+        let old = std::mem::replace(&mut self.core.config, new.clone());
         let mut restart_needed = Vec::new();
         if old.outputs != new.outputs {
             restart_needed.push("outputs");
@@ -264,20 +312,22 @@ impl State {
                 options: if kb.options.is_empty() { None } else { Some(kb.options.clone()) },
                 ..Default::default()
             };
-            if let Some(keyboard) = self.seat.get_keyboard() {
+            if let Some(keyboard) = self.core.seat.get_keyboard() {
                 if let Err(err) = keyboard.set_xkb_config(self, xkb) {
-                    self.config.keyboard = old.keyboard.clone();
+                    self.core.config.keyboard = old.keyboard.clone();
                     return Err(format!("keyboard layout '{}': {err:?}", kb.layout));
                 }
                 keyboard.change_repeat_info(kb.repeat_rate as i32, kb.repeat_delay_ms as i32);
             }
         }
         if old.background.image != new.background.image {
-            self.background_image = load_background(&new.background.image);
+            self.core.background_image = load_background(&new.background.image);
         }
         // Background, placements, the schedule and the pointer policy apply from the next
         // frame on.
-        self.kiosk_relayout();
+        self.core.kiosk_relayout();
+        self.core.queue_redraw_all();
+        self.apply_schedule();
         let from = path.map(|p| p.display().to_string()).unwrap_or_else(|| "the built-in defaults".into());
         Ok(if restart_needed.is_empty() {
             format!("{from}: applied")

@@ -1,5 +1,5 @@
 //! systemd integration: READY=1 once the first frame is on screen, and WATCHDOG=1 only while the
-//! display path is alive, so systemd restarts a vitrine whose display hung.
+//! loop runs and the display path is alive, so systemd restarts a vitrine whose display hung.
 
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
@@ -53,8 +53,10 @@ pub fn watchdog_interval() -> Option<Duration> {
     (usec > 0).then(|| Duration::from_micros(usec))
 }
 
-/// Feeds the watchdog only while the display path shows signs of life: a frame presented, or a
-/// repaint that found nothing to change. A commit that never completes stops the heartbeat.
+/// Feeds the watchdog on liveness: the loop runs (its own timer fired) and no output has waited
+/// too long for a repaint or a page flip. An output with nothing to show is idle, not stuck: no
+/// display connected, the schedule's closing hours and a VT switched away all keep the watchdog
+/// fed; a commit whose flip never comes does not.
 pub struct Watchdog {
     interval: Duration,
 }
@@ -64,18 +66,74 @@ impl Watchdog {
         Watchdog { interval }
     }
 
-    /// How often to check (twice per interval, as systemd recommends).
+    /// How often to feed (twice per interval, as systemd recommends).
     pub fn period(&self) -> Duration {
         self.interval / 2
     }
 
-    /// Whether to send WATCHDOG=1 now, given the last sign of life of the display path.
-    pub fn should_feed(&self, now: Instant, heartbeat: Option<Instant>) -> bool {
-        match heartbeat {
-            Some(beat) => now.saturating_duration_since(beat) < self.interval / 2,
-            None => false,
+    /// Whether to send WATCHDOG=1 now, given since when the display path has waited for
+    /// something (`None`: it waits for nothing).
+    pub fn should_feed(&self, now: Instant, stalled_since: Option<Instant>) -> bool {
+        match stalled_since {
+            Some(since) => now.saturating_duration_since(since) < self.interval / 2,
+            None => true,
         }
     }
+}
+
+/// vitrine's conversation with systemd.
+pub struct Systemd {
+    notifier: Notifier,
+    ready: bool,
+    /// The watchdog was last not fed (said once per stall).
+    starving: bool,
+}
+
+impl Systemd {
+    /// READY=1, once.
+    pub fn ready(&mut self) {
+        if !std::mem::replace(&mut self.ready, true) {
+            self.notifier.notify("READY=1");
+            tracing::info!("told systemd READY=1");
+        }
+    }
+}
+
+/// READY=1 once the first frame is on screen (at once when there is no display to show it
+/// on); WATCHDOG=1 on its own timer while the display path is alive.
+pub fn start(core: &mut crate::state::Core) -> Result<(), String> {
+    use smithay::reexports::calloop::timer::{TimeoutAction, Timer};
+    let Some(notifier) = Notifier::from_env() else { return Ok(()) };
+    core.systemd = Some(Systemd { notifier, ready: false, starving: false });
+    if core.first_frame.is_some() || core.outputs.is_empty() {
+        if let Some(s) = &mut core.systemd {
+            s.ready();
+        }
+    }
+    let Some(watchdog) = watchdog_interval().map(Watchdog::new) else { return Ok(()) };
+    let period = watchdog.period();
+    tracing::info!(interval_ms = watchdog.interval.as_millis() as u64, "feeding the systemd watchdog");
+    core.loop_handle
+        .insert_source(Timer::from_duration(period), move |_, _, state| {
+            let stalled = state.core.stalled_since();
+            let feed = watchdog.should_feed(Instant::now(), stalled);
+            if let Some(s) = &mut state.core.systemd {
+                if feed {
+                    s.notifier.notify("WATCHDOG=1");
+                    if std::mem::take(&mut s.starving) {
+                        tracing::info!("display path alive again: feeding the systemd watchdog");
+                    }
+                } else if !std::mem::replace(&mut s.starving, true) {
+                    tracing::warn!(
+                        stalled_ms = stalled.map(|t| t.elapsed().as_millis() as u64),
+                        "display path stalled: the systemd watchdog is not fed"
+                    );
+                }
+            }
+            TimeoutAction::ToDuration(period)
+        })
+        .map_err(|e| format!("cannot start the systemd watchdog: {e}"))?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -86,10 +144,10 @@ mod tests {
     fn the_watchdog_starves_when_presentation_stalls() {
         let w = Watchdog::new(Duration::from_secs(10));
         let t0 = Instant::now();
-        assert!(!w.should_feed(t0, None), "nothing shown yet: no feeding");
-        assert!(w.should_feed(t0 + Duration::from_secs(1), Some(t0)));
+        assert!(w.should_feed(t0, None), "nothing waited for (idle, no display, displays off): fed");
+        assert!(w.should_feed(t0 + Duration::from_secs(1), Some(t0)), "a repaint or flip just asked for");
         assert!(w.should_feed(t0 + Duration::from_millis(4900), Some(t0)));
-        assert!(!w.should_feed(t0 + Duration::from_secs(5), Some(t0)), "a stalled display is not fed");
+        assert!(!w.should_feed(t0 + Duration::from_secs(5), Some(t0)), "a flip that never comes starves it");
         assert_eq!(w.period(), Duration::from_secs(5));
     }
 

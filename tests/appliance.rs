@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Launch, Vitrine};
-use vitrine::render::RgbaImage;
+use vitrine::image::RgbaImage;
 
 /// A background image fills the output, cropped to its shape rather than stretched; a missing
 /// image file is a configuration error naming it.

@@ -160,7 +160,7 @@ fn msg_finds_the_socket_and_prints_for_humans_and_scripts() {
     let shot = vitrine.runtime.join("shot.png");
     let out = run(&["screenshot", shot.to_str().unwrap()]);
     assert!(out.contains("written to"), "{out}");
-    let image = vitrine::render::RgbaImage::load_png(&shot).unwrap();
+    let image = vitrine::image::RgbaImage::load_png(&shot).unwrap();
     assert_eq!((image.width, image.height), (640, 480));
     assert_eq!(image.pixel(10, 10)[..3], common::BG, "an empty output shows the configured background");
 }

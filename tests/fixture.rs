@@ -17,7 +17,7 @@ use vitrine::cli::{BackendChoice, OutputSpec, RunArgs};
 use vitrine::config::{Color, Config};
 use vitrine::control::client::request;
 use vitrine::control::protocol::Request;
-use vitrine::render::RgbaImage;
+use vitrine::image::RgbaImage;
 
 const BG: [u8; 3] = [0xff, 0x00, 0xff];
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{covered, Launch, Vitrine, BG, BG_CONFIG};
 use vitrine::control::protocol::Request;
-use vitrine::render::RgbaImage;
+use vitrine::image::RgbaImage;
 
 /// A parent compositor process, killed when dropped.
 struct Parent {

@@ -14,7 +14,7 @@ fn reload_applies_valid_changes_and_keeps_the_running_config_on_errors() {
     vitrine.spawn_client("weston-simple-shm", &[]);
     vitrine.wait_for_pixels("client", Duration::from_secs(20), |img| covered(img) > 0.1);
     let config = vitrine.runtime.join(format!("{}.toml", vitrine.socket));
-    let corner = |img: &vitrine::render::RgbaImage| [img.pixel(5, 5)[0], img.pixel(5, 5)[1], img.pixel(5, 5)[2]];
+    let corner = |img: &vitrine::image::RgbaImage| [img.pixel(5, 5)[0], img.pixel(5, 5)[1], img.pixel(5, 5)[2]];
 
     // A valid change: over the control socket.
     std::fs::write(&config, "[background]\ncolor = \"#00ff00\"\n").unwrap();

@@ -1,30 +1,30 @@
-//! Virtual outputs composited with pixman into memory, repainted by a timer at each output's
-//! refresh rate. This is what CI and screenshots use.
+//! Virtual outputs composited with pixman into memory. They have no vblank of their own: the
+//! frame scheduler gives them a virtual one, armed only while a repaint waits (see `frames`).
+//! This is what CI and screenshots use.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use smithay::backend::allocator::Fourcc;
 use smithay::backend::renderer::damage::OutputDamageTracker;
 use smithay::backend::renderer::pixman::PixmanRenderer;
 use smithay::backend::renderer::{Bind, Color32F, Offscreen};
 use smithay::output::Output;
-use smithay::reexports::calloop::timer::{TimeoutAction, Timer};
-use smithay::reexports::calloop::LoopHandle;
 use smithay::reexports::pixman::Image;
 use smithay::utils::{Physical, Size, Transform};
 
+use super::BackendError;
 use crate::cli::OutputSpec;
-use crate::render::{capture, post_repaint, Painter, RgbaImage};
+use crate::frames::Repaint;
+use crate::image::RgbaImage;
+use crate::render::{capture, post_repaint, Painter};
 use crate::scene::Scene;
-use crate::state::State;
+use crate::state::Core;
 
 struct HeadlessOutput {
     output: Output,
     target: Image<'static, 'static>,
     damage: OutputDamageTracker,
     size: Size<i32, Physical>,
-    refresh: Duration,
-    seq: u64,
 }
 
 pub struct Headless {
@@ -34,8 +34,8 @@ pub struct Headless {
 }
 
 impl Headless {
-    pub fn new() -> Result<Self, String> {
-        let renderer = PixmanRenderer::new().map_err(|e| format!("cannot create the pixman renderer: {e}"))?;
+    pub fn new() -> Result<Self, BackendError> {
+        let renderer = PixmanRenderer::new().map_err(|e| BackendError::Renderer(format!("pixman: {e}")))?;
         Ok(Headless { renderer, painter: Painter::default(), outputs: Vec::new() })
     }
 
@@ -43,32 +43,25 @@ impl Headless {
         &self.painter
     }
 
-    /// Create the virtual outputs and their repaint timers.
-    pub fn create_outputs(state: &mut State, specs: &[OutputSpec]) -> Result<(), String> {
+    /// Create the virtual outputs, side by side.
+    pub fn create_outputs(&mut self, core: &mut Core, specs: &[OutputSpec]) -> Result<(), BackendError> {
         let mut x = 0;
         for (i, spec) in specs.iter().enumerate() {
             let name = format!("HEADLESS-{}", i + 1);
-            let output = super::add_output(&state.display_handle, &name, "headless", *spec, (x, 0).into());
+            let output = super::add_output(&core.display_handle, &name, "headless", *spec, (x, 0).into());
             x += spec.width as i32;
-            let crate::backend::Backend::Headless(h) = &mut state.backend else {
-                return Err("not the headless backend".into());
-            };
             let size: Size<i32, Physical> = (spec.width as i32, spec.height as i32).into();
-            let target = h
+            let target = self
                 .renderer
                 .create_buffer(Fourcc::Argb8888, (size.w, size.h).into())
-                .map_err(|e| format!("cannot allocate {name}: {e}"))?;
-            let refresh = Duration::from_secs_f64(1000.0 / spec.refresh_mhz as f64);
-            h.outputs.push(HeadlessOutput {
+                .map_err(|e| BackendError::Renderer(format!("cannot allocate {name}: {e}")))?;
+            self.outputs.push(HeadlessOutput {
                 output: output.clone(),
                 target,
                 damage: OutputDamageTracker::new(size, 1.0, Transform::Normal),
                 size,
-                refresh,
-                seq: 0,
             });
-            state.output_added(output);
-            start_repaint_timer(&state.loop_handle, name, refresh);
+            core.output_added(output, spec.refresh_mhz, false);
         }
         Ok(())
     }
@@ -79,57 +72,45 @@ impl Headless {
         let elements = self.painter.elements(&mut self.renderer, scene, 1.0);
         capture::<_, Image<'static, 'static>>(&mut self.renderer, size, &elements, scene.background)
     }
-}
 
-fn start_repaint_timer(handle: &LoopHandle<'static, State>, name: String, refresh: Duration) {
-    let result = handle.insert_source(Timer::immediate(), move |deadline, _, state| {
-        repaint(state, &name);
-        // Keep the cadence, but never try to catch up on missed ticks.
-        let next = (deadline + refresh).max(Instant::now());
-        TimeoutAction::ToInstant(next)
-    });
-    if let Err(err) = result {
-        tracing::error!(%err, "cannot start the repaint timer");
-    }
-}
-
-fn repaint(state: &mut State, name: &str) {
-    let Some(output) = state.output_by_name(name).cloned() else {
-        return;
-    };
-    if !state.displays_on {
-        return;
-    }
-    let refresh = match &state.backend {
-        crate::backend::Backend::Headless(h) => h.outputs.iter().find(|o| o.output == output).map(|o| o.refresh),
-        _ => None,
-    };
-    state.video_tick(Duration::ZERO, refresh.unwrap_or(Duration::from_millis(16)));
-    let scene = state.scene_for_output(&output);
-    let now = state.clock.now();
-    let crate::backend::Backend::Headless(h) = &mut state.backend else {
-        return;
-    };
-    let Some(slot) = h.outputs.iter_mut().find(|o| o.output == output) else {
-        return;
-    };
-    let elements = h.painter.elements(&mut h.renderer, &scene, 1.0);
-    let mut framebuffer = match h.renderer.bind(&mut slot.target) {
-        Ok(fb) => fb,
-        Err(err) => {
-            tracing::error!(output = name, %err, "cannot bind the output buffer");
-            return;
+    /// Composite `output` for its virtual vblank at `at`.
+    pub fn repaint(&mut self, core: &mut Core, output: &Output, at: Instant) -> Repaint {
+        if !core.displays_on {
+            return Repaint::Skipped;
         }
-    };
-    // The same buffer is reused every frame, so its age is always 1.
-    if let Err(err) =
-        slot.damage.render_output(&mut h.renderer, &mut framebuffer, 1, &elements, Color32F::from(scene.background))
-    {
-        tracing::error!(output = name, ?err, "repaint failed");
+        let Some(clock) = core.frames.clock(output) else { return Repaint::Skipped };
+        core.video_tick(output, at, clock.period());
+        let scene = core.scene_for_output(output);
+        let Some(slot) = self.outputs.iter_mut().find(|o| &o.output == output) else { return Repaint::Skipped };
+        let elements = self.painter.elements(&mut self.renderer, &scene, 1.0);
+        let mut framebuffer = match self.renderer.bind(&mut slot.target) {
+            Ok(fb) => fb,
+            Err(err) => {
+                tracing::error!(output = %output.name(), %err, "cannot bind the output buffer");
+                return Repaint::Skipped;
+            }
+        };
+        // The same buffer is reused every frame, so its age is always 1.
+        let damaged = match slot.damage.render_output(
+            &mut self.renderer,
+            &mut framebuffer,
+            1,
+            &elements,
+            Color32F::from(scene.background),
+        ) {
+            Ok(result) => result.damage.is_some_and(|d| !d.is_empty()),
+            Err(err) => {
+                tracing::error!(output = %output.name(), ?err, "repaint failed");
+                return Repaint::Skipped;
+            }
+        };
+        if !damaged {
+            return Repaint::Unchanged;
+        }
+        let seq = core.frames.get(output).map(|o| o.presented).unwrap_or(0);
+        post_repaint(output, &scene, at, clock.period(), seq);
+        // Everything here is composited, pictures included.
+        core.video_presented(scene.video(), at, true);
+        Repaint::Presented
     }
-    slot.seq += 1;
-    post_repaint(&output, &scene, now, slot.refresh, slot.seq);
-    state.display_heartbeat = Some(Instant::now());
-    // Everything here is composited, pictures included.
-    state.video_presented(scene.video(), Instant::now(), true);
 }

@@ -51,6 +51,7 @@ pub fn start(state: &mut State) -> Result<(), String> {
     }
     let backend = LibinputInputBackend::new(libinput);
     state
+        .core
         .loop_handle
         .insert_source(backend, |event, _, state| match event {
             InputEvent::DeviceAdded { device } => {
@@ -60,12 +61,12 @@ pub fn start(state: &mut State) -> Result<(), String> {
                     .and_then(|d| d.property_value("WL_OUTPUT").map(|v| v.to_string_lossy().into_owned()));
                 tracing::info!(device = %device.name(), output = ?output, "input device added");
                 if let Some(output) = output {
-                    state.kiosk.device_outputs.insert(device.id(), output);
+                    state.core.kiosk.device_outputs.insert(device.id(), output);
                 }
             }
             InputEvent::DeviceRemoved { device } => {
                 use smithay::backend::input::Device as _;
-                state.kiosk.device_outputs.remove(&device.id());
+                state.core.kiosk.device_outputs.remove(&device.id());
                 tracing::info!(device = %device.name(), "input device removed")
             }
             other => state.handle_input(other),

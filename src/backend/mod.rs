@@ -1,5 +1,7 @@
-//! Backends turn scenes into pixels: `headless` composites into memory, `nested` into a window of
-//! another Wayland (or X11) session. The DRM backend with its plane planner comes next.
+//! Backends turn scenes into pixels: `drm` drives the display controller (planes, atomic
+//! commits), `headless` composites into memory, `nested` into a window of another Wayland (or
+//! X11) session. The frame scheduler (`frames`) says when; a backend is given the rest of the
+//! compositor as `&mut Core` and says what its repaint did.
 
 pub mod drm;
 pub mod headless;
@@ -15,8 +17,9 @@ use smithay::utils::{Logical, Point, Transform};
 use smithay::wayland::dmabuf::DmabufFeedback;
 
 use crate::cli::{BackendChoice, OutputSpec};
-use crate::render::RgbaImage;
-use crate::state::State;
+use crate::frames::Repaint;
+use crate::image::RgbaImage;
+use crate::state::{Core, State};
 
 pub use self::drm::Drm;
 pub use headless::Headless;
@@ -96,7 +99,23 @@ pub fn choose(
     }
 }
 
+/// Why a backend could not start or do what it was asked. DRM errors keep the errno, so callers
+/// can tell a plan the hardware refused from a device that went away.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error(transparent)]
+    Drm(#[from] drm::DrmError),
+    #[error("{0}")]
+    Renderer(String),
+    #[error("{0}")]
+    Window(String),
+    #[error("{0}")]
+    Loop(String),
+}
+
 pub enum Backend {
+    /// Before `run` has chosen and started one.
+    None,
     Drm(Box<Drm>),
     Headless(Box<Headless>),
     Nested(Box<Nested>),
@@ -116,28 +135,44 @@ impl Backend {
         }
     }
 
-    /// The painter compositing this backend's scenes (its video copy counters).
-    pub fn painter(&self) -> &crate::render::Painter {
+    /// Repaint `output` now; `at` is the (virtual) vblank it is for.
+    pub fn repaint(&mut self, core: &mut Core, output: &Output, at: std::time::Instant) -> Repaint {
         match self {
-            Backend::Drm(d) => d.painter(),
-            Backend::Headless(h) => h.painter(),
-            Backend::Nested(n) => n.painter(),
+            Backend::None => Repaint::Skipped,
+            Backend::Drm(d) => d.repaint(core, output),
+            Backend::Headless(h) => h.repaint(core, output, at),
+            Backend::Nested(n) => n.repaint(core, output, at),
         }
     }
 
-    pub fn kind(&self) -> BackendKind {
+    /// The CPU mappings and copies composition made of decoded pictures (video audit).
+    pub fn copies(&self) -> (u64, u64) {
         match self {
-            Backend::Drm(_) => BackendKind::Drm,
-            Backend::Headless(_) => BackendKind::Headless,
-            Backend::Nested(_) => BackendKind::Nested,
+            Backend::None => (0, 0),
+            Backend::Drm(d) => d.painter().copies(),
+            Backend::Headless(h) => h.painter().copies(),
+            Backend::Nested(n) => n.painter().copies(),
         }
+    }
+
+    pub fn kind(&self) -> Option<BackendKind> {
+        match self {
+            Backend::None => None,
+            Backend::Drm(_) => Some(BackendKind::Drm),
+            Backend::Headless(_) => Some(BackendKind::Headless),
+            Backend::Nested(_) => Some(BackendKind::Nested),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.kind().map(BackendKind::name).unwrap_or("none")
     }
 
     /// Check that a client dmabuf can be used before the client may attach it.
     pub fn import_dmabuf(&mut self, dmabuf: &Dmabuf) -> Result<(), String> {
         match self {
             Backend::Drm(d) => d.import_dmabuf(dmabuf),
-            Backend::Headless(_) => Err("the headless backend has no dmabuf import".into()),
+            Backend::None | Backend::Headless(_) => Err("the headless backend has no dmabuf import".into()),
             Backend::Nested(n) => n.import_dmabuf(dmabuf),
         }
     }
@@ -146,7 +181,7 @@ impl Backend {
     pub fn knows_modifier(&self, code: u32, modifier: u64) -> bool {
         match self {
             Backend::Drm(d) => d.knows_modifier(code, modifier),
-            Backend::Headless(_) => false,
+            Backend::None | Backend::Headless(_) => false,
             Backend::Nested(n) => n.knows_modifier(code, modifier),
         }
     }
@@ -155,7 +190,9 @@ impl Backend {
     pub fn dmabuf_feedback(&mut self) -> Result<DmabufFeedback, String> {
         match self {
             Backend::Drm(d) => d.dmabuf_feedback(),
-            Backend::Headless(_) => Err("the headless backend composites with pixman and has no DRM device".into()),
+            Backend::None | Backend::Headless(_) => {
+                Err("the headless backend composites with pixman and has no DRM device".into())
+            }
             Backend::Nested(n) => n.dmabuf_feedback(),
         }
     }
@@ -189,14 +226,43 @@ pub fn add_output(
 /// The wl_output global of an output, kept to remove it with the output.
 struct OutputGlobal(smithay::reexports::wayland_server::backend::GlobalId);
 
+/// Where a screenshot goes once it is there: at once, or when the display's writeback of the
+/// next frame completes.
+pub type Captured = Box<dyn FnOnce(&mut State, Result<(Output, RgbaImage), String>)>;
+
 impl State {
-    /// Register an output created by a backend.
-    pub fn output_added(&mut self, output: Output) {
+    /// Capture what `output` (default: the first) shows and hand it to `done`. Nothing here
+    /// waits: on DRM with a writeback connector the next frame's commit carries the capture, and
+    /// `done` runs when its fence signals.
+    pub fn screenshot(&mut self, output: Option<&str>, done: Captured) {
+        let output = match self.core.output_or_first(output) {
+            Ok(o) => o,
+            Err(e) => return done(self, Err(e)),
+        };
+        let scene = self.core.scene_for_output(&output);
+        let result = match &mut self.backend {
+            Backend::None => Err("no backend runs".to_string()),
+            Backend::Headless(h) => h.screenshot(&output, &scene),
+            Backend::Nested(n) => n.screenshot(&output, &scene),
+            Backend::Drm(d) => match d.capture(&mut self.core, &output, &scene, done) {
+                Ok(()) => return,
+                Err((done, result)) => return done(self, result.map(|image| (output, image))),
+            },
+        };
+        done(self, result.map(|image| (output, image)))
+    }
+}
+
+impl Core {
+    /// Register an output a backend created; `real_vblank`: its frames are paced by page flips.
+    pub fn output_added(&mut self, output: Output, refresh_mhz: u32, real_vblank: bool) {
         let loc = output.current_location();
         self.space.map_output(&output, loc);
         tracing::info!(output = %output.name(), mode = ?output.current_mode().map(|m| (m.size.w, m.size.h, m.refresh)), "output added");
-        self.outputs.push(output);
+        self.outputs.push(output.clone());
+        self.frames.add(output.clone(), refresh_mhz, real_vblank);
         self.kiosk_relayout();
+        self.queue_redraw(&output);
     }
 
     /// An output went away (its display was unplugged): clients are told, its windows move to
@@ -204,6 +270,7 @@ impl State {
     pub fn output_removed(&mut self, output: &Output) {
         self.space.unmap_output(output);
         self.outputs.retain(|o| o != output);
+        self.frames_removed(output);
         if let Some(global) = output.user_data().get::<OutputGlobal>() {
             // Disabled first so clients binding it right now do not fail; removed a bit later.
             self.display_handle.disable_global::<State>(global.0.clone());
@@ -211,7 +278,7 @@ impl State {
             let removed = self.loop_handle.insert_source(
                 smithay::reexports::calloop::timer::Timer::from_duration(std::time::Duration::from_secs(2)),
                 move |_, _, state| {
-                    state.display_handle.remove_global::<State>(id.clone());
+                    state.core.display_handle.remove_global::<State>(id.clone());
                     smithay::reexports::calloop::timer::TimeoutAction::Drop
                 },
             );
@@ -221,28 +288,23 @@ impl State {
         }
         tracing::info!(output = %output.name(), remaining = self.outputs.len(), "output removed");
         self.kiosk_relayout();
-    }
-
-    /// A screenshot of the named output (default: the first).
-    pub fn screenshot(&mut self, output: Option<&str>) -> Result<(Output, RgbaImage), String> {
-        let output = match output {
-            Some(name) => self
-                .output_by_name(name)
-                .cloned()
-                .ok_or_else(|| format!("no output named '{name}' (outputs: {})", self.output_names().join(", ")))?,
-            None => self.outputs.first().cloned().ok_or("there is no output")?,
-        };
-        let scene = self.scene_for_output(&output);
-        let image = match &mut self.backend {
-            Backend::Drm(_) => Drm::screenshot(self, &output, &scene)?,
-            Backend::Headless(h) => h.screenshot(&output, &scene)?,
-            Backend::Nested(n) => n.screenshot(&output, &scene)?,
-        };
-        Ok((output, image))
+        self.queue_redraw_all();
+        self.schedule_video();
     }
 
     pub fn output_names(&self) -> Vec<String> {
         self.outputs.iter().map(|o| o.name()).collect()
+    }
+
+    /// The named output (default: the first), or why there is none.
+    pub fn output_or_first(&self, name: Option<&str>) -> Result<Output, String> {
+        match name {
+            Some(name) => self
+                .output_by_name(name)
+                .cloned()
+                .ok_or_else(|| format!("no output named '{name}' (outputs: {})", self.output_names().join(", "))),
+            None => self.outputs.first().cloned().ok_or_else(|| "there is no output".to_string()),
+        }
     }
 }
 

@@ -1,18 +1,37 @@
 //! The kiosk app started with `vitrine -- APP ARGS`: its launch, its exit, its restarts.
+//!
+//! The app runs in a process group of its own (so stopping it stops what it started, a browser
+//! behind a wrapper script included), dies with vitrine (`PR_SET_PDEATHSIG`), and does not see
+//! vitrine's systemd variables. Its exit is noticed through a pidfd in the event loop, never by
+//! polling.
 
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use crate::config::AppExitPolicy;
+use smithay::reexports::calloop::generic::Generic;
+use smithay::reexports::calloop::timer::{TimeoutAction, Timer};
+use smithay::reexports::calloop::{Interest, Mode, PostAction};
 
-/// What [`AppSupervisor::poll`] saw.
+use crate::config::AppExitPolicy;
+use crate::state::Core;
+
+/// What happened to the app, and what to do about it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum AppEvent {
+    /// Still running (or nothing to do).
     Nothing,
     /// The app exited and the policy says vitrine exits with this status.
     ExitWith(i32),
+    /// The app exited and is started again after this delay.
+    RestartIn(Duration),
 }
+
+/// Environment vitrine got from systemd that is vitrine's alone: an app that inherited
+/// NOTIFY_SOCKET could tell systemd vitrine is ready, or feed its watchdog.
+const PRIVATE_ENV: [&str; 7] =
+    ["NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WAYLAND_SOCKET"];
 
 pub struct AppSupervisor {
     command: Vec<String>,
@@ -23,13 +42,23 @@ pub struct AppSupervisor {
     delay: Duration,
     child: Option<Child>,
     started_at: Instant,
-    restart_at: Option<Instant>,
     pub restarts: u32,
 }
 
 /// An exit status as a shell reports it: the code, or 128 + the signal number.
 pub fn status_code(status: ExitStatus) -> i32 {
     status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// A pidfd for `pid` (Linux 5.3): readable once the process has exited.
+fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor is new and ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 impl AppSupervisor {
@@ -49,7 +78,6 @@ impl AppSupervisor {
             delay: min_delay,
             child: None,
             started_at: Instant::now(),
-            restart_at: None,
             restarts: 0,
         }
     }
@@ -68,17 +96,27 @@ impl AppSupervisor {
             return AppEvent::Nothing;
         };
         let mut cmd = Command::new(program);
-        cmd.args(args).env_remove("DISPLAY").env_remove("WAYLAND_SOCKET");
+        cmd.args(args).env_remove("DISPLAY");
+        for name in PRIVATE_ENV {
+            cmd.env_remove(name);
+        }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        // vitrine blocks SIGINT/SIGTERM to receive them through a signalfd; the app must not
-        // inherit that mask, or it could never be stopped with SIGTERM.
+        // A group of its own: stopping the app reaches everything it started.
+        cmd.process_group(0);
+        // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             cmd.pre_exec(|| {
+                // vitrine blocks its signals to receive them through a signalfd; the app must
+                // not inherit that mask, or it could never be stopped with SIGTERM.
                 let mut set: libc::sigset_t = std::mem::zeroed();
                 libc::sigemptyset(&mut set);
                 if libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // If vitrine dies, so does the app (no orphan holding the seat).
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -98,22 +136,17 @@ impl AppSupervisor {
         }
     }
 
-    /// Check on the app; call it periodically.
-    pub fn poll(&mut self) -> AppEvent {
-        if let Some(at) = self.restart_at {
-            if Instant::now() >= at {
-                self.restart_at = None;
-                self.restarts += 1;
-                return self.start();
-            }
-            return AppEvent::Nothing;
-        }
+    /// Collect the app's exit status if it has exited (never waits).
+    pub fn reap(&mut self) -> AppEvent {
         let Some(child) = self.child.as_mut() else {
             return AppEvent::Nothing;
         };
         match child.try_wait() {
             Ok(Some(status)) => {
+                let pid = child.id();
                 self.child = None;
+                // Whatever it left behind in its group goes with it.
+                kill_group(pid, libc::SIGTERM);
                 let code = status_code(status);
                 tracing::info!(app = %self.command_line(), code, "kiosk app exited");
                 self.exited(code)
@@ -134,29 +167,92 @@ impl AppSupervisor {
                 if self.started_at.elapsed() > self.max_delay * 2 {
                     self.delay = self.min_delay;
                 }
-                tracing::warn!(app = %self.command_line(), code, delay_ms = self.delay.as_millis() as u64, "restarting the kiosk app");
-                self.restart_at = Some(Instant::now() + self.delay);
+                let delay = self.delay;
+                tracing::warn!(app = %self.command_line(), code, delay_ms = delay.as_millis() as u64, "restarting the kiosk app");
                 self.delay = (self.delay * 2).min(self.max_delay);
-                AppEvent::Nothing
+                AppEvent::RestartIn(delay)
             }
         }
     }
 
-    /// Ask the app to stop (SIGTERM), give it a moment, then kill it.
+    /// Stop the app and its process group: SIGTERM, a moment, then SIGKILL (vitrine is exiting).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            unsafe {
-                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-            }
+            let pid = child.id();
+            kill_group(pid, libc::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(2);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
+                    kill_group(pid, libc::SIGKILL);
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let _ = child.kill();
+            kill_group(pid, libc::SIGKILL);
             let _ = child.wait();
+        }
+    }
+}
+
+/// Signal the process group led by `pid` (the app's own).
+fn kill_group(pid: u32, signal: libc::c_int) {
+    // SAFETY: kill with a negative pid signals that process group.
+    unsafe { libc::kill(-(pid as libc::pid_t), signal) };
+}
+
+/// Start the kiosk app and watch it: its exit is a pidfd becoming readable; a restart is a timer.
+pub fn launch(core: &mut Core) {
+    let Some(app) = core.kiosk.app.as_mut() else { return };
+    let event = app.start();
+    let pid = app.pid();
+    follow(core, event, pid);
+}
+
+fn follow(core: &mut Core, event: AppEvent, pid: Option<u32>) {
+    match event {
+        AppEvent::ExitWith(code) => core.quit(code),
+        AppEvent::RestartIn(delay) => {
+            let timer = core.loop_handle.insert_source(Timer::from_duration(delay), |_, _, state| {
+                if let Some(app) = state.core.kiosk.app.as_mut() {
+                    app.restarts += 1;
+                }
+                launch(&mut state.core);
+                TimeoutAction::Drop
+            });
+            if let Err(err) = timer {
+                tracing::error!(%err, "cannot schedule the kiosk app's restart");
+            }
+        }
+        AppEvent::Nothing => {
+            let Some(pid) = pid else { return };
+            let watched = pidfd_open(pid).map_err(|e| e.to_string()).and_then(|fd| {
+                core.loop_handle
+                    .insert_source(Generic::new(fd, Interest::READ, Mode::Level), |_, _, state| {
+                        let Some(app) = state.core.kiosk.app.as_mut() else { return Ok(PostAction::Remove) };
+                        let event = app.reap();
+                        if app.pid().is_some() {
+                            return Ok(PostAction::Continue);
+                        }
+                        let pid = app.pid();
+                        follow(&mut state.core, event, pid);
+                        Ok(PostAction::Remove)
+                    })
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            });
+            if let Err(err) = watched {
+                // Old kernels have no pidfd: look once a second instead.
+                tracing::warn!(%err, "no pidfd for the kiosk app: checking on it every second");
+                let _ = core.loop_handle.insert_source(Timer::from_duration(Duration::from_secs(1)), |_, _, state| {
+                    let Some(app) = state.core.kiosk.app.as_mut() else { return TimeoutAction::Drop };
+                    let event = app.reap();
+                    if app.pid().is_some() {
+                        return TimeoutAction::ToDuration(Duration::from_secs(1));
+                    }
+                    follow(&mut state.core, event, None);
+                    TimeoutAction::Drop
+                });
+            }
         }
     }
 }
@@ -165,11 +261,19 @@ impl AppSupervisor {
 mod tests {
     use super::*;
 
-    fn wait_for(sup: &mut AppSupervisor) -> AppEvent {
-        let deadline = Instant::now() + Duration::from_secs(5);
+    /// Reap until the app exits, starting it again when the policy says so, up to `restarts`.
+    fn run_until(sup: &mut AppSupervisor, restarts: u32) -> AppEvent {
+        let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            match sup.poll() {
-                AppEvent::Nothing if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            match sup.reap() {
+                AppEvent::Nothing if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                AppEvent::RestartIn(delay) if sup.restarts < restarts => {
+                    std::thread::sleep(delay);
+                    sup.restarts += 1;
+                    if let event @ AppEvent::ExitWith(_) = sup.start() {
+                        return event;
+                    }
+                }
                 other => return other,
             }
         }
@@ -185,7 +289,7 @@ mod tests {
             Duration::from_millis(40),
         );
         assert_eq!(sup.start(), AppEvent::Nothing);
-        assert_eq!(wait_for(&mut sup), AppEvent::ExitWith(7));
+        assert_eq!(run_until(&mut sup, 0), AppEvent::ExitWith(7));
     }
 
     #[test]
@@ -213,15 +317,37 @@ mod tests {
             Duration::from_millis(80),
         );
         sup.start();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while sup.restarts < 3 && Instant::now() < deadline {
-            assert_eq!(sup.poll(), AppEvent::Nothing);
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        assert!(sup.restarts >= 3, "restarted {} times", sup.restarts);
-        assert_eq!(sup.delay, Duration::from_millis(80), "delay doubles up to the maximum");
+        let last = run_until(&mut sup, 3);
+        assert_eq!(sup.restarts, 3);
+        assert_eq!(last, AppEvent::RestartIn(Duration::from_millis(80)), "the delay doubles up to the maximum");
         sup.stop();
         let runs = std::fs::read_to_string(&count).unwrap().lines().count();
-        assert!(runs >= 3, "the app ran {runs} times");
+        assert_eq!(runs, 4, "the app ran once and was restarted three times");
+    }
+
+    #[test]
+    fn the_app_does_not_see_vitrines_systemd_variables_and_leads_its_own_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("env");
+        let script = format!("env > {0}; cut -d' ' -f5 /proc/$$/stat >> {0}; echo pid $$ >> {0}", out.display());
+        let mut sup = AppSupervisor::new(
+            vec!["sh".into(), "-c".into(), script],
+            vec![],
+            AppExitPolicy::Exit,
+            Duration::from_millis(10),
+            Duration::from_millis(40),
+        );
+        // What systemd gives vitrine (no other test of this crate reads these).
+        std::env::set_var("WATCHDOG_USEC", "10000000");
+        std::env::set_var("NOTIFY_SOCKET", "/run/systemd/notify");
+        sup.start();
+        assert_eq!(run_until(&mut sup, 0), AppEvent::ExitWith(0));
+        let text = std::fs::read_to_string(&out).unwrap();
+        for name in ["WATCHDOG_USEC=", "NOTIFY_SOCKET="] {
+            assert!(!text.lines().any(|l| l.starts_with(name)), "{name} reached the app:\n{text}");
+        }
+        let pid = text.lines().find_map(|l| l.strip_prefix("pid ")).unwrap().trim().to_string();
+        let pgid = text.lines().rev().nth(1).unwrap().trim().to_string();
+        assert_eq!(pgid, pid, "the app leads a process group of its own");
     }
 }

@@ -19,7 +19,7 @@ use smithay::wayland::compositor::with_states;
 use smithay::wayland::shell::xdg::{ToplevelSurface, XdgToplevelSurfaceData};
 
 use crate::scene::{CursorSource, Layer, LayerSource, Scene};
-use crate::state::State;
+use crate::state::{Core, State};
 use app::AppSupervisor;
 
 /// Kiosk bookkeeping kept in a window's user data.
@@ -77,7 +77,7 @@ fn is_mapped(window: &Window) -> bool {
     window.user_data().get::<WindowKiosk>().map(|k| k.mapped.get()).unwrap_or(false)
 }
 
-impl State {
+impl Core {
     pub fn window_for_surface(&self, surface: &WlSurface) -> Option<Window> {
         self.kiosk.stack.iter().find(|w| w.toplevel().map(|t| t.wl_surface() == surface).unwrap_or(false)).cloned()
     }
@@ -97,71 +97,8 @@ impl State {
         // some clients crash when focused before they have drawn.
     }
 
-    pub fn kiosk_toplevel_destroyed(&mut self, surface: &ToplevelSurface) {
-        let Some(window) = self.window_for_surface(surface.wl_surface()) else {
-            return;
-        };
-        self.kiosk.stack.retain(|w| w != &window);
-        self.space.unmap_elem(&window);
-        let next = self
-            .kiosk
-            .stack
-            .iter()
-            .rev()
-            .find(|w| is_mapped(w))
-            .and_then(|w| w.toplevel().map(|t| t.wl_surface().clone()));
-        if let Some(keyboard) = self.seat.get_keyboard() {
-            if keyboard.current_focus().as_ref() == Some(surface.wl_surface()) || keyboard.current_focus().is_none() {
-                keyboard.set_focus(self, next, SERIAL_COUNTER.next_serial());
-            }
-        }
-    }
-
     /// Raise a toplevel and give it keyboard focus (xdg-activation).
-    pub fn kiosk_activate(&mut self, surface: &WlSurface) {
-        let Some(window) = self.window_for_surface(surface) else {
-            return;
-        };
-        self.kiosk.stack.retain(|w| w != &window);
-        self.kiosk.stack.push(window.clone());
-        self.space.raise_element(&window, true);
-        if let Some(keyboard) = self.seat.get_keyboard() {
-            keyboard.set_focus(self, Some(surface.clone()), SERIAL_COUNTER.next_serial());
-        }
-    }
-
     /// Send initial configures and keep every toplevel fullscreen and centred on its output.
-    pub fn kiosk_on_commit(&mut self, surface: &WlSurface) {
-        if let Some(window) = self.window_for_surface(surface) {
-            let initial = window.toplevel().map(|t| !t.is_initial_configure_sent()).unwrap_or(false);
-            self.kiosk_place_toplevel(surface);
-            if initial {
-                if let Some(t) = window.toplevel() {
-                    t.send_configure();
-                }
-            }
-            let has_buffer = with_renderer_surface_state(surface, |s| s.buffer().is_some()).unwrap_or(false);
-            if let Some(kiosk) = window.user_data().get::<WindowKiosk>() {
-                if has_buffer && !kiosk.mapped.replace(true) {
-                    // Keyboard focus follows the newest mapped toplevel.
-                    if let Some(keyboard) = self.seat.get_keyboard() {
-                        keyboard.set_focus(self, Some(surface.clone()), SERIAL_COUNTER.next_serial());
-                    }
-                } else if !has_buffer {
-                    kiosk.mapped.set(false);
-                }
-            }
-            return;
-        }
-        if let Some(PopupKind::Xdg(popup)) = self.popups.find_popup(surface) {
-            if !popup.is_initial_configure_sent() {
-                if let Err(err) = popup.send_configure() {
-                    tracing::warn!(?err, "cannot configure popup");
-                }
-            }
-        }
-    }
-
     /// Choose the output of a toplevel (config placement by app id, else the first output), size
     /// it to that output and centre it there.
     pub fn kiosk_place_toplevel(&mut self, surface: &WlSurface) {
@@ -307,6 +244,121 @@ impl State {
             }
         }
         scene
+    }
+}
+
+impl Core {
+    /// Repaint what shows `surface`: the output of its window (popups and subsurfaces included),
+    /// or every output for a surface that is on none of them yet (a cursor, a new toplevel).
+    pub fn queue_redraw_for_surface(&mut self, surface: &WlSurface) {
+        let mut root = surface.clone();
+        while let Some(parent) = smithay::wayland::compositor::get_parent(&root) {
+            root = parent;
+        }
+        if let Some(popup) = self.popups.find_popup(&root) {
+            if let Ok(parent) = smithay::desktop::find_popup_root_surface(&popup) {
+                root = parent;
+            }
+        }
+        let output = self
+            .window_for_surface(&root)
+            .and_then(|w| window_output(&w))
+            .and_then(|name| self.output_by_name(&name).cloned());
+        match output {
+            Some(output) => self.queue_redraw(&output),
+            None => self.queue_redraw_all(),
+        }
+    }
+
+    /// The pointer moved: it hides again after `hide_pointer_after_ms` without motion (a timer,
+    /// re-armed as it keeps moving).
+    pub fn arm_pointer_hide(&mut self) {
+        let after = self.config.input.hide_pointer_after_ms;
+        if after == 0 || self.pointer_timer.is_some() {
+            return;
+        }
+        let timer = smithay::reexports::calloop::timer::Timer::from_duration(std::time::Duration::from_millis(after));
+        let token = self.loop_handle.insert_source(timer, move |_, _, state| {
+            use smithay::reexports::calloop::timer::TimeoutAction;
+            let since = state.core.kiosk.last_pointer_motion.map(|t| t.elapsed());
+            match since {
+                Some(since) if since < std::time::Duration::from_millis(after) => {
+                    TimeoutAction::ToDuration(std::time::Duration::from_millis(after) - since)
+                }
+                _ => {
+                    state.core.pointer_timer = None;
+                    state.core.queue_redraw_all();
+                    TimeoutAction::Drop
+                }
+            }
+        });
+        self.pointer_timer = token.ok();
+    }
+}
+
+impl State {
+    pub fn kiosk_toplevel_destroyed(&mut self, surface: &ToplevelSurface) {
+        let Some(window) = self.core.window_for_surface(surface.wl_surface()) else {
+            return;
+        };
+        self.core.kiosk.stack.retain(|w| w != &window);
+        self.core.space.unmap_elem(&window);
+        let next = self
+            .core
+            .kiosk
+            .stack
+            .iter()
+            .rev()
+            .find(|w| is_mapped(w))
+            .and_then(|w| w.toplevel().map(|t| t.wl_surface().clone()));
+        if let Some(keyboard) = self.core.seat.get_keyboard() {
+            if keyboard.current_focus().as_ref() == Some(surface.wl_surface()) || keyboard.current_focus().is_none() {
+                keyboard.set_focus(self, next, SERIAL_COUNTER.next_serial());
+            }
+        }
+    }
+
+    pub fn kiosk_activate(&mut self, surface: &WlSurface) {
+        let Some(window) = self.core.window_for_surface(surface) else {
+            return;
+        };
+        self.core.kiosk.stack.retain(|w| w != &window);
+        self.core.kiosk.stack.push(window.clone());
+        self.core.space.raise_element(&window, true);
+        if let Some(keyboard) = self.core.seat.get_keyboard() {
+            keyboard.set_focus(self, Some(surface.clone()), SERIAL_COUNTER.next_serial());
+        }
+    }
+
+    pub fn kiosk_on_commit(&mut self, surface: &WlSurface) {
+        if let Some(window) = self.core.window_for_surface(surface) {
+            let initial = window.toplevel().map(|t| !t.is_initial_configure_sent()).unwrap_or(false);
+            self.core.kiosk_place_toplevel(surface);
+            if initial {
+                if let Some(t) = window.toplevel() {
+                    t.send_configure();
+                }
+            }
+            let has_buffer = with_renderer_surface_state(surface, |s| s.buffer().is_some()).unwrap_or(false);
+            if let Some(kiosk) = window.user_data().get::<WindowKiosk>() {
+                if has_buffer && !kiosk.mapped.replace(true) {
+                    // Keyboard focus follows the newest mapped toplevel.
+                    if let Some(keyboard) = self.core.seat.get_keyboard() {
+                        keyboard.set_focus(self, Some(surface.clone()), SERIAL_COUNTER.next_serial());
+                    }
+                } else if !has_buffer {
+                    kiosk.mapped.set(false);
+                }
+            }
+            return;
+        }
+        if let Some(PopupKind::Xdg(popup)) = self.core.popups.find_popup(surface) {
+            if !popup.is_initial_configure_sent() {
+                if let Err(err) = popup.send_configure() {
+                    tracing::warn!(?err, "cannot configure popup");
+                }
+            }
+        }
     }
 }
 

@@ -3,9 +3,7 @@
 //! Generic over smithay renderers: the headless backend composites with pixman, the nested one
 //! with GLES. Screenshots render the same elements into an offscreen buffer and read it back.
 
-mod image;
-
-pub use image::RgbaImage;
+use crate::image::RgbaImage;
 
 use std::time::Duration;
 
@@ -478,9 +476,11 @@ where
     Ok(image)
 }
 
-/// After an output was repainted (or found unchanged): frame callbacks and presentation feedback
-/// for everything on it.
-pub fn post_repaint(output: &Output, scene: &Scene, now: Time<Monotonic>, refresh: Duration, seq: u64) {
+/// An output showed `scene` at `at` (a page flip, a virtual vblank, or the vblank a frame that
+/// changed nothing would have been shown at): frame callbacks and presentation feedback for
+/// everything on it. `seq` is the output's vblank count.
+pub fn post_repaint(output: &Output, scene: &Scene, at: std::time::Instant, refresh: Duration, seq: u64) {
+    let now: Time<Monotonic> = crate::frames::monotonic(at).into();
     let elapsed = Duration::from(now);
     let mut feedback = OutputPresentationFeedback::new(output);
     for window in scene.windows() {

@@ -92,7 +92,7 @@ impl Drop for Mapping {
 pub fn dmabuf_nv12_to_rgba(dmabuf: &Dmabuf, size: (u32, u32)) -> Result<Vec<u8>, String> {
     let format = dmabuf.format().code as u32;
     if format != crate::video::v4l2::PIX_FMT_NV12 {
-        return Err(format!("cannot convert {} pictures on the CPU (NV12 only)", fourcc_text(format)));
+        return Err(format!("cannot convert {} pictures on the CPU (NV12 only)", crate::fourcc::name(format)));
     }
     let handles: Vec<_> = dmabuf.handles().collect();
     let offsets: Vec<u32> = dmabuf.offsets().collect();
@@ -118,10 +118,6 @@ pub fn dmabuf_nv12_to_rgba(dmabuf: &Dmabuf, size: (u32, u32)) -> Result<Vec<u8>,
     let mut out = vec![0u8; w * h * 4];
     nv12_to_rgba(&y_bytes[y_off..], y_stride, &uv_bytes[uv_off..], uv_stride, size, &mut out);
     Ok(out)
-}
-
-fn fourcc_text(code: u32) -> String {
-    code.to_le_bytes().iter().map(|&b| b as char).collect()
 }
 
 #[cfg(test)]

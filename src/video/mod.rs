@@ -4,7 +4,6 @@
 
 pub mod convert;
 pub mod demux;
-pub mod fwht;
 pub mod h264;
 pub mod nv12_pool;
 pub mod player;
@@ -30,6 +29,76 @@ pub enum VideoError {
     Decoder(String),
     #[error("stream: {0}")]
     Stream(String),
+}
+
+/// Wakes the compositor's loop for the player, and only when the player asked for it: it ran
+/// out of pictures to show or of units to decode. A decoding or reading thread that produces
+/// while the player has plenty costs the loop no wake-up; the player collects at its next
+/// repaint.
+#[derive(Clone)]
+pub struct LoopWaker {
+    ping: smithay::reexports::calloop::ping::Ping,
+    wanted: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LoopWaker {
+    /// The waker and its event source (inserted by `watch_player`).
+    pub fn new() -> std::io::Result<(LoopWaker, smithay::reexports::calloop::ping::PingSource)> {
+        let (ping, source) = smithay::reexports::calloop::ping::make_ping()?;
+        Ok((LoopWaker { ping, wanted: Default::default() }, source))
+    }
+
+    /// The player is about to look for new work: a producer that delivers from now on wakes it.
+    pub fn want(&self) {
+        self.wanted.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The player has what it needs until its next repaint.
+    pub fn unwant(&self) {
+        self.wanted.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Called by producers after each delivery.
+    pub fn wake(&self) {
+        if self.wanted.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.ping.ping();
+        }
+    }
+}
+
+/// Wake the loop for the player (decoder and reader threads ping it when the player waits).
+pub fn watch_player(core: &mut crate::state::Core) -> Result<(), String> {
+    let (waker, source) = LoopWaker::new().map_err(|e| format!("cannot make the video wake-up: {e}"))?;
+    core.loop_handle
+        .insert_source(source, |_, _, state| state.core.video_woken())
+        .map_err(|e| format!("cannot watch the video threads: {e}"))?;
+    if let Some(player) = &mut core.player {
+        player.set_waker(waker.clone());
+    }
+    core.video_waker = Some(waker);
+    Ok(())
+}
+
+impl crate::state::Core {
+    /// The video threads delivered what the player waited for (or something changed its plan):
+    /// feed the decoder, then arrange the next picture's repaint.
+    pub fn video_woken(&mut self) {
+        if let Some(player) = &mut self.player {
+            player.pump();
+        }
+        self.schedule_video();
+        self.check_video_done();
+    }
+
+    /// With `--exit-when-done`: exit once the playlist was played and its last picture shown.
+    pub fn check_video_done(&mut self) {
+        let Some(player) = &self.player else { return };
+        if self.exit_when_done && self.exit_code.is_none() && player.finished() && !player.has_unpresented() {
+            let code = if player.errors().is_empty() { 0 } else { 1 };
+            tracing::info!(target: "video", errors = player.errors().len(), "playlist done: exiting");
+            self.quit(code);
+        }
+    }
 }
 
 /// DMA_BUF_IOCTL_SYNC flags: CPU access to a dmabuf is bracketed by START and END, so caches are

@@ -12,7 +12,7 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 
 use super::demux::{self, AccessUnit, Codec, DemuxError, Loaded};
 use super::worker::{DecoderThread, Event};
-use super::{VideoError, VideoFrame, VideoStats};
+use super::{LoopWaker, VideoError, VideoFrame, VideoStats};
 
 /// Decoded pictures waiting for display before the clock starts.
 const PREROLL: usize = 3;
@@ -133,6 +133,8 @@ pub struct Player {
     opened: Vec<PathBuf>,
     /// The display scans dmabufs out (DRM): software decoding writes into dmabufs.
     scanout: bool,
+    /// Wakes the compositor's loop when the threads deliver what the player waits for.
+    waker: Option<LoopWaker>,
 }
 
 impl Player {
@@ -164,7 +166,13 @@ impl Player {
             first_frame_after: None,
             opened: Vec::new(),
             scanout: false,
+            waker: None,
         }
+    }
+
+    /// The loop's wake-up for the reading and decoding threads.
+    pub fn set_waker(&mut self, waker: LoopWaker) {
+        self.waker = Some(waker);
     }
 
     /// Tell the player the display scans dmabufs out on planes (set before playing starts).
@@ -261,10 +269,22 @@ impl Player {
         // Bounded: the thread reads ahead at most READ_AHEAD parts, then waits for the player.
         let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
         let file = path.clone();
+        let waker = self.waker.clone();
         let spawned = std::thread::Builder::new().name("vitrine-demux".into()).spawn(move || {
+            let wake = || {
+                if let Some(w) = &waker {
+                    w.wake();
+                }
+            };
             // A closed channel (the item was skipped or replaced) stops the reading.
-            if let Err(e) = demux::stream(&file, &mut |part| tx.send(Ok(part)).is_ok()) {
+            let result = demux::stream(&file, &mut |part| {
+                let sent = tx.send(Ok(part)).is_ok();
+                wake();
+                sent
+            });
+            if let Err(e) = result {
                 let _ = tx.send(Err(e));
+                wake();
             }
         });
         match spawned {
@@ -300,10 +320,6 @@ impl Player {
                 return self.reject_item(&path, format!("{}: reading stopped", path.display()));
             }
         };
-        if info.codec == Codec::Fwht && super::v4l2::find_decoders(super::v4l2::PIX_FMT_FWHT).is_empty() {
-            let why = format!("{}: no decoder here takes FWHT (vicodec's codec)", path.display());
-            return self.reject_item(&path, why);
-        }
         let Some((_, rx)) = self.loader.take() else { return };
         let fps = info.fps.unwrap_or(25.0);
         // A looping playlist opens its items again and again: said once, then at debug level.
@@ -368,15 +384,16 @@ impl Player {
         if self.decoder.as_ref().is_some_and(|d| d.codec() == codec) {
             return Ok(());
         }
-        let dec = DecoderThread::start(codec, self.scanout)?;
-        tracing::info!(target: "video", decoder = %dec.name(), "video decoder opened");
-        self.decoder = Some(dec);
+        // The thread finds and opens the device itself: opening every /dev/video* node is not
+        // work for the compositor's loop.
+        self.decoder = Some(DecoderThread::start(codec, self.scanout, self.waker.clone())?);
         Ok(())
     }
 
     /// Take what the decoding thread reported.
     fn collect(&mut self) {
         let Some(dec) = self.decoder.as_mut() else { return };
+        let dec_codec = dec.codec();
         let mut failed = None;
         while let Some(event) = dec.try_event() {
             match event {
@@ -389,6 +406,7 @@ impl Player {
                     }
                 }
                 Event::Buffers(b) => self.fresh.extend(b),
+                Event::Opened(name) => tracing::info!(target: "video", decoder = %name, "video decoder opened"),
                 Event::Skipped(why) => {
                     self.outstanding = self.outstanding.saturating_sub(1);
                     self.discard = self.discard.saturating_sub(1);
@@ -399,20 +417,65 @@ impl Player {
                 Event::Failed(why) => failed = Some(why),
             }
         }
-        if let Some(why) = failed {
-            self.stats_at_failure = Some(dec.stats());
-            self.decoder = None;
-            self.outstanding = 0;
-            self.record_error(format!("video decoder failed: {why}"));
-            self.finished = true;
+        match failed {
+            // Nothing here decodes this item's coding: it is named and skipped, the next one
+            // plays.
+            Some(VideoError::NoDecoder(why)) => {
+                self.decoder = None;
+                self.outstanding = 0;
+                let codec = dec_codec;
+                while self.clips.front().is_some_and(|c| c.codec == codec) {
+                    if let Some(clip) = self.clips.pop_front() {
+                        self.failed_in_row += 1;
+                        let err = format!("skipping playlist item: {}: {why}", clip.path.display());
+                        self.record_file_error(Some(&clip.path), err);
+                    }
+                }
+            }
+            Some(why) => {
+                self.stats_at_failure = Some(dec.stats());
+                self.decoder = None;
+                self.outstanding = 0;
+                self.record_error(format!("video decoder failed: {why}"));
+                self.finished = true;
+            }
+            None => {}
         }
     }
 
-    /// Keep the decoder fed and collect what it finished. Never blocks.
+    /// Keep the decoder fed and collect what it finished. Never blocks. While the player waits
+    /// for something (pictures to show, units to send), the threads wake the loop when it comes.
     pub fn pump(&mut self) {
         if self.finished || self.items.is_empty() {
             return;
         }
+        // Said before looking, so that nothing delivered meanwhile goes unnoticed.
+        if let Some(w) = &self.waker {
+            w.want();
+        }
+        self.feed();
+        if !self.starving() {
+            if let Some(w) = &self.waker {
+                w.unwant();
+            }
+        }
+    }
+
+    /// Whether the player waits for the threads: no picture to show next, a preroll not done,
+    /// a decoder with room but no units read, an item being opened.
+    fn starving(&self) -> bool {
+        if self.finished || self.paused_at.is_some() {
+            return false;
+        }
+        let room = self.outstanding + self.queue.len() < SEND_AHEAD;
+        let unread = self.clips.front().is_some_and(|c| c.units.is_empty() && !c.fully_read());
+        self.queue.is_empty()
+            || (self.start.is_none() && self.queue.len() < PREROLL)
+            || (room && unread)
+            || self.loader.is_some()
+    }
+
+    fn feed(&mut self) {
         self.collect();
         self.poll_load();
         // One item is read ahead of the one being decoded, for a gapless switch.
@@ -502,16 +565,15 @@ impl Player {
         }
     }
 
-    /// The frame to show at the vblank `lead` from now: the latest one due by then (within half
-    /// a refresh). Earlier due frames that were never shown are dropped and counted.
-    pub fn frame_for(&mut self, lead: Duration, refresh: Duration) -> Option<VideoFrame> {
+    /// The frame to show at the vblank at `vblank`: the latest one due before the middle of the
+    /// refresh after it, so each picture goes to the vblank nearest its time. Earlier due frames
+    /// that were never shown are dropped and counted.
+    pub fn frame_for(&mut self, vblank: Instant, refresh: Duration) -> Option<VideoFrame> {
         self.pump();
         if self.paused_at.is_some() {
             return self.current.clone();
         }
-        // After pumping: feeding the decoder takes time of its own.
-        let now = Instant::now() + lead;
-        let deadline = now + refresh / 2;
+        let deadline = vblank + refresh / 2;
         if self.start.is_none() {
             // Preroll: the clock starts once the decoder is a few pictures ahead (or has nothing
             // more to give), so a slow start does not make the first pictures late.
@@ -529,7 +591,7 @@ impl Player {
         let Some(start) = self.start else { return self.current.clone() };
         let mut chosen = None;
         while let Some(f) = self.queue.front() {
-            if start + f.pts > deadline {
+            if start + f.pts >= deadline {
                 break;
             }
             let f = self.queue.pop_front()?;
@@ -555,6 +617,22 @@ impl Player {
             }
         }
         self.current.clone()
+    }
+
+    /// When the next picture wants to be on screen: its presentation time, or now for the first
+    /// picture once the preroll is there. `None` while paused or while nothing is decoded yet
+    /// (the decoding thread wakes the loop when a picture comes).
+    pub fn next_due(&mut self) -> Option<Instant> {
+        if self.paused_at.is_some() || self.finished {
+            return None;
+        }
+        match self.start {
+            None => {
+                let ready = self.queue.len() >= PREROLL || (!self.queue.is_empty() && self.decoder_idle());
+                (ready && !self.shown_new).then(Instant::now)
+            }
+            Some(start) => self.queue.front().map(|f| start + f.pts),
+        }
     }
 
     /// The display showed `frame` (the flip completed, or the frame was rendered).

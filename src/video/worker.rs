@@ -2,8 +2,10 @@
 //! request (visl does, in the caller's context), and a 1080p picture can take tens of
 //! milliseconds there. The compositor's loop only exchanges messages with it and never waits.
 //!
-//! The thread sleeps in `poll` on the video device and a wake-up socket; it is woken by new
-//! work, by the driver finishing pictures, and by frames being released by the display.
+//! The thread finds and opens its device itself (discovery opens every /dev/video* node), then
+//! sleeps in `poll` on the video device and a wake-up socket; it is woken by new work, by the
+//! driver finishing pictures, and by frames being released by the display. What it delivers
+//! wakes the compositor's loop only when the player waits for it (`LoopWaker`).
 
 use std::collections::VecDeque;
 use std::io::Read;
@@ -11,7 +13,6 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use smithay::backend::allocator::dmabuf::Dmabuf;
@@ -19,7 +20,7 @@ use smithay::backend::allocator::dmabuf::Dmabuf;
 use super::demux::Codec;
 use super::soft::SoftwareDecoder;
 use super::v4l2::{self, HwDecoder, StatefulDecoder, StatelessDecoder};
-use super::{VideoError, VideoFrame, VideoStats};
+use super::{LoopWaker, VideoError, VideoFrame, VideoStats};
 
 enum Command {
     Decode {
@@ -38,41 +39,59 @@ pub enum Event {
     Buffers(Vec<Dmabuf>),
     /// An access unit that produced no picture, with the reason.
     Skipped(String),
-    /// The decoder failed; the thread has stopped.
-    Failed(String),
+    /// The device was found and opened: the decoder's name.
+    Opened(String),
+    /// The decoder failed (or none takes the coding); the thread has stopped.
+    Failed(VideoError),
 }
 
 pub struct DecoderThread {
-    name: String,
+    name: Arc<Mutex<String>>,
     codec: Codec,
     commands: Sender<Command>,
-    waker: UnixStream,
+    /// Wakes the thread when a command is sent (its poll also waits on the device).
+    waker: Arc<Mutex<Option<UnixStream>>>,
     events: Receiver<Event>,
     stats: Arc<Mutex<VideoStats>>,
-    thread: Option<JoinHandle<()>>,
+}
+
+/// What the thread needs to tell the player things.
+struct Outbox {
+    events: Sender<Event>,
+    loop_waker: Option<LoopWaker>,
+}
+
+impl Outbox {
+    fn send(&self, event: Event) -> bool {
+        let sent = self.events.send(event).is_ok();
+        if let Some(w) = &self.loop_waker {
+            w.wake();
+        }
+        sent
+    }
 }
 
 impl DecoderThread {
     /// Start decoding a stream of `codec`: on the first V4L2 stateless decoder that takes it,
     /// else the first stateful one, else (H.264) in software with OpenH264
     /// (`VITRINE_DECODER=software` forces that). `scanout`: the display shows dmabufs on planes,
-    /// so the software decoder writes its pictures into dmabufs.
-    pub fn start(codec: Codec, scanout: bool) -> Result<Self, VideoError> {
-        let forced_software = std::env::var("VITRINE_DECODER").is_ok_and(|v| v == "software");
-        let (stateless, stateful) = match codec {
-            Codec::H264 => (v4l2::PIX_FMT_H264_SLICE, v4l2::PIX_FMT_H264),
-            Codec::Fwht => (0, v4l2::PIX_FMT_FWHT),
-        };
-        let find = |fourcc: u32| if forced_software || fourcc == 0 { Vec::new() } else { v4l2::find_decoders(fourcc) };
-        let decoder: Box<dyn HwDecoder> = match (find(stateless), find(stateful)) {
-            (nodes, _) if !nodes.is_empty() => Box::new(StatelessDecoder::open(&nodes)?),
-            (_, nodes) if !nodes.is_empty() => Box::new(StatefulDecoder::open(&nodes, stateful)?),
-            _ if codec == Codec::H264 => return Self::start_software(scanout, forced_software),
-            _ => return Err(VideoError::NoDecoder(format!("no V4L2 decoder takes {} streams", codec.name()))),
-        };
-        let mut thread = Self::start_v4l2(decoder)?;
-        thread.codec = codec;
-        Ok(thread)
+    /// so the software decoder writes its pictures into dmabufs. The device is looked for and
+    /// opened on the new thread; `Event::Opened` or `Event::Failed` says how that went.
+    pub fn start(codec: Codec, scanout: bool, loop_waker: Option<LoopWaker>) -> Result<Self, VideoError> {
+        let (commands, command_rx) = mpsc::channel();
+        let (event_tx, events) = mpsc::channel();
+        let stats = Arc::new(Mutex::new(VideoStats::default()));
+        let name = Arc::new(Mutex::new("opening".to_string()));
+        let waker = Arc::new(Mutex::new(None));
+        let (shared_stats, shared_name, shared_waker) = (stats.clone(), name.clone(), waker.clone());
+        std::thread::Builder::new()
+            .name("vitrine-decoder".into())
+            .spawn(move || {
+                let out = Outbox { events: event_tx, loop_waker };
+                open_and_run(codec, scanout, command_rx, out, shared_stats, shared_name, shared_waker)
+            })
+            .map_err(|e| VideoError::Decoder(format!("cannot start the decoding thread: {e}")))?;
+        Ok(Self { name, codec, commands, waker, events, stats })
     }
 
     /// The coding this decoder decodes.
@@ -80,52 +99,18 @@ impl DecoderThread {
         self.codec
     }
 
-    fn start_software(scanout: bool, forced: bool) -> Result<Self, VideoError> {
-        let decoder = SoftwareDecoder::new(scanout)?;
-        let name = decoder.name();
-        tracing::warn!(
-            target: "video",
-            reason = if forced { "VITRINE_DECODER=software" } else { "no /dev/video* node takes S264 or H264" },
-            decoder = %name,
-            "no V4L2 decoder: decoding in software, every picture is copied"
-        );
-        let (wake_tx, _wake_rx) = UnixStream::pair().map_err(|e| VideoError::Decoder(format!("socketpair: {e}")))?;
-        Self::spawn(name, wake_tx, move |commands, events, stats| run_software(decoder, commands, events, stats))
-    }
-
-    fn start_v4l2(mut decoder: Box<dyn HwDecoder>) -> Result<Self, VideoError> {
-        let name = decoder.name();
-        let (wake_tx, wake_rx) = UnixStream::pair().map_err(|e| VideoError::Decoder(format!("socketpair: {e}")))?;
-        let _ = wake_rx.set_nonblocking(true);
-        let release_waker = wake_tx.try_clone().map_err(|e| VideoError::Decoder(format!("dup: {e}")))?;
-        decoder.set_waker(release_waker);
-        Self::spawn(name, wake_tx, move |commands, events, stats| run(decoder, commands, wake_rx, events, stats))
-    }
-
-    /// The decoding thread running `body` with the command and event channels and the shared
-    /// counters; `waker` wakes it when a command is sent.
-    fn spawn<F>(name: String, waker: UnixStream, body: F) -> Result<Self, VideoError>
-    where
-        F: FnOnce(Receiver<Command>, Sender<Event>, Arc<Mutex<VideoStats>>) + Send + 'static,
-    {
-        let (commands, command_rx) = mpsc::channel();
-        let (event_tx, events) = mpsc::channel();
-        let stats = Arc::new(Mutex::new(VideoStats::default()));
-        let shared = stats.clone();
-        let thread = std::thread::Builder::new()
-            .name("vitrine-decoder".into())
-            .spawn(move || body(command_rx, event_tx, shared))
-            .map_err(|e| VideoError::Decoder(format!("cannot start the decoding thread: {e}")))?;
-        Ok(Self { name, codec: Codec::H264, commands, waker, events, stats, thread: Some(thread) })
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
+    /// The decoder's name ("opening" until the device is open).
+    pub fn name(&self) -> String {
+        self.name.lock().map(|n| n.clone()).unwrap_or_default()
     }
 
     fn send(&mut self, c: Command) {
         let _ = self.commands.send(c);
-        let _ = std::io::Write::write(&mut self.waker, &[1]);
+        if let Ok(mut waker) = self.waker.lock() {
+            if let Some(w) = waker.as_mut() {
+                let _ = std::io::Write::write(w, &[1]);
+            }
+        }
     }
 
     pub fn decode(&mut self, data: Vec<u8>, pts: Duration) {
@@ -146,19 +131,96 @@ impl DecoderThread {
 }
 
 impl Drop for DecoderThread {
+    /// The thread is told to stop and left to finish on its own: joining it here would make the
+    /// compositor's loop wait for a driver.
     fn drop(&mut self) {
         self.send(Command::Stop);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+    }
+}
+
+/// The decoding thread: find and open the device, then decode until told to stop.
+fn open_and_run(
+    codec: Codec,
+    scanout: bool,
+    commands: Receiver<Command>,
+    out: Outbox,
+    stats: Arc<Mutex<VideoStats>>,
+    name: Arc<Mutex<String>>,
+    waker_slot: Arc<Mutex<Option<UnixStream>>>,
+) {
+    let forced_software = std::env::var("VITRINE_DECODER").is_ok_and(|v| v == "software");
+    let (stateless, stateful) = match codec {
+        Codec::H264 => (v4l2::PIX_FMT_H264_SLICE, v4l2::PIX_FMT_H264),
+        Codec::Fwht => (0, v4l2::PIX_FMT_FWHT),
+    };
+    let find = |fourcc: u32| if forced_software || fourcc == 0 { Vec::new() } else { v4l2::find_decoders(fourcc) };
+    let opened: Result<Box<dyn HwDecoder>, VideoError> = match (find(stateless), find(stateful)) {
+        (nodes, _) if !nodes.is_empty() => StatelessDecoder::open(&nodes).map(|d| Box::new(d) as Box<dyn HwDecoder>),
+        (_, nodes) if !nodes.is_empty() => {
+            StatefulDecoder::open(&nodes, stateful).map(|d| Box::new(d) as Box<dyn HwDecoder>)
+        }
+        _ if codec == Codec::H264 => {
+            let decoder = match SoftwareDecoder::new(scanout) {
+                Ok(d) => d,
+                Err(e) => {
+                    out.send(Event::Failed(e));
+                    return;
+                }
+            };
+            let decoder_name = decoder.name();
+            tracing::warn!(
+                target: "video",
+                reason = if forced_software { "VITRINE_DECODER=software" } else { "no /dev/video* node takes S264 or H264" },
+                decoder = %decoder_name,
+                "no V4L2 decoder: decoding in software, every picture is copied"
+            );
+            if let Ok(mut n) = name.lock() {
+                *n = decoder_name.clone();
+            }
+            out.send(Event::Opened(decoder_name));
+            return run_software(decoder, commands, out, stats);
+        }
+        _ => Err(VideoError::NoDecoder(format!("no V4L2 decoder here takes {} streams", codec.name()))),
+    };
+    let mut decoder = match opened {
+        Ok(d) => d,
+        Err(e) => {
+            out.send(Event::Failed(e));
+            return;
+        }
+    };
+    let (wake_tx, wake_rx) = match UnixStream::pair() {
+        Ok(pair) => pair,
+        Err(e) => {
+            out.send(Event::Failed(VideoError::Decoder(format!("socketpair: {e}"))));
+            return;
+        }
+    };
+    let _ = wake_rx.set_nonblocking(true);
+    let _ = wake_tx.set_nonblocking(true);
+    match wake_tx.try_clone() {
+        Ok(release_waker) => decoder.set_waker(release_waker),
+        Err(e) => {
+            out.send(Event::Failed(VideoError::Decoder(format!("dup: {e}"))));
+            return;
         }
     }
+    if let Ok(mut slot) = waker_slot.lock() {
+        *slot = Some(wake_tx);
+    }
+    let decoder_name = decoder.name();
+    if let Ok(mut n) = name.lock() {
+        *n = decoder_name.clone();
+    }
+    out.send(Event::Opened(decoder_name));
+    run(decoder, commands, wake_rx, out, stats)
 }
 
 fn run(
     mut dec: Box<dyn HwDecoder>,
     commands: Receiver<Command>,
     mut wake: UnixStream,
-    events: Sender<Event>,
+    out: Outbox,
     stats: Arc<Mutex<VideoStats>>,
 ) {
     let mut pending: VecDeque<(Vec<u8>, Duration)> = VecDeque::new();
@@ -174,7 +236,7 @@ fn run(
             }
         }
         let fail = |e: VideoError| {
-            let _ = events.send(Event::Failed(e.to_string()));
+            out.send(Event::Failed(e));
         };
         if let Err(e) = dec.pump() {
             return fail(e);
@@ -190,7 +252,7 @@ fn run(
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(VideoError::Stream(e)) => {
-                    let _ = events.send(Event::Skipped(e));
+                    out.send(Event::Skipped(e));
                 }
                 Err(e) => return fail(e),
             }
@@ -204,10 +266,10 @@ fn run(
         }
         let fresh = dec.take_new_buffers();
         if !fresh.is_empty() {
-            let _ = events.send(Event::Buffers(fresh));
+            out.send(Event::Buffers(fresh));
         }
         while let Some(frame) = dec.take_frame() {
-            if events.send(Event::Frame(frame)).is_err() {
+            if !out.send(Event::Frame(frame)) {
                 return;
             }
         }
@@ -223,8 +285,11 @@ fn run(
             libc::pollfd { fd: dec.fd().as_raw_fd(), events: libc::POLLIN | libc::POLLOUT | libc::POLLPRI, revents: 0 },
         ];
         let n = if dec.busy() { 2 } else { 1 };
+        // Idle, the thread sleeps until it is given work; busy, it looks again after a while
+        // even if the driver says nothing.
+        let timeout = if dec.busy() { 200 } else { -1 };
         // SAFETY: `n` valid pollfd entries.
-        unsafe { libc::poll(fds.as_mut_ptr(), n, 200) };
+        unsafe { libc::poll(fds.as_mut_ptr(), n, timeout) };
         if fds[1].revents & libc::POLLERR != 0 {
             // Not a state to spin in: give the driver a moment.
             std::thread::sleep(Duration::from_millis(2));
@@ -234,15 +299,10 @@ fn run(
     }
 }
 
-fn run_software(
-    mut dec: SoftwareDecoder,
-    commands: Receiver<Command>,
-    events: Sender<Event>,
-    stats: Arc<Mutex<VideoStats>>,
-) {
+fn run_software(mut dec: SoftwareDecoder, commands: Receiver<Command>, out: Outbox, stats: Arc<Mutex<VideoStats>>) {
     // Access units in and pictures (or skips) out since the last drain: what a drain does not
     // bring out is reported, so the player never waits for it.
-    let (mut units_in, mut out) = (0usize, 0usize);
+    let (mut units_in, mut given) = (0usize, 0usize);
     while let Ok(command) = commands.recv() {
         let frames: Vec<VideoFrame> = match command {
             Command::Decode { data, pts } => {
@@ -250,30 +310,30 @@ fn run_software(
                 match dec.decode(&data, pts) {
                     Ok(frame) => frame.into_iter().collect(),
                     Err(e) => {
-                        out += 1;
-                        let _ = events.send(Event::Skipped(e.to_string()));
+                        given += 1;
+                        out.send(Event::Skipped(e.to_string()));
                         Vec::new()
                     }
                 }
             }
             Command::Drain => {
                 let frames = dec.drain();
-                for _ in (out + frames.len())..units_in {
-                    let _ = events.send(Event::Skipped("the decoder gave no picture for it".into()));
+                for _ in (given + frames.len())..units_in {
+                    out.send(Event::Skipped("the decoder gave no picture for it".into()));
                 }
-                (units_in, out) = (0, 0);
+                (units_in, given) = (0, 0);
                 if let Ok(mut s) = stats.lock() {
                     *s = dec.stats.clone();
                 }
-                if !send_frames(&events, frames) {
+                if !send_frames(&out, frames) {
                     return;
                 }
                 continue;
             }
             Command::Stop => return,
         };
-        out += frames.len();
-        if !send_frames(&events, frames) {
+        given += frames.len();
+        if !send_frames(&out, frames) {
             return;
         }
         if let Ok(mut s) = stats.lock() {
@@ -283,6 +343,6 @@ fn run_software(
 }
 
 /// Hand pictures to the player; false when it is gone.
-fn send_frames(events: &Sender<Event>, frames: Vec<VideoFrame>) -> bool {
-    frames.into_iter().all(|f| events.send(Event::Frame(f)).is_ok())
+fn send_frames(out: &Outbox, frames: Vec<VideoFrame>) -> bool {
+    frames.into_iter().all(|f| out.send(Event::Frame(f)))
 }

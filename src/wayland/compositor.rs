@@ -16,7 +16,7 @@ use crate::state::{ClientState, State};
 
 impl CompositorHandler for State {
     fn compositor_state(&mut self) -> &mut CompositorState {
-        &mut self.compositor_state
+        &mut self.core.compositor_state
     }
 
     fn client_compositor_state<'a>(&self, client: &'a Client) -> &'a CompositorClientState {
@@ -37,12 +37,19 @@ impl CompositorHandler for State {
             while let Some(parent) = get_parent(&root) {
                 root = parent;
             }
-            if let Some(window) = self.window_for_surface(&root) {
+            if let Some(window) = self.core.window_for_surface(&root) {
                 window.on_commit();
             }
         }
-        self.popups.commit(surface);
+        self.core.popups.commit(surface);
         self.kiosk_on_commit(surface);
+        // Frames on demand: what shows this surface is repainted at its next vblank.
+        self.core.queue_redraw_for_surface(surface);
+    }
+
+    fn destroyed(&mut self, _surface: &WlSurface) {
+        // A surface gone (a subsurface, a popup, a client that left) leaves a hole to repaint.
+        self.core.queue_redraw_all();
     }
 }
 
@@ -52,7 +59,7 @@ impl BufferHandler for State {
 
 impl ShmHandler for State {
     fn shm_state(&self) -> &ShmState {
-        &self.shm_state
+        &self.core.shm_state
     }
 }
 

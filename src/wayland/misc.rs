@@ -20,7 +20,7 @@ impl OutputHandler for State {}
 
 impl XdgActivationHandler for State {
     fn activation_state(&mut self) -> &mut XdgActivationState {
-        &mut self.activation_state
+        &mut self.core.activation_state
     }
 
     fn request_activation(
@@ -38,7 +38,7 @@ impl XdgActivationHandler for State {
 
 impl DmabufHandler for State {
     fn dmabuf_state(&mut self) -> &mut DmabufState {
-        &mut self.dmabuf_state
+        &mut self.core.dmabuf_state
     }
 
     fn dmabuf_imported(&mut self, _global: &DmabufGlobal, dmabuf: Dmabuf, notifier: ImportNotifier) {

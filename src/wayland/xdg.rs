@@ -25,18 +25,18 @@ use crate::state::State;
 
 impl XdgShellHandler for State {
     fn xdg_shell_state(&mut self) -> &mut XdgShellState {
-        &mut self.xdg_shell_state
+        &mut self.core.xdg_shell_state
     }
 
     fn new_toplevel(&mut self, surface: ToplevelSurface) {
-        if let Some(xdg) = self.xdg_surface_in_request.take() {
+        if let Some(xdg) = self.core.xdg_surface_in_request.take() {
             compositor::with_states(surface.wl_surface(), |states| {
                 states.data_map.insert_if_missing_threadsafe(|| XdgSurfaceOf(xdg));
             });
         }
         compositor::add_pre_commit_hook::<State, _>(surface.wl_surface(), reject_unconfigured_buffer);
         let window = Window::new_wayland_window(surface);
-        self.kiosk_new_toplevel(window);
+        self.core.kiosk_new_toplevel(window);
     }
 
     fn toplevel_destroyed(&mut self, surface: ToplevelSurface) {
@@ -48,7 +48,7 @@ impl XdgShellHandler for State {
             state.geometry = positioner.get_geometry();
             state.positioner = positioner;
         });
-        if let Err(err) = self.popups.track_popup(PopupKind::Xdg(surface)) {
+        if let Err(err) = self.core.popups.track_popup(PopupKind::Xdg(surface)) {
             tracing::warn!(?err, "cannot track popup");
         }
     }
@@ -84,7 +84,7 @@ impl XdgShellHandler for State {
     }
 
     fn app_id_changed(&mut self, surface: ToplevelSurface) {
-        self.kiosk_place_toplevel(surface.wl_surface());
+        self.core.kiosk_place_toplevel(surface.wl_surface());
     }
 }
 
@@ -149,13 +149,13 @@ impl Dispatch<XdgSurface, XdgSurfaceUserData> for State {
     ) {
         let creating = matches!(request, xdg_surface::Request::GetToplevel { .. });
         if creating {
-            state.xdg_surface_in_request = Some(resource.clone());
+            state.core.xdg_surface_in_request = Some(resource.clone());
         }
         <XdgShellState as Dispatch<XdgSurface, XdgSurfaceUserData, State>>::request(
             state, client, resource, request, data, dh, init,
         );
         if creating {
-            state.xdg_surface_in_request = None;
+            state.core.xdg_surface_in_request = None;
         }
     }
 

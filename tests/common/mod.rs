@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use vitrine::control::client;
 use vitrine::control::protocol::{Reply, Request};
-use vitrine::render::RgbaImage;
+use vitrine::image::RgbaImage;
 
 /// The background every test configures: no client draws this magenta.
 pub const BG: [u8; 3] = [0xff, 0x00, 0xff];

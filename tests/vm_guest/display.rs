@@ -761,7 +761,7 @@ fn software_decoding_feeds_nv12_dmabufs_to_a_plane() {
 struct RgbaRegion(std::collections::HashSet<[u8; 3]>);
 
 impl RgbaRegion {
-    fn new(image: &vitrine::render::RgbaImage, (x0, y0, w, h): (u32, u32, u32, u32)) -> RgbaRegion {
+    fn new(image: &vitrine::image::RgbaImage, (x0, y0, w, h): (u32, u32, u32, u32)) -> RgbaRegion {
         let mut set = std::collections::HashSet::new();
         for y in y0..y0 + h {
             for x in x0..x0 + w {

@@ -11,13 +11,18 @@ use smithay::backend::egl::{EGLContext, EGLDevice, EGLDisplay};
 use smithay::backend::renderer::damage::OutputDamageTracker;
 use smithay::backend::renderer::gles::{GlesRenderer, GlesTexture};
 use smithay::backend::renderer::pixman::PixmanRenderer;
+use smithay::backend::renderer::sync::SyncPoint;
 use smithay::backend::renderer::{Bind, Color32F, ImportAll, ImportDma, ImportMem, Renderer, Texture};
 use smithay::utils::{Physical, Rectangle};
 
 use super::device::Card;
 use super::kms::MappedBuffer;
-use crate::render::{capture, OnPlanes, OutputElement, Painter, RgbaImage};
+use crate::image::RgbaImage;
+use crate::render::{capture, OnPlanes, OutputElement, Painter};
 use crate::scene::Scene;
+
+/// What a composition drew: the damaged rectangles and the point where the GPU is done.
+pub type Drawn = (Vec<Rectangle<i32, Physical>>, SyncPoint);
 
 /// Which renderer composites (`--renderer`, `[drm] renderer`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
@@ -142,8 +147,8 @@ impl Compositor {
         }
     }
 
-    /// Draw what of `scene` is not on planes into `buffer`, clearing to `clear`.
-    /// Returns the damage, `None` when nothing changed.
+    /// Draw what of `scene` is not on planes into `buffer`, clearing to `clear`. Returns the
+    /// damage and the point where the GPU is done drawing, `None` when nothing changed.
     pub fn render(
         &mut self,
         painter: &Painter,
@@ -152,7 +157,7 @@ impl Compositor {
         scene: &Scene,
         skip: &OnPlanes,
         clear: [f32; 4],
-    ) -> Result<Option<Vec<Rectangle<i32, Physical>>>, String> {
+    ) -> Result<Option<Drawn>, String> {
         match (self, buffer) {
             (Compositor::Pixman(r), CompositionBuffer::Dumb(b)) => {
                 let mut image = b.image()?;
@@ -261,8 +266,8 @@ pub fn samples_yuv(compositor: &Compositor) -> bool {
     }
 }
 
-/// Render into a bound target and wait until the pixels are there (a plane scans the buffer out
-/// right after).
+/// Render into a bound target. The pixels are there once the returned sync point is reached:
+/// the caller hands it to KMS as the plane's in-fence rather than waiting.
 fn draw<R, T>(
     renderer: &mut R,
     target: &mut T,
@@ -271,7 +276,7 @@ fn draw<R, T>(
     scene: &Scene,
     skip: &OnPlanes,
     clear: [f32; 4],
-) -> Result<Option<Vec<Rectangle<i32, Physical>>>, String>
+) -> Result<Option<Drawn>, String>
 where
     R: Renderer + ImportAll + ImportMem + ImportDma + Bind<T>,
     R::TextureId: Clone + Texture + Send + 'static,
@@ -281,9 +286,5 @@ where
     let result = damage
         .render_output(renderer, &mut fb, 1, &elements, Color32F::from(clear))
         .map_err(|e| format!("composition failed: {e:?}"))?;
-    let changed = result.damage.cloned();
-    if changed.is_some() {
-        let _ = result.sync.wait();
-    }
-    Ok(changed)
+    Ok(result.damage.cloned().map(|damage| (damage, result.sync.clone())))
 }

@@ -188,8 +188,7 @@ pub struct FormatModifier {
     pub modifier: u64,
 }
 
-pub const MOD_LINEAR: u64 = 0;
-pub const MOD_INVALID: u64 = 0x00ff_ffff_ffff_ffff;
+pub use crate::fourcc::{MOD_INVALID, MOD_LINEAR};
 
 /// Parse an IN_FORMATS blob (struct drm_format_modifier_blob).
 pub fn parse_in_formats(blob: &[u8]) -> Vec<FormatModifier> {
@@ -221,20 +220,6 @@ pub fn parse_in_formats(blob: &[u8]) -> Vec<FormatModifier> {
         }
     }
     out
-}
-
-/// A fourcc as text, e.g. "NV12".
-pub fn fourcc_name(format: u32) -> String {
-    format.to_le_bytes().iter().map(|&b| b as char).collect::<String>().trim_end().to_string()
-}
-
-/// A modifier as text: "LINEAR", "INVALID" or hex.
-pub fn modifier_name(modifier: u64) -> String {
-    match modifier {
-        MOD_LINEAR => "LINEAR".into(),
-        MOD_INVALID => "INVALID".into(),
-        m => format!("0x{m:016x}"),
-    }
 }
 
 /// Everything vitrine reads about a plane.

@@ -4,22 +4,25 @@
 
 use drm::control::atomic::AtomicModeReq;
 use drm::control::property::Value;
-use drm::control::{crtc, framebuffer, AtomicCommitFlags, Device as ControlDevice, Event};
+use drm::control::{framebuffer, AtomicCommitFlags, Device as ControlDevice, Event};
 use serde::Serialize;
 use smithay::backend::allocator::Buffer as _;
 use smithay::reexports::wayland_server::Resource;
 
-use super::device::{fourcc_name, modifier_name, Card, PlaneInfo};
+use super::device::{Card, PlaneInfo};
 use super::head::Head;
 use super::planner::{
     self, CommitTester, LayerDesc, LayerKind, Placement, Plan, PlaneCaps, PlaneKind, ScalingLimits, ZposRange,
 };
 use super::scanout::{surface_layers, FbCache, SurfaceLayer};
-use super::{Drm, KmsStats, Writeback};
-use crate::backend::Backend;
+use super::{Drm, DrmError, KmsStats, Writeback};
+use crate::fourcc::{modifier_name, name as fourcc_name};
+use crate::frames::Repaint;
 use crate::render::{post_repaint, OnPlanes};
 use crate::scene::{LayerSource, Scene};
-use crate::state::State;
+use crate::state::Core;
+use smithay::output::Output;
+use std::time::Instant;
 
 /// A commit waiting for its page flip, and what it put on screen.
 pub struct InFlight {
@@ -82,14 +85,6 @@ enum Origin {
     Surface(SurfaceLayer, Option<framebuffer::Handle>, String),
     Video(Option<framebuffer::Handle>),
     Cursor,
-}
-
-fn has_alpha(fourcc: u32) -> bool {
-    matches!(&fourcc.to_le_bytes()[..], [b'A', ..] | [_, _, b'A', _] | [b'R', b'A', ..] | [b'B', b'A', ..])
-}
-
-fn is_yuv(fourcc: u32) -> bool {
-    matches!(&fourcc.to_le_bytes()[..2], b"NV" | b"YU" | b"YV" | b"P0")
 }
 
 /// The scene as the planner sees it, with each layer's origin.
@@ -162,7 +157,7 @@ fn describe(
                                 dst: rect(s.dst),
                                 rotation: turn,
                                 needs_color: false,
-                                opaque: !has_alpha(format.code as u32),
+                                opaque: !crate::fourcc::has_alpha(format.code as u32),
                             }
                         }
                         _ => {
@@ -241,11 +236,13 @@ pub(super) fn set_plane(
     zpos: Option<u64>,
     yuv: bool,
     rotation: u32,
-) -> Result<(), String> {
-    let info = head.plane(plane).ok_or_else(|| format!("plane {plane} does not belong to {}", head.name()))?;
+) -> Result<(), DrmError> {
+    let info = head
+        .plane(plane)
+        .ok_or_else(|| DrmError::Missing(format!("plane {plane} does not belong to {}", head.name())))?;
     let h = info.handle;
     let p = &info.props;
-    let prop = |name: &str| p.handle(name).ok_or_else(|| format!("plane {plane} lacks {name}"));
+    let prop = |name: &str| p.handle(name).ok_or_else(|| DrmError::Missing(format!("plane {plane} lacks {name}")));
     req.add_property(h, prop("FB_ID")?, Value::Framebuffer(Some(fb)));
     req.add_property(h, prop("CRTC_ID")?, Value::CRTC(Some(head.crtc)));
     req.add_property(h, prop("SRC_X")?, Value::UnsignedRange((src.0 as u64) << 16));
@@ -281,9 +278,10 @@ pub(super) fn set_plane(
 }
 
 /// Turn a plane off in `req`.
-pub(super) fn disable_plane(info: &PlaneInfo, req: &mut AtomicModeReq) -> Result<(), String> {
-    let fb_id = info.props.handle("FB_ID").ok_or("plane lacks FB_ID")?;
-    let crtc_id = info.props.handle("CRTC_ID").ok_or("plane lacks CRTC_ID")?;
+pub(super) fn disable_plane(info: &PlaneInfo, req: &mut AtomicModeReq) -> Result<(), DrmError> {
+    let missing = |name: &str| DrmError::Missing(format!("plane {} lacks {name}", u32::from(info.handle)));
+    let fb_id = info.props.handle("FB_ID").ok_or_else(|| missing("FB_ID"))?;
+    let crtc_id = info.props.handle("CRTC_ID").ok_or_else(|| missing("CRTC_ID"))?;
     req.add_property(info.handle, fb_id, Value::Framebuffer(None));
     req.add_property(info.handle, crtc_id, Value::CRTC(None));
     Ok(())
@@ -303,14 +301,25 @@ fn plan_request(
     descs: &[LayerDesc],
     buffers: &[Option<Scanout>],
     composition_fb: framebuffer::Handle,
-) -> Result<AtomicModeReq, String> {
+) -> Result<AtomicModeReq, DrmError> {
     let mut req = AtomicModeReq::new();
     for (i, placement) in plan.layers.iter().enumerate() {
         if let Placement::Plane { plane, zpos } = placement {
-            let b = buffers[i].ok_or("a layer without framebuffer was placed on a plane")?;
+            let b = buffers[i]
+                .ok_or_else(|| DrmError::Missing("a layer without framebuffer was placed on a plane".into()))?;
             let desc = &descs[i];
             let src = (b.src_pos.0, b.src_pos.1, desc.src_size.0, desc.src_size.1);
-            set_plane(head, &mut req, *plane, b.fb, src, desc.dst, *zpos, is_yuv(desc.format), desc.rotation)?;
+            set_plane(
+                head,
+                &mut req,
+                *plane,
+                b.fb,
+                src,
+                desc.dst,
+                *zpos,
+                crate::fourcc::is_yuv(desc.format),
+                desc.rotation,
+            )?;
         }
     }
     let (w, h) = head.size();
@@ -320,7 +329,8 @@ fn plan_request(
     let used = plan.planes();
     for plane in &head.active_planes {
         if !used.contains(plane) {
-            disable_plane(head.plane(*plane).ok_or("unknown plane")?, &mut req)?;
+            let info = head.plane(*plane).ok_or_else(|| DrmError::Missing(format!("unknown plane {plane}")))?;
+            disable_plane(info, &mut req)?;
         }
     }
     Ok(req)
@@ -336,7 +346,8 @@ struct Tester<'a> {
 
 impl CommitTester for Tester<'_> {
     fn test(&mut self, plan: &Plan, layers: &[LayerDesc]) -> Result<(), String> {
-        let req = plan_request(self.head, plan, layers, self.buffers, self.composition_fb)?;
+        let req =
+            plan_request(self.head, plan, layers, self.buffers, self.composition_fb).map_err(|e| e.to_string())?;
         self.card
             .atomic_commit(AtomicCommitFlags::TEST_ONLY | AtomicCommitFlags::NONBLOCK, req)
             .map_err(|e| e.to_string())
@@ -350,12 +361,12 @@ fn modeset(
     head: &mut Head,
     writeback: Option<&mut Writeback>,
     fb: framebuffer::Handle,
-) -> Result<(), String> {
+) -> Result<(), DrmError> {
     let prop = |props: &super::device::Props, name: &str| {
-        props.handle(name).ok_or_else(|| format!("{}: property {name} missing", card.name()))
+        props.handle(name).ok_or_else(|| DrmError::Missing(format!("{}: property {name} missing", card.name())))
     };
     let mut req = AtomicModeReq::new();
-    let blob = card.create_property_blob(&head.mode).map_err(|e| format!("mode blob: {e}"))?;
+    let blob = card.create_property_blob(&head.mode).map_err(|e| DrmError::kernel("mode blob".into(), e))?;
     req.add_property(head.connector.handle, prop(&head.connector.props, "CRTC_ID")?, Value::CRTC(Some(head.crtc)));
     req.add_property(head.crtc, prop(&head.crtc_props, "MODE_ID")?, blob);
     req.add_property(head.crtc, prop(&head.crtc_props, "ACTIVE")?, Value::Boolean(true));
@@ -371,240 +382,288 @@ fn modeset(
     let (w, h) = head.size();
     set_plane(head, &mut req, head.primary.handle.into(), fb, (0, 0, w, h), (0, 0, w, h), None, false, 0)?;
     let flags = AtomicCommitFlags::PAGE_FLIP_EVENT | AtomicCommitFlags::NONBLOCK | AtomicCommitFlags::ALLOW_MODESET;
-    card.atomic_commit(flags, req).map_err(|e| format!("{}: modeset of {} failed: {e}", card.name(), head.name()))?;
+    card.atomic_commit(flags, req)
+        .map_err(|e| DrmError::kernel(format!("{}: modeset of {}", card.name(), head.name()), e))?;
     head.modeset_done = true;
     Ok(())
 }
 
-/// Paint and commit the next frame of the head on `crtc`, unless one is in flight.
-pub(super) fn repaint(state: &mut State, crtc: crtc::Handle) {
-    if !state.displays_on {
-        return;
-    }
-    let Backend::Drm(d) = &state.backend else { return };
-    let Some(head) = d.head(crtc) else { return };
-    if head.in_flight.is_some() || d.paused {
-        return;
-    }
-    let output = head.output.clone();
-    let modeset_done = head.modeset_done;
-    // What is committed now is seen at the next vblank.
-    let refresh = head.refresh;
-    // Decoder buffers become framebuffers once, when the decoder makes them, not when first shown.
-    let fresh = state.player.as_mut().map(|p| p.take_new_buffers()).unwrap_or_default();
-    if let Backend::Drm(d) = &mut state.backend {
+impl Drm {
+    /// Paint and commit the next frame of `output`'s head. The frame scheduler calls this only
+    /// when something is due and no commit of the head is in flight.
+    pub fn repaint(&mut self, core: &mut Core, output: &Output) -> Repaint {
+        if !core.displays_on || self.paused {
+            return Repaint::Skipped;
+        }
+        let Some(index) = self.heads.iter().position(|h| &h.output == output && !h.removing) else {
+            return Repaint::Skipped;
+        };
+        if self.heads[index].in_flight.is_some() {
+            return Repaint::Skipped;
+        }
+        // Decoder buffers become framebuffers once, when the decoder makes them, not when first
+        // shown.
+        let fresh = core.player.as_mut().map(|p| p.take_new_buffers()).unwrap_or_default();
         for dmabuf in &fresh {
-            match d.fb_cache.get_or_add(&d.card, dmabuf) {
+            match self.fb_cache.get_or_add(&self.card, dmabuf) {
                 Ok((_, true)) => {
-                    d.stats.framebuffers_created += 1;
-                    d.stats.video_framebuffers_created += 1;
+                    self.stats.framebuffers_created += 1;
+                    self.stats.video_framebuffers_created += 1;
                 }
                 Ok(_) => {}
                 Err(err) => tracing::warn!(target: "planes", %err, "decoder buffer cannot be a framebuffer"),
             }
         }
-    }
-    state.video_tick(refresh, refresh);
-    let mut scene = state.scene_for_output(&output);
-    if !modeset_done {
-        // The frame that sets the mode is composited whole: a decoded picture in it would be
-        // converted on the CPU. The picture waits for the next frame, on its plane.
-        scene.layers.retain(|l| !matches!(l.source, LayerSource::Video(_)));
-    }
-    let now = state.clock.now();
-    let Backend::Drm(d) = &mut state.backend else { return };
-    let Drm { card, heads, compositor, painter, fb_cache, stats, writeback, last_error, feedback, .. } = &mut **d;
-    let Some(head) = heads.iter_mut().find(|h| h.crtc == crtc) else { return };
-    let (w, h) = head.size();
-    let back = head.back;
-    let composition_fb = head.slots[back].buffer.fb();
-
-    // The first frame sets the mode, with everything composited on the primary plane.
-    let (descs, origins, plan, fbs) = if head.modeset_done {
-        let (descs, origins) = describe(card, fb_cache, stats, &scene, (w, h), head.rotation);
-        let fbs: Vec<Option<Scanout>> = origins
-            .iter()
-            .map(|o| match o {
-                Origin::Surface(s, fb, _) => {
-                    fb.map(|fb| Scanout { fb, src_pos: s.src.map(|r| (r.0, r.1)).unwrap_or((0, 0)) })
-                }
-                Origin::Video(fb) => fb.map(|fb| Scanout { fb, src_pos: (0, 0) }),
-                _ => None,
-            })
-            .collect();
-        let searches = head.planner.stats().searches;
-        let tests_before = head.planner.test_commits();
-        let plan = {
-            let mut planner = std::mem::replace(&mut head.planner, planner::Planner::new(Vec::new(), 0));
-            let plan = planner.plan(&descs, &mut Tester { card, head, buffers: &fbs, composition_fb });
-            head.planner = planner;
-            plan
-        };
-        stats.test_commits += head.planner.test_commits() - tests_before;
-        if head.planner.stats().searches != searches {
-            // A new scene shape: tell each client surface which planes could take it.
-            let planes = if head.planner.layers_on_planes() { head.planner.planes() } else { &[] };
-            for (desc, origin) in descs.iter().zip(&origins) {
-                if let Origin::Surface(s, _, _) = origin {
-                    feedback.update(&s.surface, planes, desc);
-                }
-            }
-            tracing::debug!(target: "planes", output = %output.name(), plan = %plan, "new plan");
-            for (i, rejections) in head.planner.rejections().iter().enumerate() {
-                for r in rejections {
-                    tracing::debug!(target: "planes", output = %output.name(), layer = i, reason = %r, "not on that plane");
-                }
-            }
+        // What is committed now is seen at the next vblank.
+        if let Some(clock) = core.frames.clock(output) {
+            core.video_tick(output, clock.next_vblank(Instant::now()), clock.period());
         }
-        (descs, origins, Some(plan), fbs)
-    } else {
-        (Vec::new(), Vec::new(), None, Vec::new())
-    };
-
-    // Composition: every layer the plan did not put on a plane.
-    let mut on_planes = OnPlanes::default();
-    if let Some(plan) = &plan {
-        for (o, p) in origins.iter().zip(&plan.layers) {
-            match (o, p) {
-                (Origin::Surface(s, _, _), Placement::Plane { .. }) => on_planes.surfaces.push(s.surface.clone()),
-                (Origin::Video(_), Placement::Plane { .. }) => on_planes.video = true,
-                _ => {}
+        let mut scene = core.scene_for_output(output);
+        let head = &self.heads[index];
+        if !head.modeset_done {
+            // The frame that sets the mode is composited whole: a decoded picture in it would be
+            // converted on the CPU. The picture waits for the next frame, on its plane.
+            scene.layers.retain(|l| !matches!(l.source, LayerSource::Video(_)));
+        }
+        match self.commit_frame(core, index, scene) {
+            Ok(true) => Repaint::Committed,
+            Ok(false) => Repaint::Unchanged,
+            Err(err) => {
+                super::log_error(&mut self.last_error, &err);
+                Repaint::Skipped
             }
         }
     }
-    let composition = plan.as_ref().map(|p| p.composition).unwrap_or(Some(planner::CompositionPlacement {
-        plane: head.primary.handle.into(),
-        zpos: None,
-        format: planner::DRM_FORMAT_XRGB8888,
-    }));
-    let mut composited_damage = None;
-    if let Some(c) = composition {
-        // At the bottom the composition shows the background; above a plane it is transparent.
-        let bottom = c.format == planner::DRM_FORMAT_XRGB8888;
-        let clear = if bottom { scene.background } else { [0.0, 0.0, 0.0, 0.0] };
-        let slot = &mut head.slots[back];
-        match compositor.render(painter, &mut slot.buffer, &mut slot.damage, &scene, &on_planes, clear) {
-            Ok(damage) => composited_damage = damage,
-            Err(err) => tracing::error!(output = %output.name(), %err, "composition failed"),
-        }
-    }
-    let composited_damage = composited_damage.filter(|d| !d.is_empty());
-    let plane_fbs: Vec<Option<Scanout>> = match &plan {
-        Some(plan) => plan
-            .layers
-            .iter()
-            .zip(&fbs)
-            .map(|(p, fb)| matches!(p, Placement::Plane { .. }).then_some(*fb).flatten())
-            .collect(),
-        None => Vec::new(),
-    };
-    let changed =
-        !head.modeset_done || composited_damage.is_some() || plan != head.last_plan || plane_fbs != head.last_fbs;
-    if !changed {
-        // Nothing changed: clients still get their frame callbacks at the refresh rate.
-        post_repaint(&output, &scene, now, head.refresh, stats.frames_presented);
-        state.display_heartbeat = Some(std::time::Instant::now());
-        state.video_presented(None, std::time::Instant::now(), false);
-        return;
-    }
 
-    let result = match &plan {
-        None => modeset(card, head, writeback.as_mut(), composition_fb).map(|()| vec![head.primary.handle.into()]),
-        Some(plan) => plan_request(head, plan, &descs, &fbs, composition_fb).and_then(|req| {
-            card.atomic_commit(AtomicCommitFlags::NONBLOCK | AtomicCommitFlags::PAGE_FLIP_EVENT, req)
-                .map_err(|e| format!("{}: atomic commit on {} failed: {e}", card.name(), head.name()))?;
-            Ok(plan.planes())
-        }),
-    };
-    match result {
-        Ok(active) => {
-            stats.commits += 1;
-            if let Some(area) =
-                composited_damage.as_ref().map(|r| r.iter().map(|r| r.size.w as u64 * r.size.h as u64).sum::<u64>())
-            {
-                stats.frames_composited += 1;
-                if compositor.copies() {
-                    stats.cpu_copied_bytes += area * 4;
-                }
-            }
-            head.report = match &plan {
-                Some(plan) => {
-                    let video_composited = origins
-                        .iter()
-                        .zip(&plan.layers)
-                        .any(|(o, p)| matches!((o, p), (Origin::Video(_), Placement::Composited { .. })));
-                    if video_composited {
-                        stats.video_frames_composited += 1;
-                    }
-                    report(&descs, &origins, plan, None)
-                }
-                None => vec![LayerReport {
-                    source: "composition",
-                    name: "vitrine".into(),
-                    format: Some("AR24".into()),
-                    modifier: Some("LINEAR".into()),
-                    size: [w, h],
-                    plane: Some(head.primary.handle.into()),
-                    composited: false,
-                    reason: None,
-                }],
-            };
-            let buffers = origins
+    /// Plan, composite and commit `scene` on head `index`. Ok(false): nothing changed on screen,
+    /// nothing was committed.
+    fn commit_frame(&mut self, core: &mut Core, index: usize, scene: Scene) -> Result<bool, DrmError> {
+        let Drm { card, heads, compositor, painter, fb_cache, stats, feedback, writeback, fence_waited, .. } = self;
+        let head = &mut heads[index];
+        let output = head.output.clone();
+        let (w, h) = head.size();
+        let back = head.back;
+        let composition_fb = head.slots[back].buffer.fb();
+
+        // The first frame sets the mode, with everything composited on the primary plane.
+        let (descs, origins, plan, fbs) = if head.modeset_done {
+            let (descs, origins) = describe(card, fb_cache, stats, &scene, (w, h), head.rotation);
+            let fbs: Vec<Option<Scanout>> = origins
                 .iter()
-                .filter_map(|o| match o {
-                    Origin::Surface(s, Some(_), _) => Some(s.buffer.clone()),
+                .map(|o| match o {
+                    Origin::Surface(s, fb, _) => {
+                        fb.map(|fb| Scanout { fb, src_pos: s.src.map(|r| (r.0, r.1)).unwrap_or((0, 0)) })
+                    }
+                    Origin::Video(fb) => fb.map(|fb| Scanout { fb, src_pos: (0, 0) }),
                     _ => None,
                 })
                 .collect();
-            head.in_flight = Some(InFlight { scene, buffers });
-            head.active_planes = active;
-            head.last_plan = plan;
-            head.last_fbs = plane_fbs;
-            if composition.is_some() {
-                head.back = (back + 1) % head.slots.len();
+            let searches = head.planner.stats().searches;
+            let tests_before = head.planner.test_commits();
+            let plan = {
+                let mut planner = std::mem::replace(&mut head.planner, planner::Planner::new(Vec::new(), 0));
+                let plan = planner.plan(&descs, &mut Tester { card, head, buffers: &fbs, composition_fb });
+                head.planner = planner;
+                plan
+            };
+            stats.test_commits += head.planner.test_commits() - tests_before;
+            if head.planner.stats().searches != searches {
+                // A new scene shape: tell each client surface which planes could take it.
+                let planes = if head.planner.layers_on_planes() { head.planner.planes() } else { &[] };
+                for (desc, origin) in descs.iter().zip(&origins) {
+                    if let Origin::Surface(s, _, _) = origin {
+                        feedback.update(&s.surface, planes, desc);
+                    }
+                }
+                tracing::debug!(target: "planes", output = %output.name(), plan = %plan, "new plan");
+                for (i, rejections) in head.planner.rejections().iter().enumerate() {
+                    for r in rejections {
+                        tracing::debug!(target: "planes", output = %output.name(), layer = i, reason = %r, "not on that plane");
+                    }
+                }
+            }
+            (descs, origins, Some(plan), fbs)
+        } else {
+            (Vec::new(), Vec::new(), None, Vec::new())
+        };
+
+        // Composition: every layer the plan did not put on a plane.
+        let mut on_planes = OnPlanes::default();
+        if let Some(plan) = &plan {
+            for (o, p) in origins.iter().zip(&plan.layers) {
+                match (o, p) {
+                    (Origin::Surface(s, _, _), Placement::Plane { .. }) => on_planes.surfaces.push(s.surface.clone()),
+                    (Origin::Video(_), Placement::Plane { .. }) => on_planes.video = true,
+                    _ => {}
+                }
             }
         }
-        Err(err) => super::log_error(last_error, &err),
-    }
-}
-
-/// Page flips: what was committed is on screen; release what left it and paint the next frame.
-pub(super) fn drm_events(state: &mut State) {
-    let Backend::Drm(d) = &mut state.backend else { return };
-    // receive_events blocks when nothing is pending: read only what is there.
-    if !d.readable(0) {
-        return;
-    }
-    let events = match d.card.receive_events() {
-        Ok(events) => events.collect::<Vec<_>>(),
-        Err(err) => {
-            tracing::warn!(%err, "cannot read DRM events");
-            return;
+        let composition = plan.as_ref().map(|p| p.composition).unwrap_or(Some(planner::CompositionPlacement {
+            plane: head.primary.handle.into(),
+            zpos: None,
+            format: planner::DRM_FORMAT_XRGB8888,
+        }));
+        let mut composited = None;
+        if let Some(c) = composition {
+            // At the bottom the composition shows the background; above a plane it is transparent.
+            let bottom = c.format == planner::DRM_FORMAT_XRGB8888;
+            let clear = if bottom { scene.background } else { [0.0, 0.0, 0.0, 0.0] };
+            let slot = &mut head.slots[back];
+            match compositor.render(painter, &mut slot.buffer, &mut slot.damage, &scene, &on_planes, clear) {
+                Ok(drawn) => composited = drawn,
+                Err(err) => tracing::error!(output = %output.name(), %err, "composition failed"),
+            }
         }
-    };
-    for event in events {
-        let Event::PageFlip(flip) = event else { continue };
-        let Backend::Drm(d) = &mut state.backend else { return };
-        let Drm { card, heads, fb_cache, stats, .. } = &mut **d;
-        let Some(head) = heads.iter_mut().find(|h| h.crtc == flip.crtc) else { continue };
-        let Some(done) = head.in_flight.take() else { continue };
-        stats.frames_presented += 1;
-        let video = done.video().cloned();
-        // The picture shown before this flip may go back to the decoder now.
-        head.on_screen_video = video.clone();
-        // The previous buffers left the screen with this flip: they may be released now.
-        head.on_screen = done.buffers;
-        fb_cache.prune(card);
-        let output = head.output.clone();
-        let refresh = head.refresh;
-        let when = smithay::utils::Time::<smithay::utils::Monotonic>::from(flip.duration);
-        post_repaint(&output, &done.scene, when, refresh, flip.frame as u64);
-        state.display_heartbeat = Some(std::time::Instant::now());
-        // Whether the picture was on a plane is counted by the DRM backend itself.
-        state.video_presented(video.as_ref(), std::time::Instant::now(), false);
-        // Paint the next frame right after the flip rather than at the next timer tick: the
-        // commit then makes the very next vblank.
-        repaint(state, flip.crtc);
+        let composited = composited.filter(|(d, _)| !d.is_empty());
+        let plane_fbs: Vec<Option<Scanout>> = match &plan {
+            Some(plan) => plan
+                .layers
+                .iter()
+                .zip(&fbs)
+                .map(|(p, fb)| matches!(p, Placement::Plane { .. }).then_some(*fb).flatten())
+                .collect(),
+            None => Vec::new(),
+        };
+        let changed = !head.modeset_done
+            || composited.is_some()
+            || plan != head.last_plan
+            || plane_fbs != head.last_fbs
+            || !head.captures.is_empty();
+        if !changed {
+            return Ok(false);
+        }
+
+        // The composition's GPU work: KMS waits for its fence (IN_FENCE_FD), the loop does not.
+        let mut in_fence = None;
+        if let (Some(c), Some((_, sync))) = (composition, &composited) {
+            if !sync.is_reached() {
+                let plane = head.plane(c.plane).and_then(|p| p.props.handle("IN_FENCE_FD").map(|h| (p.handle, h)));
+                match (plane, sync.export()) {
+                    (Some(target), Some(fd)) => in_fence = Some((target, fd)),
+                    _ => {
+                        if !std::mem::replace(fence_waited, true) {
+                            tracing::warn!("the composition's fence cannot go to KMS: waiting for the GPU on the CPU");
+                        }
+                        let _ = sync.wait();
+                    }
+                }
+            }
+        }
+        let mut fence: i32 = -1;
+        let mut with_writeback = false;
+        let result = match &plan {
+            None => modeset(card, head, writeback.as_mut(), composition_fb).map(|()| vec![head.primary.handle.into()]),
+            Some(plan) => plan_request(head, plan, &descs, &fbs, composition_fb).and_then(|mut req| {
+                if let Some(((plane, prop), fd)) = &in_fence {
+                    req.add_property(*plane, *prop, Value::SignedRange(std::os::fd::AsRawFd::as_raw_fd(fd) as i64));
+                }
+                with_writeback = super::writeback_request(writeback, head, card, stats, &mut req, &mut fence)?;
+                card.atomic_commit(AtomicCommitFlags::NONBLOCK | AtomicCommitFlags::PAGE_FLIP_EVENT, req).map_err(
+                    |source| DrmError::kernel(format!("{}: atomic commit on {}", card.name(), head.name()), source),
+                )?;
+                Ok(plan.planes())
+            }),
+        };
+        let active = result?;
+        stats.commits += 1;
+        if in_fence.is_some() {
+            stats.in_fences += 1;
+        }
+        if let Some(area) =
+            composited.as_ref().map(|(r, _)| r.iter().map(|r| r.size.w as u64 * r.size.h as u64).sum::<u64>())
+        {
+            stats.frames_composited += 1;
+            if compositor.copies() {
+                stats.cpu_copied_bytes += area * 4;
+            }
+        }
+        head.report = match &plan {
+            Some(plan) => {
+                let video_composited = origins
+                    .iter()
+                    .zip(&plan.layers)
+                    .any(|(o, p)| matches!((o, p), (Origin::Video(_), Placement::Composited { .. })));
+                if video_composited {
+                    stats.video_frames_composited += 1;
+                }
+                report(&descs, &origins, plan, None)
+            }
+            None => vec![LayerReport {
+                source: "composition",
+                name: "vitrine".into(),
+                format: Some("AR24".into()),
+                modifier: Some("LINEAR".into()),
+                size: [w, h],
+                plane: Some(head.primary.handle.into()),
+                composited: false,
+                reason: None,
+            }],
+        };
+        let buffers = origins
+            .iter()
+            .filter_map(|o| match o {
+                Origin::Surface(s, Some(_), _) => Some(s.buffer.clone()),
+                _ => None,
+            })
+            .collect();
+        head.in_flight = Some(InFlight { scene, buffers });
+        head.active_planes = active;
+        head.last_plan = plan;
+        head.last_fbs = plane_fbs;
+        if composition.is_some() {
+            head.back = (back + 1) % head.slots.len();
+        }
+        if with_writeback {
+            self.writeback_committed(core, index, fence);
+        }
+        Ok(true)
+    }
+
+    /// Page flips: what was committed is on screen; release what left it and tell the frame
+    /// scheduler, which runs the next repaint if one is due.
+    pub fn drm_events(&mut self, core: &mut Core) {
+        let events = match self.card.receive_events() {
+            Ok(events) => events.collect::<Vec<_>>(),
+            Err(err) => {
+                tracing::warn!(%err, "cannot read DRM events");
+                return;
+            }
+        };
+        for event in events {
+            let Event::PageFlip(flip) = event else { continue };
+            let Some(index) = self.heads.iter().position(|h| h.crtc == flip.crtc) else { continue };
+            let head = &mut self.heads[index];
+            let Some(done) = head.in_flight.take() else { continue };
+            self.stats.frames_presented += 1;
+            let video = done.video().cloned();
+            // The picture shown before this flip may go back to the decoder now.
+            head.on_screen_video = video.clone();
+            // The previous buffers left the screen with this flip: they may be released now.
+            head.on_screen = done.buffers;
+            let output = head.output.clone();
+            let refresh = head.refresh;
+            let at = crate::frames::instant_at(flip.duration);
+            let (removing, power_off) = (head.removing, head.power_off);
+            self.fb_cache.prune(&self.card);
+            if removing {
+                self.finish_removal(index);
+                continue;
+            }
+            if power_off {
+                self.power_off(index);
+            }
+            post_repaint(&output, &done.scene, at, refresh, flip.frame as u64);
+            // Whether the picture was on a plane is counted by the DRM backend itself.
+            core.video_presented(video.as_ref(), at, false);
+            if self
+                .writeback
+                .as_ref()
+                .is_some_and(|wb| wb.crtc == Some(flip.crtc) && !wb.in_flight.is_empty() && !wb.fenced)
+            {
+                self.writeback_done(core);
+            }
+            core.frame_done(&output, at);
+        }
     }
 }
 

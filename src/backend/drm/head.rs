@@ -7,7 +7,6 @@ use std::time::Duration;
 use drm::control::crtc;
 use smithay::backend::renderer::damage::OutputDamageTracker;
 use smithay::output::Output;
-use smithay::reexports::calloop::RegistrationToken;
 
 use super::compose::CompositionBuffer;
 use super::device::{ConnectorInfo, PlaneInfo, Props};
@@ -51,9 +50,14 @@ pub struct Head {
     pub last_plan: Option<planner::Plan>,
     /// What `vitrine msg planes` reports for this output.
     pub report: Vec<LayerReport>,
+    /// The mode's exact refresh period.
     pub refresh: Duration,
-    /// The repaint timer of this head.
-    pub timer: Option<RegistrationToken>,
+    /// Screenshots waiting for this head's next commit, which carries their writeback.
+    pub captures: Vec<crate::backend::Captured>,
+    /// Displays off was asked for while a commit was in flight: done at its flip.
+    pub power_off: bool,
+    /// The connector went away: the head is turned off at its flip and dropped.
+    pub removing: bool,
 }
 
 impl Head {

@@ -1,10 +1,13 @@
 //! The DRM/KMS backend: vitrine drives the display controller itself with atomic commits,
 //! putting layers on hardware planes where it can (see `planner`) and compositing the rest
 //! (see `compose`). Every connected connector gets a head (see `head`); heads follow connector
-//! hotplug.
+//! hotplug. The frame scheduler (`crate::frames`) says when a head repaints; a head's page flip
+//! says when its frame is on screen. Nothing here waits for the kernel: a head busy with a flip
+//! defers what needs it idle (turning off, a capture) until that flip.
 
 pub mod compose;
 pub mod device;
+mod error;
 mod feedback;
 mod frame;
 pub mod head;
@@ -26,17 +29,18 @@ use smithay::backend::allocator::dmabuf::Dmabuf;
 use smithay::backend::allocator::{Format, Fourcc, Modifier};
 use smithay::output::Output;
 use smithay::reexports::calloop::generic::Generic;
-use smithay::reexports::calloop::timer::{TimeoutAction, Timer};
 use smithay::reexports::calloop::{Interest, Mode as LoopMode, PostAction};
 use smithay::reexports::wayland_protocols::wp::linux_dmabuf::zv1::server::zwp_linux_dmabuf_feedback_v1::TrancheFlags;
 use smithay::wayland::dmabuf::{DmabufFeedback, DmabufFeedbackBuilder};
 
 use crate::cli::OutputSpec;
-use crate::render::{Painter, RgbaImage};
+use crate::image::RgbaImage;
+use crate::render::Painter;
 use crate::scene::Scene;
-use crate::state::State;
+use crate::state::{Core, State};
 use compose::Compositor;
 use device::{Card, ConnectorInfo, PlaneInfo, Props};
+pub use error::{DrmError, Recovery};
 use head::{Head, PlaneSlot, Slot};
 use kms::MappedBuffer;
 
@@ -57,14 +61,65 @@ pub struct KmsStats {
     /// Outputs added and removed at run time (connector hotplug).
     pub outputs_added: u64,
     pub outputs_removed: u64,
+    /// Compositions whose GPU fence went to KMS (IN_FENCE_FD) instead of being waited for.
+    pub in_fences: u64,
+    /// Screenshots read back from the writeback connector.
+    pub writeback_captures: u64,
 }
 
 /// The writeback connector (vkms has one; most SoCs do not): screenshots of what the planes
-/// show. It is attached to one head's CRTC at that head's modeset.
+/// show. It is attached to one head's CRTC at that head's modeset; a capture rides on that
+/// head's next commit and is read back when its out-fence signals.
 pub struct Writeback {
     connector: ConnectorInfo,
     buffer: Option<MappedBuffer>,
     crtc: Option<crtc::Handle>,
+    /// Captures whose commit went out and whose fence has not signalled yet.
+    in_flight: Vec<crate::backend::Captured>,
+    /// That commit has an out-fence (else the flip says the frame is written).
+    fenced: bool,
+}
+
+/// The writeback part of head `head`'s next commit, when captures wait for it: the buffer to
+/// write into and where the kernel puts the out-fence. Returns whether it was added.
+fn writeback_request(
+    writeback: &mut Option<Writeback>,
+    head: &Head,
+    card: &Card,
+    stats: &mut KmsStats,
+    req: &mut AtomicModeReq,
+    fence: &mut i32,
+) -> Result<bool, DrmError> {
+    if head.captures.is_empty() {
+        return Ok(false);
+    }
+    let size = head.size();
+    let Some(wb) = writeback.as_mut().filter(|wb| wb.crtc == Some(head.crtc)) else { return Ok(false) };
+    if !wb.in_flight.is_empty() {
+        // One capture at a time in the buffer: these ride on a later commit.
+        return Ok(false);
+    }
+    if wb.buffer.as_ref().is_some_and(|b| (b.width, b.height) != size) {
+        if let Some(old) = wb.buffer.take() {
+            old.destroy(card);
+        }
+    }
+    if wb.buffer.is_none() {
+        wb.buffer = Some(
+            MappedBuffer::new(card, size, false)
+                .map_err(|source| DrmError::kernel("writeback buffer".into(), source))?,
+        );
+        stats.framebuffers_created += 1;
+    }
+    let (Some(fb_prop), Some(fence_prop)) =
+        (wb.connector.props.handle("WRITEBACK_FB_ID"), wb.connector.props.handle("WRITEBACK_OUT_FENCE_PTR"))
+    else {
+        return Err(DrmError::Missing("the writeback connector lacks WRITEBACK_FB_ID/WRITEBACK_OUT_FENCE_PTR".into()));
+    };
+    let fb = wb.buffer.as_ref().map(|b| b.fb).ok_or_else(|| DrmError::Missing("no writeback buffer".into()))?;
+    req.add_property(wb.connector.handle, fb_prop, Value::Framebuffer(Some(fb)));
+    req.add_property(wb.connector.handle, fence_prop, Value::UnsignedRange(fence as *mut i32 as u64));
+    Ok(true)
 }
 
 pub struct Drm {
@@ -91,7 +146,19 @@ pub struct Drm {
     /// Per-surface linux-dmabuf feedback.
     feedback: feedback::SurfaceFeedback,
     last_error: Option<Instant>,
+    /// A composition fence could not go to KMS and was waited for (said once).
+    fence_waited: bool,
     pub stats: KmsStats,
+}
+
+impl State {
+    /// The DRM backend and the rest of the compositor, for the callbacks of DRM event sources.
+    pub fn drm(&mut self) -> Option<(&mut Drm, &mut Core)> {
+        match &mut self.backend {
+            crate::backend::Backend::Drm(d) => Some((d, &mut self.core)),
+            _ => None,
+        }
+    }
 }
 
 /// Find a card vitrine can drive: it opens, does atomic KMS, becomes DRM master and has a
@@ -135,7 +202,7 @@ fn check_card(path: &Path) -> Result<(), String> {
     }
 }
 
-pub(crate) fn log_error(last: &mut Option<Instant>, err: &str) {
+pub(crate) fn log_error(last: &mut Option<Instant>, err: &dyn std::fmt::Display) {
     let quiet = last.map(|t| t.elapsed() < Duration::from_secs(5)).unwrap_or(false);
     if !quiet {
         tracing::error!(%err, "drm: frame not shown");
@@ -143,25 +210,50 @@ pub(crate) fn log_error(last: &mut Option<Instant>, err: &str) {
     }
 }
 
+/// A mode's refresh rate in millihertz, from its timings (60.004 Hz is not 60).
+pub fn refresh_mhz(mode: &drm::control::Mode) -> u32 {
+    let (htotal, vtotal) = (mode.hsync().2 as u64, mode.vsync().2 as u64);
+    if htotal == 0 || vtotal == 0 {
+        return mode.vrefresh().max(1) * 1000;
+    }
+    let mut mhz = mode.clock() as u64 * 1_000_000 / (htotal * vtotal);
+    let flags = mode.flags();
+    if flags.contains(drm::control::ModeFlags::INTERLACE) {
+        mhz *= 2;
+    }
+    if flags.contains(drm::control::ModeFlags::DBLSCAN) {
+        mhz /= 2;
+    }
+    mhz.max(1000) as u32
+}
+
 impl Drm {
-    /// Open the device, light every connected connector it should drive, and watch for page flips
-    /// and hotplug.
-    pub fn start(state: &mut State, path: &Path, renderer: compose::RendererChoice) -> Result<(), String> {
+    /// Open the device and watch it (page flips, hotplug, the seat or VT). The connectors are
+    /// lit by `light`, once the backend is in place.
+    pub fn open(core: &mut Core, path: &Path, renderer: compose::RendererChoice) -> Result<Drm, DrmError> {
         let (mut session, notifier) = session::Session::open();
-        let card = session.open_card(path).map_err(|e| e.to_string())?;
+        let card = session.open_card(path)?;
         if !session.is_seat() {
-            card.acquire_master_lock().map_err(|e| format!("{}: cannot become DRM master: {e}", card.name()))?;
+            card.acquire_master_lock()
+                .map_err(|source| DrmError::kernel(format!("{}: cannot become DRM master", card.name()), source))?;
         }
-        let compositor = Compositor::new(&card, renderer)?;
-        let crtcs = card.resource_handles().map_err(|e| format!("{}: {e}", card.name()))?.crtcs().to_vec();
-        let planes = device::planes(&card).map_err(|e| e.to_string())?;
-        let connectors = device::connectors(&card).map_err(|e| e.to_string())?;
+        let compositor = Compositor::new(&card, renderer).map_err(DrmError::Renderer)?;
+        let crtcs = card
+            .resource_handles()
+            .map_err(|source| DrmError::kernel(format!("{}: resources", card.name()), source))?
+            .crtcs()
+            .to_vec();
+        let planes = device::planes(&card)?;
+        let connectors = device::connectors(&card)?;
         let writeback = connectors.iter().find(|c| c.writeback).cloned().map(|connector| Writeback {
             connector,
             buffer: None,
             crtc: None,
+            in_flight: Vec::new(),
+            fenced: false,
         });
-        let drm_fd = card.as_file().try_clone().map_err(|e| format!("{}: {e}", card.name()))?;
+        let drm_fd =
+            card.as_file().try_clone().map_err(|source| DrmError::kernel(format!("{}: dup", card.name()), source))?;
         tracing::info!(
             device = %card.name(),
             renderer = compositor.name(),
@@ -174,10 +266,12 @@ impl Drm {
         painter.set_yuv_on_cpu(!compose::samples_yuv(&compositor));
         let dev = {
             use std::os::unix::fs::MetadataExt;
-            std::fs::metadata(path).map(|m| m.rdev()).map_err(|e| format!("{}: {e}", path.display()))?
+            std::fs::metadata(path)
+                .map(|m| m.rdev())
+                .map_err(|source| DrmError::kernel(path.display().to_string(), source))?
         };
         let feedback = feedback::SurfaceFeedback::new(dev, compositor.dmabuf_formats());
-        let drm = Drm {
+        let mut drm = Drm {
             card,
             planes,
             crtcs,
@@ -191,37 +285,43 @@ impl Drm {
             libinput: None,
             fb_cache: scanout::FbCache::default(),
             writeback,
-            hardware_planes: state.config.drm.hardware_planes,
+            hardware_planes: core.config.drm.hardware_planes,
             feedback,
             last_error: None,
+            fence_waited: false,
             stats: KmsStats::default(),
         };
-        state.backend = crate::backend::Backend::Drm(Box::new(drm));
         match notifier {
-            Some(notifier) => watch_seat(state, notifier)?,
-            None => start_vt(state),
+            Some(notifier) => watch_seat(core, notifier)?,
+            None => drm.vt = start_vt(core),
         }
-        state
-            .loop_handle
+        core.loop_handle
             .insert_source(Generic::new(drm_fd, Interest::READ, LoopMode::Level), |_, _, state| {
-                frame::drm_events(state);
+                if let Some((d, core)) = state.drm() {
+                    d.drm_events(core);
+                }
                 Ok(PostAction::Continue)
             })
-            .map_err(|e| format!("cannot watch the DRM device: {e}"))?;
+            .map_err(|e| DrmError::Loop(format!("cannot watch the DRM device: {e}")))?;
+        watch_hotplug(core, &drm, path);
+        Ok(drm)
+    }
 
-        let (lit, errors) = Drm::update_heads(state);
+    /// Light every connected connector vitrine should drive. An error only when none could be
+    /// lit although some were connected.
+    pub fn light(&mut self, core: &mut Core) -> Result<(), DrmError> {
+        let (lit, errors) = self.update_heads(core);
         if lit == 0 && !errors.is_empty() {
-            return Err(errors.join("; "));
+            return Err(DrmError::Missing(errors.join("; ")));
         }
         if lit == 0 {
             tracing::warn!("no display is connected: waiting for one to be plugged in");
         }
-        watch_hotplug(state, path);
         Ok(())
     }
 
-    fn head(&self, crtc: crtc::Handle) -> Option<&Head> {
-        self.heads.iter().find(|h| h.crtc == crtc)
+    fn head_of(&self, output: &Output) -> Option<usize> {
+        self.heads.iter().position(|h| &h.output == output)
     }
 
     /// The heads, in the order they were lit.
@@ -232,33 +332,32 @@ impl Drm {
     /// Read the connectors again: heads of connectors that went away are removed, connected
     /// connectors without a head get one. Returns how many heads there are, and what could not
     /// be lit.
-    fn update_heads(state: &mut State) -> (usize, Vec<String>) {
-        let crate::backend::Backend::Drm(d) = &mut state.backend else { return (0, Vec::new()) };
-        if d.paused {
-            d.rescan_on_resume = true;
-            return (d.heads.len(), Vec::new());
+    fn update_heads(&mut self, core: &mut Core) -> (usize, Vec<String>) {
+        if self.paused {
+            self.rescan_on_resume = true;
+            return (self.heads.len(), Vec::new());
         }
-        let connectors = match device::connectors(&d.card) {
+        let connectors = match device::connectors(&self.card) {
             Ok(c) => c,
-            Err(err) => return (d.heads.len(), vec![err.to_string()]),
+            Err(err) => return (self.heads.len(), vec![err.to_string()]),
         };
-        let gone: Vec<crtc::Handle> = d
+        let gone: Vec<crtc::Handle> = self
             .heads
             .iter()
+            .filter(|h| !h.removing)
             .filter(|h| {
                 !connectors.iter().any(|c| c.handle == h.connector.handle && c.connected && !c.modes.is_empty())
             })
             .map(|h| h.crtc)
             .collect();
         for crtc in gone {
-            Drm::remove_head(state, crtc);
+            self.remove_head(core, crtc);
         }
-        let wanted = state.config.drm.connector.clone();
+        let wanted = core.config.drm.connector.clone();
         let mut errors = Vec::new();
         for connector in connectors.iter().filter(|c| !c.writeback) {
-            let crate::backend::Backend::Drm(d) = &state.backend else { break };
             let named = wanted.is_empty() || connector.name == wanted;
-            if !named || d.heads.iter().any(|h| h.connector.handle == connector.handle) {
+            if !named || self.heads.iter().any(|h| h.connector.handle == connector.handle) {
                 continue;
             }
             if !connector.connected || connector.modes.is_empty() {
@@ -267,74 +366,74 @@ impl Drm {
                 }
                 continue;
             }
-            if let Err(err) = Drm::add_head(state, connector.clone()) {
+            if let Err(err) = self.add_head(core, connector.clone()) {
                 tracing::error!(connector = %connector.name, %err, "cannot light the connector");
-                errors.push(err);
+                errors.push(err.to_string());
             }
         }
-        let crate::backend::Backend::Drm(d) = &state.backend else { return (0, errors) };
         if !wanted.is_empty() && !connectors.iter().any(|c| c.name == wanted && !c.writeback) {
             let names: Vec<&str> = connectors.iter().filter(|c| !c.writeback).map(|c| c.name.as_str()).collect();
             errors.push(format!("drm.connector {wanted:?} does not exist (connectors: {})", names.join(", ")));
         }
-        (d.heads.len(), errors)
+        (self.heads.iter().filter(|h| !h.removing).count(), errors)
     }
 
-    /// Light `connector`: a free CRTC, the mode, a share of the planes, composition buffers, an
-    /// output for clients and a repaint timer.
-    fn add_head(state: &mut State, connector: ConnectorInfo) -> Result<(), String> {
-        let mode_wanted = state.config.drm.mode.clone();
-        let rotation = state.config.drm.rotation;
-        let crate::backend::Backend::Drm(d) = &mut state.backend else { return Err("not the DRM backend".into()) };
-        let name = d.card.name();
-        let mode = pick_mode(&connector, &mode_wanted).map_err(|e| format!("{name}: {e}"))?;
+    /// Light `connector`: a free CRTC, the mode, a share of the planes, composition buffers and
+    /// an output for clients.
+    fn add_head(&mut self, core: &mut Core, connector: ConnectorInfo) -> Result<(), DrmError> {
+        let mode_wanted = core.config.drm.mode.clone();
+        let rotation = core.config.drm.rotation;
+        let name = self.card.name();
+        let mode = pick_mode(&connector, &mode_wanted).map_err(|e| DrmError::Missing(format!("{name}: {e}")))?;
         let crtc = connector
             .possible_crtcs
             .iter()
             .copied()
-            .find(|c| !d.heads.iter().any(|h| h.crtc == *c))
-            .ok_or_else(|| format!("{name}: no free CRTC for {}", connector.name))?;
-        let crtc_index = d.crtcs.iter().position(|c| *c == crtc).unwrap_or(0);
-        let crtc_props = Props::read(&d.card, crtc).map_err(|e| format!("{name}: {e}"))?;
-        let mut crtc_indices: Vec<usize> = d.heads.iter().map(|h| h.crtc_index).collect();
+            .find(|c| !self.heads.iter().any(|h| h.crtc == *c))
+            .ok_or_else(|| DrmError::Missing(format!("{name}: no free CRTC for {}", connector.name)))?;
+        let crtc_index = self.crtcs.iter().position(|c| *c == crtc).unwrap_or(0);
+        let crtc_props = Props::read(&self.card, crtc)
+            .map_err(|source| DrmError::kernel(format!("{name}: CRTC properties"), source))?;
+        let mut crtc_indices: Vec<usize> = self.heads.iter().map(|h| h.crtc_index).collect();
         crtc_indices.push(crtc_index);
-        let shares = d.share_planes(&crtc_indices);
-        let (primary, others) = shares.last().cloned().ok_or_else(|| format!("{name}: no planes for CRTC {crtc:?}"))?;
-        let primary = primary.ok_or_else(|| format!("{name}: no primary plane left for {}", connector.name))?;
+        let shares = self.share_planes(&crtc_indices);
+        let (primary, others) =
+            shares.last().cloned().ok_or_else(|| DrmError::Missing(format!("{name}: no planes for CRTC {crtc:?}")))?;
+        let primary = primary
+            .ok_or_else(|| DrmError::Missing(format!("{name}: no primary plane left for {}", connector.name)))?;
 
         let (w, h) = mode.size();
         let size = (w as u32, h as u32);
         let mut slots = Vec::new();
         for _ in 0..2 {
-            let buffer = d.compositor.new_buffer(&d.card, size)?;
-            d.stats.framebuffers_created += 1;
+            let buffer = self.compositor.new_buffer(&self.card, size).map_err(DrmError::Renderer)?;
+            self.stats.framebuffers_created += 1;
             slots.push(Slot { buffer, damage: head::damage_tracker(size, rotation) });
         }
-        let refresh_mhz = mode.vrefresh().max(1) * 1000;
-        let refresh = Duration::from_secs_f64(1000.0 / refresh_mhz as f64);
+        let refresh_mhz = refresh_mhz(&mode);
+        let refresh = Duration::from_nanos(1_000_000_000_000 / refresh_mhz as u64);
         // New outputs go to the right of the others.
-        let x = d
+        let x = self
             .heads
             .iter()
             .map(|h| h.output.current_location().x + h.rotation.logical_size(h.size()).0 as i32)
             .max()
             .unwrap_or(0);
         let spec = OutputSpec { width: size.0, height: size.1, refresh_mhz };
-        let output = crate::backend::add_output(&state.display_handle, &connector.name, "drm", spec, (x, 0).into());
+        let output = crate::backend::add_output(&core.display_handle, &connector.name, "drm", spec, (x, 0).into());
         output.change_current_state(None, Some(rotation.transform()), None, None);
         let caps = std::iter::once(&primary).chain(&others).map(frame::plane_caps).collect();
-        let crate::backend::Backend::Drm(d) = &mut state.backend else { return Err("not the DRM backend".into()) };
         tracing::info!(
-            device = %d.card.name(),
+            device = %self.card.name(),
             connector = %connector.name,
             crtc = u32::from(crtc),
-            mode = %format!("{w}x{h}@{}", mode.vrefresh()),
+            mode = %format!("{w}x{h}@{:.3}", refresh_mhz as f64 / 1000.0),
             rotation = u32::from(rotation),
             primary = u32::from(primary.handle),
             planes = 1 + others.len(),
             "drm: lighting the connector"
         );
-        d.heads.push(Head {
+        self.heads.push(Head {
             connector,
             crtc,
             crtc_index,
@@ -352,7 +451,7 @@ impl Drm {
             on_screen_video: None,
             planner: {
                 let mut p = planner::Planner::new(caps, crtc_index);
-                p.set_layers_on_planes(d.hardware_planes);
+                p.set_layers_on_planes(self.hardware_planes);
                 p
             },
             active_planes: Vec::new(),
@@ -360,51 +459,55 @@ impl Drm {
             last_plan: None,
             report: Vec::new(),
             refresh,
-            timer: None,
+            captures: Vec::new(),
+            power_off: false,
+            removing: false,
         });
-        d.stats.outputs_added += 1;
-        d.reshare_planes();
-        state.output_added(output);
-        let timer = state
-            .loop_handle
-            .insert_source(Timer::immediate(), move |deadline, _, state| {
-                frame::repaint(state, crtc);
-                TimeoutAction::ToInstant((deadline + refresh).max(Instant::now()))
-            })
-            .map_err(|e| format!("cannot start the repaint timer: {e}"))?;
-        if let crate::backend::Backend::Drm(d) = &mut state.backend {
-            if let Some(head) = d.heads.iter_mut().find(|h| h.crtc == crtc) {
-                head.timer = Some(timer);
-            }
-        }
+        self.stats.outputs_added += 1;
+        self.reshare_planes();
+        core.output_added(output, refresh_mhz, true);
         Ok(())
     }
 
-    /// Turn the head on `crtc` off and remove its output (its connector went away).
-    fn remove_head(state: &mut State, crtc: crtc::Handle) {
-        Drm::wait_idle(state);
-        let crate::backend::Backend::Drm(d) = &mut state.backend else { return };
-        let Some(index) = d.heads.iter().position(|h| h.crtc == crtc) else { return };
-        let head = d.heads.remove(index);
-        if let Err(err) = d.disable_head(&head) {
+    /// The connector of the head on `crtc` went away: clients lose its output now; its CRTC and
+    /// planes are turned off once no commit of it is in flight (at its flip, if one is).
+    fn remove_head(&mut self, core: &mut Core, crtc: crtc::Handle) {
+        let Some(index) = self.heads.iter().position(|h| h.crtc == crtc) else { return };
+        let head = &mut self.heads[index];
+        if head.removing {
+            return;
+        }
+        head.removing = true;
+        tracing::info!(connector = %head.connector.name, "drm: connector gone, output removed");
+        self.stats.outputs_removed += 1;
+        let output = head.output.clone();
+        let captures = std::mem::take(&mut head.captures);
+        core.output_removed(&output);
+        for done in captures {
+            core.defer(move |state| done(state, Err("the output went away".into())));
+        }
+        if self.heads[index].in_flight.is_none() {
+            self.finish_removal(index);
+        }
+    }
+
+    /// Turn a removed head off and give its planes to the others.
+    fn finish_removal(&mut self, index: usize) {
+        let head = self.heads.remove(index);
+        if let Err(err) = self.disable_head(&head) {
             tracing::warn!(connector = %head.name(), %err, "cannot turn the CRTC off");
         }
-        if let Some(timer) = head.timer {
-            state.loop_handle.remove(timer);
-        }
-        let crate::backend::Backend::Drm(d) = &mut state.backend else { return };
-        tracing::info!(connector = %head.connector.name, "drm: connector gone, output removed");
-        d.stats.outputs_removed += 1;
         for slot in head.slots {
-            slot.buffer.destroy(&d.card);
+            slot.buffer.destroy(&self.card);
         }
-        d.reshare_planes();
-        state.output_removed(&head.output);
+        self.reshare_planes();
     }
 
     /// One commit that takes a head's connector, CRTC and planes off the display.
-    fn disable_head(&mut self, head: &Head) -> Result<(), String> {
-        let prop = |props: &Props, name: &str| props.handle(name).ok_or_else(|| format!("property {name} missing"));
+    fn disable_head(&mut self, head: &Head) -> Result<(), DrmError> {
+        let prop = |props: &Props, name: &str| {
+            props.handle(name).ok_or_else(|| DrmError::Missing(format!("property {name} missing")))
+        };
         let mut req = AtomicModeReq::new();
         req.add_property(head.connector.handle, prop(&head.connector.props, "CRTC_ID")?, Value::CRTC(None));
         req.add_property(head.crtc, prop(&head.crtc_props, "ACTIVE")?, Value::Boolean(false));
@@ -416,7 +519,9 @@ impl Drm {
             req.add_property(wb.connector.handle, prop(&wb.connector.props, "CRTC_ID")?, Value::CRTC(None));
             wb.crtc = None;
         }
-        self.card.atomic_commit(AtomicCommitFlags::ALLOW_MODESET, req).map_err(|e| e.to_string())?;
+        self.card
+            .atomic_commit(AtomicCommitFlags::ALLOW_MODESET | AtomicCommitFlags::NONBLOCK, req)
+            .map_err(|source| DrmError::kernel(format!("turning {} off", head.name()), source))?;
         self.stats.commits += 1;
         Ok(())
     }
@@ -472,87 +577,85 @@ impl Drm {
         }
     }
 
-    /// Wait (up to a second) for the commits in flight to complete, handling their page flips.
-    fn wait_idle(state: &mut State) {
-        let deadline = Instant::now() + Duration::from_secs(1);
-        loop {
-            let crate::backend::Backend::Drm(d) = &state.backend else { return };
-            if d.heads.iter().all(|h| h.in_flight.is_none()) || d.paused || Instant::now() > deadline {
-                return;
-            }
-            if d.readable(100) {
-                frame::drm_events(state);
-            }
-        }
-    }
-
-    /// What the planes of `head` show, read back through the writeback connector.
-    fn capture_writeback(&mut self, index: usize) -> Result<RgbaImage, String> {
-        let head = &self.heads[index];
-        let size = head.size();
-        let Some(wb) = self.writeback.as_mut() else { return Err("no writeback connector".into()) };
-        if wb.crtc != Some(head.crtc) {
-            return Err(format!("the writeback connector is not on {}", head.name()));
-        }
-        if wb.buffer.as_ref().is_some_and(|b| (b.width, b.height) != size) {
-            if let Some(old) = wb.buffer.take() {
-                old.destroy(&self.card);
-            }
-        }
-        if wb.buffer.is_none() {
-            wb.buffer = Some(MappedBuffer::new(&self.card, size, false).map_err(|e| format!("writeback buffer: {e}"))?);
-            self.stats.framebuffers_created += 1;
-        }
-        let (Some(fb_prop), Some(fence_prop)) =
-            (wb.connector.props.handle("WRITEBACK_FB_ID"), wb.connector.props.handle("WRITEBACK_OUT_FENCE_PTR"))
-        else {
-            return Err("the writeback connector lacks WRITEBACK_FB_ID/WRITEBACK_OUT_FENCE_PTR".into());
-        };
-        let fb = wb.buffer.as_ref().map(|b| b.fb).ok_or("no writeback buffer")?;
-        let mut fence: i32 = -1;
-        let mut req = AtomicModeReq::new();
-        req.add_property(wb.connector.handle, fb_prop, Value::Framebuffer(Some(fb)));
-        req.add_property(wb.connector.handle, fence_prop, Value::UnsignedRange(&mut fence as *mut i32 as u64));
-        self.card
-            .atomic_commit(AtomicCommitFlags::empty(), req)
-            .map_err(|e| format!("writeback commit failed: {e}"))?;
-        self.stats.commits += 1;
-        if fence >= 0 {
-            let mut fds = [libc::pollfd { fd: fence, events: libc::POLLIN, revents: 0 }];
-            // SAFETY: the fence fd is ours until closed here.
-            unsafe {
-                libc::poll(fds.as_mut_ptr(), 1, 2000);
-                libc::close(fence);
-            }
-        }
-        let buffer = wb.buffer.as_ref().ok_or("no writeback buffer")?;
-        RgbaImage::from_raw(buffer.width, buffer.height, buffer.to_rgba()).ok_or_else(|| "bad writeback size".into())
-    }
-
-    pub fn screenshot(state: &mut State, output: &Output, scene: &Scene) -> Result<RgbaImage, String> {
-        Drm::wait_idle(state);
-        let crate::backend::Backend::Drm(d) = &mut state.backend else { return Err("not the DRM backend".into()) };
-        let index = d.heads.iter().position(|h| &h.output == output).ok_or("the output has no head")?;
-        let head = &d.heads[index];
-        if head.modeset_done && d.writeback.as_ref().is_some_and(|wb| wb.crtc == Some(head.crtc)) {
-            return d.capture_writeback(index);
+    /// A screenshot of `output`: what its planes show, read back through the writeback connector
+    /// from the head's next commit (`done` runs when its fence signals), or vitrine's own
+    /// composition of `scene` where the head has no writeback (returned at once).
+    #[allow(clippy::type_complexity)]
+    pub fn capture(
+        &mut self,
+        core: &mut Core,
+        output: &Output,
+        scene: &Scene,
+        done: crate::backend::Captured,
+    ) -> Result<(), (crate::backend::Captured, Result<RgbaImage, String>)> {
+        let Some(index) = self.head_of(output) else { return Err((done, Err("the output has no head".into()))) };
+        let head = &mut self.heads[index];
+        let writeback_here = self.writeback.as_ref().is_some_and(|wb| wb.crtc == Some(head.crtc));
+        if writeback_here && head.modeset_done && !self.paused && core.displays_on {
+            head.captures.push(done);
+            core.queue_redraw(output);
+            return Ok(());
         }
         tracing::info!(output = %output.name(), "no writeback connector on this output: the screenshot is vitrine's composition");
         let size = head.rotation.logical_size(head.size());
-        d.compositor.capture(&d.painter, scene, size)
+        Err((done, self.compositor.capture(&self.painter, scene, size)))
     }
 
-    /// Whether a DRM event can be read within `timeout_ms`.
-    fn readable(&self, timeout_ms: i32) -> bool {
-        let mut fds = [libc::pollfd {
-            fd: std::os::fd::AsRawFd::as_raw_fd(self.card.as_file()),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        // SAFETY: polling our own fd.
-        unsafe { libc::poll(fds.as_mut_ptr(), 1, timeout_ms) > 0 }
+    /// The commit carrying captures went out: they wait for its out-fence, an event source.
+    fn writeback_committed(&mut self, core: &mut Core, index: usize, fence: i32) {
+        let captures = std::mem::take(&mut self.heads[index].captures);
+        let Some(wb) = self.writeback.as_mut() else { return };
+        wb.in_flight = captures;
+        wb.fenced = fence >= 0;
+        if fence < 0 {
+            // No fence: the frame is written by the time the flip completes.
+            return;
+        }
+        // SAFETY: the kernel gave us this descriptor.
+        let fence = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fence) };
+        let inserted =
+            core.loop_handle.insert_source(Generic::new(fence, Interest::READ, LoopMode::Level), |_, _, state| {
+                if let Some((d, core)) = state.drm() {
+                    d.writeback_done(core);
+                }
+                Ok(PostAction::Remove)
+            });
+        if let Err(err) = inserted {
+            tracing::error!(%err, "cannot watch the writeback fence");
+        }
     }
 
+    /// The writeback fence signalled (or the flip of a commit without one came): the buffer
+    /// holds the frame.
+    fn writeback_done(&mut self, core: &mut Core) {
+        let Some(wb) = self.writeback.as_mut() else { return };
+        let captures = std::mem::take(&mut wb.in_flight);
+        if captures.is_empty() {
+            return;
+        }
+        let image = match wb.buffer.as_ref() {
+            Some(b) => {
+                RgbaImage::from_raw(b.width, b.height, b.to_rgba()).ok_or_else(|| "bad writeback size".to_string())
+            }
+            None => Err("no writeback buffer".to_string()),
+        };
+        self.stats.writeback_captures += 1;
+        let output = self.heads.iter().find(|h| Some(h.crtc) == wb.crtc).map(|h| h.output.clone());
+        for done in captures {
+            let result = match (&image, &output) {
+                (Ok(image), Some(output)) => Ok((output.clone(), image.clone())),
+                (Err(e), _) => Err(e.clone()),
+                (_, None) => Err("the output went away".to_string()),
+            };
+            core.defer(move |state| done(state, result));
+        }
+        // Captures asked for meanwhile ride on the next commit.
+        let waiting: Vec<Output> =
+            self.heads.iter().filter(|h| !h.captures.is_empty()).map(|h| h.output.clone()).collect();
+        for output in waiting {
+            core.queue_redraw(&output);
+        }
+    }
     /// The (format, modifier) pairs of the planes that can show client buffers.
     fn scanout_formats(&self) -> Vec<Format> {
         let to_format = |f: &device::FormatModifier| {
@@ -633,6 +736,24 @@ impl Drm {
         &self.painter
     }
 
+    /// Ctrl+Alt+Fn.
+    pub fn switch_vt(&mut self, n: u16) {
+        if self.session.is_seat() {
+            self.session.change_vt(n as i32);
+            return;
+        }
+        match &self.vt {
+            Some(vt) if vt.number != n => vt.activate(n),
+            Some(_) => {}
+            None => tracing::info!(vt = n, "no VT switching: vitrine does not own a VT"),
+        }
+    }
+
+    /// Give the display back (on exit).
+    pub fn stop(&mut self) {
+        let _ = self.card.release_master_lock();
+    }
+
     /// Switched away from our VT: stop committing and let the next user have DRM master (a seat
     /// manager takes it back itself).
     fn pause(&mut self) {
@@ -652,89 +773,78 @@ impl Drm {
     }
 
     /// Back on our VT: DRM master again, and the whole display state rebuilt by a modeset.
-    fn resume(state: &mut State) {
-        let crate::backend::Backend::Drm(d) = &mut state.backend else { return };
-        if !d.session.is_seat() {
-            if let Err(err) = d.card.acquire_master_lock() {
+    fn resume(&mut self, core: &mut Core) {
+        if !self.session.is_seat() {
+            if let Err(err) = self.card.acquire_master_lock() {
                 tracing::error!(%err, "cannot become DRM master again");
             }
         }
-        if let Some(libinput) = d.libinput.as_mut() {
+        if let Some(libinput) = self.libinput.as_mut() {
             if libinput.resume().is_err() {
                 tracing::warn!("cannot resume input devices");
             }
         }
-        d.paused = false;
-        for head in &mut d.heads {
+        self.paused = false;
+        for head in &mut self.heads {
             head.reset();
         }
         tracing::info!("vt acquired: display restored");
-        if std::mem::take(&mut d.rescan_on_resume) {
-            Drm::update_heads(state);
+        if std::mem::take(&mut self.rescan_on_resume) {
+            self.update_heads(core);
         }
+        core.queue_redraw_all();
     }
 
-    /// Displays off: every CRTC goes inactive (DPMS off; modes and planes are kept). On: each
-    /// head sets its mode and planes again at its next frame.
-    pub fn set_power(state: &mut State, on: bool) {
-        if !on {
-            Drm::wait_idle(state);
-        }
-        let crate::backend::Backend::Drm(d) = &mut state.backend else { return };
-        if d.paused {
+    /// Displays off: every CRTC goes inactive (DPMS off; modes and planes are kept), each once
+    /// its commit in flight (if any) has flipped. On: each head sets its mode and planes again
+    /// at its next frame.
+    pub fn set_power(&mut self, core: &mut Core, on: bool) {
+        if self.paused {
             // Away from our VT: the resume rebuilds everything anyway.
             return;
         }
-        for i in 0..d.heads.len() {
-            let head = &mut d.heads[i];
+        for i in 0..self.heads.len() {
+            let head = &mut self.heads[i];
             if on {
+                head.power_off = false;
                 head.reset();
                 continue;
             }
-            head.in_flight = None;
-            let Some(active) = head.crtc_props.handle("ACTIVE") else { continue };
-            let mut req = AtomicModeReq::new();
-            req.add_property(head.crtc, active, Value::Boolean(false));
-            match d.card.atomic_commit(AtomicCommitFlags::ALLOW_MODESET, req) {
-                Ok(()) => {
-                    d.stats.commits += 1;
-                    tracing::info!(output = %head.output.name(), "display off");
-                }
-                Err(err) => tracing::error!(output = %head.output.name(), %err, "cannot turn the display off"),
+            if head.in_flight.is_some() {
+                head.power_off = true;
+                continue;
             }
+            self.power_off(i);
+        }
+        if on {
+            core.queue_redraw_all();
         }
     }
 
-    /// Ctrl+Alt+Fn.
-    pub fn switch_vt(&mut self, n: u16) {
-        if self.session.is_seat() {
-            self.session.change_vt(n as i32);
-            return;
+    fn power_off(&mut self, index: usize) {
+        let head = &mut self.heads[index];
+        head.power_off = false;
+        let Some(active) = head.crtc_props.handle("ACTIVE") else { return };
+        let mut req = AtomicModeReq::new();
+        req.add_property(head.crtc, active, Value::Boolean(false));
+        match self.card.atomic_commit(AtomicCommitFlags::ALLOW_MODESET | AtomicCommitFlags::NONBLOCK, req) {
+            Ok(()) => {
+                self.stats.commits += 1;
+                tracing::info!(output = %head.output.name(), "display off");
+            }
+            Err(err) => tracing::error!(output = %head.output.name(), %err, "cannot turn the display off"),
         }
-        match &self.vt {
-            Some(vt) if vt.number != n => vt.activate(n),
-            Some(_) => {}
-            None => tracing::info!(vt = n, "no VT switching: vitrine does not own a VT"),
-        }
-    }
-
-    /// Give the display back (on exit).
-    pub fn stop(&mut self) {
-        let _ = self.card.release_master_lock();
     }
 }
 
 /// Connector hotplug: the kernel reports a change of the card through udev; vitrine reads its
 /// connectors again.
-fn watch_hotplug(state: &mut State, path: &Path) {
+fn watch_hotplug(core: &mut Core, drm: &Drm, path: &Path) {
     use smithay::backend::udev::{UdevBackend, UdevEvent};
     use std::os::unix::fs::MetadataExt;
     let Ok(ours) = std::fs::metadata(path).map(|m| m.rdev()) else { return };
-    let seat = match &state.backend {
-        crate::backend::Backend::Drm(d) => d.seat_session().map(|s| smithay::backend::session::Session::seat(&s)),
-        _ => None,
-    }
-    .unwrap_or_else(|| "seat0".to_string());
+    let seat =
+        drm.seat_session().map(|s| smithay::backend::session::Session::seat(&s)).unwrap_or_else(|| "seat0".to_string());
     let udev = match UdevBackend::new(&seat) {
         Ok(u) => u,
         Err(err) => {
@@ -742,10 +852,11 @@ fn watch_hotplug(state: &mut State, path: &Path) {
             return;
         }
     };
-    let inserted = state.loop_handle.insert_source(udev, move |event, _, state| match event {
+    let inserted = core.loop_handle.insert_source(udev, move |event, _, state| match event {
         UdevEvent::Changed { device_id } if device_id == ours => {
             tracing::info!("drm: connectors changed");
-            let (heads, errors) = Drm::update_heads(state);
+            let Some((d, core)) = state.drm() else { return };
+            let (heads, errors) = d.update_heads(core);
             for err in &errors {
                 tracing::error!(%err, "drm: after the connector change");
             }
@@ -765,13 +876,13 @@ fn watch_hotplug(state: &mut State, path: &Path) {
 
 /// Take the VT when running directly on one (root, no seat manager), with the release/acquire
 /// signals routed into the event loop.
-fn start_vt(state: &mut State) {
+fn start_vt(core: &mut Core) -> Option<vt::Vt> {
     use calloop::signals::{Signal, Signals};
     let vt = match vt::Vt::take() {
         Ok(vt) => vt,
         Err(err) => {
             tracing::info!(%err, "no VT to manage: VT switching is off");
-            return;
+            return None;
         }
     };
     tracing::info!(vt = vt.number, "running on a VT: switching away releases the display");
@@ -779,11 +890,11 @@ fn start_vt(state: &mut State) {
         Ok(s) => s,
         Err(err) => {
             tracing::warn!(%err, "cannot watch VT signals: VT switching is off");
-            return;
+            return None;
         }
     };
-    let inserted = state.loop_handle.insert_source(signals, |event, _, state| {
-        let crate::backend::Backend::Drm(d) = &mut state.backend else { return };
+    let inserted = core.loop_handle.insert_source(signals, |event, _, state| {
+        let Some((d, core)) = state.drm() else { return };
         match event.signal() {
             Signal::SIGUSR1 => {
                 d.pause();
@@ -795,18 +906,16 @@ fn start_vt(state: &mut State) {
                 if let Some(vt) = &d.vt {
                     vt.acquire();
                 }
-                Drm::resume(state);
+                d.resume(core);
             }
             _ => {}
         }
     });
     if let Err(err) = inserted {
         tracing::warn!(%err, "cannot watch VT signals: VT switching is off");
-        return;
+        return None;
     }
-    if let crate::backend::Backend::Drm(d) = &mut state.backend {
-        d.vt = Some(vt);
-    }
+    Some(vt)
 }
 
 /// The mode named in the config (`WxH` or `WxH@HZ`), or the preferred one.
@@ -841,19 +950,18 @@ fn pick_mode(connector: &ConnectorInfo, wanted: &str) -> Result<drm::control::Mo
 
 /// Pause and resume with the seat manager (VT switches, another session taking the seat).
 fn watch_seat(
-    state: &mut State,
+    core: &mut Core,
     notifier: smithay::backend::session::libseat::LibSeatSessionNotifier,
-) -> Result<(), String> {
+) -> Result<(), DrmError> {
     use smithay::backend::session::Event as SessionEvent;
-    state
-        .loop_handle
+    core.loop_handle
         .insert_source(notifier, |event, _, state| {
-            let crate::backend::Backend::Drm(d) = &mut state.backend else { return };
+            let Some((d, core)) = state.drm() else { return };
             match event {
                 SessionEvent::PauseSession => d.pause(),
-                SessionEvent::ActivateSession => Drm::resume(state),
+                SessionEvent::ActivateSession => d.resume(core),
             }
         })
         .map(|_| ())
-        .map_err(|e| format!("cannot watch the seat: {e}"))
+        .map_err(|e| DrmError::Loop(format!("cannot watch the seat: {e}")))
 }

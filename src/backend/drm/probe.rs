@@ -7,7 +7,8 @@ use drm::control::Device as ControlDevice;
 use drm::Device as BasicDevice;
 use serde_json::{json, Value};
 
-use super::device::{card_nodes, connectors, fourcc_name, modifier_name, planes, Card};
+use super::device::{card_nodes, connectors, planes, Card};
+use crate::fourcc::{modifier_name, name as fourcc_name};
 
 /// Describe every DRM card node.
 pub fn probe() -> Value {

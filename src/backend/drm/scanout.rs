@@ -118,7 +118,7 @@ pub fn add_framebuffer(card: &Card, dmabuf: &Dmabuf) -> Result<framebuffer::Hand
             "ADDFB2 {}x{} {} pitches {:?} offsets {:?}: {e}",
             planes.size().0,
             planes.size().1,
-            super::device::fourcc_name(code),
+            crate::fourcc::name(code),
             planes.pitches(),
             planes.offsets()
         )

@@ -113,19 +113,12 @@ pub(crate) unsafe fn ioctl<T>(fd: &impl AsRawFd, request: libc::c_ulong, arg: &m
     }
 }
 
-pub const fn fourcc(code: &[u8; 4]) -> u32 {
-    u32::from_le_bytes(*code)
-}
+pub use crate::fourcc::fourcc;
 
 pub const PIX_FMT_H264_SLICE: u32 = fourcc(b"S264");
 pub const PIX_FMT_H264: u32 = fourcc(b"H264");
 pub const PIX_FMT_FWHT: u32 = fourcc(b"FWHT");
 pub const PIX_FMT_NV12: u32 = fourcc(b"NV12");
-
-/// A fourcc as text, e.g. "NV12".
-pub fn fourcc_text(code: u32) -> String {
-    code.to_le_bytes().iter().map(|&b| b as char).collect()
-}
 
 /// A video node and the media controller device its requests go through.
 #[derive(Debug, Clone)]

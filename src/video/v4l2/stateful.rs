@@ -188,7 +188,7 @@ impl StatefulDecoder {
         if got != PIX_FMT_NV12 {
             return Err(err(
                 &node,
-                format!("the decoder offers {} pictures, not NV12 (which planes scan out)", super::fourcc_text(got)),
+                format!("the decoder offers {} pictures, not NV12 (which planes scan out)", crate::fourcc::name(got)),
             ));
         }
         let format = queues::describe_capture(&fmt, &self.q);

@@ -299,10 +299,7 @@ impl StatelessDecoder {
         if mp.pixelformat != PIX_FMT_NV12 {
             return Err(err(
                 &node,
-                format!(
-                    "decodes only into {} (vitrine shows linear NV12)",
-                    crate::backend::drm::device::fourcc_name(mp.pixelformat)
-                ),
+                format!("decodes only into {} (vitrine shows linear NV12)", crate::fourcc::name(mp.pixelformat)),
             ));
         }
         let visible =

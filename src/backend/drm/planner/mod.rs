@@ -54,7 +54,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use table::{fourcc, fourcc_name, modifier_name, PlaneTable};
+pub use crate::fourcc::{fourcc, modifier_name, name as fourcc_name};
+pub use table::PlaneTable;
 
 pub const DRM_MODE_ROTATE_0: u32 = 1 << 0;
 pub const DRM_MODE_ROTATE_90: u32 = 1 << 1;
@@ -63,8 +64,8 @@ pub const DRM_MODE_ROTATE_270: u32 = 1 << 3;
 pub const DRM_MODE_REFLECT_X: u32 = 1 << 4;
 pub const DRM_MODE_REFLECT_Y: u32 = 1 << 5;
 
-pub const DRM_FORMAT_MOD_LINEAR: u64 = 0;
-pub const DRM_FORMAT_MOD_INVALID: u64 = 0x00ff_ffff_ffff_ffff;
+pub const DRM_FORMAT_MOD_LINEAR: u64 = crate::fourcc::MOD_LINEAR;
+pub const DRM_FORMAT_MOD_INVALID: u64 = crate::fourcc::MOD_INVALID;
 
 pub const DRM_FORMAT_ARGB8888: u32 = fourcc(b"AR24");
 pub const DRM_FORMAT_XRGB8888: u32 = fourcc(b"XR24");

@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{FormatModifier, PlaneCaps, DRM_FORMAT_MOD_INVALID, DRM_FORMAT_MOD_LINEAR};
+use super::{FormatModifier, PlaneCaps};
 
 /// A recorded set of planes with where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,45 +52,6 @@ impl PlaneTable {
     }
 }
 
-/// The fourcc code of four ASCII characters, e.g. `fourcc(b"NV12")`.
-pub const fn fourcc(code: &[u8; 4]) -> u32 {
-    u32::from_le_bytes(*code)
-}
-
-/// "NV12", "XR24", "R8" (trailing spaces dropped).
-pub fn fourcc_name(format: u32) -> String {
-    let text: String =
-        format.to_le_bytes().iter().map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '?' }).collect();
-    text.trim_end().to_string()
-}
-
-/// "LINEAR", "INVALID" or `0x…` hex.
-pub fn modifier_name(modifier: u64) -> String {
-    match modifier {
-        DRM_FORMAT_MOD_LINEAR => "LINEAR".into(),
-        DRM_FORMAT_MOD_INVALID => "INVALID".into(),
-        m => format!("0x{m:016x}"),
-    }
-}
-
-fn parse_fourcc(name: &str) -> Option<u32> {
-    let bytes = name.as_bytes();
-    if bytes.is_empty() || bytes.len() > 4 || !bytes.iter().all(|b| b.is_ascii_graphic()) {
-        return None;
-    }
-    let mut code = [b' '; 4];
-    code[..bytes.len()].copy_from_slice(bytes);
-    Some(fourcc(&code))
-}
-
-fn parse_modifier(name: &str) -> Option<u64> {
-    match name {
-        "LINEAR" => Some(DRM_FORMAT_MOD_LINEAR),
-        "INVALID" => Some(DRM_FORMAT_MOD_INVALID),
-        _ => u64::from_str_radix(name.strip_prefix("0x")?, 16).ok(),
-    }
-}
-
 /// `Vec<FormatModifier>` <-> `{"NV12": ["LINEAR"], …}`.
 pub(super) mod formats_map {
     use super::*;
@@ -98,7 +59,7 @@ pub(super) mod formats_map {
     pub fn serialize<S: Serializer>(formats: &[FormatModifier], s: S) -> Result<S::Ok, S::Error> {
         let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for fm in formats {
-            map.entry(fourcc_name(fm.format)).or_default().push(modifier_name(fm.modifier));
+            map.entry(crate::fourcc::name(fm.format)).or_default().push(crate::fourcc::modifier_name(fm.modifier));
         }
         map.serialize(s)
     }
@@ -108,10 +69,10 @@ pub(super) mod formats_map {
         let map: BTreeMap<String, Vec<String>> = BTreeMap::deserialize(d)?;
         let mut out = Vec::new();
         for (name, modifiers) in map {
-            let format = parse_fourcc(&name).ok_or_else(|| D::Error::custom(format!("bad fourcc {name:?}")))?;
+            let format = crate::fourcc::parse(&name).ok_or_else(|| D::Error::custom(format!("bad fourcc {name:?}")))?;
             for m in modifiers {
-                let modifier =
-                    parse_modifier(&m).ok_or_else(|| D::Error::custom(format!("bad modifier {m:?} for {name}")))?;
+                let modifier = crate::fourcc::parse_modifier(&m)
+                    .ok_or_else(|| D::Error::custom(format!("bad modifier {m:?} for {name}")))?;
                 out.push(FormatModifier { format, modifier });
             }
         }

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::demux::{AccessUnit, Codec, DemuxError, Demuxed, StreamInfo};
+use super::{AccessUnit, Codec, DemuxError, Demuxed, StreamInfo};
 
 pub const MAGIC: [u8; 8] = [0x4f, 0x4f, 0x4f, 0x4f, 0xff, 0xff, 0xff, 0xff];
 const HEADER: usize = 44;

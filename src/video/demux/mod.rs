@@ -1,13 +1,21 @@
-//! Files to H.264 access units: MP4/MOV (ISO-BMFF), Matroska/WebM and raw Annex-B streams. Each
+//! Files to H.264 access units: MP4/MOV (ISO-BMFF, `mp4.rs`), Matroska/WebM (`matroska.rs`), raw
+//! Annex-B streams (`annexb.rs`) and vicodec's FWHT (`fwht.rs`). Each
 //! access unit comes in Annex-B form (start codes; SPS and PPS in front of every keyframe of a
 //! container's stream), with its
 //! presentation time and whether it is a keyframe. What vitrine cannot decode is refused up front
 //! with the reason: other codecs, 10-bit, 4:2:2/4:4:4, interlaced streams.
 
+mod annexb;
+mod fwht;
+mod matroska;
+mod mp4;
+
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+pub use fwht::MAGIC as FWHT_MAGIC;
 
 use h264_reader::nal::sps::{ChromaFormat, FrameMbsFlags, SeqParameterSet};
 use h264_reader::rbsp::{decode_nal, BitReader};
@@ -69,13 +77,13 @@ pub struct AccessUnit {
     pub keyframe: bool,
 }
 
-const START_CODE: [u8; 4] = [0, 0, 0, 1];
+pub(super) const START_CODE: [u8; 4] = [0, 0, 0, 1];
 /// The first bytes of a Matroska or WebM file (the EBML header's ID).
 const EBML_MAGIC: [u8; 4] = [0x1a, 0x45, 0xdf, 0xa3];
 
 /// A container's sample (NAL units each behind a big-endian length of `len_size` bytes) in
 /// Annex-B form, with the parameter sets in front of a keyframe. Errors say what is malformed.
-fn length_prefixed_to_annexb(
+pub(super) fn length_prefixed_to_annexb(
     bytes: &[u8],
     len_size: usize,
     parameter_sets: Option<[&[u8]; 2]>,
@@ -102,46 +110,13 @@ fn length_prefixed_to_annexb(
     Ok(data)
 }
 
-/// An AVCDecoderConfigurationRecord (MP4 `avcC`, Matroska's CodecPrivate for H.264): the first
-/// SPS and PPS, and the size of the NAL length prefixes.
-fn parse_avcc(record: &[u8]) -> Result<(Vec<u8>, Vec<u8>, usize), String> {
-    let short = || format!("avcC record cut short ({} bytes)", record.len());
-    if record.len() < 7 || record[0] != 1 {
-        return Err(format!("not an avcC record (version {:?}, {} bytes)", record.first(), record.len()));
-    }
-    let len_size = (record[4] & 3) as usize + 1;
-    let mut at = 5;
-    let read_sets = |at: &mut usize, count_mask: u8| -> Result<Vec<u8>, String> {
-        let count = record.get(*at).ok_or_else(short)? & count_mask;
-        *at += 1;
-        let mut first = None;
-        for _ in 0..count {
-            let len = record.get(*at..*at + 2).ok_or_else(short)?;
-            let len = u16::from_be_bytes([len[0], len[1]]) as usize;
-            let set = record.get(*at + 2..*at + 2 + len).ok_or_else(short)?;
-            first.get_or_insert_with(|| set.to_vec());
-            *at += 2 + len;
-        }
-        first.ok_or_else(|| "avcC record without a parameter set".to_string())
-    };
-    let sps = read_sets(&mut at, 0x1f)?;
-    let pps = read_sets(&mut at, 0xff)?;
-    Ok((sps, pps, len_size))
-}
-
-/// The name of a video codec vitrine does not decode, from a Matroska codec ID.
-fn matroska_codec_name(id: &str) -> String {
-    match id {
-        "V_MPEGH/ISO/HEVC" => "HEVC".into(),
-        "V_VP8" => "VP8".into(),
-        "V_VP9" => "VP9".into(),
-        "V_AV1" => "AV1".into(),
-        other => format!("'{other}'"),
-    }
-}
-
 /// Check a SPS against what vitrine decodes, and describe the stream.
-fn describe(path: &Path, sps_nal: &[u8], pps_nal: &[u8], fps: Option<f64>) -> Result<StreamInfo, DemuxError> {
+pub(super) fn describe(
+    path: &Path,
+    sps_nal: &[u8],
+    pps_nal: &[u8],
+    fps: Option<f64>,
+) -> Result<StreamInfo, DemuxError> {
     let corrupt = |reason: String| DemuxError::Corrupt { path: path.to_path_buf(), reason };
     let rbsp = decode_nal(sps_nal).map_err(|e| corrupt(format!("SPS: {e}")))?;
     let sps = SeqParameterSet::from_bits(BitReader::new(&rbsp[..])).map_err(|e| corrupt(format!("SPS: {e:?}")))?;
@@ -216,13 +191,13 @@ pub fn stream(path: &Path, send: &mut dyn FnMut(Loaded) -> bool) -> Result<(), D
         Ok(())
     };
     if n >= 8 && &head[4..8] == b"ftyp" {
-        stream_mp4(path, send)
+        mp4::stream(path, send)
     } else if n >= 4 && head[..4] == EBML_MAGIC {
-        stream_matroska(path, send)
-    } else if n >= 8 && head[..8] == super::fwht::MAGIC {
-        whole(super::fwht::open, send)
+        matroska::stream(path, send)
+    } else if n >= 8 && head[..8] == fwht::MAGIC {
+        whole(fwht::open, send)
     } else if n >= 4 && (head[..4] == START_CODE || head[..3] == START_CODE[1..]) {
-        whole(open_annexb, send)
+        whole(annexb::open, send)
     } else {
         Err(DemuxError::UnknownFormat { path: path.to_path_buf() })
     }
@@ -241,32 +216,6 @@ pub fn open(path: &Path) -> Result<Demuxed, DemuxError> {
     })?;
     let info = info.ok_or_else(|| DemuxError::Corrupt { path: path.to_path_buf(), reason: "no stream".into() })?;
     Ok(Demuxed { info, units, damage })
-}
-
-/// The size the file's top-level boxes declare: larger than the file when it was cut short, so
-/// the index (if it came first) still opens and the missing samples are reported one by one.
-fn declared_size(path: &Path) -> std::io::Result<u64> {
-    use std::io::{Seek, SeekFrom};
-    let mut f = File::open(path)?;
-    let len = f.metadata()?.len();
-    let mut offset = 0u64;
-    while offset + 8 <= len {
-        f.seek(SeekFrom::Start(offset))?;
-        let mut head = [0u8; 16];
-        let n = f.read(&mut head)?;
-        let size = match u32::from_be_bytes([head[0], head[1], head[2], head[3]]) {
-            0 => return Ok(len),
-            1 if n >= 16 => {
-                u64::from_be_bytes([head[8], head[9], head[10], head[11], head[12], head[13], head[14], head[15]])
-            }
-            s => s as u64,
-        };
-        if size < 8 {
-            return Ok(len);
-        }
-        offset += size;
-    }
-    Ok(offset.max(len))
 }
 
 /// NAL units of an Annex-B byte stream (without start codes).
@@ -295,361 +244,9 @@ pub fn nal_units(data: &[u8]) -> Vec<&[u8]> {
     out
 }
 
-fn open_annexb(path: &Path, data: &[u8]) -> Result<Demuxed, DemuxError> {
-    let nals = nal_units(data);
-    let sps = nals
-        .iter()
-        .find(|n| n[0] & 0x1f == 7)
-        .ok_or_else(|| DemuxError::Corrupt { path: path.to_path_buf(), reason: "no sequence parameter set".into() })?;
-    let pps = nals
-        .iter()
-        .find(|n| n[0] & 0x1f == 8)
-        .ok_or_else(|| DemuxError::Corrupt { path: path.to_path_buf(), reason: "no picture parameter set".into() })?;
-    let info = describe(path, sps, pps, None)?;
-    let fps = info.fps.unwrap_or(25.0);
-    let mut units: Vec<AccessUnit> = Vec::new();
-    let mut current: Vec<u8> = Vec::new();
-    let mut has_vcl = false;
-    let mut keyframe = false;
-    let flush = |current: &mut Vec<u8>, keyframe: bool, units: &mut Vec<AccessUnit>| {
-        if !current.is_empty() {
-            let pts = Duration::from_secs_f64(units.len() as f64 / fps);
-            units.push(AccessUnit { data: std::mem::take(current), pts, keyframe });
-        }
-    };
-    for nal in nals {
-        let kind = nal[0] & 0x1f;
-        let vcl = kind == 1 || kind == 5;
-        // A new picture starts at a parameter set/SEI/delimiter after a slice, or at a slice
-        // whose first_mb_in_slice is 0 (ue(v) 0 is the single bit 1).
-        let first_slice = vcl && nal.len() > 1 && nal[1] & 0x80 != 0;
-        if has_vcl && (matches!(kind, 6..=9) || first_slice) {
-            flush(&mut current, keyframe, &mut units);
-            has_vcl = false;
-            keyframe = false;
-        }
-        current.extend_from_slice(&START_CODE);
-        current.extend_from_slice(nal);
-        has_vcl |= vcl;
-        keyframe |= kind == 5;
-    }
-    if has_vcl {
-        flush(&mut current, keyframe, &mut units);
-    }
-    Ok(Demuxed { info, units, damage: None })
-}
-
-fn stream_mp4(path: &Path, send: &mut dyn FnMut(Loaded) -> bool) -> Result<(), DemuxError> {
-    let io = |source| DemuxError::Io { path: path.to_path_buf(), source };
-    let file = File::open(path).map_err(io)?;
-    let size = declared_size(path).map_err(io)?;
-    let corrupt = |reason: String| DemuxError::Corrupt { path: path.to_path_buf(), reason };
-    let mut reader = mp4::Mp4Reader::read_header(BufReader::new(file), size).map_err(|e| corrupt(e.to_string()))?;
-    let mut video = None;
-    for (id, track) in reader.tracks() {
-        if track.track_type().ok() != Some(mp4::TrackType::Video) {
-            continue;
-        }
-        match track.media_type() {
-            Ok(mp4::MediaType::H264) => video = Some(*id),
-            Ok(other) => {
-                let name = match other {
-                    mp4::MediaType::H265 => "HEVC".to_string(),
-                    mp4::MediaType::VP9 => "VP9".to_string(),
-                    other => other.to_string(),
-                };
-                return Err(DemuxError::Unsupported {
-                    path: path.to_path_buf(),
-                    reason: format!("{name} video: vitrine decodes H.264 only"),
-                });
-            }
-            Err(_) => {
-                let kind = track.box_type().map(|b| b.to_string()).unwrap_or_else(|_| "unknown".into());
-                let name = match kind.as_str() {
-                    "hvc1" | "hev1" => "HEVC".to_string(),
-                    "av01" => "AV1".to_string(),
-                    "vp09" => "VP9".to_string(),
-                    other => format!("'{other}'"),
-                };
-                return Err(DemuxError::Unsupported {
-                    path: path.to_path_buf(),
-                    reason: format!("{name} video: vitrine decodes H.264 only"),
-                });
-            }
-        }
-    }
-    let track_id =
-        video.ok_or_else(|| DemuxError::Unsupported { path: path.to_path_buf(), reason: "no video track".into() })?;
-    let (info, timescale, count) = {
-        let track = &reader.tracks()[&track_id];
-        let sps = track.sequence_parameter_set().map_err(|e| corrupt(format!("avcC: {e}")))?.to_vec();
-        let pps = track.picture_parameter_set().map_err(|e| corrupt(format!("avcC: {e}")))?.to_vec();
-        let fps = Some(track.frame_rate()).filter(|f| *f > 0.0);
-        (describe(path, &sps, &pps, fps)?, track.timescale().max(1), track.sample_count())
-    };
-    let (sps, pps) = (info.sps.clone(), info.pps.clone());
-    if !send(Loaded::Header(info)) {
-        return Ok(());
-    }
-    for sample_id in 1..=count {
-        let sample = match reader.read_sample(track_id, sample_id) {
-            Ok(Some(s)) => s,
-            Ok(None) => break,
-            Err(e) => {
-                send(Loaded::Damage(corrupt(format!("sample {sample_id} of {count}: {e}"))));
-                break;
-            }
-        };
-        // 4-byte big-endian lengths (the mp4 crate does not expose the avcC's size field; every
-        // muxer vitrine meets writes 4).
-        let sets = sample.is_sync.then_some([&sps[..], &pps[..]]);
-        let data = match length_prefixed_to_annexb(&sample.bytes, 4, sets) {
-            Ok(data) => data,
-            Err(reason) => {
-                send(Loaded::Damage(corrupt(format!("sample {sample_id}: {reason}"))));
-                break;
-            }
-        };
-        let pts_ticks = (sample.start_time as i64 + sample.rendering_offset as i64).max(0) as u64;
-        let pts = Duration::from_secs_f64(pts_ticks as f64 / timescale as f64);
-        if !send(Loaded::Unit(AccessUnit { data, pts, keyframe: sample.is_sync })) {
-            break;
-        }
-    }
-    Ok(())
-}
-
-/// An EBML element ID at `at` (with its length marker, as IDs are written) and its length.
-fn ebml_id(b: &[u8], at: usize) -> Option<(u32, usize)> {
-    let len = b.get(at)?.leading_zeros() as usize + 1;
-    let bytes = b.get(at..at + len).filter(|_| len <= 4)?;
-    Some((bytes.iter().fold(0u32, |n, &x| n << 8 | x as u32), len))
-}
-
-/// An EBML data size at `at` and its length; `u64::MAX` for "unknown" (all value bits set).
-fn ebml_size(b: &[u8], at: usize) -> Option<(u64, usize)> {
-    let len = b.get(at)?.leading_zeros() as usize + 1;
-    let bytes = b.get(at..at + len).filter(|_| len <= 8)?;
-    let value = bytes.iter().fold(0u64, |n, &x| n << 8 | x as u64) & (u64::MAX >> (64 - 7 * len));
-    Some((if value == u64::MAX >> (64 - 7 * len) { u64::MAX } else { value }, len))
-}
-
-/// An EBML element: where it starts, its ID, where its data starts and the data's size.
-struct Element {
-    start: usize,
-    id: u32,
-    data: usize,
-    size: u64,
-}
-
-/// The children of the EBML element whose data is `b[from..to]`.
-fn ebml_children(b: &[u8], from: usize, to: usize) -> Vec<Element> {
-    let mut out = Vec::new();
-    let mut at = from;
-    while at < to.min(b.len()) {
-        let Some((id, n)) = ebml_id(b, at) else { break };
-        let Some((size, m)) = ebml_size(b, at + n) else { break };
-        out.push(Element { start: at, id, data: at + n + m, size });
-        if size == u64::MAX {
-            break;
-        }
-        at = (at + n + m).saturating_add(size as usize);
-    }
-    out
-}
-
-/// A Matroska file served with its first bytes from memory, where SeekHead entries that point
-/// past the end of the file are renamed to an element nobody knows. A file cut short (a copy
-/// that stopped) keeps its clusters up to the cut, but its index entries (ffmpeg writes the Cues
-/// last) lead nowhere, and the demuxer refuses such a file outright; this way its valid part
-/// plays and the cut is reported where the pictures stop.
-struct MatroskaHead {
-    file: File,
-    head: Vec<u8>,
-    len: u64,
-    pos: u64,
-    file_pos: u64,
-}
-
-impl MatroskaHead {
-    const SEGMENT: u32 = 0x1853_8067;
-    const SEEK_HEAD: u32 = 0x114D_9B74;
-    const SEEK: u32 = 0x4DBB;
-    const SEEK_POSITION: u32 = 0x53AC;
-    const CLUSTER: u32 = 0x1F43_B675;
-    /// An element ID no Matroska reader knows (it is skipped).
-    const UNKNOWN: [u8; 2] = [0x4D, 0xBC];
-
-    fn open(path: &Path) -> std::io::Result<Self> {
-        let mut file = File::open(path)?;
-        let len = file.metadata()?.len();
-        let mut head = Vec::new();
-        (&mut file).take(64 * 1024).read_to_end(&mut head)?;
-        let mut me = Self { file, head, len, pos: 0, file_pos: 0 };
-        me.hide_missing_index_entries();
-        Ok(me)
-    }
-
-    fn hide_missing_index_entries(&mut self) {
-        let b = &self.head;
-        let Some((_, n)) = ebml_id(b, 0) else { return };
-        let Some((header, m)) = ebml_size(b, n) else { return };
-        let at = n + m + header as usize;
-        if ebml_id(b, at).map(|(id, _)| id) != Some(Self::SEGMENT) {
-            return;
-        }
-        let Some((_, m)) = ebml_size(b, at + 4) else { return };
-        let segment = at + 4 + m;
-        let mut hide = Vec::new();
-        for top in ebml_children(b, segment, b.len()) {
-            if top.id == Self::CLUSTER {
-                break;
-            }
-            if top.id != Self::SEEK_HEAD || top.size == u64::MAX {
-                continue;
-            }
-            for seek in ebml_children(b, top.data, top.data.saturating_add(top.size as usize)) {
-                if seek.id != Self::SEEK || seek.size == u64::MAX {
-                    continue;
-                }
-                let fields = ebml_children(b, seek.data, seek.data.saturating_add(seek.size as usize));
-                let position = fields.iter().find(|f| f.id == Self::SEEK_POSITION);
-                let Some(target) = position.and_then(|f| b.get(f.data..f.data.saturating_add(f.size as usize))) else {
-                    continue;
-                };
-                let target = target.iter().fold(0u64, |n, &x| n << 8 | x as u64);
-                if (segment as u64).saturating_add(target) >= self.len {
-                    hide.push(seek.start);
-                }
-            }
-        }
-        for at in hide {
-            self.head[at..at + 2].copy_from_slice(&Self::UNKNOWN);
-        }
-    }
-}
-
-impl Read for MatroskaHead {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = if let Some(rest) = self.head.get(self.pos as usize..).filter(|r| !r.is_empty()) {
-            let n = rest.len().min(buf.len());
-            buf[..n].copy_from_slice(&rest[..n]);
-            n
-        } else {
-            if self.file_pos != self.pos {
-                use std::io::Seek;
-                self.file_pos = self.file.seek(std::io::SeekFrom::Start(self.pos))?;
-            }
-            let n = self.file.read(buf)?;
-            self.file_pos += n as u64;
-            n
-        };
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-impl std::io::Seek for MatroskaHead {
-    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
-        let target = match to {
-            std::io::SeekFrom::Start(n) => Some(n),
-            std::io::SeekFrom::End(d) => self.len.checked_add_signed(d),
-            std::io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
-        };
-        self.pos =
-            target.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start"))?;
-        Ok(self.pos)
-    }
-}
-
-/// The Matroska reader's errors, said plainly (its own wording of I/O errors is unhelpful).
-fn matroska_error(e: matroska_demuxer::DemuxError) -> String {
-    match e {
-        matroska_demuxer::DemuxError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            "the file ends in the middle of an element (cut short?)".into()
-        }
-        matroska_demuxer::DemuxError::IoError(e) => e.to_string(),
-        matroska_demuxer::DemuxError::ElementSizeExceedsStream { declared, available } => {
-            format!("an element of {declared} bytes has only {available} left in the file (cut short?)")
-        }
-        other => other.to_string(),
-    }
-}
-
-fn stream_matroska(path: &Path, send: &mut dyn FnMut(Loaded) -> bool) -> Result<(), DemuxError> {
-    use matroska_demuxer::{Frame, MatroskaFile, TrackType};
-    let io = |source| DemuxError::Io { path: path.to_path_buf(), source };
-    let corrupt = |reason: String| DemuxError::Corrupt { path: path.to_path_buf(), reason };
-    let unsupported = |reason: String| DemuxError::Unsupported { path: path.to_path_buf(), reason };
-    let file = MatroskaHead::open(path).map_err(io)?;
-    let mut mkv =
-        MatroskaFile::open(BufReader::new(file)).map_err(|e| corrupt(format!("Matroska: {}", matroska_error(e))))?;
-    let track = mkv
-        .tracks()
-        .iter()
-        .find(|t| t.track_type() == TrackType::Video)
-        .ok_or_else(|| unsupported("no video track".into()))?;
-    if track.codec_id() != "V_MPEG4/ISO/AVC" {
-        let name = matroska_codec_name(track.codec_id());
-        return Err(unsupported(format!("{name} video: vitrine decodes H.264 only")));
-    }
-    if track.content_encodings().is_some_and(|e| !e.is_empty()) {
-        return Err(unsupported("compressed or encrypted Matroska track".into()));
-    }
-    let record = track.codec_private().ok_or_else(|| corrupt("H.264 track without its avcC record".into()))?;
-    let (sps, pps, len_size) = parse_avcc(record).map_err(corrupt)?;
-    let fps = track.default_duration().map(|ns| 1e9 / ns.get() as f64);
-    let number = track.track_number().get();
-    let tick = mkv.info().timestamp_scale().get();
-    if !send(Loaded::Header(describe(path, &sps, &pps, fps)?)) {
-        return Ok(());
-    }
-    let mut frame = Frame::default();
-    let mut read = 0usize;
-    loop {
-        match mkv.next_frame(&mut frame) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => {
-                send(Loaded::Damage(corrupt(format!("after picture {read}: {}", matroska_error(e)))));
-                break;
-            }
-        }
-        if frame.track != number {
-            continue;
-        }
-        // SimpleBlocks carry a keyframe flag; for BlockGroups an IDR slice says it.
-        let idr = || {
-            let mut i = 0;
-            while let Some(prefix) = frame.data.get(i..i + len_size) {
-                let len = prefix.iter().fold(0usize, |n, &b| n << 8 | b as usize);
-                if frame.data.get(i + len_size).is_some_and(|h| h & 0x1f == 5) {
-                    return true;
-                }
-                i += len_size + len;
-            }
-            false
-        };
-        let keyframe = frame.is_keyframe.unwrap_or_else(idr);
-        let sets = keyframe.then_some([&sps[..], &pps[..]]);
-        let data = match length_prefixed_to_annexb(&frame.data, len_size, sets) {
-            Ok(data) => data,
-            Err(reason) => {
-                send(Loaded::Damage(corrupt(format!("picture {}: {reason}", read + 1))));
-                break;
-            }
-        };
-        read += 1;
-        let pts = Duration::from_nanos(frame.timestamp.saturating_mul(tick));
-        if !send(Loaded::Unit(AccessUnit { data, pts, keyframe })) {
-            break;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use super::matroska::parse_avcc;
     use super::*;
 
     /// Make a clip with ffmpeg/x264 (never kept in the repository).

@@ -32,11 +32,17 @@ impl RgbaImage {
 
     pub fn save_png(&self, path: &Path) -> Result<(), String> {
         let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut encoder = png::Encoder::new(BufWriter::new(file), self.width, self.height);
+        self.write_png(file).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Encode as PNG into `out`.
+    pub fn write_png(&self, out: impl std::io::Write) -> Result<(), String> {
+        let mut encoder = png::Encoder::new(BufWriter::new(out), self.width, self.height);
         encoder.set_color(png::ColorType::Rgba);
         encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder.write_header().map_err(|e| format!("{}: {e}", path.display()))?;
-        writer.write_image_data(&self.data).map_err(|e| format!("{}: {e}", path.display()))
+        let mut writer = encoder.write_header().map_err(|e| e.to_string())?;
+        writer.write_image_data(&self.data).map_err(|e| e.to_string())?;
+        writer.finish().map_err(|e| e.to_string())
     }
 
     /// Read an 8-bit RGB or RGBA PNG.
