@@ -1,7 +1,8 @@
 //! Command line of the `vitrine` binary.
 
 use std::path::PathBuf;
-use std::str::FromStr;
+
+pub use crate::config::{OutputSpec, RendererChoice};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -35,6 +36,19 @@ pub enum Command {
         /// The TOML file to check
         file: PathBuf,
     },
+    /// Decode video files through the decoder vitrine would use, paced at their own rate and
+    /// shown nowhere, then print the audit (is this board's decoder up to this file?)
+    Decode {
+        /// Print the audit as JSON
+        #[arg(long)]
+        json: bool,
+        /// As fast as the decoder goes, instead of at the files' frame rate
+        #[arg(long)]
+        unpaced: bool,
+        /// The files, in order
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -64,7 +78,7 @@ pub struct RunArgs {
     /// What composites the layers no hardware plane takes on the DRM backend (default: the
     /// config's [drm] renderer, "auto")
     #[arg(long, value_enum, value_name = "auto|gles|pixman")]
-    pub renderer: Option<crate::backend::drm::compose::RendererChoice>,
+    pub renderer: Option<RendererChoice>,
 
     /// Name of the Wayland socket to create in $XDG_RUNTIME_DIR (default: the first free wayland-N)
     #[arg(long, value_name = "NAME")]
@@ -149,72 +163,9 @@ pub enum MsgCommand {
     Quit,
 }
 
-/// `WIDTHxHEIGHT@HZ`, e.g. `1920x1080@60` (the refresh rate is optional and defaults to 60).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct OutputSpec {
-    pub width: u32,
-    pub height: u32,
-    /// Refresh rate in millihertz.
-    pub refresh_mhz: u32,
-}
-
-impl OutputSpec {
-    pub const DEFAULT: OutputSpec = OutputSpec { width: 1920, height: 1080, refresh_mhz: 60_000 };
-}
-
-impl FromStr for OutputSpec {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("'{s}' is not WIDTHxHEIGHT[@HZ] (e.g. 1920x1080@60)");
-        let (size, hz) = match s.split_once('@') {
-            Some((size, hz)) => (size, Some(hz)),
-            None => (s, None),
-        };
-        let (w, h) = size.split_once('x').ok_or_else(bad)?;
-        let width: u32 = w.trim().parse().map_err(|_| bad())?;
-        let height: u32 = h.trim().parse().map_err(|_| bad())?;
-        let refresh_hz: f64 = match hz {
-            Some(hz) => hz.trim().parse().map_err(|_| bad())?,
-            None => 60.0,
-        };
-        if !(1..=16384).contains(&width) || !(1..=16384).contains(&height) {
-            return Err(format!("'{s}': width and height must be between 1 and 16384"));
-        }
-        if !(1.0..=1000.0).contains(&refresh_hz) {
-            return Err(format!("'{s}': refresh rate must be between 1 and 1000 Hz"));
-        }
-        Ok(OutputSpec { width, height, refresh_mhz: (refresh_hz * 1000.0).round() as u32 })
-    }
-}
-
-impl std::fmt::Display for OutputSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let hz = self.refresh_mhz as f64 / 1000.0;
-        write!(f, "{}x{}@{}", self.width, self.height, hz)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn output_spec_parses_with_and_without_rate() {
-        assert_eq!(
-            "1280x720@30".parse::<OutputSpec>().unwrap(),
-            OutputSpec { width: 1280, height: 720, refresh_mhz: 30_000 }
-        );
-        assert_eq!("640x480".parse::<OutputSpec>().unwrap().refresh_mhz, 60_000);
-        assert_eq!("1920x1080@59.94".parse::<OutputSpec>().unwrap().refresh_mhz, 59_940);
-    }
-
-    #[test]
-    fn output_spec_rejects_nonsense() {
-        for bad in ["", "1920", "0x10", "10x10@0", "axb@60", "99999x10"] {
-            assert!(bad.parse::<OutputSpec>().is_err(), "{bad} should be rejected");
-        }
-    }
 
     #[test]
     fn trailing_app_is_collected() {

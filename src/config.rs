@@ -8,8 +8,6 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::OutputSpec;
-
 /// The shipped, documented default configuration.
 pub const DEFAULT_CONFIG: &str = include_str!("../resources/vitrine.toml");
 
@@ -85,7 +83,7 @@ pub struct DrmConfig {
     /// WIDTHxHEIGHT[@HZ]; empty: the connector's preferred mode.
     pub mode: String,
     /// What composites the layers no plane takes (`--renderer` overrides).
-    pub renderer: crate::backend::drm::compose::RendererChoice,
+    pub renderer: RendererChoice,
     /// Put layers on hardware planes; false composites everything onto the primary plane (for
     /// boards whose planes misbehave, and for testing composition).
     pub hardware_planes: bool,
@@ -296,6 +294,63 @@ impl<'de> Deserialize<'de> for OutputSpec {
     }
 }
 
+/// Which renderer composites (`--renderer`, `[drm] renderer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RendererChoice {
+    /// GLES where EGL works on the device, pixman otherwise.
+    #[default]
+    Auto,
+    Gles,
+    Pixman,
+}
+
+/// `WIDTHxHEIGHT@HZ`, e.g. `1920x1080@60` (the refresh rate is optional and defaults to 60).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct OutputSpec {
+    pub width: u32,
+    pub height: u32,
+    /// Refresh rate in millihertz.
+    pub refresh_mhz: u32,
+}
+
+impl OutputSpec {
+    pub const DEFAULT: OutputSpec = OutputSpec { width: 1920, height: 1080, refresh_mhz: 60_000 };
+}
+
+impl FromStr for OutputSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("'{s}' is not WIDTHxHEIGHT[@HZ] (e.g. 1920x1080@60)");
+        let (size, hz) = match s.split_once('@') {
+            Some((size, hz)) => (size, Some(hz)),
+            None => (s, None),
+        };
+        let (w, h) = size.split_once('x').ok_or_else(bad)?;
+        let width: u32 = w.trim().parse().map_err(|_| bad())?;
+        let height: u32 = h.trim().parse().map_err(|_| bad())?;
+        let refresh_hz: f64 = match hz {
+            Some(hz) => hz.trim().parse().map_err(|_| bad())?,
+            None => 60.0,
+        };
+        if !(1..=16384).contains(&width) || !(1..=16384).contains(&height) {
+            return Err(format!("'{s}': width and height must be between 1 and 16384"));
+        }
+        if !(1.0..=1000.0).contains(&refresh_hz) {
+            return Err(format!("'{s}': refresh rate must be between 1 and 1000 Hz"));
+        }
+        Ok(OutputSpec { width, height, refresh_mhz: (refresh_hz * 1000.0).round() as u32 })
+    }
+}
+
+impl std::fmt::Display for OutputSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hz = self.refresh_mhz as f64 / 1000.0;
+        write!(f, "{}x{}@{}", self.width, self.height, hz)
+    }
+}
+
 /// A configuration error with its position in the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -423,6 +478,23 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_spec_parses_with_and_without_rate() {
+        assert_eq!(
+            "1280x720@30".parse::<OutputSpec>().unwrap(),
+            OutputSpec { width: 1280, height: 720, refresh_mhz: 30_000 }
+        );
+        assert_eq!("640x480".parse::<OutputSpec>().unwrap().refresh_mhz, 60_000);
+        assert_eq!("1920x1080@59.94".parse::<OutputSpec>().unwrap().refresh_mhz, 59_940);
+    }
+
+    #[test]
+    fn output_spec_rejects_nonsense() {
+        for bad in ["", "1920", "0x10", "10x10@0", "axb@60", "99999x10"] {
+            assert!(bad.parse::<OutputSpec>().is_err(), "{bad} should be rejected");
+        }
+    }
 
     #[test]
     fn shipped_default_matches_builtin_defaults() {

@@ -18,6 +18,23 @@ fn main() -> ExitCode {
             }
             0
         }
+        Some(Command::Decode { json, unpaced, files }) => {
+            vitrine::logging::init(&vitrine::logging::filter_for("warn", 0));
+            match vitrine::video::decode::run(files, !unpaced) {
+                Ok(report) if json => {
+                    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                    report.code()
+                }
+                Ok(report) => {
+                    print!("{}", report.human());
+                    report.code()
+                }
+                Err(err) => {
+                    eprintln!("vitrine decode: {err}");
+                    1
+                }
+            }
+        }
         Some(Command::CheckConfig { file }) => match Config::load(&file) {
             Ok(_) => {
                 println!("{}: ok", file.display());

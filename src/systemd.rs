@@ -84,12 +84,24 @@ impl Watchdog {
 /// vitrine's conversation with systemd.
 pub struct Systemd {
     notifier: Notifier,
+    watchdog: Option<Watchdog>,
     ready: bool,
     /// The watchdog was last not fed (said once per stall).
     starving: bool,
 }
 
 impl Systemd {
+    /// When systemd started vitrine with a notify socket.
+    pub fn from_env() -> Option<Systemd> {
+        let notifier = Notifier::from_env()?;
+        Some(Systemd { notifier, watchdog: watchdog_interval().map(Watchdog::new), ready: false, starving: false })
+    }
+
+    /// How often the watchdog wants to hear from vitrine, if it is on.
+    pub fn watchdog_period(&self) -> Option<Duration> {
+        self.watchdog.as_ref().map(Watchdog::period)
+    }
+
     /// READY=1, once.
     pub fn ready(&mut self) {
         if !std::mem::replace(&mut self.ready, true) {
@@ -97,43 +109,23 @@ impl Systemd {
             tracing::info!("told systemd READY=1");
         }
     }
-}
 
-/// READY=1 once the first frame is on screen (at once when there is no display to show it
-/// on); WATCHDOG=1 on its own timer while the display path is alive.
-pub fn start(core: &mut crate::state::Core) -> Result<(), String> {
-    use smithay::reexports::calloop::timer::{TimeoutAction, Timer};
-    let Some(notifier) = Notifier::from_env() else { return Ok(()) };
-    core.systemd = Some(Systemd { notifier, ready: false, starving: false });
-    if core.first_frame.is_some() || core.outputs.is_empty() {
-        if let Some(s) = &mut core.systemd {
-            s.ready();
+    /// The watchdog's turn (the loop runs, or this would not be called): WATCHDOG=1 unless the
+    /// display path has waited too long, since `stalled_since`, for a repaint or a flip.
+    pub fn watchdog_tick(&mut self, stalled_since: Option<Instant>) {
+        let Some(watchdog) = &self.watchdog else { return };
+        if watchdog.should_feed(Instant::now(), stalled_since) {
+            self.notifier.notify("WATCHDOG=1");
+            if std::mem::take(&mut self.starving) {
+                tracing::info!("display path alive again: feeding the systemd watchdog");
+            }
+        } else if !std::mem::replace(&mut self.starving, true) {
+            tracing::warn!(
+                stalled_ms = stalled_since.map(|t| t.elapsed().as_millis() as u64),
+                "display path stalled: the systemd watchdog is not fed"
+            );
         }
     }
-    let Some(watchdog) = watchdog_interval().map(Watchdog::new) else { return Ok(()) };
-    let period = watchdog.period();
-    tracing::info!(interval_ms = watchdog.interval.as_millis() as u64, "feeding the systemd watchdog");
-    core.loop_handle
-        .insert_source(Timer::from_duration(period), move |_, _, state| {
-            let stalled = state.core.stalled_since();
-            let feed = watchdog.should_feed(Instant::now(), stalled);
-            if let Some(s) = &mut state.core.systemd {
-                if feed {
-                    s.notifier.notify("WATCHDOG=1");
-                    if std::mem::take(&mut s.starving) {
-                        tracing::info!("display path alive again: feeding the systemd watchdog");
-                    }
-                } else if !std::mem::replace(&mut s.starving, true) {
-                    tracing::warn!(
-                        stalled_ms = stalled.map(|t| t.elapsed().as_millis() as u64),
-                        "display path stalled: the systemd watchdog is not fed"
-                    );
-                }
-            }
-            TimeoutAction::ToDuration(period)
-        })
-        .map_err(|e| format!("cannot start the systemd watchdog: {e}"))?;
-    Ok(())
 }
 
 #[cfg(test)]

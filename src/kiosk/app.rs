@@ -10,12 +10,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use smithay::reexports::calloop::generic::Generic;
-use smithay::reexports::calloop::timer::{TimeoutAction, Timer};
-use smithay::reexports::calloop::{Interest, Mode, PostAction};
-
 use crate::config::AppExitPolicy;
-use crate::state::Core;
 
 /// What happened to the app, and what to do about it.
 #[derive(Debug, PartialEq, Eq)]
@@ -51,7 +46,7 @@ pub fn status_code(status: ExitStatus) -> i32 {
 }
 
 /// A pidfd for `pid` (Linux 5.3): readable once the process has exited.
-fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
+pub fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
     if fd < 0 {
@@ -198,63 +193,6 @@ impl AppSupervisor {
 fn kill_group(pid: u32, signal: libc::c_int) {
     // SAFETY: kill with a negative pid signals that process group.
     unsafe { libc::kill(-(pid as libc::pid_t), signal) };
-}
-
-/// Start the kiosk app and watch it: its exit is a pidfd becoming readable; a restart is a timer.
-pub fn launch(core: &mut Core) {
-    let Some(app) = core.kiosk.app.as_mut() else { return };
-    let event = app.start();
-    let pid = app.pid();
-    follow(core, event, pid);
-}
-
-fn follow(core: &mut Core, event: AppEvent, pid: Option<u32>) {
-    match event {
-        AppEvent::ExitWith(code) => core.quit(code),
-        AppEvent::RestartIn(delay) => {
-            let timer = core.loop_handle.insert_source(Timer::from_duration(delay), |_, _, state| {
-                if let Some(app) = state.core.kiosk.app.as_mut() {
-                    app.restarts += 1;
-                }
-                launch(&mut state.core);
-                TimeoutAction::Drop
-            });
-            if let Err(err) = timer {
-                tracing::error!(%err, "cannot schedule the kiosk app's restart");
-            }
-        }
-        AppEvent::Nothing => {
-            let Some(pid) = pid else { return };
-            let watched = pidfd_open(pid).map_err(|e| e.to_string()).and_then(|fd| {
-                core.loop_handle
-                    .insert_source(Generic::new(fd, Interest::READ, Mode::Level), |_, _, state| {
-                        let Some(app) = state.core.kiosk.app.as_mut() else { return Ok(PostAction::Remove) };
-                        let event = app.reap();
-                        if app.pid().is_some() {
-                            return Ok(PostAction::Continue);
-                        }
-                        let pid = app.pid();
-                        follow(&mut state.core, event, pid);
-                        Ok(PostAction::Remove)
-                    })
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            });
-            if let Err(err) = watched {
-                // Old kernels have no pidfd: look once a second instead.
-                tracing::warn!(%err, "no pidfd for the kiosk app: checking on it every second");
-                let _ = core.loop_handle.insert_source(Timer::from_duration(Duration::from_secs(1)), |_, _, state| {
-                    let Some(app) = state.core.kiosk.app.as_mut() else { return TimeoutAction::Drop };
-                    let event = app.reap();
-                    if app.pid().is_some() {
-                        return TimeoutAction::ToDuration(Duration::from_secs(1));
-                    }
-                    follow(&mut state.core, event, None);
-                    TimeoutAction::Drop
-                });
-            }
-        }
-    }
 }
 
 #[cfg(test)]

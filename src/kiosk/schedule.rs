@@ -116,31 +116,6 @@ fn local_seconds(t: SystemTime) -> u32 {
     (tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec) as u32
 }
 
-impl crate::state::State {
-    /// Switch the displays to what the schedule says now, and arm a timer for its next switch
-    /// (at most a minute ahead, so a wall clock stepped by NTP is followed). Called at start, by
-    /// that timer and after a reload.
-    pub fn apply_schedule(&mut self) {
-        use smithay::reexports::calloop::timer::{TimeoutAction, Timer};
-        let now = self.core.day_clock.now();
-        let hours = self.core.config.schedule.hours();
-        self.set_displays(hours.is_none_or(|h| h.is_on(now)));
-        if let Some(token) = self.core.schedule_timer.take() {
-            self.core.loop_handle.remove(token);
-        }
-        let Some(secs) = hours.and_then(|h| h.until_next_change(now)) else { return };
-        let timer = Timer::from_duration(Duration::from_secs(secs.clamp(1, 60) as u64));
-        match self.core.loop_handle.insert_source(timer, |_, _, state| {
-            state.core.schedule_timer = None;
-            state.apply_schedule();
-            TimeoutAction::Drop
-        }) {
-            Ok(token) => self.core.schedule_timer = Some(token),
-            Err(err) => tracing::error!(%err, "cannot arm the display schedule"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
