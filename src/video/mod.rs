@@ -3,6 +3,7 @@
 //! (on a plane where the display allows it).
 
 pub mod convert;
+pub mod decode;
 pub mod demux;
 pub mod h264;
 pub mod nv12_pool;
@@ -62,41 +63,6 @@ impl LoopWaker {
     pub fn wake(&self) {
         if self.wanted.swap(false, std::sync::atomic::Ordering::SeqCst) {
             self.ping.ping();
-        }
-    }
-}
-
-/// Wake the loop for the player (decoder and reader threads ping it when the player waits).
-pub fn watch_player(core: &mut crate::state::Core) -> Result<(), String> {
-    let (waker, source) = LoopWaker::new().map_err(|e| format!("cannot make the video wake-up: {e}"))?;
-    core.loop_handle
-        .insert_source(source, |_, _, state| state.core.video_woken())
-        .map_err(|e| format!("cannot watch the video threads: {e}"))?;
-    if let Some(player) = &mut core.player {
-        player.set_waker(waker.clone());
-    }
-    core.video_waker = Some(waker);
-    Ok(())
-}
-
-impl crate::state::Core {
-    /// The video threads delivered what the player waited for (or something changed its plan):
-    /// feed the decoder, then arrange the next picture's repaint.
-    pub fn video_woken(&mut self) {
-        if let Some(player) = &mut self.player {
-            player.pump();
-        }
-        self.schedule_video();
-        self.check_video_done();
-    }
-
-    /// With `--exit-when-done`: exit once the playlist was played and its last picture shown.
-    pub fn check_video_done(&mut self) {
-        let Some(player) = &self.player else { return };
-        if self.exit_when_done && self.exit_code.is_none() && player.finished() && !player.has_unpresented() {
-            let code = if player.errors().is_empty() { 0 } else { 1 };
-            tracing::info!(target: "video", errors = player.errors().len(), "playlist done: exiting");
-            self.quit(code);
         }
     }
 }

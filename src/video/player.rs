@@ -23,6 +23,8 @@ const SEND_AHEAD: usize = 12;
 const READ_AHEAD: usize = 48;
 /// Access units looked at to find a clip's first presentation time (B-frames come out of order).
 const PTS_WINDOW: usize = 8;
+/// Pictures whose latency and presentation error the audit's percentiles are over.
+const WINDOW: usize = 4096;
 
 /// What the reading thread sends: the file's parts, or why it cannot be played at all.
 type Reading = Receiver<Result<Loaded, DemuxError>>;
@@ -69,6 +71,8 @@ pub struct PlayerStatus {
     pub path: String,
     pub paused: bool,
     pub finished: bool,
+    /// Errors so far (items skipped, pictures that failed), and the last few of them.
+    pub error_count: u64,
     pub errors: Vec<String>,
 }
 
@@ -79,11 +83,30 @@ pub struct VideoReport {
     pub counters: VideoStats,
     pub latency_p50_ms: Option<f64>,
     pub latency_p99_ms: Option<f64>,
+    /// How far from its presentation time each picture reached the screen (|flip - due|, the
+    /// last 4096 pictures): at most half a refresh period when every picture makes the vblank
+    /// nearest its time.
+    pub present_error_p50_ms: Option<f64>,
+    pub present_error_p99_ms: Option<f64>,
+    pub present_error_max_ms: Option<f64>,
     /// CPU time (user + system, all of vitrine's threads) from the first picture on screen.
     pub cpu_ms: Option<f64>,
     pub cpu_ms_per_frame: Option<f64>,
     /// From the player's creation (at start-up) to the first picture on screen.
     pub first_frame_ms: Option<f64>,
+    /// Wake-ups of the compositor's loop thread from the first picture on screen, and per
+    /// picture presented.
+    pub loop_wakeups: Option<u64>,
+    pub loop_wakeups_per_frame: Option<f64>,
+}
+
+/// Voluntary context switches of the calling thread: how often it slept and was woken. The
+/// player runs on the compositor's loop thread, so this counts the loop's wake-ups.
+fn thread_wakeups() -> u64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    usage.ru_nvcsw as u64
 }
 
 /// CPU time this process used so far (every thread).
@@ -112,8 +135,10 @@ pub struct Player {
     timeline_end: Duration,
     paused_at: Option<Instant>,
     pub stats: VideoStats,
-    latencies: Vec<Duration>,
-    errors: Vec<String>,
+    /// Decode-to-scanout latencies and presentation errors of the last pictures (ms).
+    latencies: crate::window::Rolling,
+    present_errors: crate::window::Rolling,
+    errors: crate::window::Errors,
     finished: bool,
     /// Set when the display path last changed the frame it shows.
     shown_new: bool,
@@ -125,8 +150,9 @@ pub struct Player {
     loader: Option<(PathBuf, Reading)>,
     /// Items that failed one after the other (a looping list of bad items stops).
     failed_in_row: usize,
-    /// The process's CPU time when the first picture was shown.
+    /// The process's CPU time when the first picture was shown, and the loop's wake-ups then.
     cpu_at_start: Option<Duration>,
+    wakeups_at_start: Option<u64>,
     created: Instant,
     first_frame_after: Option<Duration>,
     /// Items opened so far (a looping list logs each once).
@@ -153,8 +179,9 @@ impl Player {
             timeline_end: Duration::ZERO,
             paused_at: None,
             stats: VideoStats::default(),
-            latencies: Vec::new(),
-            errors: Vec::new(),
+            latencies: crate::window::Rolling::new(WINDOW),
+            present_errors: crate::window::Rolling::new(WINDOW),
+            errors: Default::default(),
             finished: false,
             shown_new: false,
             discard: 0,
@@ -162,6 +189,7 @@ impl Player {
             loader: None,
             failed_in_row: 0,
             cpu_at_start: None,
+            wakeups_at_start: None,
             created: Instant::now(),
             first_frame_after: None,
             opened: Vec::new(),
@@ -454,6 +482,14 @@ impl Player {
             w.want();
         }
         self.feed();
+        tracing::trace!(
+            target: "video",
+            queue = self.queue.len(),
+            outstanding = self.outstanding,
+            units = self.clips.front().map(|c| c.units.len()),
+            starving = self.starving(),
+            "pumped"
+        );
         if !self.starving() {
             if let Some(w) = &self.waker {
                 w.unwant();
@@ -469,7 +505,12 @@ impl Player {
         }
         let room = self.outstanding + self.queue.len() < SEND_AHEAD;
         let unread = self.clips.front().is_some_and(|c| c.units.is_empty() && !c.fully_read());
-        self.queue.is_empty()
+        // An empty queue is a want once the next picture is nearly due. Right after a picture
+        // went up, the next one is still most of a frame away: the repaint that shows it
+        // collects it, and a decoder delivering meanwhile needs not wake the loop.
+        let half_frame = self.clips.front().map(|c| c.frame_time / 2).unwrap_or(Duration::from_millis(20));
+        let overdue = self.expected_due().is_none_or(|t| t <= Instant::now() + half_frame);
+        (self.queue.is_empty() && overdue)
             || (self.start.is_none() && self.queue.len() < PREROLL)
             || (room && unread)
             || self.loader.is_some()
@@ -609,12 +650,9 @@ impl Player {
         if let Some(f) = chosen {
             self.current = Some(f);
             self.shown_new = true;
-        }
-        if self.queue.is_empty() && self.clips.is_empty() && self.decoder_idle() && !self.finished {
-            // Nothing more will come: the last picture is on its way to the screen.
-            if self.next_item >= self.items.len() && !self.looping {
-                self.pump();
-            }
+            // Pictures left the queue (shown or dropped): the decoder has room for more now, not
+            // at the next wake-up (which may wait for it).
+            self.pump();
         }
         self.current.clone()
     }
@@ -626,13 +664,43 @@ impl Player {
         if self.paused_at.is_some() || self.finished {
             return None;
         }
+        // A picture chosen for a frame that did not reach the screen (a commit refused, a
+        // frame that sets the mode) is still to be shown.
+        if self.shown_new {
+            return Some(Instant::now());
+        }
         match self.start {
             None => {
                 let ready = self.queue.len() >= PREROLL || (!self.queue.is_empty() && self.decoder_idle());
-                (ready && !self.shown_new).then(Instant::now)
+                ready.then(Instant::now)
             }
-            Some(start) => self.queue.front().map(|f| start + f.pts),
+            Some(start) => {
+                if let Some(f) = self.queue.front() {
+                    return Some(start + f.pts);
+                }
+                // Not decoded yet: when it should be due, the decoder has normally delivered it
+                // (the repaint then collects it).
+                if let Some(t) = self.expected_due().filter(|&t| t > Instant::now()) {
+                    return Some(t);
+                }
+                // Past that, the decoder's delivery wakes the loop: asked for before looking
+                // once more, so that a picture delivered since the last pump (while the player
+                // did not want one: a slow repaint sits between the two) is not left waiting.
+                if let Some(w) = &self.waker {
+                    w.want();
+                }
+                self.collect();
+                self.queue.front().map(|f| start + f.pts)
+            }
         }
+    }
+
+    /// When the picture after the current one should be due, from the clip's frame rate.
+    fn expected_due(&self) -> Option<Instant> {
+        let start = self.start?;
+        let current = self.current.as_ref()?;
+        let frame_time = self.clips.front().map(|c| c.frame_time).unwrap_or(Duration::from_millis(40));
+        Some(start + current.pts + frame_time)
     }
 
     /// The display showed `frame` (the flip completed, or the frame was rendered).
@@ -643,12 +711,19 @@ impl Player {
         if self.start.is_none() {
             self.start = Some(at.checked_sub(frame.pts).unwrap_or(at));
             self.cpu_at_start = Some(process_cpu_time());
+            self.wakeups_at_start.get_or_insert_with(thread_wakeups);
             self.first_frame_after.get_or_insert(at.saturating_duration_since(self.created));
             tracing::debug!(target: "video", pts_ms = frame.pts.as_millis() as u64, "playback clock started");
         }
         self.shown_new = false;
         self.stats.frames_presented += 1;
-        self.latencies.push(at.saturating_duration_since(frame.decoded_at));
+        self.latencies.push(at.saturating_duration_since(frame.decoded_at).as_secs_f64() * 1000.0);
+        if let Some(start) = self.start {
+            let due = start + frame.pts;
+            let error = if at > due { at - due } else { due - at };
+            self.present_errors.push(error.as_secs_f64() * 1000.0);
+            tracing::trace!(target: "pacing", pts_us = frame.pts.as_micros() as u64, error_us = error.as_micros() as u64, "picture presented");
+        }
     }
 
     /// Decoder buffers made since the last call, for the display to import ahead of use.
@@ -692,7 +767,8 @@ impl Player {
             path,
             paused: self.paused_at.is_some(),
             finished: self.finished,
-            errors: self.errors.clone(),
+            error_count: self.errors.total,
+            errors: self.errors.recent(),
         }
     }
 
@@ -709,25 +785,30 @@ impl Player {
             c.cpu_copied_bytes += s.cpu_copied_bytes;
             c.frame_mappings += s.frame_mappings;
         }
-        let mut l: Vec<Duration> = self.latencies.clone();
-        l.sort();
-        let pct = |p: f64| -> Option<f64> {
-            (!l.is_empty()).then(|| l[((l.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0)
-        };
+        let latency = self.latencies.percentiles(&[0.5, 0.99]);
+        let error = self.present_errors.percentiles(&[0.5, 0.99]);
         let cpu = self.cpu_at_start.map(|at| process_cpu_time().saturating_sub(at).as_secs_f64() * 1000.0);
         let per_frame = cpu.filter(|_| c.frames_presented > 0).map(|ms| ms / c.frames_presented as f64);
+        let wakeups = self.wakeups_at_start.map(|at| thread_wakeups().saturating_sub(at));
+        let wakeups_per_frame =
+            wakeups.filter(|_| c.frames_presented > 0).map(|w| w as f64 / c.frames_presented as f64);
         VideoReport {
             counters: c,
-            latency_p50_ms: pct(0.5),
-            latency_p99_ms: pct(0.99),
+            latency_p50_ms: latency[0],
+            latency_p99_ms: latency[1],
+            present_error_p50_ms: error[0],
+            present_error_p99_ms: error[1],
+            present_error_max_ms: self.present_errors.max(),
             cpu_ms: cpu,
             cpu_ms_per_frame: per_frame,
             first_frame_ms: self.first_frame_after.map(|d| d.as_secs_f64() * 1000.0),
+            loop_wakeups: wakeups,
+            loop_wakeups_per_frame: wakeups_per_frame,
         }
     }
 
     /// The errors met so far (bad items, decode failures), for status and exit codes.
-    pub fn errors(&self) -> &[String] {
+    pub fn errors(&self) -> &crate::window::Errors {
         &self.errors
     }
 }

@@ -238,39 +238,47 @@ fn run(
         let fail = |e: VideoError| {
             out.send(Event::Failed(e));
         };
-        if let Err(e) = dec.pump() {
-            return fail(e);
-        }
+        // Submit what the decoder takes, collect what it finished, and again while that made
+        // room (the driver may finish a picture inside the ioctl that queues it).
         loop {
-            if drain_after.first() == Some(&0) {
-                drain_after.remove(0);
-                dec.drain();
-                continue;
+            if let Err(e) = dec.pump() {
+                return fail(e);
             }
-            let Some((data, pts)) = pending.front() else { break };
-            match dec.submit(data, *pts) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(VideoError::Stream(e)) => {
-                    out.send(Event::Skipped(e));
+            let mut submitted = 0;
+            loop {
+                if drain_after.first() == Some(&0) {
+                    drain_after.remove(0);
+                    dec.drain();
+                    continue;
                 }
-                Err(e) => return fail(e),
+                let Some((data, pts)) = pending.front() else { break };
+                match dec.submit(data, *pts) {
+                    Ok(true) => submitted += 1,
+                    Ok(false) => break,
+                    Err(VideoError::Stream(e)) => {
+                        out.send(Event::Skipped(e));
+                    }
+                    Err(e) => return fail(e),
+                }
+                pending.pop_front();
+                for d in &mut drain_after {
+                    *d -= 1;
+                }
             }
-            pending.pop_front();
-            for d in &mut drain_after {
-                *d -= 1;
+            if let Err(e) = dec.pump() {
+                return fail(e);
             }
-        }
-        if let Err(e) = dec.pump() {
-            return fail(e);
-        }
-        let fresh = dec.take_new_buffers();
-        if !fresh.is_empty() {
-            out.send(Event::Buffers(fresh));
-        }
-        while let Some(frame) = dec.take_frame() {
-            if !out.send(Event::Frame(frame)) {
-                return;
+            let fresh = dec.take_new_buffers();
+            if !fresh.is_empty() {
+                out.send(Event::Buffers(fresh));
+            }
+            while let Some(frame) = dec.take_frame() {
+                if !out.send(Event::Frame(frame)) {
+                    return;
+                }
+            }
+            if submitted == 0 || pending.is_empty() {
+                break;
             }
         }
         if let Ok(mut s) = stats.lock() {
@@ -285,6 +293,7 @@ fn run(
             libc::pollfd { fd: dec.fd().as_raw_fd(), events: libc::POLLIN | libc::POLLOUT | libc::POLLPRI, revents: 0 },
         ];
         let n = if dec.busy() { 2 } else { 1 };
+        tracing::trace!(target: "video", pending = pending.len(), busy = dec.busy(), "decoder thread sleeps");
         // Idle, the thread sleeps until it is given work; busy, it looks again after a while
         // even if the driver says nothing.
         let timeout = if dec.busy() { 200 } else { -1 };

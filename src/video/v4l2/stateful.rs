@@ -342,9 +342,13 @@ impl StatefulDecoder {
         self.video.as_fd()
     }
 
-    /// Whether the driver has work to finish (or an event to send).
+    /// Whether the driver has work to finish (or an event to send): bitstream queued, pictures
+    /// submitted that it has not handed back, a drain, a capture queue it has still to size.
     pub fn busy(&self) -> bool {
-        self.outputs.iter().any(|o| o.busy) || self.draining || (self.output_streaming && self.captures.is_empty())
+        self.outputs.iter().any(|o| o.busy)
+            || self.draining
+            || (self.output_streaming && self.captures.is_empty())
+            || self.submitted.len() > self.decoded.len()
     }
 }
 

@@ -413,6 +413,13 @@ impl StatelessDecoder {
         }
         self.queue_free_captures()?;
         if !self.captures.iter().any(|c| c.state == CaptureState::Queued) {
+            tracing::trace!(
+                target: "video",
+                held = self.captures.iter().filter(|c| Arc::strong_count(&c.hold) > 1).count(),
+                in_dpb = self.captures.iter().filter(|c| matches!(c.state, CaptureState::Decoded { id, .. } if self.dpb.holds(id))).count(),
+                to_display = self.display.len(),
+                "no capture buffer free"
+            );
             return Ok(false);
         }
         // A bitstream buffer for the picture, or for each of its slices.
@@ -591,8 +598,12 @@ impl StatelessDecoder {
     }
 
     /// Whether the driver has pictures to finish.
+    /// Whether the driver has work of ours: bitstream buffers queued, or submitted pictures whose
+    /// capture buffer it has not handed back yet (the decoding thread then waits on the device).
     pub fn busy(&self) -> bool {
-        self.outputs.iter().any(|o| o.busy)
+        let decoded =
+            |id: u64| self.captures.iter().any(|c| matches!(c.state, CaptureState::Decoded { id: i, .. } if i == id));
+        self.outputs.iter().any(|o| o.busy) || self.submitted.iter().any(|p| !decoded(p.id))
     }
 
     /// Pictures submitted and not yet handed out.
