@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod fourcc;
@@ -16,7 +17,9 @@ pub mod render;
 pub mod rotation;
 pub mod run;
 pub mod scene;
+pub mod signals;
 pub mod state;
 pub mod systemd;
 pub mod video;
 pub mod wayland;
+pub mod window;

@@ -32,27 +32,9 @@ pub fn load_config(args: &RunArgs) -> anyhow::Result<(Config, Option<PathBuf>)> 
     config::find_and_load(args.config.as_deref()).map_err(|e| anyhow!("{e}"))
 }
 
-/// The signals vitrine takes through a signalfd. They are blocked before any thread starts, so
-/// that every thread vitrine starts inherits the mask and the kernel can only deliver them to the
-/// signalfd (a decoding thread that had them unblocked would die of SIGHUP).
-const LOOP_SIGNALS: [libc::c_int; 5] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2];
-
-/// Block the loop's signals in this thread (and so in every thread it starts from now on).
-pub fn block_signals() {
-    // SAFETY: sigset manipulation on a local set, then the calling thread's mask.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in LOOP_SIGNALS {
-            libc::sigaddset(&mut set, s);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-    }
-}
-
 /// Run the compositor until it is asked to stop; returns the process exit status.
 pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
-    block_signals();
+    crate::signals::block_signals();
     let device = config.drm.device.clone();
     let choice =
         backend::choose(args.backend, &|k| std::env::var(k).ok(), &|| crate::backend::drm::usable_card(&device))
@@ -154,9 +136,10 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
             video_waker: None,
             tasks,
             control_accept_error: None,
+            deferred: Vec::new(),
         },
     };
-    crate::video::watch_player(&mut state.core).map_err(|e| anyhow!(e))?;
+    crate::frames::watch_player(&mut state.core).map_err(|e| anyhow!(e))?;
 
     match kind {
         BackendKind::Drm => {
@@ -247,15 +230,18 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
             Duration::from_millis(config.kiosk.restart_delay_max_ms),
         );
         state.core.kiosk.app = Some(app);
-        crate::kiosk::app::launch(&mut state.core);
+        crate::kiosk::launch_app(&mut state.core);
     }
 
-    crate::systemd::start(&mut state.core).map_err(|e| anyhow!(e))?;
+    start_systemd(&mut state.core)?;
     state.core.day_clock = crate::kiosk::schedule::DayClock::from_env().map_err(|e| anyhow!(e))?;
     state.apply_schedule();
 
     while state.core.exit_code.is_none() {
-        event_loop.dispatch(None, &mut state).context("event loop failed")?;
+        // Sleep until something happens, unless work is left for this turn.
+        let timeout = state.core.has_deferred().then_some(Duration::ZERO);
+        event_loop.dispatch(timeout, &mut state).context("event loop failed")?;
+        state.run_deferred();
         state.core.space.refresh();
         state.core.popups.cleanup();
         let _ = state.core.display_handle.flush_clients();
@@ -367,4 +353,27 @@ impl Core {
             tracing::error!(%err, "cannot schedule the start-up screenshot");
         }
     }
+}
+
+/// READY=1 once the first frame is on screen (at once when there is no display to show it
+/// on); WATCHDOG=1 on its own timer while the display path is alive.
+fn start_systemd(core: &mut Core) -> anyhow::Result<()> {
+    let Some(mut systemd) = crate::systemd::Systemd::from_env() else { return Ok(()) };
+    if core.first_frame.is_some() || core.outputs.is_empty() {
+        systemd.ready();
+    }
+    let period = systemd.watchdog_period();
+    core.systemd = Some(systemd);
+    let Some(period) = period else { return Ok(()) };
+    tracing::info!(period_ms = period.as_millis() as u64, "feeding the systemd watchdog");
+    core.loop_handle
+        .insert_source(Timer::from_duration(period), move |_, _, state| {
+            let stalled = state.core.stalled_since();
+            if let Some(s) = &mut state.core.systemd {
+                s.watchdog_tick(stalled);
+            }
+            TimeoutAction::ToDuration(period)
+        })
+        .map_err(|e| anyhow!("cannot start the systemd watchdog: {e}"))?;
+    Ok(())
 }

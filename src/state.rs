@@ -138,7 +138,7 @@ pub struct Core {
     /// Every output's frame cycle: what is due, what waits for a flip (see `frames`).
     pub frames: crate::frames::Frames,
     /// The control socket's connections.
-    pub control: crate::control::server::Connections,
+    pub control: crate::control::Connections,
     /// sd_notify, when systemd started vitrine with a notify socket.
     pub systemd: Option<crate::systemd::Systemd>,
     /// When the first frame was on screen.
@@ -156,7 +156,12 @@ pub struct Core {
     pub tasks: smithay::reexports::calloop::channel::Sender<LoopTask>,
     /// The last time accepting a control connection failed (logged once a minute).
     pub control_accept_error: Option<Instant>,
+    /// Work for the end of this turn of the loop (`defer`).
+    pub deferred: Vec<Deferred>,
 }
+
+/// Work left for the end of a turn of the loop.
+pub type Deferred = Box<dyn FnOnce(&mut State)>;
 
 /// Something a thread hands back to the loop to finish (a PNG written: reply to the request).
 pub type LoopTask = Box<dyn FnOnce(&mut State) + Send>;
@@ -194,9 +199,15 @@ impl Core {
         self.check_video_done();
     }
 
-    /// Run `f` with the whole state once the current dispatch is done.
-    pub fn defer(&self, f: impl FnOnce(&mut State) + 'static) {
-        self.loop_handle.insert_idle(f);
+    /// Run `f` with the whole state once the current dispatch is done (before the loop sleeps
+    /// again: see `State::run_deferred`).
+    pub fn defer(&mut self, f: impl FnOnce(&mut State) + 'static) {
+        self.deferred.push(Box::new(f));
+    }
+
+    /// Whether work waits for the end of this turn of the loop: the loop must not sleep then.
+    pub fn has_deferred(&self) -> bool {
+        !self.deferred.is_empty() || self.frames.repaints_pending()
     }
 
     /// Stop the event loop; vitrine exits with `code`.
@@ -219,6 +230,17 @@ impl Core {
 }
 
 impl State {
+    /// End of a turn of the loop: what was deferred, then the repaints asked for (one per
+    /// output, however many times it was asked).
+    pub fn run_deferred(&mut self) {
+        for task in std::mem::take(&mut self.core.deferred) {
+            task(self);
+        }
+        if self.core.frames.take_repaints_pending() {
+            self.run_queued_repaints();
+        }
+    }
+
     /// The zero-copy audit: the player's counters with the display's.
     pub fn video_report(&self) -> Option<serde_json::Value> {
         let player = self.core.player.as_ref()?;

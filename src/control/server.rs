@@ -4,7 +4,6 @@
 //! dropped, and replies that take time (screenshots: the next frame's writeback, PNG encoding,
 //! the file write) are made off the loop and sent when ready.
 
-use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -14,12 +13,13 @@ use std::rc::Rc;
 
 use serde_json::{json, Value};
 use smithay::reexports::calloop::generic::Generic;
-use smithay::reexports::calloop::{Interest, Mode, PostAction, RegistrationToken};
+use smithay::reexports::calloop::{Interest, Mode, PostAction};
 use smithay::reexports::wayland_server::Resource;
 use smithay::wayland::compositor::with_states;
 use smithay::wayland::shell::xdg::XdgToplevelSurfaceData;
 
 use super::protocol::{parse_request, Reply, Request};
+use super::Connection;
 use crate::image::RgbaImage;
 use crate::state::{Core, State};
 
@@ -41,40 +41,6 @@ pub struct ControlSocket {
 impl Drop for ControlSocket {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-struct Connection {
-    stream: Rc<UnixStream>,
-    read: RegistrationToken,
-    /// Registered while replies wait for the peer to read.
-    write: Option<RegistrationToken>,
-    input: Vec<u8>,
-    output: Vec<u8>,
-    /// A reply is being made off the loop; the requests after it wait (replies stay in order).
-    waiting: bool,
-    /// Lines are left to answer at the next turn of the loop.
-    resume_scheduled: bool,
-}
-
-/// The open control connections.
-#[derive(Default)]
-pub struct Connections {
-    open: HashMap<u64, Connection>,
-    next_id: u64,
-    /// Connections refused for being over `MAX_CONNECTIONS` (logged once per 100).
-    pub refused: u64,
-    /// Connections dropped because they did not read their replies.
-    pub dropped_unread: u64,
-}
-
-impl Connections {
-    pub fn len(&self) -> usize {
-        self.open.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.open.is_empty()
     }
 }
 
@@ -218,7 +184,7 @@ fn resume_later(core: &mut Core, id: u64) {
     let Some(conn) = core.control.open.get_mut(&id) else { return };
     if conn.input.contains(&b'\n') && !conn.resume_scheduled {
         conn.resume_scheduled = true;
-        core.loop_handle.insert_idle(move |state| {
+        core.defer(move |state| {
             if let Some(conn) = state.core.control.open.get_mut(&id) {
                 conn.resume_scheduled = false;
             }

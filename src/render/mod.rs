@@ -480,7 +480,7 @@ where
 /// changed nothing would have been shown at): frame callbacks and presentation feedback for
 /// everything on it. `seq` is the output's vblank count.
 pub fn post_repaint(output: &Output, scene: &Scene, at: std::time::Instant, refresh: Duration, seq: u64) {
-    let now: Time<Monotonic> = crate::frames::monotonic(at).into();
+    let now: Time<Monotonic> = crate::clock::monotonic(at).into();
     let elapsed = Duration::from(now);
     let mut feedback = OutputPresentationFeedback::new(output);
     for window in scene.windows() {

@@ -24,16 +24,7 @@ use crate::scene::Scene;
 /// What a composition drew: the damaged rectangles and the point where the GPU is done.
 pub type Drawn = (Vec<Rectangle<i32, Physical>>, SyncPoint);
 
-/// Which renderer composites (`--renderer`, `[drm] renderer`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum RendererChoice {
-    /// GLES where EGL works on the device, pixman otherwise.
-    #[default]
-    Auto,
-    Gles,
-    Pixman,
-}
+pub use crate::config::RendererChoice;
 
 /// A buffer the composition is drawn into, with its framebuffer.
 pub enum CompositionBuffer {

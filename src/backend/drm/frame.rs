@@ -5,15 +5,13 @@
 use drm::control::atomic::AtomicModeReq;
 use drm::control::property::Value;
 use drm::control::{framebuffer, AtomicCommitFlags, Device as ControlDevice, Event};
-use serde::Serialize;
 use smithay::backend::allocator::Buffer as _;
 use smithay::reexports::wayland_server::Resource;
 
-use super::device::{Card, PlaneInfo};
+use super::device::Card;
 use super::head::Head;
-use super::planner::{
-    self, CommitTester, LayerDesc, LayerKind, Placement, Plan, PlaneCaps, PlaneKind, ScalingLimits, ZposRange,
-};
+use super::plane::{disable_plane, InFlight, LayerReport, Scanout};
+use super::planner::{self, CommitTester, LayerDesc, LayerKind, Placement, Plan};
 use super::scanout::{surface_layers, FbCache, SurfaceLayer};
 use super::{Drm, DrmError, KmsStats, Writeback};
 use crate::fourcc::{modifier_name, name as fourcc_name};
@@ -23,60 +21,6 @@ use crate::scene::{LayerSource, Scene};
 use crate::state::Core;
 use smithay::output::Output;
 use std::time::Instant;
-
-/// A commit waiting for its page flip, and what it put on screen.
-pub struct InFlight {
-    scene: Scene,
-    buffers: Vec<smithay::backend::renderer::utils::Buffer>,
-}
-
-impl InFlight {
-    /// The video picture this commit shows, kept from reuse until the next flip.
-    pub fn video(&self) -> Option<&crate::video::VideoFrame> {
-        self.scene.video()
-    }
-}
-
-/// One layer as `vitrine msg planes` reports it.
-#[derive(Debug, Clone, Serialize)]
-pub struct LayerReport {
-    pub source: &'static str,
-    pub name: String,
-    pub format: Option<String>,
-    pub modifier: Option<String>,
-    pub size: [u32; 2],
-    pub plane: Option<u32>,
-    pub composited: bool,
-    pub reason: Option<String>,
-}
-
-/// What the planner may assume about a KMS plane.
-pub fn plane_caps(p: &PlaneInfo) -> PlaneCaps {
-    let kind = match p.kind.as_str() {
-        "Primary" => PlaneKind::Primary,
-        "Cursor" => PlaneKind::Cursor,
-        _ => PlaneKind::Overlay,
-    };
-    let zpos = p.props.has("zpos").then(|| {
-        let (min, max) = p.props.range("zpos").unwrap_or((0, 0));
-        ZposRange { min, max, immutable: p.props.immutable("zpos") }
-    });
-    PlaneCaps {
-        id: p.handle.into(),
-        name: String::new(),
-        kind,
-        possible_crtcs: p.possible_crtcs,
-        zpos,
-        rotations: p.rotations,
-        // KMS does not publish scaling limits: allow what most hardware does and let the
-        // TEST_ONLY commit have the last word.
-        scaling: Some(ScalingLimits { max_upscale: 8, max_downscale: 8 }),
-        color_encoding: p.props.has("COLOR_ENCODING"),
-        color_range: p.props.has("COLOR_RANGE"),
-        alpha: p.props.has("alpha"),
-        formats: p.formats.iter().map(|f| planner::FormatModifier { format: f.format, modifier: f.modifier }).collect(),
-    }
-}
 
 /// Where a layer description came from.
 enum Origin {
@@ -277,23 +221,6 @@ pub(super) fn set_plane(
     Ok(())
 }
 
-/// Turn a plane off in `req`.
-pub(super) fn disable_plane(info: &PlaneInfo, req: &mut AtomicModeReq) -> Result<(), DrmError> {
-    let missing = |name: &str| DrmError::Missing(format!("plane {} lacks {name}", u32::from(info.handle)));
-    let fb_id = info.props.handle("FB_ID").ok_or_else(|| missing("FB_ID"))?;
-    let crtc_id = info.props.handle("CRTC_ID").ok_or_else(|| missing("CRTC_ID"))?;
-    req.add_property(info.handle, fb_id, Value::Framebuffer(None));
-    req.add_property(info.handle, crtc_id, Value::CRTC(None));
-    Ok(())
-}
-
-/// A layer's buffer on a plane: its framebuffer and where in the buffer the shown part starts.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) struct Scanout {
-    fb: framebuffer::Handle,
-    src_pos: (u32, u32),
-}
-
 /// The atomic request for a plan: its planes on, every other plane of the head that was on, off.
 fn plan_request(
     head: &Head,
@@ -414,8 +341,9 @@ impl Drm {
                 Err(err) => tracing::warn!(target: "planes", %err, "decoder buffer cannot be a framebuffer"),
             }
         }
-        // What is committed now is seen at the next vblank.
-        if let Some(clock) = core.frames.clock(output) {
+        // What is committed now is seen at the next vblank. The frame that sets the mode shows
+        // no picture (below): the video waits for the next one.
+        if let (true, Some(clock)) = (self.heads[index].modeset_done, core.frames.clock(output)) {
             core.video_tick(output, clock.next_vblank(Instant::now()), clock.period());
         }
         let mut scene = core.scene_for_output(output);
@@ -586,6 +514,14 @@ impl Drm {
                 if video_composited {
                     stats.video_frames_composited += 1;
                 }
+                // A client dmabuf no plane took: composited, which costs a copy (pixman) or a
+                // GPU pass per frame it changes.
+                let client_composited = origins.iter().zip(&plan.layers).any(|(o, p)| {
+                    matches!((o, p), (Origin::Surface(s, _, _), Placement::Composited { .. }) if s.dmabuf.is_some())
+                });
+                if client_composited && composited.is_some() {
+                    stats.client_dmabufs_composited += 1;
+                }
                 report(&descs, &origins, plan, None)
             }
             None => vec![LayerReport {
@@ -642,7 +578,7 @@ impl Drm {
             head.on_screen = done.buffers;
             let output = head.output.clone();
             let refresh = head.refresh;
-            let at = crate::frames::instant_at(flip.duration);
+            let at = crate::clock::instant_at(flip.duration);
             let (removing, power_off) = (head.removing, head.power_off);
             self.fb_cache.prune(&self.card);
             if removing {

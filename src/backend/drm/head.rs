@@ -10,7 +10,7 @@ use smithay::output::Output;
 
 use super::compose::CompositionBuffer;
 use super::device::{ConnectorInfo, PlaneInfo, Props};
-use super::frame::{self, InFlight, LayerReport};
+use super::plane::{self, InFlight, LayerReport, Scanout};
 use super::planner::{self, PlaneKind};
 
 /// One composition buffer with the damage tracker that knows what it holds.
@@ -46,7 +46,7 @@ pub struct Head {
     /// Planes enabled by the last commit.
     pub active_planes: Vec<u32>,
     /// Buffers of the last commit's plane layers, to skip commits that change nothing.
-    pub(super) last_fbs: Vec<Option<frame::Scanout>>,
+    pub(super) last_fbs: Vec<Option<Scanout>>,
     pub last_plan: Option<planner::Plan>,
     /// What `vitrine msg planes` reports for this output.
     pub report: Vec<LayerReport>,
@@ -76,7 +76,7 @@ impl Head {
 
     /// Give the head a new set of planes (after another head came or went).
     pub fn set_planes(&mut self, primary: PlaneInfo, others: Vec<PlaneInfo>, layers_on_planes: bool) {
-        let caps = std::iter::once(&primary).chain(&others).map(frame::plane_caps).collect();
+        let caps = std::iter::once(&primary).chain(&others).map(plane::plane_caps).collect();
         self.planner = planner::Planner::new(caps, self.crtc_index);
         self.planner.set_layers_on_planes(layers_on_planes);
         self.primary = primary;

@@ -12,6 +12,7 @@ mod feedback;
 mod frame;
 pub mod head;
 pub mod kms;
+mod plane;
 pub mod planner;
 pub mod probe;
 pub mod scanout;
@@ -58,6 +59,8 @@ pub struct KmsStats {
     pub video_framebuffers_created: u64,
     /// Repaints where the video picture was not on a plane.
     pub video_frames_composited: u64,
+    /// Repaints that composited a client's dmabuf because no plane took it.
+    pub client_dmabufs_composited: u64,
     /// Outputs added and removed at run time (connector hotplug).
     pub outputs_added: u64,
     pub outputs_removed: u64,
@@ -232,6 +235,11 @@ impl Drm {
     /// lit by `light`, once the backend is in place.
     pub fn open(core: &mut Core, path: &Path, renderer: compose::RendererChoice) -> Result<Drm, DrmError> {
         let (mut session, notifier) = session::Session::open();
+        if !session.is_seat() {
+            // On a VT of its own, vitrine gets the VT's signals: blocked before the renderer
+            // (Mesa) may start threads, so only the signalfd receives them.
+            crate::signals::block(&[libc::SIGUSR1, libc::SIGUSR2]);
+        }
         let card = session.open_card(path)?;
         if !session.is_seat() {
             card.acquire_master_lock()
@@ -422,7 +430,7 @@ impl Drm {
         let spec = OutputSpec { width: size.0, height: size.1, refresh_mhz };
         let output = crate::backend::add_output(&core.display_handle, &connector.name, "drm", spec, (x, 0).into());
         output.change_current_state(None, Some(rotation.transform()), None, None);
-        let caps = std::iter::once(&primary).chain(&others).map(frame::plane_caps).collect();
+        let caps = std::iter::once(&primary).chain(&others).map(plane::plane_caps).collect();
         tracing::info!(
             device = %self.card.name(),
             connector = %connector.name,
@@ -513,7 +521,7 @@ impl Drm {
         req.add_property(head.crtc, prop(&head.crtc_props, "ACTIVE")?, Value::Boolean(false));
         req.add_property(head.crtc, prop(&head.crtc_props, "MODE_ID")?, Value::Unknown(0));
         for plane in std::iter::once(&head.primary).chain(&head.others) {
-            frame::disable_plane(plane, &mut req)?;
+            plane::disable_plane(plane, &mut req)?;
         }
         if let Some(wb) = self.writeback.as_mut().filter(|wb| wb.crtc == Some(head.crtc)) {
             req.add_property(wb.connector.handle, prop(&wb.connector.props, "CRTC_ID")?, Value::CRTC(None));
@@ -533,7 +541,7 @@ impl Drm {
             .iter()
             .map(|p| PlaneSlot {
                 id: p.handle.into(),
-                kind: frame::plane_caps(p).kind,
+                kind: plane::plane_caps(p).kind,
                 possible_crtcs: p.possible_crtcs,
             })
             .collect();
@@ -561,7 +569,7 @@ impl Drm {
             for id in &head.active_planes {
                 let kept = u32::from(primary.handle) == *id || others.iter().any(|p| u32::from(p.handle) == *id);
                 if let (false, Some(info)) = (kept, head.plane(*id)) {
-                    if frame::disable_plane(info, &mut req).is_ok() {
+                    if plane::disable_plane(info, &mut req).is_ok() {
                         lost += 1;
                     }
                 }
@@ -592,6 +600,7 @@ impl Drm {
         let head = &mut self.heads[index];
         let writeback_here = self.writeback.as_ref().is_some_and(|wb| wb.crtc == Some(head.crtc));
         if writeback_here && head.modeset_done && !self.paused && core.displays_on {
+            tracing::debug!(output = %output.name(), "screenshot: the next commit carries a writeback");
             head.captures.push(done);
             core.queue_redraw(output);
             return Ok(());
@@ -604,6 +613,7 @@ impl Drm {
     /// The commit carrying captures went out: they wait for its out-fence, an event source.
     fn writeback_committed(&mut self, core: &mut Core, index: usize, fence: i32) {
         let captures = std::mem::take(&mut self.heads[index].captures);
+        tracing::debug!(fence, captures = captures.len(), "writeback committed");
         let Some(wb) = self.writeback.as_mut() else { return };
         wb.in_flight = captures;
         wb.fenced = fence >= 0;
@@ -630,6 +640,7 @@ impl Drm {
     fn writeback_done(&mut self, core: &mut Core) {
         let Some(wb) = self.writeback.as_mut() else { return };
         let captures = std::mem::take(&mut wb.in_flight);
+        tracing::debug!(captures = captures.len(), "writeback done");
         if captures.is_empty() {
             return;
         }
@@ -756,10 +767,11 @@ impl Drm {
 
     /// Switched away from our VT: stop committing and let the next user have DRM master (a seat
     /// manager takes it back itself).
-    fn pause(&mut self) {
+    fn pause(&mut self, core: &mut Core) {
         self.paused = true;
         for head in &mut self.heads {
             head.in_flight = None;
+            core.frame_lost(&head.output);
         }
         if let Some(libinput) = self.libinput.as_mut() {
             libinput.suspend();
@@ -787,6 +799,7 @@ impl Drm {
         self.paused = false;
         for head in &mut self.heads {
             head.reset();
+            core.frame_lost(&head.output);
         }
         tracing::info!("vt acquired: display restored");
         if std::mem::take(&mut self.rescan_on_resume) {
@@ -808,6 +821,7 @@ impl Drm {
             if on {
                 head.power_off = false;
                 head.reset();
+                core.frame_lost(&head.output);
                 continue;
             }
             if head.in_flight.is_some() {
@@ -897,7 +911,7 @@ fn start_vt(core: &mut Core) -> Option<vt::Vt> {
         let Some((d, core)) = state.drm() else { return };
         match event.signal() {
             Signal::SIGUSR1 => {
-                d.pause();
+                d.pause(core);
                 if let Some(vt) = &d.vt {
                     vt.release();
                 }
@@ -958,7 +972,7 @@ fn watch_seat(
         .insert_source(notifier, |event, _, state| {
             let Some((d, core)) = state.drm() else { return };
             match event {
-                SessionEvent::PauseSession => d.pause(),
+                SessionEvent::PauseSession => d.pause(core),
                 SessionEvent::ActivateSession => d.resume(core),
             }
         })

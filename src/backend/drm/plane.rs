@@ -1,0 +1,83 @@
+//! What the DRM backend keeps about planes and what is on them: the planner's view of a plane,
+//! a commit in flight, a layer's buffer on a plane, and the report `vitrine msg planes` shows.
+
+use drm::control::atomic::AtomicModeReq;
+use drm::control::framebuffer;
+use drm::control::property::Value;
+use serde::Serialize;
+
+use super::device::PlaneInfo;
+use super::planner::{self, PlaneCaps, PlaneKind, ScalingLimits, ZposRange};
+use super::DrmError;
+use crate::scene::Scene;
+
+/// A commit waiting for its page flip, and what it put on screen.
+pub struct InFlight {
+    pub(super) scene: Scene,
+    pub(super) buffers: Vec<smithay::backend::renderer::utils::Buffer>,
+}
+
+impl InFlight {
+    /// The video picture this commit shows, kept from reuse until the next flip.
+    pub fn video(&self) -> Option<&crate::video::VideoFrame> {
+        self.scene.video()
+    }
+}
+
+/// One layer as `vitrine msg planes` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerReport {
+    pub source: &'static str,
+    pub name: String,
+    pub format: Option<String>,
+    pub modifier: Option<String>,
+    pub size: [u32; 2],
+    pub plane: Option<u32>,
+    pub composited: bool,
+    pub reason: Option<String>,
+}
+
+/// What the planner may assume about a KMS plane.
+pub fn plane_caps(p: &PlaneInfo) -> PlaneCaps {
+    let kind = match p.kind.as_str() {
+        "Primary" => PlaneKind::Primary,
+        "Cursor" => PlaneKind::Cursor,
+        _ => PlaneKind::Overlay,
+    };
+    let zpos = p.props.has("zpos").then(|| {
+        let (min, max) = p.props.range("zpos").unwrap_or((0, 0));
+        ZposRange { min, max, immutable: p.props.immutable("zpos") }
+    });
+    PlaneCaps {
+        id: p.handle.into(),
+        name: String::new(),
+        kind,
+        possible_crtcs: p.possible_crtcs,
+        zpos,
+        rotations: p.rotations,
+        // KMS does not publish scaling limits: allow what most hardware does and let the
+        // TEST_ONLY commit have the last word.
+        scaling: Some(ScalingLimits { max_upscale: 8, max_downscale: 8 }),
+        color_encoding: p.props.has("COLOR_ENCODING"),
+        color_range: p.props.has("COLOR_RANGE"),
+        alpha: p.props.has("alpha"),
+        formats: p.formats.iter().map(|f| planner::FormatModifier { format: f.format, modifier: f.modifier }).collect(),
+    }
+}
+
+/// A layer's buffer on a plane: its framebuffer and where in the buffer the shown part starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Scanout {
+    pub(super) fb: framebuffer::Handle,
+    pub(super) src_pos: (u32, u32),
+}
+
+/// Turn a plane off in `req`.
+pub(super) fn disable_plane(info: &PlaneInfo, req: &mut AtomicModeReq) -> Result<(), DrmError> {
+    let missing = |name: &str| DrmError::Missing(format!("plane {} lacks {name}", u32::from(info.handle)));
+    let fb_id = info.props.handle("FB_ID").ok_or_else(|| missing("FB_ID"))?;
+    let crtc_id = info.props.handle("CRTC_ID").ok_or_else(|| missing("CRTC_ID"))?;
+    req.add_property(info.handle, fb_id, Value::Framebuffer(None));
+    req.add_property(info.handle, crtc_id, Value::CRTC(None));
+    Ok(())
+}
