@@ -164,3 +164,93 @@ fn msg_finds_the_socket_and_prints_for_humans_and_scripts() {
     assert_eq!((image.width, image.height), (640, 480));
     assert_eq!(image.pixel(10, 10)[..3], common::BG, "an empty output shows the configured background");
 }
+
+/// `vitrine msg version`, run as a user would, and how long it took.
+fn msg_version(vitrine: &Vitrine) -> Duration {
+    let start = std::time::Instant::now();
+    let out = vitrine_cmd()
+        .args(["msg", "version"])
+        .env("XDG_RUNTIME_DIR", &vitrine.runtime)
+        .env("WAYLAND_DISPLAY", &vitrine.socket)
+        .env_remove("VITRINE_SOCKET")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "msg version: {}", String::from_utf8_lossy(&out.stderr));
+    start.elapsed()
+}
+
+#[test]
+fn control_connections_that_never_read_do_not_stall_the_others_and_are_dropped() {
+    let vitrine = Vitrine::headless("control-flood");
+    // How long `msg version` takes when nothing else goes on (process start included).
+    let quiet = (0..5).map(|_| msg_version(&vitrine)).max().unwrap();
+    // Twelve peers send request after request and never read a reply.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooders: Vec<_> = (0..12)
+        .map(|_| {
+            let mut stream = UnixStream::connect(vitrine.control_path()).unwrap();
+            stream.set_write_timeout(Some(Duration::from_millis(200))).unwrap();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let request = b"{\"cmd\":\"stats\"}\n".repeat(64);
+                // Until vitrine hangs up on it (EPIPE) or the test ends.
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match stream.write(&request) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                        Err(_) => return true,
+                    }
+                }
+                false
+            })
+        })
+        .collect();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        slowest = slowest.max(msg_version(&vitrine));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Every flooder is dropped once it has more unread replies than the cap.
+    let dropped = common::wait_until(Duration::from_secs(30), || {
+        vitrine.ok(&Request::Stats)["control"]["dropped_unread"].as_u64() >= Some(12)
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let hung_up = flooders.into_iter().map(|f| f.join().unwrap()).filter(|h| *h).count();
+    eprintln!("msg version: {quiet:?} quiet, {slowest:?} at worst with 12 flooders; {hung_up} hung up on");
+    assert!(
+        slowest <= quiet + Duration::from_millis(100),
+        "msg version took {slowest:?} with 12 flooding connections ({quiet:?} without)"
+    );
+    assert!(dropped, "flooders not dropped: {}", vitrine.ok(&Request::Stats)["control"]);
+    assert_eq!(hung_up, 12, "every flooder finds its connection closed");
+    assert!(vitrine.request(&Request::Version).ok);
+}
+
+#[test]
+fn screenshots_go_only_to_regular_files_and_never_block() {
+    let vitrine = Vitrine::headless("shot-targets");
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.png");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for (path, what) in [
+        (fifo.clone(), "a FIFO"),
+        (dir.path().to_path_buf(), "a directory"),
+        ("/dev/null".into(), "a character device"),
+    ] {
+        let start = std::time::Instant::now();
+        let reply = vitrine.request(&Request::Screenshot { output: None, path: path.clone() });
+        assert!(!reply.ok, "a screenshot into {} was accepted", path.display());
+        let error = reply.error.unwrap_or_default();
+        assert!(error.contains(what), "{}: {error}", path.display());
+        assert!(start.elapsed() < Duration::from_secs(5), "{what}: the reply took {:?}", start.elapsed());
+        // The compositor keeps answering.
+        assert!(msg_version(&vitrine) < Duration::from_secs(5));
+    }
+    // A regular file still works, and a FIFO was not written into.
+    let good = dir.path().join("good.png");
+    let reply = vitrine.request(&Request::Screenshot { output: None, path: good.clone() });
+    assert!(reply.ok, "{:?}", reply.error);
+    assert!(vitrine::image::RgbaImage::load_png(&good).is_ok());
+}

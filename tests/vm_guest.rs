@@ -7,6 +7,8 @@ mod appliance;
 mod common;
 #[path = "vm_guest/display.rs"]
 mod display;
+#[path = "vm_guest/frames.rs"]
+mod frames;
 #[path = "vm_guest/rewrite.rs"]
 mod rewrite;
 

@@ -133,7 +133,7 @@ impl Vitrine {
             .env_remove("WAYLAND_DISPLAY")
             .env_remove("DISPLAY")
             .env_remove("VITRINE_SOCKET")
-            .env("RUST_LOG", "info,vitrine=debug")
+            .env("RUST_LOG", std::env::var("VITRINE_TEST_LOG").unwrap_or_else(|_| "info,vitrine=debug".into()))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))

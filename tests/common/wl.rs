@@ -40,6 +40,8 @@ pub struct Client {
     /// wl_output globals announced after start-up, and global names removed (any interface).
     pub outputs_announced: Vec<u32>,
     pub globals_removed: Vec<u32>,
+    /// wl_surface.frame callbacks done.
+    pub frame_callbacks: u32,
     /// linux-dmabuf feedback received, as of its last `done`.
     pub feedback: Option<Feedback>,
     pending_feedback: Feedback,
