@@ -3,9 +3,13 @@
 records, per run, one JSON line in RESULTS/runs.jsonl.
 
 Each path runs RUNS times plainly (CPU time, peak RSS and frames shown, from wait4 and the
-players' own reports) and once more under `strace -f` (syscalls, DRM and V4L2 ioctls,
-framebuffers, anonymous mappings of 2 MiB or more, and the time to the first picture on screen,
-defined the same way for every path: the first display ioctl after the first decoded picture).
+players' own reports), once under `strace --seccomp-bpf` (DRM and V4L2 ioctls, framebuffers,
+anonymous mappings of 2 MiB or more), once under `strace -c` (every syscall), and once watched
+through the kernel's own view of the display (debugfs `dri/0/state`): the time from the process
+start to the first decoded (NV12) picture on a plane, the same way for every path. The decoders'
+floors run the same clip decoded and shown nowhere (GStreamer's fakesink, `vitrine decode`).
+Idle: wake-ups a second of a compositor with nothing to show. Profile: vitrine's user-space CPU
+sampled with perf, by function.
 """
 
 import json
@@ -97,6 +101,31 @@ def path_vitrine(clip, tmp, prefix=()):
                "--stats", stats], stdout=log, prefix=prefix)
     code, usage = wait(p, 300)
     report = json.load(open(stats)) if os.path.exists(stats) else {}
+    return {"exit": code, "cpu_ms": cpu(usage), "user_ms": user(usage), "peak_rss_kb": usage.ru_maxrss if usage else None,
+            "frames_shown": report.get("frames_presented"), "self_report": report}
+
+
+def path_floor_gst(clip, tmp, prefix=()):
+    """GStreamer decoding on visl into fakesink at the clip's rate: the decoder's floor."""
+    out = os.path.join(tmp, "gst.out")
+    with open(out, "w") as f:
+        p = spawn(gst_client(clip, "fakesink"), stdout=f, prefix=prefix)
+        code, usage = wait(p, 300)
+    return {"exit": code, "cpu_ms": cpu(usage), "user_ms": user(usage), "peak_rss_kb": usage.ru_maxrss if usage else None,
+            "frames_shown": rendered(open(out).read())}
+
+
+def path_floor_vitrine(clip, tmp, prefix=()):
+    """vitrine's own decoding path (reading thread, decoder, player) at the clip's rate, shown
+    nowhere: `vitrine decode`."""
+    out = os.path.join(tmp, "decode.json")
+    with open(out, "w") as f:
+        p = spawn([VITRINE, "decode", "--json", clip], stdout=f, prefix=prefix)
+        code, usage = wait(p, 300)
+    try:
+        report = json.load(open(out))
+    except (OSError, ValueError):
+        report = {}
     return {"exit": code, "cpu_ms": cpu(usage), "user_ms": user(usage), "peak_rss_kb": usage.ru_maxrss if usage else None,
             "frames_shown": report.get("frames_presented"), "self_report": report}
 
@@ -216,7 +245,102 @@ PATHS = {
     "kmssink": path_kmssink,
     "weston_waylandsink": path_weston,
     "vitrine_waylandsink": path_vitrine_waylandsink,
+    "floor_gst": path_floor_gst,
+    "floor_vitrine": path_floor_vitrine,
 }
+# Paths whose pictures reach a plane as the decoder's own NV12 buffers (the first-picture probe
+# looks for that); weston composites them.
+SCANOUT = {"vitrine", "kmssink", "vitrine_waylandsink"}
+DRI_STATE = "/sys/kernel/debug/dri/0/state"
+
+
+def nv12_on_a_plane():
+    """Whether the display controller scans an NV12 framebuffer out now (the kernel's state)."""
+    try:
+        return "format=NV12" in open(DRI_STATE).read()
+    except OSError:
+        return False
+
+
+def first_picture(name, clip):
+    """Milliseconds from the path's start to the first decoded picture on a plane, as the
+    kernel's atomic state shows it (looked at every 5 ms)."""
+    if name not in SCANOUT:
+        return {"first_picture_ms": None, "first_picture_note": "composited: no decoder buffer reaches a plane"}
+    import threading
+    seen = {}
+    start = time.monotonic()
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            if nv12_on_a_plane():
+                seen["at"] = time.monotonic()
+                return
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.monotonic()
+        PATHS[name](clip, tmp)
+    stop.set()
+    watcher.join()
+    return {"first_picture_ms": (seen["at"] - start) * 1000.0 if "at" in seen else None}
+
+
+def idle_wakeups(cmd, socket, env=None, seconds=10):
+    """Wake-ups a second of every thread of a compositor showing nothing (its voluntary context
+    switches, counted by the kernel), after it has settled."""
+    runtime = os.environ["XDG_RUNTIME_DIR"]
+    log = open(os.path.join(RESULTS, f"{socket}-idle.log"), "w")
+    p = spawn(cmd, env=env, stdout=log)
+    sock = os.path.join(runtime, socket)
+    for _ in range(300):
+        if os.path.exists(sock):
+            break
+        time.sleep(0.1)
+    time.sleep(3)
+
+    def switches():
+        total = 0
+        for tid in os.listdir(f"/proc/{p.pid}/task"):
+            try:
+                for line in open(f"/proc/{p.pid}/task/{tid}/status"):
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
+            except OSError:
+                pass
+        return total
+
+    try:
+        before = switches()
+        time.sleep(seconds)
+        rate = (switches() - before) / seconds
+    except OSError:
+        rate = None
+    signal_group(p, signal.SIGTERM)
+    wait(p, 10)
+    return rate
+
+
+def profile_vitrine(clip):
+    """vitrine's user-space CPU by function: perf samples (cpu-clock, user only) of one run."""
+    perf = next((c for c in ("perf_6.1", "perf") if subprocess.run(["which", c], capture_output=True).returncode == 0), None)
+    if perf is None:
+        return {"profile": None, "profile_note": "perf is not installed"}
+    data = os.path.join(RESULTS, "vitrine.perf.data")
+    with tempfile.TemporaryDirectory() as tmp:
+        r = path_vitrine(clip, tmp, prefix=[perf, "record", "-q", "-e", "cpu-clock:u", "-F", "499", "-o", data, "--"])
+    rep = subprocess.run([perf, "report", "-i", data, "--stdio", "--no-children", "--sort", "dso,symbol",
+                          "--percent-limit", "0.7"], capture_output=True, text=True)
+    rows = []
+    for line in rep.stdout.splitlines():
+        m = re.match(r"\s*([\d.]+)%\s+(\S+)\s+\[[.k]\]\s+(.*)", line)
+        if m:
+            rows.append({"percent": float(m.group(1)), "dso": m.group(2), "symbol": m.group(3).strip()[:90]})
+    return {"profile": rows[:20], "profile_exit": r.get("exit"),
+            "profile_note": None if rows else (rep.stderr.strip()[-300:] or "no samples")}
 
 DISPLAY = ("DRM_IOCTL_MODE_ATOMIC", "DRM_IOCTL_MODE_SETPLANE", "DRM_IOCTL_MODE_PAGE_FLIP", "DRM_IOCTL_MODE_SETCRTC")
 
@@ -332,7 +456,27 @@ def measure(name, clip):
         print(name, size, "syscalls", total, flush=True)
 
 
+CLIP = os.path.join(CLIPS, "1920x1080.mp4")
 for name in PATHS:
-    measure(name, os.path.join(CLIPS, "1920x1080.mp4"))
+    measure(name, CLIP)
+    probe = first_picture(name, CLIP)
+    record(path=name, size="1920x1080", kind="first_picture", **probe)
+    print(name, "first picture", probe, flush=True)
 # A second size, for vitrine alone.
 measure("vitrine", os.path.join(CLIPS, "1280x720.mp4"))
+# Compositors with nothing to show.
+with tempfile.TemporaryDirectory() as tmp:
+    config = os.path.join(tmp, "vitrine.toml")
+    open(config, "w").write("")
+    rate = idle_wakeups([VITRINE, "--backend", "drm", "--config", config, "--socket", "bench-idle"], "bench-idle")
+    record(path="vitrine", size="idle", kind="idle", wakeups_per_s=rate)
+    print("vitrine idle", rate, flush=True)
+if WESTON_CHOICE:
+    label, cmd, env, _, _ = WESTON_CHOICE
+    cmd = [c if not c.startswith("--socket=") else "--socket=bench-weston-idle" for c in cmd]
+    rate = idle_wakeups(cmd, "bench-weston-idle", env)
+    record(path="weston_waylandsink", size="idle", kind="idle", wakeups_per_s=rate, note=label)
+    print("weston idle", rate, flush=True)
+prof = profile_vitrine(CLIP)
+record(path="vitrine", size="1920x1080", kind="profile", **prof)
+print("profile", prof, flush=True)
