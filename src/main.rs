@@ -54,6 +54,7 @@ fn main() -> ExitCode {
                 }
             };
             vitrine::logging::init(&vitrine::logging::filter_for(&config.log.filter, cli.run.verbose));
+            vitrine::process::install_panic_hook();
             match &source {
                 Some(path) => tracing::info!(config = %path.display(), "configuration loaded"),
                 None => tracing::info!("no configuration file: using the built-in defaults"),

@@ -15,9 +15,9 @@ use smithay::reexports::calloop::generic::Generic;
 use smithay::reexports::calloop::timer::{TimeoutAction, Timer};
 use smithay::reexports::calloop::{EventLoop, Interest, Mode, PostAction};
 use smithay::reexports::wayland_server::Display;
+use smithay::reexports::wayland_server::ListeningSocket;
 use smithay::utils::Clock;
 use smithay::wayland::dmabuf::DmabufState;
-use smithay::wayland::socket::ListeningSocketSource;
 
 use crate::backend::{self, Backend, BackendKind, Drm, Headless, Nested};
 use crate::cli::RunArgs;
@@ -34,7 +34,8 @@ pub fn load_config(args: &RunArgs) -> anyhow::Result<(Config, Option<PathBuf>)> 
 
 /// Run the compositor until it is asked to stop; returns the process exit status.
 pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
-    crate::signals::block_signals();
+    crate::process::block_signals();
+    let fd_limit = crate::process::raise_fd_limit();
     let device = config.drm.device.clone();
     let choice =
         backend::choose(args.backend, &|k| std::env::var(k).ok(), &|| crate::backend::drm::usable_card(&device))
@@ -47,11 +48,12 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
     let dh = display.handle();
 
     let socket = match &args.socket {
-        Some(name) => ListeningSocketSource::with_name(name),
-        None => ListeningSocketSource::new_auto(),
+        Some(name) => ListeningSocket::bind(name),
+        None => ListeningSocket::bind_auto("wayland", 1..33),
     }
     .context("cannot create the Wayland socket (is XDG_RUNTIME_DIR set and writable?)")?;
-    let socket_name = socket.socket_name().to_string_lossy().into_owned();
+    let socket_name = socket.socket_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    tracing::info!(name = %socket_name, "Wayland socket created");
 
     let globals = Globals::new(&dh, &config);
     let mut seat_state = SeatState::new();
@@ -135,7 +137,7 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
             schedule_timer: None,
             video_waker: None,
             tasks,
-            control_accept_error: None,
+            accept_pauses: 0,
             deferred: Vec::new(),
         },
     };
@@ -183,16 +185,14 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
         Err(why) => tracing::info!(reason = %why, "linux-dmabuf not advertised"),
     }
 
-    event_loop
-        .handle()
-        .insert_source(socket, |stream, _, state| {
-            let (pid, command) = crate::state::peer(&stream);
-            tracing::info!(client = pid, command, "client connected");
-            if let Err(err) = state.core.display_handle.insert_client(stream, State::new_client_data(pid, command)) {
-                tracing::warn!(%err, "cannot accept a client");
-            }
-        })
-        .map_err(|e| anyhow!("cannot watch the Wayland socket: {e}"))?;
+    crate::listen::watch(&mut state.core, "wayland", socket, ListeningSocket::accept, |state, stream| {
+        let (pid, command) = crate::state::peer(&stream);
+        tracing::info!(client = pid, command, "client connected");
+        if let Err(err) = state.core.display_handle.insert_client(stream, State::new_client_data(pid, command)) {
+            tracing::warn!(%err, "cannot accept a client");
+        }
+    })
+    .map_err(|e| anyhow!(e))?;
     event_loop
         .handle()
         .insert_source(Generic::new(display, Interest::READ, Mode::Level), |_, display, state| {
@@ -237,16 +237,34 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
     state.core.day_clock = crate::kiosk::schedule::DayClock::from_env().map_err(|e| anyhow!(e))?;
     state.apply_schedule();
 
+    tracing::debug!(fd_limit, "open files limit");
+    // A panic on the loop (a bug) still ends by the way out below: the kiosk app stopped, the
+    // audit written, the VT given back, and a status systemd counts as a failure.
+    let turns = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_loop(&mut event_loop, &mut state)));
+    if turns.is_err() {
+        state.core.exit_code = Some(EXIT_PANIC);
+    }
+    Ok(stop(&mut state))
+}
+
+/// The exit status after a panic on the loop (EX_SOFTWARE).
+pub const EXIT_PANIC: i32 = 70;
+
+/// Turn the loop until vitrine is asked to stop. An event source that reports an error does
+/// not stop vitrine: the error is logged (at most once a minute) and the loop goes on.
+fn run_loop(event_loop: &mut EventLoop<'static, State>, state: &mut State) {
+    let mut last_error = None;
     while state.core.exit_code.is_none() {
         // Sleep until something happens, unless work is left for this turn.
         let timeout = state.core.has_deferred().then_some(Duration::ZERO);
-        event_loop.dispatch(timeout, &mut state).context("event loop failed")?;
+        if let Err(err) = event_loop.dispatch(timeout, state) {
+            crate::state::log_rarely(&mut last_error, || tracing::error!(%err, "event loop: a source failed"));
+        }
         state.run_deferred();
         state.core.space.refresh();
         state.core.popups.cleanup();
         let _ = state.core.display_handle.flush_clients();
     }
-    Ok(stop(&mut state))
 }
 
 /// The way out, from any state: the audit written, the kiosk app stopped, the display given back.

@@ -154,8 +154,8 @@ pub struct Core {
     pub video_waker: Option<crate::video::LoopWaker>,
     /// Work done off the loop sends its result back here, to be finished on the loop.
     pub tasks: smithay::reexports::calloop::channel::Sender<LoopTask>,
-    /// The last time accepting a control connection failed (logged once a minute).
-    pub control_accept_error: Option<Instant>,
+    /// Times a listening socket paused accepting (out of descriptors or memory: see `listen`).
+    pub accept_pauses: u64,
     /// Work for the end of this turn of the loop (`defer`).
     pub deferred: Vec<Deferred>,
 }

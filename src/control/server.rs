@@ -57,27 +57,17 @@ pub fn start(core: &mut Core, path: &Path) -> Result<ControlSocket, String> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
     listener.set_nonblocking(true).map_err(|e| format!("{}: {e}", path.display()))?;
-    core.loop_handle
-        .insert_source(Generic::new(listener, Interest::READ, Mode::Level), |_, listener, state| {
-            for _ in 0..BATCH {
-                match listener.accept() {
-                    Ok((stream, _)) => accept(&mut state.core, stream),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        // Out of descriptors (EMFILE/ENFILE) or memory: the pending connection
-                        // stays in the backlog and is tried again at the next turn.
-                        crate::state::log_rarely(
-                            &mut state.core.control_accept_error,
-                            || tracing::warn!(err = %e, "control socket: cannot accept a connection"),
-                        );
-                        break;
-                    }
-                }
-            }
-            Ok(PostAction::Continue)
-        })
-        .map_err(|e| format!("cannot watch the control socket: {e}"))?;
+    crate::listen::watch(
+        core,
+        "control",
+        listener,
+        |l: &UnixListener| match l.accept() {
+            Ok((stream, _)) => Ok(Some(stream)),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        },
+        |state, stream| accept(&mut state.core, stream),
+    )?;
     Ok(ControlSocket { path: path.to_path_buf() })
 }
 
@@ -514,6 +504,7 @@ fn stats(state: &State) -> Value {
         crate::backend::Backend::Drm(d) => {
             let mut v = serde_json::to_value(&d.stats).unwrap_or_default();
             v["renderer"] = json!(d.renderer_name());
+            v["held"] = d.held();
             v
         }
         _ => json!({}),
@@ -530,6 +521,9 @@ fn stats(state: &State) -> Value {
         "connections": state.core.control.len(),
         "refused": state.core.control.refused,
         "dropped_unread": state.core.control.dropped_unread,
+    });
+    v["process"] = json!({
+        "accept_pauses": state.core.accept_pauses,
     });
     if let Some(video) = state.video_report() {
         v["video"] = video;

@@ -70,7 +70,7 @@ struct Decoding {
 
 /// Decode `files` and report.
 pub fn run(files: Vec<PathBuf>, paced: bool) -> Result<DecodeReport, String> {
-    crate::signals::block_signals();
+    crate::process::block_signals();
     let mut event_loop: EventLoop<'static, Decoding> = EventLoop::try_new().map_err(|e| e.to_string())?;
     let (waker, source) = LoopWaker::new().map_err(|e| e.to_string())?;
     let mut player = Player::new(files, false);

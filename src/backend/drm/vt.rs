@@ -12,7 +12,6 @@ const VT_RELDISP: libc::c_ulong = 0x5605;
 const KDSETMODE: libc::c_ulong = 0x4B3A;
 const KD_TEXT: libc::c_ulong = 0;
 const KD_GRAPHICS: libc::c_ulong = 1;
-const VT_AUTO: u8 = 0;
 const VT_PROCESS: u8 = 1;
 const VT_ACKACQ: libc::c_ulong = 2;
 
@@ -63,6 +62,7 @@ impl Vt {
                 return Err(format!("{path}: VT_SETMODE: {}", std::io::Error::last_os_error()));
             }
         }
+        crate::process::set_graphics_vt(fd);
         Ok(Vt { tty, number: stat.v_active })
     }
 
@@ -84,10 +84,7 @@ impl Vt {
 
 impl Drop for Vt {
     fn drop(&mut self) {
-        let mode = VtMode { mode: VT_AUTO, waitv: 0, relsig: 0, acqsig: 0, frsig: 0 };
-        unsafe {
-            libc::ioctl(self.tty.as_raw_fd(), VT_SETMODE, &mode);
-            libc::ioctl(self.tty.as_raw_fd(), KDSETMODE, KD_TEXT);
-        }
+        crate::process::set_graphics_vt(-1);
+        crate::process::restore_vt(self.tty.as_raw_fd());
     }
 }
