@@ -145,6 +145,13 @@ impl Backend {
         }
     }
 
+    /// The page flip of `output`'s commit never came (see `frames::FLIP_TIMEOUT`).
+    pub fn flip_timed_out(&mut self, output: &Output) {
+        if let Backend::Drm(d) = self {
+            d.flip_timed_out(output);
+        }
+    }
+
     /// The CPU mappings and copies composition made of decoded pictures (video audit).
     pub fn copies(&self) -> (u64, u64) {
         match self {

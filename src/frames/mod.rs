@@ -92,6 +92,9 @@ pub enum Repaint {
     Unchanged,
     /// Not shown at all (display off, VT away, an error already logged).
     Skipped,
+    /// The display refused the frame: the backend changed its approach (see the DRM backend's
+    /// display ladder); the repaint is tried again after this long.
+    Failed(std::time::Duration),
 }
 
 /// An output's place in its frame cycle.
@@ -104,6 +107,8 @@ pub struct OutputFrames {
     queued: bool,
     /// A commit waits for its page flip.
     in_flight: bool,
+    /// Since when (for the flip timeout).
+    in_flight_since: Option<Instant>,
     /// Virtual outputs: the repaint waits for this vblank. Real ones: the frame callbacks of a
     /// frame that changed nothing go out then.
     vblank_timer: Option<RegistrationToken>,
@@ -138,6 +143,12 @@ pub struct Frames {
     repaints_pending: bool,
     /// Repaints done, for `stats` (each one a scene built and looked at).
     pub repaints: u64,
+    /// The timer that looks for a stalled decoder, while one has work.
+    pub stall_timer: Option<smithay::reexports::calloop::RegistrationToken>,
+    /// The timer that looks for page flips that never came, while commits are in flight.
+    pub flip_timer: Option<smithay::reexports::calloop::RegistrationToken>,
+    /// Page flips given up on.
+    pub flips_timed_out: u64,
 }
 
 impl Frames {
@@ -154,6 +165,7 @@ impl Frames {
             busy_since: None,
             presented: 0,
             last_unchanged: false,
+            in_flight_since: None,
         });
     }
 
@@ -169,6 +181,20 @@ impl Frames {
     /// hangs shows here.
     pub fn stalled_since(&self) -> Option<Instant> {
         self.outputs.iter().filter_map(|o| o.busy_since).min()
+    }
+
+    /// The oldest commit still waiting for its flip.
+    pub fn oldest_in_flight(&self) -> Option<Instant> {
+        self.outputs.iter().filter(|o| o.in_flight).filter_map(|o| o.in_flight_since).min()
+    }
+
+    /// Outputs whose commit has waited for its flip since before `before`.
+    pub fn flips_older_than(&self, before: Instant) -> Vec<Output> {
+        self.outputs
+            .iter()
+            .filter(|o| o.in_flight && o.in_flight_since.is_some_and(|t| t <= before))
+            .map(|o| o.output.clone())
+            .collect()
     }
 
     pub fn clock(&self, output: &Output) -> Option<FrameClock> {

@@ -38,6 +38,7 @@ impl Core {
     pub fn frame_done(&mut self, output: &Output, at: Instant) {
         let Some(o) = self.frames.get_mut(output) else { return };
         o.in_flight = false;
+        o.in_flight_since = None;
         o.clock.presented(at);
         o.presented += 1;
         o.progressed(Instant::now());
@@ -52,6 +53,7 @@ impl Core {
     /// display turned off, its state rebuilt): the next repaint may run.
     pub fn frame_lost(&mut self, output: &Output) {
         let Some(o) = self.frames.get_mut(output) else { return };
+        o.in_flight_since = None;
         if std::mem::take(&mut o.in_flight) {
             o.progressed(Instant::now());
             if o.queued {
@@ -80,6 +82,7 @@ impl Core {
     /// commit lands on it. Nothing is armed while the player has nothing to show next (it wakes
     /// the loop itself when a picture arrives).
     pub fn schedule_video(&mut self) {
+        self.watch_for_stall();
         let Some(output) = self.video_output() else { return };
         let due = self.player.as_mut().and_then(|p| p.next_due());
         let now = Instant::now();
@@ -109,8 +112,12 @@ impl Core {
         );
         match wake {
             Some(wake) if wake <= now => {
-                if let Some((_, token)) = o.video_timer.take() {
-                    self.loop_handle.remove(token);
+                if let Some((at, token)) = o.video_timer.take() {
+                    // A timer already due may have its event queued in this very dispatch:
+                    // it is left to fire (a repaint asked for twice runs once).
+                    if at > now {
+                        self.loop_handle.remove(token);
+                    }
                 }
                 self.queue_redraw(&output);
             }
@@ -118,13 +125,19 @@ impl Core {
                 if o.video_timer.is_some_and(|(at, _)| at == wake) {
                     return;
                 }
-                if let Some((_, token)) = o.video_timer.take() {
-                    self.loop_handle.remove(token);
+                if let Some((at, token)) = o.video_timer.take() {
+                    // A timer already due may have its event queued in this very dispatch:
+                    // it is left to fire (a repaint asked for twice runs once).
+                    if at > now {
+                        self.loop_handle.remove(token);
+                    }
                 }
                 let target = output.clone();
                 let token = self.loop_handle.insert_source(Timer::from_deadline(wake), move |_, _, state| {
                     if let Some(o) = state.core.frames.get_mut(&target) {
-                        o.video_timer = None;
+                        if o.video_timer.is_some_and(|(at, _)| at == wake) {
+                            o.video_timer = None;
+                        }
                     }
                     state.core.queue_redraw(&target);
                     TimeoutAction::Drop
@@ -139,10 +152,58 @@ impl Core {
                 }
             }
             None => {
-                if let Some((_, token)) = o.video_timer.take() {
-                    self.loop_handle.remove(token);
+                if let Some((at, token)) = o.video_timer.take() {
+                    // A timer already due may have its event queued in this very dispatch:
+                    // it is left to fire (a repaint asked for twice runs once).
+                    if at > now {
+                        self.loop_handle.remove(token);
+                    }
                 }
             }
+        }
+    }
+
+    /// Repaint `output` again in `after` (its last frame was refused): never sooner, so that a
+    /// display that keeps refusing costs a few tries a second, not a busy loop.
+    fn retry_repaint(&mut self, output: &Output, after: std::time::Duration) {
+        let target = output.clone();
+        let armed = self.loop_handle.insert_source(Timer::from_duration(after), move |_, _, state| {
+            state.core.queue_redraw(&target);
+            TimeoutAction::Drop
+        });
+        if let Err(err) = armed {
+            tracing::error!(%err, "cannot arm the repaint retry");
+        }
+    }
+
+    /// While the decoder has pictures to give back, a timer looks for it having stalled (see
+    /// `Player::stall_deadline`). It moves itself to the latest deadline when it fires, and
+    /// goes when there is nothing to watch: one wake-up every few seconds during playback,
+    /// none when idle.
+    fn watch_for_stall(&mut self) {
+        if self.frames.stall_timer.is_some() {
+            return;
+        }
+        let Some(at) = self.player.as_ref().and_then(|p| p.stall_deadline()) else { return };
+        let armed = self.loop_handle.insert_source(Timer::from_deadline(at), |_, _, state| {
+            let stalled = state.core.player.as_mut().is_some_and(|p| p.check_stall());
+            let next = state.core.player.as_ref().and_then(|p| p.stall_deadline());
+            if stalled {
+                state.core.video_woken();
+            }
+            match next {
+                Some(next) => {
+                    TimeoutAction::ToInstant(next.max(Instant::now() + std::time::Duration::from_millis(100)))
+                }
+                None => {
+                    state.core.frames.stall_timer = None;
+                    TimeoutAction::Drop
+                }
+            }
+        });
+        match armed {
+            Ok(token) => self.frames.stall_timer = Some(token),
+            Err(err) => tracing::error!(%err, "cannot arm the decoder stall check"),
         }
     }
 
@@ -169,7 +230,43 @@ impl Core {
     }
 }
 
+/// How long a commit may wait for its page flip before the display path is recovered.
+pub const FLIP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl State {
+    /// While commits wait for their flips, a timer looks for one that never came (a driver
+    /// that lost the event, a display that stopped): that output is recovered like a refused
+    /// commit (see the DRM backend's display ladder) and repainted. The timer moves itself to
+    /// the next deadline and goes when nothing is in flight: during playback one wake-up a
+    /// second, none when idle.
+    fn watch_flips(&mut self) {
+        if self.core.frames.flip_timer.is_some() {
+            return;
+        }
+        let Some(oldest) = self.core.frames.oldest_in_flight() else { return };
+        let armed = self.core.loop_handle.insert_source(Timer::from_deadline(oldest + FLIP_TIMEOUT), |_, _, state| {
+            let now = Instant::now();
+            for output in state.core.frames.flips_older_than(now - FLIP_TIMEOUT) {
+                state.core.frames.flips_timed_out += 1;
+                tracing::warn!(output = %output.name(), timeout_ms = FLIP_TIMEOUT.as_millis() as u64, "page flip not completed: recovering the output");
+                state.backend.flip_timed_out(&output);
+                state.core.frame_lost(&output);
+                state.core.queue_redraw(&output);
+            }
+            match state.core.frames.oldest_in_flight() {
+                Some(oldest) => TimeoutAction::ToInstant((oldest + FLIP_TIMEOUT).max(now + std::time::Duration::from_millis(10))),
+                None => {
+                    state.core.frames.flip_timer = None;
+                    TimeoutAction::Drop
+                }
+            }
+        });
+        match armed {
+            Ok(token) => self.core.frames.flip_timer = Some(token),
+            Err(err) => tracing::error!(%err, "cannot arm the page flip timeout"),
+        }
+    }
+
     /// Run the repaints that were asked for during this dispatch.
     pub fn run_queued_repaints(&mut self) {
         let due: Vec<(Output, bool)> = self
@@ -225,7 +322,11 @@ impl State {
         let Some(o) = self.core.frames.get_mut(output) else { return };
         o.last_unchanged = result == Repaint::Unchanged;
         match result {
-            Repaint::Committed => o.in_flight = true,
+            Repaint::Committed => {
+                o.in_flight = true;
+                o.in_flight_since = Some(Instant::now());
+                self.watch_flips();
+            }
             Repaint::Presented => {
                 self.core.frame_done(output, at);
                 return;
@@ -236,6 +337,7 @@ impl State {
                 crate::render::post_repaint(output, &scene, at, period, seq);
             }
             Repaint::Skipped => {}
+            Repaint::Failed(after) => self.core.retry_repaint(output, after),
         }
         if let Some(o) = self.core.frames.get_mut(output) {
             o.progressed(Instant::now());

@@ -20,7 +20,7 @@ use crate::render::{post_repaint, OnPlanes};
 use crate::scene::{LayerSource, Scene};
 use crate::state::Core;
 use smithay::output::Output;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Where a layer description came from.
 enum Origin {
@@ -328,6 +328,9 @@ impl Drm {
         if self.heads[index].in_flight.is_some() {
             return Repaint::Skipped;
         }
+        // Framebuffers of buffers that are gone (a client destroyed them, a decoder was reset)
+        // go now, flip or not: what is on screen or in flight is held by the head.
+        self.fb_cache.prune(&self.card);
         // Decoder buffers become framebuffers once, when the decoder makes them, not when first
         // shown.
         let fresh = core.player.as_mut().map(|p| p.take_new_buffers()).unwrap_or_default();
@@ -354,11 +357,33 @@ impl Drm {
             scene.layers.retain(|l| !matches!(l.source, LayerSource::Video(_)));
         }
         match self.commit_frame(core, index, scene) {
-            Ok(true) => Repaint::Committed,
+            Ok(true) => {
+                let refused = self.heads[index].commit_accepted(self.hardware_planes);
+                if refused > 0 {
+                    tracing::info!(output = %output.name(), refused, "display recovered: a commit went through again");
+                }
+                Repaint::Committed
+            }
             Ok(false) => Repaint::Unchanged,
             Err(err) => {
-                super::log_error(&mut self.last_error, &err);
-                Repaint::Skipped
+                self.stats.commits_refused += 1;
+                let head = &mut self.heads[index];
+                let (step, retry) = match err.recovery() {
+                    // Busy with the last commit: the same frame at the next vblank.
+                    super::error::Recovery::NextVblank => return Repaint::Failed(head.refresh),
+                    // No device or no master: nothing to change here until they come back.
+                    super::error::Recovery::DeviceGone | super::error::Recovery::NoMaster => {
+                        (super::head::LadderStep::Wait, Duration::from_secs(1))
+                    }
+                    super::error::Recovery::Replan | super::error::Recovery::GiveUp => head.commit_refused(),
+                };
+                // Each step is logged once; waiting for the display is logged as errors are.
+                if step == super::head::LadderStep::Wait {
+                    super::log_error(&mut self.last_error, &err);
+                } else {
+                    tracing::warn!(output = %output.name(), %err, next = step.what(), "drm: commit refused");
+                }
+                Repaint::Failed(retry)
             }
         }
     }
@@ -553,6 +578,19 @@ impl Drm {
             self.writeback_committed(core, index, fence);
         }
         Ok(true)
+    }
+
+    /// The flip of the commit in flight on `output` never came: the commit is given up (its
+    /// buffers stay held until the next flip, in case the display still shows them) and the
+    /// head goes down the display ladder as for a refused commit.
+    pub fn flip_timed_out(&mut self, output: &Output) {
+        let Some(head) = self.heads.iter_mut().find(|h| &h.output == output) else { return };
+        if let Some(lost) = head.in_flight.take() {
+            head.on_screen.extend(lost.buffers);
+        }
+        let (step, _) = head.commit_refused();
+        self.stats.flips_timed_out += 1;
+        tracing::warn!(output = %output.name(), next = step.what(), "drm: page flip never came");
     }
 
     /// Page flips: what was committed is on screen; release what left it and tell the frame

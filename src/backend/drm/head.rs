@@ -58,6 +58,40 @@ pub struct Head {
     pub power_off: bool,
     /// The connector went away: the head is turned off at its flip and dropped.
     pub removing: bool,
+    /// Commits refused in a row: how far down the display ladder the head is.
+    pub commit_failures: u32,
+    /// Layers stay composited (the ladder's second step) for this many more commits, then
+    /// planes are tried again.
+    pub composited_for: u32,
+}
+
+/// The commits a head stays fully composited after the kernel refused a plane plan, before
+/// planes are tried again: long enough that a plan the kernel keeps refusing costs a failed
+/// commit every ten seconds or so, not every frame.
+const COMPOSITED_FOR: u32 = 600;
+
+/// What a refused commit leads to, step by step (the display ladder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LadderStep {
+    /// Forget the cached plans: the next frame plans again with TEST_ONLY commits.
+    Replan,
+    /// Put every layer in the composition.
+    Composite,
+    /// Set the mode again with everything composited.
+    Modeset,
+    /// Still refused: keep trying, slowly (the display may come back, or a hotplug changes it).
+    Wait,
+}
+
+impl LadderStep {
+    pub fn what(self) -> &'static str {
+        match self {
+            LadderStep::Replan => "planning again with test commits",
+            LadderStep::Composite => "compositing every layer",
+            LadderStep::Modeset => "setting the mode again",
+            LadderStep::Wait => "retrying once a second",
+        }
+    }
 }
 
 impl Head {
@@ -82,6 +116,44 @@ impl Head {
         self.primary = primary;
         self.others = others;
         self.reset();
+    }
+
+    /// A commit of this head was refused: the next step of the display ladder, and when to try
+    /// the next frame.
+    pub fn commit_refused(&mut self) -> (LadderStep, Duration) {
+        self.commit_failures += 1;
+        let step = match self.commit_failures {
+            1 => LadderStep::Replan,
+            2 => LadderStep::Composite,
+            3 => LadderStep::Modeset,
+            _ => LadderStep::Wait,
+        };
+        match step {
+            LadderStep::Replan => self.planner.invalidate(),
+            LadderStep::Composite => {
+                self.planner.set_layers_on_planes(false);
+                self.planner.invalidate();
+                self.composited_for = COMPOSITED_FOR;
+            }
+            LadderStep::Modeset => self.reset(),
+            LadderStep::Wait => {}
+        }
+        let retry = if step == LadderStep::Wait { Duration::from_secs(1) } else { self.refresh };
+        (step, retry)
+    }
+
+    /// A commit went through: the ladder starts again from the top; after a while on the
+    /// composition alone, planes are tried again (`layers_on_planes`: the configured choice).
+    /// Returns the refused commits this success ends.
+    pub fn commit_accepted(&mut self, layers_on_planes: bool) -> u32 {
+        if self.composited_for > 0 {
+            self.composited_for -= 1;
+            if self.composited_for == 0 {
+                self.planner.set_layers_on_planes(layers_on_planes);
+                self.planner.invalidate();
+            }
+        }
+        std::mem::take(&mut self.commit_failures)
     }
 
     /// Forget what is on screen: the next frame sets the mode and every plane again (VT

@@ -49,6 +49,10 @@ use kms::MappedBuffer;
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct KmsStats {
     pub commits: u64,
+    /// Commits the kernel refused (each one a step down the display ladder).
+    pub commits_refused: u64,
+    /// Commits whose page flip never came within a second (recovered the same way).
+    pub flips_timed_out: u64,
     pub test_commits: u64,
     pub framebuffers_created: u64,
     pub frames_presented: u64,
@@ -238,7 +242,7 @@ impl Drm {
         if !session.is_seat() {
             // On a VT of its own, vitrine gets the VT's signals: blocked before the renderer
             // (Mesa) may start threads, so only the signalfd receives them.
-            crate::signals::block(&[libc::SIGUSR1, libc::SIGUSR2]);
+            crate::process::block(&[libc::SIGUSR1, libc::SIGUSR2]);
         }
         let card = session.open_card(path)?;
         if !session.is_seat() {
@@ -335,6 +339,13 @@ impl Drm {
     /// The heads, in the order they were lit.
     pub fn heads(&self) -> &[Head] {
         &self.heads
+    }
+
+    /// What the display path holds right now: framebuffers imported, plans cached (for the
+    /// soak, which checks that neither grows).
+    pub fn held(&self) -> serde_json::Value {
+        let plans: usize = self.heads.iter().map(|h| h.planner.cached()).sum();
+        serde_json::json!({ "framebuffers": self.fb_cache.len(), "plans_cached": plans })
     }
 
     /// Read the connectors again: heads of connectors that went away are removed, connected
@@ -470,6 +481,8 @@ impl Drm {
             captures: Vec::new(),
             power_off: false,
             removing: false,
+            commit_failures: 0,
+            composited_for: 0,
         });
         self.stats.outputs_added += 1;
         self.reshare_planes();

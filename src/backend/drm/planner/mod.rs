@@ -602,6 +602,11 @@ impl Planner {
     pub fn invalidate(&mut self) {
         self.cache.clear();
     }
+
+    /// Scene shapes whose plans are cached (at most 64).
+    pub fn cached(&self) -> usize {
+        self.cache.len()
+    }
 }
 
 fn kind_rank(kind: PlaneKind) -> u8 {
