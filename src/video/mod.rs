@@ -156,4 +156,27 @@ pub struct VideoStats {
     /// Compressed bytes written into the decoder's bitstream buffers.
     pub bitstream_bytes: u64,
     pub v4l2_ioctls: u64,
+    /// The video ladder: decoders that failed, stalled or vanished; of those, reopened, and
+    /// replaced by software decoding; access units passed over to reach a keyframe after one.
+    pub decoder_failures: u64,
+    pub decoder_resets: u64,
+    pub software_fallbacks: u64,
+    pub units_skipped_to_keyframe: u64,
+    /// Times the clock waited for an item's first picture (or the first after a reset) instead
+    /// of dropping late pictures, and for how long in all.
+    pub clock_holds: u64,
+    pub clock_held_ms: u64,
+}
+
+impl VideoStats {
+    /// Add a retired decoder's counters (the ones a decoder keeps) to these.
+    pub fn add(&mut self, other: &VideoStats) {
+        self.frames_decoded += other.frames_decoded;
+        self.decode_errors += other.decode_errors;
+        self.dmabufs_exported += other.dmabufs_exported;
+        self.bitstream_bytes += other.bitstream_bytes;
+        self.v4l2_ioctls += other.v4l2_ioctls;
+        self.cpu_copied_bytes += other.cpu_copied_bytes;
+        self.frame_mappings += other.frame_mappings;
+    }
 }

@@ -46,6 +46,8 @@ struct Clip {
     last_pts: Duration,
     frame_time: Duration,
     fps: f64,
+    /// Units are skipped up to the next keyframe (the decoder was reset).
+    resync: bool,
 }
 
 impl Clip {
@@ -144,8 +146,25 @@ pub struct Player {
     shown_new: bool,
     /// Pictures still to come from a replaced playlist, dropped on arrival.
     discard: usize,
-    /// The decoder's counters when it failed.
-    stats_at_failure: Option<VideoStats>,
+    /// The counters of decoders used before the current one (replaced, failed, reset).
+    retired: VideoStats,
+    /// The video ladder on the current item: decoder failures so far (1: reopened, 2: software
+    /// decoding, 3: the item is skipped).
+    failures_on_item: u32,
+    /// Decode in software whatever devices there are (the ladder's second step), until the item
+    /// ends; then the devices are looked for again.
+    force_software: bool,
+    /// A decoder failed and what took over may be a fallback: devices are looked for again at
+    /// each new item until a V4L2 decoder opens.
+    degraded: bool,
+    /// Presentation times from which the clock may wait: an item's first picture, the first
+    /// after a decoder reset. Arriving late, such a picture moves the clock instead of being
+    /// dropped with the ones after it (a new item's decoder set-up, a reset, is a hold of the
+    /// last picture, not a skip).
+    rebase: VecDeque<Duration>,
+    /// When the decoder last reported anything: a decoder with work that says nothing for
+    /// `stall_after` has stalled.
+    last_event: Instant,
     /// The playlist item being read, if any.
     loader: Option<(PathBuf, Reading)>,
     /// Items that failed one after the other (a looping list of bad items stops).
@@ -185,7 +204,12 @@ impl Player {
             finished: false,
             shown_new: false,
             discard: 0,
-            stats_at_failure: None,
+            retired: VideoStats::default(),
+            failures_on_item: 0,
+            force_software: false,
+            degraded: false,
+            rebase: VecDeque::new(),
+            last_event: Instant::now(),
             loader: None,
             failed_in_row: 0,
             cpu_at_start: None,
@@ -229,6 +253,7 @@ impl Player {
         self.finished = false;
         self.loader = None;
         self.failed_in_row = 0;
+        self.rebase.clear();
         if let Some(d) = &mut self.decoder {
             // What was sent still comes back; it is dropped on arrival by `discard`.
             d.drain();
@@ -299,6 +324,7 @@ impl Player {
         let file = path.clone();
         let waker = self.waker.clone();
         let spawned = std::thread::Builder::new().name("vitrine-demux".into()).spawn(move || {
+            crate::process::lower_thread_priority(crate::process::WORKER_NICE);
             let wake = || {
                 if let Some(w) = &waker {
                     w.wake();
@@ -372,6 +398,7 @@ impl Player {
             last_pts: Duration::ZERO,
             frame_time: Duration::from_secs_f64(1.0 / fps),
             fps,
+            resync: false,
         });
     }
 
@@ -414,7 +441,8 @@ impl Player {
         }
         // The thread finds and opens the device itself: opening every /dev/video* node is not
         // work for the compositor's loop.
-        self.decoder = Some(DecoderThread::start(codec, self.scanout, self.waker.clone())?);
+        self.decoder = Some(DecoderThread::start(codec, self.scanout, self.force_software, self.waker.clone())?);
+        self.last_event = Instant::now();
         Ok(())
     }
 
@@ -424,6 +452,7 @@ impl Player {
         let dec_codec = dec.codec();
         let mut failed = None;
         while let Some(event) = dec.try_event() {
+            self.last_event = Instant::now();
             match event {
                 Event::Frame(frame) => {
                     self.outstanding = self.outstanding.saturating_sub(1);
@@ -434,7 +463,12 @@ impl Player {
                     }
                 }
                 Event::Buffers(b) => self.fresh.extend(b),
-                Event::Opened(name) => tracing::info!(target: "video", decoder = %name, "video decoder opened"),
+                Event::Opened(name) => {
+                    if !name.starts_with("software") {
+                        self.degraded = false;
+                    }
+                    tracing::info!(target: "video", decoder = %name, "video decoder opened")
+                }
                 Event::Skipped(why) => {
                     self.outstanding = self.outstanding.saturating_sub(1);
                     self.discard = self.discard.saturating_sub(1);
@@ -442,15 +476,17 @@ impl Player {
                     self.errors.push(format!("{file}: picture skipped: {why}"));
                     tracing::error!(target: "video", file, %why, "picture skipped");
                 }
-                Event::Failed(why) => failed = Some(why),
+                Event::Failed(why) => {
+                    failed = Some(why);
+                    break;
+                }
             }
         }
         match failed {
             // Nothing here decodes this item's coding: it is named and skipped, the next one
             // plays.
             Some(VideoError::NoDecoder(why)) => {
-                self.decoder = None;
-                self.outstanding = 0;
+                self.retire_decoder();
                 let codec = dec_codec;
                 while self.clips.front().is_some_and(|c| c.codec == codec) {
                     if let Some(clip) = self.clips.pop_front() {
@@ -460,14 +496,101 @@ impl Player {
                     }
                 }
             }
-            Some(why) => {
-                self.stats_at_failure = Some(dec.stats());
-                self.decoder = None;
-                self.outstanding = 0;
-                self.record_error(format!("video decoder failed: {why}"));
-                self.finished = true;
-            }
+            Some(why) => self.decoder_failed(why),
             None => {}
+        }
+    }
+
+    /// The decoder goes; its counters stay in the audit.
+    fn retire_decoder(&mut self) {
+        if let Some(dec) = self.decoder.take() {
+            self.retired.add(&dec.stats());
+        }
+        self.outstanding = 0;
+        self.discard = 0;
+    }
+
+    /// The video ladder: a decoder that failed, stalled or vanished is reopened (its device
+    /// looked for again); failing again, the item is decoded in software; failing a third time,
+    /// the item is skipped and the playlist goes on. Pictures in flight are lost: decoding
+    /// starts again at the next keyframe, the last picture stays on screen meanwhile.
+    fn decoder_failed(&mut self, why: VideoError) {
+        let name = self.decoder.as_ref().map(|d| d.name()).unwrap_or_default();
+        let lost = self.outstanding;
+        self.retire_decoder();
+        self.stats.decoder_failures += 1;
+        self.failures_on_item += 1;
+        self.degraded = true;
+        let file = self.clips.front().map(|c| c.path.clone());
+        let shown = file.as_ref().map(|f| f.display().to_string()).unwrap_or_default();
+        self.errors.push(format!("{shown}: video decoder {name} failed: {why}"));
+        match self.failures_on_item {
+            1 => {
+                self.stats.decoder_resets += 1;
+                tracing::error!(target: "video", file = %shown, decoder = %name, %why, lost, "video decoder failed: opening it again");
+            }
+            2 => {
+                self.stats.software_fallbacks += 1;
+                self.force_software = true;
+                tracing::error!(target: "video", file = %shown, decoder = %name, %why, lost, "video decoder failed again: decoding this item in software");
+            }
+            _ => {
+                tracing::error!(target: "video", file = %shown, decoder = %name, %why, "video decoder failed on this item three times: skipping it");
+                if let Some(clip) = self.clips.pop_front() {
+                    self.items_skipped_by_ladder(clip);
+                }
+                return;
+            }
+        }
+        if let Some(clip) = self.clips.front_mut() {
+            clip.resync = true;
+        }
+    }
+
+    fn items_skipped_by_ladder(&mut self, clip: Clip) {
+        self.failed_in_row += 1;
+        self.failures_on_item = 0;
+        self.force_software = false;
+        if let Some(end) = clip.end() {
+            self.timeline_end = end;
+        }
+        self.errors.push(format!("skipping playlist item: {}: the decoder failed three times", clip.path.display()));
+    }
+
+    /// How long a decoder with work may say nothing before it counts as stalled: a few frame
+    /// durations, and never less than three seconds (a software decoder under load, a slow
+    /// device opening).
+    fn stall_after(&self) -> Duration {
+        let frame = self.clips.front().map(|c| c.frame_time).unwrap_or(Duration::from_millis(40));
+        (frame * 16).max(Duration::from_secs(3))
+    }
+
+    /// When the decoder counts as stalled if it says nothing until then: while it has pictures
+    /// to give back and is not waiting for the reading thread.
+    pub fn stall_deadline(&self) -> Option<Instant> {
+        if self.finished || self.paused_at.is_some() || self.decoder.is_none() || self.outstanding == 0 {
+            return None;
+        }
+        let reader_behind = self.clips.front().is_some_and(|c| c.units.is_empty() && !c.fully_read());
+        (!reader_behind).then(|| self.last_event + self.stall_after())
+    }
+
+    /// Past the stall deadline: the decoder is treated as failed (the ladder). Returns whether it
+    /// was.
+    pub fn check_stall(&mut self) -> bool {
+        self.collect();
+        match self.stall_deadline() {
+            Some(at) if at <= Instant::now() => {
+                let why = format!(
+                    "no picture for {} ms with {} access units outstanding",
+                    self.last_event.elapsed().as_millis(),
+                    self.outstanding
+                );
+                self.decoder_failed(VideoError::Decoder(format!("stalled: {why}")));
+                self.pump();
+                true
+            }
+            _ => false,
         }
     }
 
@@ -533,7 +656,17 @@ impl Player {
             if !self.decoder_idle() {
                 return;
             }
-            self.decoder = None;
+            self.retire_decoder();
+        }
+        let new_item = self.clips.front().is_some_and(|c| c.sent == 0);
+        if self.degraded && new_item && self.failures_on_item == 0 && self.decoder.is_some() {
+            // Since a failure the items play on a fallback: each new one looks for the devices
+            // again (a device that came back is used), once the last one's pictures are out.
+            if !self.decoder_idle() {
+                return;
+            }
+            self.force_software = false;
+            self.retire_decoder();
         }
         match self.ensure_decoder(codec) {
             Ok(()) => {}
@@ -573,6 +706,12 @@ impl Player {
                     self.timeline_end = end;
                 }
                 self.clips.pop_front();
+                // The ladder starts again with the next item.
+                self.failures_on_item = 0;
+                if self.degraded {
+                    // Not on to the next item with this decoder: see above.
+                    return;
+                }
                 continue;
             }
             if clip.base.is_none() {
@@ -583,11 +722,28 @@ impl Player {
                 }
                 clip.first_pts = clip.units.iter().take(PTS_WINDOW).map(|u| u.pts).min().unwrap_or_default();
                 clip.base = Some(self.timeline_end);
+                self.rebase.push_back(self.timeline_end);
                 self.failed_in_row = 0;
+            }
+            let mut resumed = false;
+            if clip.resync {
+                // After a decoder reset: from the next keyframe on (what depends on pictures
+                // the old decoder held cannot be decoded).
+                if !clip.units.front().is_some_and(|u| u.keyframe) {
+                    clip.units.pop_front();
+                    clip.sent += 1;
+                    self.stats.units_skipped_to_keyframe += 1;
+                    continue;
+                }
+                clip.resync = false;
+                resumed = true;
             }
             let Some(unit) = clip.units.pop_front() else { return };
             let base = clip.base.unwrap_or(self.timeline_end);
             let pts = base + unit.pts.saturating_sub(clip.first_pts);
+            if resumed {
+                self.rebase.push_back(pts);
+            }
             clip.last_pts = clip.last_pts.max(unit.pts);
             dec.decode(unit.data, pts);
             clip.sent += 1;
@@ -629,6 +785,7 @@ impl Player {
             }
             return self.current.clone();
         }
+        self.wait_for_late_start(vblank, refresh);
         let Some(start) = self.start else { return self.current.clone() };
         let mut chosen = None;
         while let Some(f) = self.queue.front() {
@@ -655,6 +812,27 @@ impl Player {
             self.pump();
         }
         self.current.clone()
+    }
+
+    /// The next picture starts an item (or follows a decoder reset) and is late for `vblank`:
+    /// the clock moves so that it is due now, rather than dropping it and what follows.
+    fn wait_for_late_start(&mut self, vblank: Instant, refresh: Duration) {
+        let (Some(start), Some(front)) = (self.start, self.queue.front().map(|f| f.pts)) else { return };
+        let mut from = None;
+        while self.rebase.front().is_some_and(|&r| r <= front) {
+            from = self.rebase.pop_front();
+        }
+        if from.is_none() {
+            return;
+        }
+        let due = start + front;
+        if due + refresh / 2 < vblank {
+            let late = vblank - due;
+            self.start = Some(start + late);
+            self.stats.clock_holds += 1;
+            self.stats.clock_held_ms += late.as_millis() as u64;
+            tracing::debug!(target: "video", pts_ms = front.as_millis() as u64, late_ms = late.as_millis() as u64, "a start came late: the clock waits for it");
+        }
     }
 
     /// When the next picture wants to be on screen: its presentation time, or now for the first
@@ -775,8 +953,12 @@ impl Player {
     /// The audit: decoder counters plus what the player and the display counted.
     pub fn report(&self) -> VideoReport {
         let mut c = self.stats.clone();
-        let decoder_stats = self.decoder.as_ref().map(|d| d.stats()).or_else(|| self.stats_at_failure.clone());
-        if let Some(s) = &decoder_stats {
+        let mut decoders = self.retired.clone();
+        if let Some(d) = &self.decoder {
+            decoders.add(&d.stats());
+        }
+        {
+            let s = &decoders;
             c.frames_decoded = s.frames_decoded;
             c.decode_errors = s.decode_errors;
             c.dmabufs_exported = s.dmabufs_exported;

@@ -77,7 +77,13 @@ impl DecoderThread {
     /// (`VITRINE_DECODER=software` forces that). `scanout`: the display shows dmabufs on planes,
     /// so the software decoder writes its pictures into dmabufs. The device is looked for and
     /// opened on the new thread; `Event::Opened` or `Event::Failed` says how that went.
-    pub fn start(codec: Codec, scanout: bool, loop_waker: Option<LoopWaker>) -> Result<Self, VideoError> {
+    /// `software`: decode in software whatever devices there are (the video ladder's fallback).
+    pub fn start(
+        codec: Codec,
+        scanout: bool,
+        software: bool,
+        loop_waker: Option<LoopWaker>,
+    ) -> Result<Self, VideoError> {
         let (commands, command_rx) = mpsc::channel();
         let (event_tx, events) = mpsc::channel();
         let stats = Arc::new(Mutex::new(VideoStats::default()));
@@ -87,8 +93,14 @@ impl DecoderThread {
         std::thread::Builder::new()
             .name("vitrine-decoder".into())
             .spawn(move || {
+                crate::process::lower_thread_priority(crate::process::WORKER_NICE);
                 let out = Outbox { events: event_tx, loop_waker };
-                open_and_run(codec, scanout, command_rx, out, shared_stats, shared_name, shared_waker)
+                open_and_run(codec, scanout, software, command_rx, out, shared_stats, shared_name, shared_waker);
+                // The decoder and its buffers are gone: the allocator gives what they used back
+                // to the system (a decoder reset or a software fallback must not leave its
+                // memory behind in a long run).
+                // SAFETY: malloc_trim only walks the allocator's own free lists.
+                unsafe { libc::malloc_trim(0) };
             })
             .map_err(|e| VideoError::Decoder(format!("cannot start the decoding thread: {e}")))?;
         Ok(Self { name, codec, commands, waker, events, stats })
@@ -121,8 +133,16 @@ impl DecoderThread {
         self.send(Command::Drain);
     }
 
+    /// What the thread reported, if anything. A thread that ended without saying why (it
+    /// panicked) reports a failure.
     pub fn try_event(&self) -> Option<Event> {
-        self.events.try_recv().ok()
+        match self.events.try_recv() {
+            Ok(event) => Some(event),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => {
+                Some(Event::Failed(VideoError::Decoder("the decoding thread stopped".into())))
+            }
+        }
     }
 
     pub fn stats(&self) -> VideoStats {
@@ -139,16 +159,18 @@ impl Drop for DecoderThread {
 }
 
 /// The decoding thread: find and open the device, then decode until told to stop.
+#[allow(clippy::too_many_arguments)]
 fn open_and_run(
     codec: Codec,
     scanout: bool,
+    software: bool,
     commands: Receiver<Command>,
     out: Outbox,
     stats: Arc<Mutex<VideoStats>>,
     name: Arc<Mutex<String>>,
     waker_slot: Arc<Mutex<Option<UnixStream>>>,
 ) {
-    let forced_software = std::env::var("VITRINE_DECODER").is_ok_and(|v| v == "software");
+    let forced_software = software || std::env::var("VITRINE_DECODER").is_ok_and(|v| v == "software");
     let (stateless, stateful) = match codec {
         Codec::H264 => (v4l2::PIX_FMT_H264_SLICE, v4l2::PIX_FMT_H264),
         Codec::Fwht => (0, v4l2::PIX_FMT_FWHT),
@@ -170,7 +192,13 @@ fn open_and_run(
             let decoder_name = decoder.name();
             tracing::warn!(
                 target: "video",
-                reason = if forced_software { "VITRINE_DECODER=software" } else { "no /dev/video* node takes S264 or H264" },
+                reason = if software {
+                    "the V4L2 decoder failed twice on this item"
+                } else if forced_software {
+                    "VITRINE_DECODER=software"
+                } else {
+                    "no /dev/video* node takes S264 or H264"
+                },
                 decoder = %decoder_name,
                 "no V4L2 decoder: decoding in software, every picture is copied"
             );

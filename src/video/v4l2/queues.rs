@@ -241,7 +241,7 @@ pub fn export_captures(
     let n: usize = v::reqbufs(video, q.capture, MemoryType::Mmap, count as u32, v::MemoryConsistency::empty())
         .map_err(|e| format!("REQBUFS CAPTURE: {e}"))?;
     if n < min {
-        return Err(format!("only {n} capture buffers"));
+        return Err(format!("the device gives {n} capture buffers, the stream needs {min}"));
     }
     let export = |index: usize, plane: usize| -> Result<OwnedFd, String> {
         v::expbuf(video, q.capture, index, plane, v::ExpbufFlags::RDWR | v::ExpbufFlags::CLOEXEC)

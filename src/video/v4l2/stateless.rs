@@ -327,9 +327,15 @@ impl StatelessDecoder {
         }
 
         // CAPTURE buffers, exported once as dmabufs.
-        let want = crate::video::h264::dpb::dpb_size(sps).0 + CAPTURE_SLACK;
+        // Sized from the stream: its DPB (max_num_ref_frames, max_dec_frame_buffering, the
+        // level; at most 16) plus room for the pictures on their way to the screen. Fewer than
+        // the DPB and the picture being decoded would stall the decoder: refused with the reason.
+        let dpb = crate::video::h264::dpb::dpb_size(sps).0;
+        let want = dpb + CAPTURE_SLACK;
         let format = queues::describe_capture(&cfmt, &self.q);
-        let dmabufs = queues::export_captures(&self.video, &self.q, &format, want, 3).map_err(|e| err(&node, e))?;
+        let dmabufs = queues::export_captures(&self.video, &self.q, &format, want, dpb + 1).map_err(|e| {
+            err(&node, format!("{e} (a DPB of {dpb} pictures, max_num_ref_frames {})", sps.max_num_ref_frames))
+        })?;
         let (n, stride) = (dmabufs.len(), format.pitches[0]);
         self.stats.dmabufs_exported += n as u64;
         self.fresh.extend(dmabufs.iter().cloned());
