@@ -184,11 +184,14 @@ pub struct InputConfig {
     pub hide_pointer_after_ms: u64,
     /// The output touchscreens are on, by name (e.g. "HDMI-A-1"); empty: the first output.
     pub touch_output: String,
+    /// Ctrl+Alt+Fn switches VTs (DRM backend). Off by default: on a public kiosk, any keyboard
+    /// plugged in would otherwise reach a login prompt.
+    pub vt_switch: bool,
 }
 
 impl Default for InputConfig {
     fn default() -> Self {
-        InputConfig { hide_pointer_after_ms: 5000, touch_output: String::new() }
+        InputConfig { hide_pointer_after_ms: 5000, touch_output: String::new(), vt_switch: false }
     }
 }
 

@@ -84,8 +84,12 @@ impl State {
                         }
                     },
                 );
-                if let (Some(n), crate::backend::Backend::Drm(d)) = (vt, &mut self.backend) {
-                    d.switch_vt(n);
+                match (vt, &mut self.backend) {
+                    (Some(n), crate::backend::Backend::Drm(d)) if self.core.config.input.vt_switch => d.switch_vt(n),
+                    (Some(n), _) => {
+                        tracing::info!(vt = n, "Ctrl+Alt+F{n} ignored: [input] vt_switch is off")
+                    }
+                    _ => {}
                 }
             }
             InputEvent::PointerMotionAbsolute { event } => {
