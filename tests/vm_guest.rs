@@ -7,10 +7,14 @@ mod appliance;
 mod common;
 #[path = "vm_guest/display.rs"]
 mod display;
+#[path = "vm_guest/faults.rs"]
+mod faults;
 #[path = "vm_guest/frames.rs"]
 mod frames;
 #[path = "vm_guest/rewrite.rs"]
 mod rewrite;
+#[path = "vm_guest/soak.rs"]
+mod soak;
 
 use std::time::Duration;
 
