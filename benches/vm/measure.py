@@ -329,7 +329,8 @@ def profile_vitrine(clip):
     perf = next((c for c in ("perf_6.1", "perf") if subprocess.run(["which", c], capture_output=True).returncode == 0), None)
     if perf is None:
         return {"profile": None, "profile_note": "perf is not installed"}
-    data = os.path.join(RESULTS, "vitrine.perf.data")
+    # Not in RESULTS: perf cannot write its data to the 9p share ("Bad address"); tmpfs it is.
+    data = os.path.join("/dev/shm", "vitrine.perf.data")
     with tempfile.TemporaryDirectory() as tmp:
         r = path_vitrine(clip, tmp, prefix=[perf, "record", "-q", "-e", "cpu-clock:u", "-F", "499", "-o", data, "--"])
     rep = subprocess.run([perf, "report", "-i", data, "--stdio", "--no-children", "--sort", "dso,symbol",
