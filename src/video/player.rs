@@ -269,6 +269,8 @@ impl Player {
 
     pub fn resume(&mut self) {
         if let Some(at) = self.paused_at.take() {
+            // Paused, the decoder had nothing to do: the stall check starts again now.
+            self.last_event = Instant::now();
             let paused = at.elapsed();
             if let Some(start) = &mut self.start {
                 *start += paused;
@@ -565,10 +567,18 @@ impl Player {
         (frame * 16).max(Duration::from_secs(3))
     }
 
-    /// When the decoder counts as stalled if it says nothing until then: while it has pictures
-    /// to give back and is not waiting for the reading thread.
+    /// When the decoder counts as stalled if it says nothing until then: while a picture is
+    /// wanted (none left to show), the decoder owes some and the reading thread is not behind.
+    /// The time runs from the decoder's last word or the last picture taken from the queue (each
+    /// gives a capture buffer back: a decoder with none free has had nothing to do), whichever
+    /// is later.
     pub fn stall_deadline(&self) -> Option<Instant> {
-        if self.finished || self.paused_at.is_some() || self.decoder.is_none() || self.outstanding == 0 {
+        if self.finished
+            || self.paused_at.is_some()
+            || self.decoder.is_none()
+            || self.outstanding == 0
+            || !self.queue.is_empty()
+        {
             return None;
         }
         let reader_behind = self.clips.front().is_some_and(|c| c.units.is_empty() && !c.fully_read());
@@ -807,6 +817,7 @@ impl Player {
         if let Some(f) = chosen {
             self.current = Some(f);
             self.shown_new = true;
+            self.last_event = Instant::now();
             // Pictures left the queue (shown or dropped): the decoder has room for more now, not
             // at the next wake-up (which may wait for it).
             self.pump();
