@@ -4,56 +4,21 @@
 
 mod common;
 
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use wayland_client::protocol::wl_callback::{self, WlCallback};
-use wayland_client::{Connection, Dispatch, QueueHandle};
-
-use common::wl::{self, dispatch_until, map, setup, solid_buffer, toplevel};
+use common::wl::{dispatch_until, map, setup, solid_buffer, toplevel};
 use common::{Launch, Vitrine};
 use vitrine::control::protocol::Request;
-
-impl Dispatch<WlCallback, ()> for wl::Client {
-    fn event(
-        state: &mut Self,
-        _: &WlCallback,
-        event: wl_callback::Event,
-        _: &(),
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
-        if let wl_callback::Event::Done { .. } = event {
-            state.frame_callbacks += 1;
-        }
-    }
-}
-
-/// The main thread's voluntary context switches: how often the event loop went to sleep and was
-/// woken (the kernel counts them; the main thread's id is the process id).
-fn main_thread_wakeups(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("voluntary_ctxt_switches")
-}
 
 fn presented(vitrine: &Vitrine) -> u64 {
     let stats = vitrine.ok(&Request::Stats);
     stats["frames"]["outputs"][0]["presented"].as_u64().expect("frames presented")
 }
 
-fn connect(vitrine: &Vitrine) -> Connection {
-    let stream = UnixStream::connect(vitrine.runtime.join(&vitrine.socket)).unwrap();
-    Connection::from_socket(stream).unwrap()
-}
-
 #[test]
 fn a_static_scene_costs_no_wakeups_and_no_frames() {
     let vitrine = Vitrine::launch(Launch::headless("frames-idle"));
-    let conn = connect(&vitrine);
+    let conn = vitrine.wayland();
     let (g, mut queue, mut client) = setup(&conn);
     let qh = queue.handle();
     let window = toplevel(&g, &qh, "org.vitrine.Static");
@@ -67,11 +32,11 @@ fn a_static_scene_costs_no_wakeups_and_no_frames() {
     std::thread::sleep(Duration::from_millis(500));
     let frames_before = presented(&vitrine);
     let pid = vitrine.child.id();
-    let wakeups_before = main_thread_wakeups(pid);
+    let wakeups_before = common::main_thread_wakeups(pid);
     // Ten seconds of nothing: no request, no commit. The control request that reads the stats
     // comes after the second reading.
     std::thread::sleep(Duration::from_secs(10));
-    let wakeups = main_thread_wakeups(pid) - wakeups_before;
+    let wakeups = common::main_thread_wakeups(pid) - wakeups_before;
     queue.dispatch_pending(&mut client).unwrap();
     conn.flush().unwrap();
     queue.roundtrip(&mut client).unwrap();
@@ -85,7 +50,7 @@ fn a_static_scene_costs_no_wakeups_and_no_frames() {
 #[test]
 fn a_client_animating_at_30_hz_gets_30_frames_a_second_on_a_60_hz_output() {
     let vitrine = Vitrine::launch(Launch::headless("frames-30hz"));
-    let conn = connect(&vitrine);
+    let conn = vitrine.wayland();
     let (g, mut queue, mut client) = setup(&conn);
     let qh = queue.handle();
     let window = toplevel(&g, &qh, "org.vitrine.Thirty");

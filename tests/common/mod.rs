@@ -165,6 +165,12 @@ impl Vitrine {
         vitrine
     }
 
+    /// A Wayland connection to this vitrine.
+    pub fn wayland(&self) -> wayland_client::Connection {
+        let stream = std::os::unix::net::UnixStream::connect(self.runtime.join(&self.socket)).unwrap();
+        wayland_client::Connection::from_socket(stream).unwrap()
+    }
+
     pub fn control_path(&self) -> PathBuf {
         vitrine::control::socket_path(&self.runtime, &self.socket)
     }
@@ -333,4 +339,15 @@ pub fn app_ids_of(data: &serde_json::Value) -> Vec<String> {
 
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The main thread's voluntary context switches: how often the event loop went to sleep and was
+/// woken (the kernel counts them; the main thread's id is the process id).
+pub fn main_thread_wakeups(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("voluntary_ctxt_switches")
 }

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use wayland_client::globals::{registry_queue_init, GlobalListContents};
 use wayland_client::protocol::{
-    wl_buffer::WlBuffer, wl_compositor::WlCompositor, wl_keyboard, wl_keyboard::WlKeyboard, wl_registry::WlRegistry,
-    wl_seat::WlSeat, wl_shm, wl_shm::WlShm, wl_shm_pool::WlShmPool, wl_surface::WlSurface, wl_touch, wl_touch::WlTouch,
+    wl_buffer::WlBuffer, wl_callback, wl_callback::WlCallback, wl_compositor::WlCompositor, wl_keyboard,
+    wl_keyboard::WlKeyboard, wl_registry::WlRegistry, wl_seat::WlSeat, wl_shm, wl_shm::WlShm, wl_shm_pool::WlShmPool,
+    wl_surface::WlSurface, wl_touch, wl_touch::WlTouch,
 };
 use wayland_client::{delegate_noop, Connection, Dispatch, EventQueue, Proxy, QueueHandle, WEnum};
 use wayland_protocols::wp::linux_dmabuf::zv1::client::{
@@ -387,4 +388,20 @@ pub fn dmabuf_buffer(
         params.add(buf.dmabuf.as_fd(), i as u32, *offset, *stride, 0, 0);
     }
     params.create_immed(size.0, size.1, fourcc, zwp_linux_buffer_params_v1::Flags::empty(), qh, ())
+}
+
+/// Frame callbacks done, counted.
+impl Dispatch<WlCallback, ()> for Client {
+    fn event(
+        state: &mut Self,
+        _: &WlCallback,
+        event: wl_callback::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let wl_callback::Event::Done { .. } = event {
+            state.frame_callbacks += 1;
+        }
+    }
 }

@@ -2,42 +2,12 @@
 //! loop sleep; a 30 Hz client makes 30 commits a second on a 60 Hz output; 24 fps video makes 24,
 //! each picture on the vblank nearest its time (the kernel's page-flip timestamps say so).
 
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use wayland_client::protocol::wl_callback::{self, WlCallback};
-use wayland_client::{Connection, Dispatch, QueueHandle};
-
-use super::common::wl::{self, dispatch_until, map, setup, solid_buffer, toplevel};
+use super::common::wl::{dispatch_until, map, setup, solid_buffer, toplevel};
 use super::common::{Launch, Vitrine, BG_CONFIG};
 use super::{assert_in_vm, clip, frame_count, play_once_args, read_stats, wait_for_pictures};
 use vitrine::control::protocol::Request;
-
-impl Dispatch<WlCallback, ()> for wl::Client {
-    fn event(
-        state: &mut Self,
-        _: &WlCallback,
-        event: wl_callback::Event,
-        _: &(),
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
-        if let wl_callback::Event::Done { .. } = event {
-            state.frame_callbacks += 1;
-        }
-    }
-}
-
-/// The main thread's voluntary context switches (each a sleep of the event loop ended by a
-/// wake-up), counted by the kernel.
-fn main_thread_wakeups(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("voluntary_ctxt_switches")
-}
 
 fn commits(vitrine: &Vitrine) -> u64 {
     vitrine.ok(&Request::Stats)["commits"].as_u64().expect("commits")
@@ -54,16 +24,12 @@ fn drm(name: &str, config: &str) -> Vitrine {
     })
 }
 
-fn connect(vitrine: &Vitrine) -> Connection {
-    Connection::from_socket(UnixStream::connect(vitrine.runtime.join(&vitrine.socket)).unwrap()).unwrap()
-}
-
 #[test]
 #[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
 fn a_static_scene_on_vkms_commits_nothing_and_the_loop_sleeps() {
     assert_in_vm();
     let vitrine = drm("vm-frames-idle", "");
-    let conn = connect(&vitrine);
+    let conn = vitrine.wayland();
     let (g, mut queue, mut client) = setup(&conn);
     let qh = queue.handle();
     let window = toplevel(&g, &qh, "org.vitrine.Static");
@@ -74,9 +40,9 @@ fn a_static_scene_on_vkms_commits_nothing_and_the_loop_sleeps() {
     std::thread::sleep(Duration::from_secs(1));
     let before = commits(&vitrine);
     let pid = vitrine.child.id();
-    let woken = main_thread_wakeups(pid);
+    let woken = super::common::main_thread_wakeups(pid);
     std::thread::sleep(Duration::from_secs(10));
-    let wakeups = main_thread_wakeups(pid) - woken;
+    let wakeups = super::common::main_thread_wakeups(pid) - woken;
     queue.roundtrip(&mut client).unwrap();
     let committed = commits(&vitrine) - before;
     println!("static scene on vkms: {wakeups} main-thread wake-ups, {committed} commits in 10 s");
@@ -90,7 +56,7 @@ fn a_static_scene_on_vkms_commits_nothing_and_the_loop_sleeps() {
 fn a_30_hz_client_on_a_60_hz_vkms_output_makes_30_commits_a_second() {
     assert_in_vm();
     let vitrine = drm("vm-frames-30hz", "");
-    let conn = connect(&vitrine);
+    let conn = vitrine.wayland();
     let (g, mut queue, mut client) = setup(&conn);
     let qh = queue.handle();
     let window = toplevel(&g, &qh, "org.vitrine.Thirty");
