@@ -110,3 +110,59 @@ pub fn lower_thread_priority(nice: i32) {
 
 /// How much lower than the loop the decoding and reading threads run.
 pub const WORKER_NICE: i32 = 5;
+
+/// The time a thread has spent runnable but waiting for a CPU, as the kernel's scheduler counts
+/// it (`/proc/thread-self/schedstat`, second field). A picture missed while the loop thread was
+/// kept off the CPU is the machine's lateness, not the scheduler's: the player tells the two
+/// apart with it. Opened once by the thread it measures; `None` where the kernel does not keep
+/// the figure (no `CONFIG_SCHED_INFO`).
+pub struct RunDelay(Option<std::fs::File>);
+
+impl RunDelay {
+    pub fn of_this_thread() -> Self {
+        Self(std::fs::File::open("/proc/thread-self/schedstat").ok())
+    }
+
+    /// The thread's total run delay so far (one `pread`).
+    pub fn total(&self) -> Option<std::time::Duration> {
+        use std::os::unix::fs::FileExt;
+        let file = self.0.as_ref()?;
+        let mut buf = [0u8; 96];
+        let n = file.read_at(&mut buf, 0).ok()?;
+        parse_run_delay(std::str::from_utf8(&buf[..n]).ok()?)
+    }
+}
+
+/// `cpu_ns run_delay_ns timeslices` → the run delay.
+fn parse_run_delay(text: &str) -> Option<std::time::Duration> {
+    let ns: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some(std::time::Duration::from_nanos(ns))
+}
+
+#[cfg(test)]
+mod run_delay_tests {
+    use super::*;
+
+    #[test]
+    fn the_second_field_of_schedstat_is_the_run_delay() {
+        assert_eq!(parse_run_delay("126249 78736 2\n"), Some(std::time::Duration::from_nanos(78736)));
+        assert_eq!(parse_run_delay("126249\n"), None);
+        assert_eq!(parse_run_delay("a b c"), None);
+    }
+
+    #[test]
+    fn this_threads_run_delay_is_read_and_never_goes_back() {
+        let delay = RunDelay::of_this_thread();
+        let Some(first) = delay.total() else {
+            // A kernel without CONFIG_SCHED_INFO: nothing to read, and the reader says so.
+            assert!(!std::path::Path::new("/proc/thread-self/schedstat").exists());
+            return;
+        };
+        // Spin a little so the scheduler has something to count.
+        let t = std::time::Instant::now();
+        while t.elapsed() < std::time::Duration::from_millis(20) {
+            std::hint::spin_loop();
+        }
+        assert!(delay.total().unwrap() >= first);
+    }
+}

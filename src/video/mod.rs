@@ -145,6 +145,9 @@ pub struct VideoStats {
     pub frames_decoded: u64,
     pub frames_presented: u64,
     pub frames_dropped: u64,
+    /// Of those, pictures dropped while the loop thread had waited for a CPU for a refresh or
+    /// more since the picture before (the kernel's run delay): the machine held the loop back.
+    pub frames_dropped_starved: u64,
     pub frames_composited: u64,
     pub decode_errors: u64,
     pub dmabufs_exported: u64,

@@ -13,6 +13,7 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use super::demux::{self, AccessUnit, Codec, DemuxError, Loaded};
 use super::worker::{DecoderThread, Event};
 use super::{LoopWaker, VideoError, VideoFrame, VideoStats};
+use crate::process::RunDelay;
 
 /// Decoded pictures waiting for display before the clock starts.
 const PREROLL: usize = 3;
@@ -165,6 +166,9 @@ pub struct Player {
     /// When the decoder last reported anything: a decoder with work that says nothing for
     /// `stall_after` has stalled.
     last_event: Instant,
+    /// The loop thread's run delay, read when a picture is chosen (see `frame_for`).
+    run_delay: Option<RunDelay>,
+    delay_at_pick: Option<Duration>,
     /// The playlist item being read, if any.
     loader: Option<(PathBuf, Reading)>,
     /// Items that failed one after the other (a looping list of bad items stops).
@@ -210,6 +214,8 @@ impl Player {
             degraded: false,
             rebase: VecDeque::new(),
             last_event: Instant::now(),
+            run_delay: None,
+            delay_at_pick: None,
             loader: None,
             failed_in_row: 0,
             cpu_at_start: None,
@@ -798,20 +804,34 @@ impl Player {
         self.wait_for_late_start(vblank, refresh);
         let Some(start) = self.start else { return self.current.clone() };
         let mut chosen = None;
+        let mut dropped = 0;
         while let Some(f) = self.queue.front() {
             if start + f.pts >= deadline {
                 break;
             }
             let f = self.queue.pop_front()?;
             if let Some(prev) = chosen.replace(f) {
-                self.stats.frames_dropped += 1;
+                dropped += 1;
                 tracing::debug!(
                     target: "video",
                     pts_ms = prev.pts.as_millis() as u64,
                     late_ms = deadline.saturating_duration_since(start + prev.pts).as_millis() as u64,
                     clock_ms = deadline.saturating_duration_since(start).as_millis() as u64,
+                    decoded_before_due_ms = (start + prev.pts).saturating_duration_since(prev.decoded_at).as_millis() as u64,
                     "late picture dropped"
                 );
+            }
+        }
+        if chosen.is_some() {
+            // The kernel's run delay of this thread since the last picture chosen: a refresh or
+            // more of it, and the pictures missed meanwhile are the machine's lateness.
+            let delay = self.run_delay.get_or_insert_with(RunDelay::of_this_thread).total();
+            let waited = delay.zip(self.delay_at_pick).map(|(now, then)| now.saturating_sub(then));
+            self.delay_at_pick = delay;
+            self.stats.frames_dropped += dropped;
+            if dropped > 0 && waited.is_some_and(|w| w >= refresh) {
+                self.stats.frames_dropped_starved += dropped;
+                tracing::debug!(target: "video", dropped, waited_ms = waited.unwrap_or_default().as_millis() as u64, "the loop waited for a CPU: pictures dropped");
             }
         }
         if let Some(f) = chosen {
