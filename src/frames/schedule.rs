@@ -317,8 +317,9 @@ impl State {
         let real = o.real_vblank;
         let (period, seq) = (o.clock.period(), o.presented);
         self.core.frames.repaints += 1;
+        let began = Instant::now();
         let result = self.backend.repaint(&mut self.core, output, at);
-        tracing::trace!(target: "frames", output = %output.name(), ?result, next_vblank_in_us = self.core.frames.clock(output).map(|c| c.next_vblank(Instant::now()).saturating_duration_since(Instant::now()).as_micros() as u64), "repaint");
+        tracing::trace!(target: "frames", output = %output.name(), ?result, took_us = began.elapsed().as_micros() as u64, next_vblank_in_us = self.core.frames.clock(output).map(|c| c.next_vblank(Instant::now()).saturating_duration_since(Instant::now()).as_micros() as u64), "repaint");
         let Some(o) = self.core.frames.get_mut(output) else { return };
         o.last_unchanged = result == Repaint::Unchanged;
         match result {

@@ -149,6 +149,9 @@ pub struct VideoStats {
     /// more since the picture before (the kernel's run delay): the machine held the loop back.
     pub frames_dropped_starved: u64,
     pub frames_composited: u64,
+    /// Pictures whose frame reached the screen a vblank or more after the one it was made for
+    /// (the repaint and its commit overran the time left before that vblank).
+    pub vblanks_missed: u64,
     pub decode_errors: u64,
     pub dmabufs_exported: u64,
     pub framebuffers_created: u64,

@@ -92,6 +92,10 @@ pub struct VideoReport {
     pub present_error_p50_ms: Option<f64>,
     pub present_error_p99_ms: Option<f64>,
     pub present_error_max_ms: Option<f64>,
+    /// The same, of the pictures whose frame made the vblank it was made for (the others are
+    /// counted in `vblanks_missed`).
+    pub on_target_error_p99_ms: Option<f64>,
+    pub on_target_error_max_ms: Option<f64>,
     /// CPU time (user + system, all of vitrine's threads) from the first picture on screen.
     pub cpu_ms: Option<f64>,
     pub cpu_ms_per_frame: Option<f64>,
@@ -141,6 +145,11 @@ pub struct Player {
     /// Decode-to-scanout latencies and presentation errors of the last pictures (ms).
     latencies: crate::window::Rolling,
     present_errors: crate::window::Rolling,
+    /// The same, of the pictures whose frame made the vblank it was made for: what the choice
+    /// of vblank is worth, apart from repaints that overran.
+    on_target_errors: crate::window::Rolling,
+    /// The vblank the picture being shown was chosen for, and the refresh period then.
+    aimed_at: Option<(Instant, Duration)>,
     errors: crate::window::Errors,
     finished: bool,
     /// Set when the display path last changed the frame it shows.
@@ -204,6 +213,8 @@ impl Player {
             stats: VideoStats::default(),
             latencies: crate::window::Rolling::new(WINDOW),
             present_errors: crate::window::Rolling::new(WINDOW),
+            on_target_errors: crate::window::Rolling::new(WINDOW),
+            aimed_at: None,
             errors: Default::default(),
             finished: false,
             shown_new: false,
@@ -837,6 +848,7 @@ impl Player {
         if let Some(f) = chosen {
             self.current = Some(f);
             self.shown_new = true;
+            self.aimed_at = Some((vblank, refresh));
             self.last_event = Instant::now();
             // Pictures left the queue (shown or dropped): the decoder has room for more now, not
             // at the next wake-up (which may wait for it).
@@ -931,6 +943,11 @@ impl Player {
             let due = start + frame.pts;
             let error = if at > due { at - due } else { due - at };
             self.present_errors.push(error.as_secs_f64() * 1000.0);
+            match self.aimed_at.take() {
+                Some((target, period)) if at > target + period / 2 => self.stats.vblanks_missed += 1,
+                Some(_) => self.on_target_errors.push(error.as_secs_f64() * 1000.0),
+                None => {}
+            }
             tracing::trace!(target: "pacing", pts_us = frame.pts.as_micros() as u64, error_us = error.as_micros() as u64, "picture presented");
         }
     }
@@ -1012,6 +1029,8 @@ impl Player {
             present_error_p50_ms: error[0],
             present_error_p99_ms: error[1],
             present_error_max_ms: self.present_errors.max(),
+            on_target_error_p99_ms: self.on_target_errors.percentiles(&[0.99])[0],
+            on_target_error_max_ms: self.on_target_errors.max(),
             cpu_ms: cpu,
             cpu_ms_per_frame: per_frame,
             first_frame_ms: self.first_frame_after.map(|d| d.as_secs_f64() * 1000.0),
