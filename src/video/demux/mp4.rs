@@ -10,27 +10,129 @@ use super::{describe, length_prefixed_to_annexb, AccessUnit, DemuxError, Loaded}
 /// The size the file's top-level boxes declare: larger than the file when it was cut short, so
 /// the index (if it came first) still opens and the missing samples are reported one by one.
 fn declared_size(path: &Path) -> std::io::Result<u64> {
-    use std::io::{Seek, SeekFrom};
     let mut f = File::open(path)?;
     let len = f.metadata()?.len();
     let mut offset = 0u64;
-    while offset + 8 <= len {
-        f.seek(SeekFrom::Start(offset))?;
-        let mut head = [0u8; 16];
-        let n = f.read(&mut head)?;
-        let size = match u32::from_be_bytes([head[0], head[1], head[2], head[3]]) {
-            0 => return Ok(len),
-            1 if n >= 16 => {
-                u64::from_be_bytes([head[8], head[9], head[10], head[11], head[12], head[13], head[14], head[15]])
-            }
-            s => s as u64,
-        };
+    while offset.saturating_add(8) <= len {
+        let Some((size, _, _)) = box_header(&mut f, offset, len)? else { return Ok(len) };
         if size < 8 {
             return Ok(len);
         }
-        offset += size;
+        offset = offset.saturating_add(size);
     }
     Ok(offset.max(len))
+}
+
+/// The box at `offset`: its size (0: to the end of the file), type and header length (8, or 16
+/// with a 64-bit size); `None` past the end.
+fn box_header(f: &mut File, offset: u64, len: u64) -> std::io::Result<Option<(u64, [u8; 4], u64)>> {
+    use std::io::{Seek, SeekFrom};
+    if offset.saturating_add(8) > len {
+        return Ok(None);
+    }
+    f.seek(SeekFrom::Start(offset))?;
+    let mut head = [0u8; 16];
+    let n = f.read(&mut head)?;
+    let kind = [head[4], head[5], head[6], head[7]];
+    Ok(match u32::from_be_bytes([head[0], head[1], head[2], head[3]]) {
+        1 if n >= 16 => Some((
+            u64::from_be_bytes([head[8], head[9], head[10], head[11], head[12], head[13], head[14], head[15]]),
+            kind,
+            16,
+        )),
+        1 => None,
+        s => Some((s as u64, kind, 8)),
+    })
+}
+
+/// Boxes made of boxes (after so many bytes of their own fields), which the index reader walks.
+fn children_at(kind: &[u8; 4]) -> Option<u64> {
+    match kind {
+        b"moov" | b"trak" | b"mdia" | b"minf" | b"stbl" | b"dinf" | b"edts" | b"udta" | b"mvex" | b"moof" | b"traf"
+        | b"mfra" | b"ilst" => Some(0),
+        b"stsd" => Some(8),
+        // A full box (version and flags first) in ISO files; QuickTime's starts with its boxes.
+        b"meta" => Some(4),
+        b"avc1" | b"avc3" | b"hvc1" | b"hev1" | b"vp09" | b"av01" | b"encv" => Some(78),
+        _ => None,
+    }
+}
+
+/// Check the box tree the index reader will walk: every box inside another is at least its own
+/// header long and ends inside its parent. A box that declares 0 or a few bytes would make the
+/// reader go round forever (it steps back to the same header); one that runs past its parent
+/// would make it read its neighbour.
+fn check_boxes(path: &Path, len: u64) -> Result<(), String> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = File::open(path).map_err(|e| e.to_string())?;
+    let name = |k: &[u8; 4]| String::from_utf8_lossy(k).into_owned();
+    // (from, to, depth): the ranges still to walk.
+    let mut ranges = vec![(0u64, len, 0usize)];
+    let mut boxes = 0usize;
+    while let Some((mut at, end, depth)) = ranges.pop() {
+        // Fewer than 8 bytes left in a box are padding (QuickTime ends some lists with a zero
+        // word), not a box.
+        while at < end && (depth == 0 || end - at >= 8) {
+            let Some((size, kind, header)) = box_header(&mut f, at, len).map_err(|e| e.to_string())? else {
+                if depth == 0 {
+                    break;
+                }
+                return Err(format!("box at byte {at} is cut short"));
+            };
+            boxes += 1;
+            if boxes > 1_000_000 {
+                return Err("more than a million boxes".into());
+            }
+            let size = match size {
+                // To the end of the file: only for a top-level box.
+                0 if depth == 0 => len - at,
+                s if s < header => return Err(format!("box '{}' at byte {at} declares {s} bytes", name(&kind))),
+                s => s,
+            };
+            let box_end = at.saturating_add(size);
+            if depth > 0 && box_end > end {
+                return Err(format!("box '{}' at byte {at} ({size} bytes) runs past its parent", name(&kind)));
+            }
+            if let Some(mut skip) = children_at(&kind) {
+                if depth >= 16 {
+                    return Err(format!("box '{}' at byte {at}: boxes nested more than 16 deep", name(&kind)));
+                }
+                if kind == *b"meta" {
+                    let mut head = [0u8; 12];
+                    f.seek(SeekFrom::Start(at + header)).map_err(|e| e.to_string())?;
+                    let n = f.read(&mut head).map_err(|e| e.to_string())?;
+                    if n == 12 && head[..4] != [0; 4] && &head[8..12] == b"hdlr" {
+                        skip = 0;
+                    }
+                }
+                let from = at + header + skip;
+                if from <= box_end.min(len) {
+                    ranges.push((from, box_end.min(len), depth + 1));
+                } else {
+                    return Err(format!("box '{}' at byte {at} is too short for its fields", name(&kind)));
+                }
+            }
+            at = box_end;
+        }
+    }
+    Ok(())
+}
+
+/// The largest sample vitrine reads: a coded picture is a few MiB at most (a 4K intra picture
+/// at a high rate), and the demuxer holds it twice (as read, and in Annex-B form).
+const MAX_SAMPLE: u32 = 16 << 20;
+
+/// The size the index gives sample `id` (from 1), where it says without a search: `None` for
+/// fragmented files (their largest sample is checked once, at open).
+fn indexed_sample_size(track: &::mp4::Mp4Track, id: u32) -> Option<u32> {
+    if !track.trafs.is_empty() {
+        return None;
+    }
+    let stsz = &track.trak.mdia.minf.stbl.stsz;
+    if stsz.sample_size != 0 {
+        return Some(stsz.sample_size);
+    }
+    stsz.sample_sizes.get(id.checked_sub(1)? as usize).copied()
 }
 
 pub(super) fn stream(path: &Path, send: &mut dyn FnMut(Loaded) -> bool) -> Result<(), DemuxError> {
@@ -38,6 +140,7 @@ pub(super) fn stream(path: &Path, send: &mut dyn FnMut(Loaded) -> bool) -> Resul
     let file = File::open(path).map_err(io)?;
     let size = declared_size(path).map_err(io)?;
     let corrupt = |reason: String| DemuxError::Corrupt { path: path.to_path_buf(), reason };
+    check_boxes(path, file.metadata().map_err(io)?.len()).map_err(corrupt)?;
     let mut reader = ::mp4::Mp4Reader::read_header(BufReader::new(file), size).map_err(|e| corrupt(e.to_string()))?;
     let mut video = None;
     for (id, track) in reader.tracks() {
@@ -85,7 +188,26 @@ pub(super) fn stream(path: &Path, send: &mut dyn FnMut(Loaded) -> bool) -> Resul
     if !send(Loaded::Header(info)) {
         return Ok(());
     }
+    let largest_fragment_sample = reader.tracks()[&track_id]
+        .trafs
+        .iter()
+        .filter_map(|t| t.trun.as_ref())
+        .flat_map(|t| t.sample_sizes.iter().copied())
+        .max()
+        .unwrap_or(0);
+    if largest_fragment_sample > MAX_SAMPLE {
+        return Err(corrupt(format!(
+            "a sample of {largest_fragment_sample} bytes (vitrine reads at most {MAX_SAMPLE})"
+        )));
+    }
     for sample_id in 1..=count {
+        let size = indexed_sample_size(&reader.tracks()[&track_id], sample_id).unwrap_or(0);
+        if size > MAX_SAMPLE {
+            send(Loaded::Damage(corrupt(format!(
+                "sample {sample_id} of {count} declares {size} bytes (vitrine reads at most {MAX_SAMPLE})"
+            ))));
+            break;
+        }
         let sample = match reader.read_sample(track_id, sample_id) {
             Ok(Some(s)) => s,
             Ok(None) => break,
