@@ -85,7 +85,8 @@ fn ebml_children(b: &[u8], from: usize, to: usize) -> Vec<Element> {
 }
 
 /// A Matroska file served with its first bytes from memory, where SeekHead entries that point
-/// past the end of the file are renamed to an element nobody knows. A file cut short (a copy
+/// past the end of the file are renamed to an element nobody knows (and a CRC-32 first in the
+/// segment is made padding: see `hide_missing_index_entries`). A file cut short (a copy
 /// that stopped) keeps its clusters up to the cut, but its index entries (ffmpeg writes the Cues
 /// last) lead nowhere, and the demuxer refuses such a file outright; this way its valid part
 /// plays and the cut is reported where the pictures stop.
@@ -103,6 +104,8 @@ impl MatroskaHead {
     const SEEK: u32 = 0x4DBB;
     const SEEK_POSITION: u32 = 0x53AC;
     const CLUSTER: u32 = 0x1F43_B675;
+    const CRC32: u32 = 0xBF;
+    const VOID: u8 = 0xEC;
     /// An element ID no Matroska reader knows (it is skipped).
     const UNKNOWN: [u8; 2] = [0x4D, 0xBC];
 
@@ -120,7 +123,8 @@ impl MatroskaHead {
         let b = &self.head;
         let Some((_, n)) = ebml_id(b, 0) else { return };
         let Some((header, m)) = ebml_size(b, n) else { return };
-        let at = n + m + header as usize;
+        // An EBML header of unknown or absurd size: not a file whose index needs hiding.
+        let Some(at) = (n + m).checked_add(usize::try_from(header).unwrap_or(usize::MAX)) else { return };
         if ebml_id(b, at).map(|(id, _)| id) != Some(Self::SEGMENT) {
             return;
         }
@@ -149,8 +153,20 @@ impl MatroskaHead {
                 }
             }
         }
+        // The demuxer looks for the SeekHead from the segment's start, again and again past a
+        // CRC-32 element there: it would never get past one. A CRC-32 first in the segment
+        // becomes padding (Void), which the demuxer steps over.
+        // (It passes over bytes that cannot start an ID first, as here.)
+        let mut first = segment;
+        while b.get(first).is_some_and(|x| x & 0xF0 == 0) {
+            first += 1;
+        }
+        let crc_first = ebml_id(b, first).map(|(id, _)| id) == Some(Self::CRC32);
         for at in hide {
             self.head[at..at + 2].copy_from_slice(&Self::UNKNOWN);
+        }
+        if crc_first {
+            self.head[first] = Self::VOID;
         }
     }
 }
