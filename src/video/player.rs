@@ -431,8 +431,8 @@ impl Player {
             match rx.try_recv() {
                 Ok(Ok(Loaded::Unit(unit))) => clip.units.push_back(unit),
                 Ok(Ok(Loaded::Header(_))) => {}
-                // Damage ends the file; so does an error (the stream never sends one after its
-                // header) or the thread stopping.
+                // Damage ends the file; so does an error (a container reader that gave up
+                // midway) or the thread stopping.
                 Ok(Ok(Loaded::Damage(e)) | Err(e)) => {
                     damage = Some(e);
                     clip.incoming = None;

@@ -18,7 +18,7 @@ use std::time::Duration;
 pub use fwht::MAGIC as FWHT_MAGIC;
 
 use h264_reader::nal::sps::{ChromaFormat, FrameMbsFlags, SeqParameterSet};
-use h264_reader::rbsp::{decode_nal, BitReader};
+use h264_reader::rbsp::BitReader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemuxError {
@@ -118,7 +118,7 @@ pub(super) fn describe(
     fps: Option<f64>,
 ) -> Result<StreamInfo, DemuxError> {
     let corrupt = |reason: String| DemuxError::Corrupt { path: path.to_path_buf(), reason };
-    let rbsp = decode_nal(sps_nal).map_err(|e| corrupt(format!("SPS: {e}")))?;
+    let rbsp = crate::video::h264::rbsp(sps_nal).map_err(|e| corrupt(format!("SPS: {e}")))?;
     let sps = SeqParameterSet::from_bits(BitReader::new(&rbsp[..])).map_err(|e| corrupt(format!("SPS: {e:?}")))?;
     let unsupported = |reason: String| DemuxError::Unsupported { path: path.to_path_buf(), reason };
     let chroma = &sps.chroma_info;
@@ -191,16 +191,31 @@ pub fn stream(path: &Path, send: &mut dyn FnMut(Loaded) -> bool) -> Result<(), D
         Ok(())
     };
     if n >= 8 && &head[4..8] == b"ftyp" {
-        mp4::stream(path, send)
+        contained("MP4", path, || mp4::stream(path, send))
     } else if n >= 4 && head[..4] == EBML_MAGIC {
-        matroska::stream(path, send)
+        contained("Matroska", path, || matroska::stream(path, send))
     } else if n >= 8 && head[..8] == fwht::MAGIC {
-        whole(fwht::open, send)
+        contained("FWHT", path, || whole(fwht::open, send))
     } else if n >= 4 && (head[..4] == START_CODE || head[..3] == START_CODE[1..]) {
-        whole(annexb::open, send)
+        contained("Annex-B", path, || whole(annexb::open, send))
     } else {
         Err(DemuxError::UnknownFormat { path: path.to_path_buf() })
     }
+}
+
+/// Run a container reader built on another crate, whose checks vitrine does not own: a panic in
+/// it (an index that does not add up, arithmetic that overflows) is this file's corruption, told
+/// as such, not the end of the thread reading it. What vitrine checks itself before (box sizes,
+/// sample sizes) never gets that far.
+fn contained(format: &str, path: &Path, read: impl FnOnce() -> Result<(), DemuxError>) -> Result<(), DemuxError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        Err(DemuxError::Corrupt { path: path.to_path_buf(), reason: format!("the {format} reader gave up: {message}") })
+    })
 }
 
 /// Read a whole file into memory (tests, benchmarks; the player streams instead).

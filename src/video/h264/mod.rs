@@ -9,6 +9,15 @@ pub mod poc;
 pub mod reflist;
 
 pub use dpb::{Dpb, DpbEntry, Output};
+
+/// The payload of a NAL unit with its emulation-prevention bytes taken out. A unit too short to
+/// hold a header and a byte is refused here: the reader underneath assumes at least that.
+pub fn rbsp(nal: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> {
+    if nal.len() < 2 {
+        return Err(format!("a NAL unit of {} bytes", nal.len()));
+    }
+    h264_reader::rbsp::decode_nal(nal).map_err(|e| e.to_string())
+}
 pub use picture::{AccessUnitParser, ParseError, Picture, SliceInfo};
 
 #[cfg(test)]

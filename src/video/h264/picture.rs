@@ -7,7 +7,7 @@ use h264_reader::nal::pps::PicParameterSet;
 use h264_reader::nal::slice::{DecRefPicMarking, MemoryManagementControlOperation, PicOrderCountLsb, SliceHeader};
 use h264_reader::nal::sps::SeqParameterSet;
 use h264_reader::nal::{NalHeader, UnitType};
-use h264_reader::rbsp::{decode_nal, BitRead, BitReader};
+use h264_reader::rbsp::{BitRead, BitReader};
 use h264_reader::Context;
 
 use crate::video::demux::nal_units;
@@ -171,7 +171,7 @@ impl AccessUnitParser {
             let header = NalHeader::new(first).map_err(|e| invalid(format!("NAL header: {e:?}")))?;
             match header.nal_unit_type() {
                 UnitType::SeqParameterSet => {
-                    let rbsp = decode_nal(nal).map_err(|e| invalid(format!("SPS: {e}")))?;
+                    let rbsp = super::rbsp(nal).map_err(|e| invalid(format!("SPS: {e}")))?;
                     let sps = SeqParameterSet::from_bits(BitReader::new(&rbsp[..]))
                         .map_err(|e| invalid(format!("SPS: {e:?}")))?;
                     self.sps.retain(|s| s.seq_parameter_set_id != sps.seq_parameter_set_id);
@@ -179,7 +179,7 @@ impl AccessUnitParser {
                     self.ctx.put_seq_param_set(sps);
                 }
                 UnitType::PicParameterSet => {
-                    let rbsp = decode_nal(nal).map_err(|e| invalid(format!("PPS: {e}")))?;
+                    let rbsp = super::rbsp(nal).map_err(|e| invalid(format!("PPS: {e}")))?;
                     let pps = PicParameterSet::from_bits(&self.ctx, BitReader::new(&rbsp[..]))
                         .map_err(|e| invalid(format!("PPS: {e:?}")))?;
                     self.pps.retain(|p| p.pic_parameter_set_id != pps.pic_parameter_set_id);
@@ -187,7 +187,7 @@ impl AccessUnitParser {
                     self.ctx.put_pic_param_set(pps);
                 }
                 UnitType::SliceLayerWithoutPartitioningIdr | UnitType::SliceLayerWithoutPartitioningNonIdr => {
-                    let rbsp = decode_nal(nal).map_err(|e| invalid(format!("slice: {e}")))?;
+                    let rbsp = super::rbsp(nal).map_err(|e| invalid(format!("slice: {e}")))?;
                     let mut r = BitReader::new(&rbsp[..]);
                     let (slice, sps, pps) = SliceHeader::from_bits(&self.ctx, &mut r, header, None)
                         .map_err(|e| invalid(format!("slice header: {e:?}")))?;
