@@ -78,6 +78,8 @@ pub struct AccessUnit {
 }
 
 pub(super) const START_CODE: [u8; 4] = [0, 0, 0, 1];
+/// The largest raw Annex-B or FWHT stream read (into memory, whole): containers are streamed.
+const MAX_RAW_STREAM: u64 = 32 << 20;
 /// The first bytes of a Matroska or WebM file (the EBML header's ID).
 const EBML_MAGIC: [u8; 4] = [0x1a, 0x45, 0xdf, 0xa3];
 
@@ -171,10 +173,28 @@ pub enum Loaded {
 /// streams are split in memory first. An error means the file cannot be played at all.
 pub fn stream(path: &Path, send: &mut dyn FnMut(Loaded) -> bool) -> Result<(), DemuxError> {
     let io = |source| DemuxError::Io { path: path.to_path_buf(), source };
+    // Looked at before opening: opening a FIFO waits for a writer, a device may do anything.
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        let kind = if meta.is_dir() { "a directory" } else { "not a regular file (a FIFO, socket or device)" };
+        return Err(DemuxError::Unsupported { path: path.to_path_buf(), reason: kind.into() });
+    }
     let mut head = [0u8; 12];
     let mut file = File::open(path).map_err(io)?;
     let n = file.read(&mut head).map_err(io)?;
     let whole = |parse: fn(&Path, &[u8]) -> Result<Demuxed, DemuxError>, send: &mut dyn FnMut(Loaded) -> bool| {
+        // Raw streams are split in memory: bounded, whatever their size.
+        if meta.len() > MAX_RAW_STREAM {
+            return Err(DemuxError::Unsupported {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "a raw stream of {} MiB (vitrine reads raw streams up to {} MiB: put it in a container, \
+                     `ffmpeg -i IN -c copy OUT.mkv`)",
+                    meta.len() >> 20,
+                    MAX_RAW_STREAM >> 20
+                ),
+            });
+        }
         let mut data = Vec::new();
         File::open(path).and_then(|mut f| f.read_to_end(&mut data)).map_err(io)?;
         let d = parse(path, &data)?;
@@ -263,6 +283,29 @@ pub fn nal_units(data: &[u8]) -> Vec<&[u8]> {
 mod tests {
     use super::matroska::parse_avcc;
     use super::*;
+
+    #[test]
+    fn only_regular_files_are_read_and_raw_streams_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.h264");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo on a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // Refused without opening it (opening would wait for a writer forever).
+        let err = open(&fifo).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        let err = open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("a directory"), "{err}");
+        let err = open(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        // A raw stream over the bound: refused from its size, not read.
+        let big = dir.path().join("big.h264");
+        let f = File::create(&big).unwrap();
+        std::io::Write::write_all(&mut &f, &START_CODE).unwrap();
+        f.set_len(MAX_RAW_STREAM + 1).unwrap();
+        let err = open(&big).unwrap_err().to_string();
+        assert!(err.contains("raw stream of 32 MiB"), "{err}");
+    }
 
     /// Make a clip with ffmpeg/x264 (never kept in the repository).
     fn clip(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
