@@ -173,3 +173,37 @@ fn reloading_the_configuration_does_not_drop_the_video() {
     );
     assert_eq!(vitrine.ok(&Request::Status)["finished"], false);
 }
+
+/// A file whose timing jumps three years ahead after its twelfth picture: the jump is logged
+/// and re-based, the clip plays through at its own rate instead of waiting it out.
+#[test]
+fn a_timestamp_jump_is_rebased_not_waited_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = clip(
+        dir.path(),
+        "jump.mkv",
+        "testsrc2=size=160x120:rate=24",
+        &["-frames:v", "24", "-vf", "setpts=PTS+if(gte(N\\,12)\\,100000000/TB\\,0)", "-c:v", "libx264", "-bf", "0"],
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vitrine"))
+        .args(["decode", "--json"])
+        .arg(&path)
+        .env("VITRINE_DECODER", "software")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // One second of pictures; a player that waits for the jumped timestamp never ends.
+    let done = common::wait_until(Duration::from_secs(60), || child.try_wait().unwrap().is_some());
+    if !done {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(done, "still waiting after 60 s: {}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["timestamps_rebased"], 1, "{report}");
+    assert_eq!(report["frames_presented"], 24, "{report}");
+    assert_eq!(report["frames_dropped"], 0, "{report}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("a timestamp jumps ahead"), "{stderr}");
+}

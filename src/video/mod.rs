@@ -171,6 +171,8 @@ pub struct VideoStats {
     /// Times the clock waited for an item's first picture (or the first after a reset) instead
     /// of dropping late pictures, and for how long in all.
     pub clock_holds: u64,
+    /// Timestamps that jumped more than 10 s ahead of the picture before, re-based to follow it.
+    pub timestamps_rebased: u64,
     pub clock_held_ms: u64,
 }
 

@@ -17,6 +17,9 @@ use crate::process::RunDelay;
 
 /// Decoded pictures waiting for display before the clock starts.
 const PREROLL: usize = 3;
+/// A presentation time this far past the latest sent is a jump in the file's timing, not a gap
+/// to wait out.
+const PTS_JUMP: Duration = Duration::from_secs(10);
 /// Access units sent to the decoding thread and pictures decoded but not yet shown, at most.
 const SEND_AHEAD: usize = 12;
 /// Parts of a file the reading thread may have read ahead and not yet handed over (a bound on
@@ -766,6 +769,24 @@ impl Player {
                 resumed = true;
             }
             let Some(unit) = clip.units.pop_front() else { return };
+            // Timestamps are the file's word: a jump far ahead of what was sent (a picture due
+            // in hours, or years) is logged and re-based to follow on, never waited out.
+            if clip.sent > 0 && unit.pts > clip.last_pts + PTS_JUMP {
+                let to = clip.last_pts + clip.frame_time;
+                if self.stats.timestamps_rebased == 0 {
+                    tracing::warn!(
+                        target: "video",
+                        file = %clip.path.display(),
+                        from_ms = clip.last_pts.as_millis() as u64,
+                        to_ms = unit.pts.as_millis() as u64,
+                        "a timestamp jumps ahead: the pictures from it follow on instead"
+                    );
+                }
+                self.stats.timestamps_rebased += 1;
+                // The clip's origin moves by the jump: this unit comes one frame after the last.
+                clip.first_pts += unit.pts - to;
+                clip.last_pts += unit.pts - to;
+            }
             let base = clip.base.unwrap_or(self.timeline_end);
             let pts = base + unit.pts.saturating_sub(clip.first_pts);
             if resumed {
