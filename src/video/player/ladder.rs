@@ -1,0 +1,109 @@
+//! The video ladder: a decoder that fails, vanishes or stalls is replaced (opened again, then
+//! software decoding, then the item is skipped), and its counters stay in the audit.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+
+impl Player {
+    /// The decoder goes; its counters stay in the audit.
+    pub(super) fn retire_decoder(&mut self) {
+        if let Some(dec) = self.decoder.take() {
+            self.retired.add(&dec.stats());
+        }
+        self.outstanding = 0;
+        self.discard = 0;
+    }
+
+    /// The video ladder: a decoder that failed, stalled or vanished is reopened (its device
+    /// looked for again); failing again, the item is decoded in software; failing a third time,
+    /// the item is skipped and the playlist goes on. Pictures in flight are lost: decoding
+    /// starts again at the next keyframe, the last picture stays on screen meanwhile.
+    pub(super) fn decoder_failed(&mut self, why: VideoError) {
+        let name = self.decoder.as_ref().map(|d| d.name()).unwrap_or_default();
+        let lost = self.outstanding;
+        self.retire_decoder();
+        self.stats.decoder_failures += 1;
+        self.failures_on_item += 1;
+        self.degraded = true;
+        let file = self.clips.front().map(|c| c.path.clone());
+        let shown = file.as_ref().map(|f| f.display().to_string()).unwrap_or_default();
+        self.errors.push(format!("{shown}: video decoder {name} failed: {why}"));
+        match self.failures_on_item {
+            1 => {
+                self.stats.decoder_resets += 1;
+                tracing::error!(target: "video", file = %shown, decoder = %name, %why, lost, "video decoder failed: opening it again");
+            }
+            2 => {
+                self.stats.software_fallbacks += 1;
+                self.force_software = true;
+                tracing::error!(target: "video", file = %shown, decoder = %name, %why, lost, "video decoder failed again: decoding this item in software");
+            }
+            _ => {
+                tracing::error!(target: "video", file = %shown, decoder = %name, %why, "video decoder failed on this item three times: skipping it");
+                if let Some(clip) = self.clips.pop_front() {
+                    self.items_skipped_by_ladder(clip);
+                }
+                return;
+            }
+        }
+        if let Some(clip) = self.clips.front_mut() {
+            clip.resync = true;
+        }
+    }
+
+    fn items_skipped_by_ladder(&mut self, clip: Clip) {
+        self.failed_in_row += 1;
+        self.failures_on_item = 0;
+        self.force_software = false;
+        if let Some(end) = clip.end() {
+            self.timeline_end = end;
+        }
+        self.errors.push(format!("skipping playlist item: {}: the decoder failed three times", clip.path.display()));
+    }
+
+    /// How long a decoder with work may say nothing before it counts as stalled: a few frame
+    /// durations, and never less than three seconds (a software decoder under load, a slow
+    /// device opening).
+    fn stall_after(&self) -> Duration {
+        let frame = self.clips.front().map(|c| c.frame_time).unwrap_or(Duration::from_millis(40));
+        (frame * 16).max(Duration::from_secs(3))
+    }
+
+    /// When the decoder counts as stalled if it says nothing until then: while a picture is
+    /// wanted (none left to show), the decoder owes some and the reading thread is not behind.
+    /// The time runs from the decoder's last word or the last picture taken from the queue (each
+    /// gives a capture buffer back: a decoder with none free has had nothing to do), whichever
+    /// is later.
+    pub fn stall_deadline(&self) -> Option<Instant> {
+        if self.finished
+            || self.paused_at.is_some()
+            || self.decoder.is_none()
+            || self.outstanding == 0
+            || !self.queue.is_empty()
+        {
+            return None;
+        }
+        let reader_behind = self.clips.front().is_some_and(|c| c.units.is_empty() && !c.fully_read());
+        (!reader_behind).then(|| self.last_event + self.stall_after())
+    }
+
+    /// Past the stall deadline: the decoder is treated as failed (the ladder). Returns whether it
+    /// was.
+    pub fn check_stall(&mut self) -> bool {
+        self.collect();
+        match self.stall_deadline() {
+            Some(at) if at <= Instant::now() => {
+                let why = format!(
+                    "no picture for {} ms with {} access units outstanding",
+                    self.last_event.elapsed().as_millis(),
+                    self.outstanding
+                );
+                self.decoder_failed(VideoError::Decoder(format!("stalled: {why}")));
+                self.pump();
+                true
+            }
+            _ => false,
+        }
+    }
+}
