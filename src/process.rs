@@ -71,6 +71,16 @@ pub fn restore_vt(fd: std::os::fd::RawFd) {
     }
 }
 
+/// What a panic said (its payload is a `&str` or a `String` unless a crate panicked with
+/// something else).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
 /// On a panic in any thread: the VT back to text mode, the panic in the log (the journal sees
 /// what stderr would not), then the usual report. The main loop turns a panic into a clean stop
 /// with a non-zero status (see `run::run`).
@@ -79,12 +89,7 @@ pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(move |info| {
         let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
         let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
-        let message = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let message = panic_message(info.payload());
         if thread == "main" {
             let fd = GRAPHICS_VT.swap(-1, std::sync::atomic::Ordering::SeqCst);
             if fd >= 0 {

@@ -397,7 +397,6 @@ impl Drm {
         let (w, h) = head.size();
         let back = head.back;
         let composition_fb = head.slots[back].buffer.fb();
-        let began = std::time::Instant::now();
 
         // The first frame sets the mode, with everything composited on the primary plane.
         let (descs, origins, plan, fbs) = if head.modeset_done {
@@ -441,7 +440,6 @@ impl Drm {
             (Vec::new(), Vec::new(), None, Vec::new())
         };
 
-        let rendered = std::time::Instant::now();
         // Composition: every layer the plan did not put on a plane.
         let mut on_planes = OnPlanes::default();
         if let Some(plan) = &plan {
@@ -470,7 +468,6 @@ impl Drm {
             }
         }
         let composited = composited.filter(|(d, _)| !d.is_empty());
-        tracing::trace!(target: "frames", planned_us = (rendered - began).as_micros() as u64, rendered_us = rendered.elapsed().as_micros() as u64, composited = composited.is_some(), "frame built");
         let plane_fbs: Vec<Option<Scanout>> = match &plan {
             Some(plan) => plan
                 .layers

@@ -229,11 +229,7 @@ pub fn stream(path: &Path, send: &mut dyn FnMut(Loaded) -> bool) -> Result<(), D
 /// sample sizes) never gets that far.
 fn contained(format: &str, path: &Path, read: impl FnOnce() -> Result<(), DemuxError>) -> Result<(), DemuxError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic".into());
+        let message = crate::process::panic_message(payload.as_ref());
         Err(DemuxError::Corrupt { path: path.to_path_buf(), reason: format!("the {format} reader gave up: {message}") })
     })
 }

@@ -7,22 +7,6 @@ use std::time::Duration;
 
 use super::{describe, length_prefixed_to_annexb, AccessUnit, DemuxError, Loaded};
 
-/// The size the file's top-level boxes declare: larger than the file when it was cut short, so
-/// the index (if it came first) still opens and the missing samples are reported one by one.
-fn declared_size(path: &Path) -> std::io::Result<u64> {
-    let mut f = File::open(path)?;
-    let len = f.metadata()?.len();
-    let mut offset = 0u64;
-    while offset.saturating_add(8) <= len {
-        let Some((size, _, _)) = box_header(&mut f, offset, len)? else { return Ok(len) };
-        if size < 8 {
-            return Ok(len);
-        }
-        offset = offset.saturating_add(size);
-    }
-    Ok(offset.max(len))
-}
-
 /// The box at `offset`: its size (0: to the end of the file), type and header length (8, or 16
 /// with a 64-bit size); `None` past the end.
 fn box_header(f: &mut File, offset: u64, len: u64) -> std::io::Result<Option<(u64, [u8; 4], u64)>> {
@@ -61,19 +45,20 @@ fn children_at(kind: &[u8; 4]) -> Option<u64> {
 /// Check the box tree the index reader will walk: every box inside another is at least its own
 /// header long and ends inside its parent. A box that declares 0 or a few bytes would make the
 /// reader go round forever (it steps back to the same header); one that runs past its parent
-/// would make it read its neighbour.
-fn check_boxes(path: &Path, len: u64) -> Result<(), String> {
+/// would make it read its neighbour. Returns the size the top-level boxes declare: larger than
+/// the file when it was cut short, so the index (if it came first) still opens and the missing
+/// samples are reported one by one.
+fn check_boxes(f: &mut File, len: u64) -> Result<u64, String> {
     use std::io::{Seek, SeekFrom};
-    let mut f = File::open(path).map_err(|e| e.to_string())?;
     let name = |k: &[u8; 4]| String::from_utf8_lossy(k).into_owned();
     // (from, to, depth): the ranges still to walk.
     let mut ranges = vec![(0u64, len, 0usize)];
-    let mut boxes = 0usize;
+    let (mut boxes, mut declared) = (0usize, len);
     while let Some((mut at, end, depth)) = ranges.pop() {
         // Fewer than 8 bytes left in a box are padding (QuickTime ends some lists with a zero
         // word), not a box.
         while at < end && (depth == 0 || end - at >= 8) {
-            let Some((size, kind, header)) = box_header(&mut f, at, len).map_err(|e| e.to_string())? else {
+            let Some((size, kind, header)) = box_header(f, at, len).map_err(|e| e.to_string())? else {
                 if depth == 0 {
                     break;
                 }
@@ -114,8 +99,11 @@ fn check_boxes(path: &Path, len: u64) -> Result<(), String> {
             }
             at = box_end;
         }
+        if depth == 0 {
+            declared = at.max(len);
+        }
     }
-    Ok(())
+    Ok(declared)
 }
 
 /// The largest sample vitrine reads: a coded picture is a few MiB at most (a 4K intra picture
@@ -137,10 +125,11 @@ fn indexed_sample_size(track: &::mp4::Mp4Track, id: u32) -> Option<u32> {
 
 pub(super) fn stream(path: &Path, send: &mut dyn FnMut(Loaded) -> bool) -> Result<(), DemuxError> {
     let io = |source| DemuxError::Io { path: path.to_path_buf(), source };
-    let file = File::open(path).map_err(io)?;
-    let size = declared_size(path).map_err(io)?;
+    let mut file = File::open(path).map_err(io)?;
     let corrupt = |reason: String| DemuxError::Corrupt { path: path.to_path_buf(), reason };
-    check_boxes(path, file.metadata().map_err(io)?.len()).map_err(corrupt)?;
+    let len = file.metadata().map_err(io)?.len();
+    let size = check_boxes(&mut file, len).map_err(corrupt)?;
+    std::io::Seek::rewind(&mut file).map_err(io)?;
     let mut reader = ::mp4::Mp4Reader::read_header(BufReader::new(file), size).map_err(|e| corrupt(e.to_string()))?;
     let mut video = None;
     for (id, track) in reader.tracks() {
