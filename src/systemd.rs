@@ -53,10 +53,11 @@ pub fn watchdog_interval() -> Option<Duration> {
     (usec > 0).then(|| Duration::from_micros(usec))
 }
 
-/// Feeds the watchdog on liveness: the loop runs (its own timer fired) and no output has waited
-/// too long for a repaint or a page flip. An output with nothing to show is idle, not stuck: no
-/// display connected, the schedule's closing hours and a VT switched away all keep the watchdog
-/// fed; a commit whose flip never comes does not.
+/// Feeds the watchdog on liveness: the loop runs (its own timer fired), no output has waited
+/// too long for a repaint or a page flip, and the video is not frozen with its ladder run out.
+/// An output with nothing to show is idle, not stuck: no display connected, the schedule's
+/// closing hours and a VT switched away all keep the watchdog fed; a commit whose flip never
+/// comes does not, nor a playlist whose every item failed in every decoder.
 pub struct Watchdog {
     interval: Duration,
 }
@@ -117,12 +118,12 @@ impl Systemd {
         if watchdog.should_feed(Instant::now(), stalled_since) {
             self.notifier.notify("WATCHDOG=1");
             if std::mem::take(&mut self.starving) {
-                tracing::info!("display path alive again: feeding the systemd watchdog");
+                tracing::info!("display and video alive again: feeding the systemd watchdog");
             }
         } else if !std::mem::replace(&mut self.starving, true) {
             tracing::warn!(
                 stalled_ms = stalled_since.map(|t| t.elapsed().as_millis() as u64),
-                "display path stalled: the systemd watchdog is not fed"
+                "display path or video stalled: the systemd watchdog is not fed"
             );
         }
     }

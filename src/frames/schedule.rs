@@ -10,10 +10,12 @@ use super::Repaint;
 use crate::state::{Core, State};
 
 impl Core {
-    /// Since when the display path has waited for a repaint or a page flip (the oldest output
-    /// still waiting), for the watchdog.
+    /// For the watchdog: since when the display path has waited for a repaint or a page flip
+    /// (the oldest output still waiting), or the video has been frozen with its ladder run out,
+    /// whichever came first.
     pub fn stalled_since(&self) -> Option<Instant> {
-        self.frames.stalled_since()
+        let video = self.player.as_ref().and_then(|p| p.frozen_since());
+        [self.frames.stalled_since(), video].into_iter().flatten().min()
     }
 
     /// Something on `output` changed: repaint it (once this dispatch is done, at most once per

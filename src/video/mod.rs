@@ -174,6 +174,9 @@ pub struct VideoStats {
     /// Timestamps that jumped more than 10 s ahead of the picture before, re-based to follow it.
     pub timestamps_rebased: u64,
     pub clock_held_ms: u64,
+    /// Times the video froze with the ladder run out (every item failed in every decoder, or
+    /// none could be started): the systemd watchdog was held back each time.
+    pub video_frozen: u64,
 }
 
 impl VideoStats {

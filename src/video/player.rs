@@ -188,6 +188,18 @@ pub struct Player {
     loader: Option<(PathBuf, Reading)>,
     /// Items that failed one after the other (a looping list of bad items stops).
     failed_in_row: usize,
+    /// Items the video ladder skipped (every decoder failed on them) since a picture was last
+    /// shown.
+    ladder_skips_in_row: usize,
+    /// When the ladder last skipped an item (pictures decoded before it do not end the run).
+    ladder_skipped_at: Option<Instant>,
+    /// Since when the video that should play does not, with the ladder run out: every item of
+    /// the playlist skipped by it, or no decoder could be started. The watchdog is not fed
+    /// meanwhile (a restart of the process may bring the decoder back).
+    frozen_since: Option<Instant>,
+    /// While frozen: the next item is not tried before this (each try opens decoders and reads
+    /// a file; a list that fails at once must not spin).
+    retry_at: Option<Instant>,
     /// The process's CPU time when the first picture was shown, and the loop's wake-ups then.
     cpu_at_start: Option<Duration>,
     wakeups_at_start: Option<u64>,
@@ -235,6 +247,10 @@ impl Player {
             delay_at_pick: None,
             loader: None,
             failed_in_row: 0,
+            ladder_skips_in_row: 0,
+            ladder_skipped_at: None,
+            frozen_since: None,
+            retry_at: None,
             cpu_at_start: None,
             wakeups_at_start: None,
             created: Instant::now(),
@@ -335,6 +351,7 @@ impl Player {
         if self.loader.is_some() || self.items.is_empty() {
             return self.loader.is_some();
         }
+
         if self.next_item >= self.items.len() {
             // Looping over a list whose every item failed would spin: stop instead.
             if !self.looping || self.failed_in_row >= self.items.len() {
@@ -600,6 +617,14 @@ impl Player {
             self.force_software = false;
             self.retire_decoder();
         }
+        // Frozen, the ladder run out: the next item is tried FROZEN_RETRY after the last (the
+        // stall timer wakes the player for it).
+        if let Some(at) = self.retry_at {
+            if Instant::now() < at {
+                return;
+            }
+            self.retry_at = None;
+        }
         match self.ensure_decoder(codec) {
             Ok(()) => {}
             // Nothing here decodes this item: it is named and skipped, the next one plays.
@@ -614,6 +639,7 @@ impl Player {
             Err(e) => {
                 self.record_error(e.to_string());
                 self.finished = true;
+                self.frozen("no decoder could be started");
                 return;
             }
         }

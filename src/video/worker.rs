@@ -170,7 +170,11 @@ fn open_and_run(
     name: Arc<Mutex<String>>,
     waker_slot: Arc<Mutex<Option<UnixStream>>>,
 ) {
-    let forced_software = software || std::env::var("VITRINE_DECODER").is_ok_and(|v| v == "software");
+    let forced = std::env::var("VITRINE_DECODER").ok();
+    // VITRINE_DECODER=v4l2: hardware only, even for the ladder's software step (a board that
+    // cannot decode the playlist in software in time).
+    let hardware_only = forced.as_deref() == Some("v4l2");
+    let forced_software = !hardware_only && (software || forced.as_deref() == Some("software"));
     let (stateless, stateful) = match codec {
         Codec::H264 => (v4l2::PIX_FMT_H264_SLICE, v4l2::PIX_FMT_H264),
         Codec::Fwht => (0, v4l2::PIX_FMT_FWHT),
@@ -181,6 +185,12 @@ fn open_and_run(
         (_, nodes) if !nodes.is_empty() => {
             StatefulDecoder::open(&nodes, stateful).map(|d| Box::new(d) as Box<dyn HwDecoder>)
         }
+        // A device that is gone is a decoder failure here, for the ladder, not a stream
+        // nothing can decode.
+        _ if hardware_only => Err(VideoError::Decoder(format!(
+            "no V4L2 decoder takes {} streams, and VITRINE_DECODER=v4l2 rules out software decoding",
+            codec.name()
+        ))),
         _ if codec == Codec::H264 => {
             let decoder = match SoftwareDecoder::new(scanout) {
                 Ok(d) => d,

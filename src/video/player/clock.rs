@@ -155,6 +155,7 @@ impl Player {
         }
         self.shown_new = false;
         self.stats.frames_presented += 1;
+        self.thawed(frame.decoded_at);
         self.latencies.push(at.saturating_duration_since(frame.decoded_at).as_secs_f64() * 1000.0);
         if let Some(start) = self.start {
             let due = start + frame.pts;

@@ -5,6 +5,21 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
+/// While the video is frozen with the ladder run out, how often an item is tried again.
+const FROZEN_RETRY: Duration = Duration::from_secs(10);
+
+/// A step of the ladder, as an error; at debug level once the video is frozen (said once then,
+/// and the list is retried every FROZEN_RETRY for as long as it takes).
+macro_rules! ladder_log {
+    ($player:expr, $($arg:tt)*) => {
+        if $player.frozen_since.is_none() {
+            tracing::error!(target: "video", $($arg)*);
+        } else {
+            tracing::debug!(target: "video", $($arg)*);
+        }
+    };
+}
+
 impl Player {
     /// The decoder goes; its counters stay in the audit.
     pub(super) fn retire_decoder(&mut self) {
@@ -32,15 +47,15 @@ impl Player {
         match self.failures_on_item {
             1 => {
                 self.stats.decoder_resets += 1;
-                tracing::error!(target: "video", file = %shown, decoder = %name, %why, lost, "video decoder failed: opening it again");
+                ladder_log!(self, file = %shown, decoder = %name, %why, lost, "video decoder failed: opening it again");
             }
             2 => {
                 self.stats.software_fallbacks += 1;
                 self.force_software = true;
-                tracing::error!(target: "video", file = %shown, decoder = %name, %why, lost, "video decoder failed again: decoding this item in software");
+                ladder_log!(self, file = %shown, decoder = %name, %why, lost, "video decoder failed again: decoding this item in software");
             }
             _ => {
-                tracing::error!(target: "video", file = %shown, decoder = %name, %why, "video decoder failed on this item three times: skipping it");
+                ladder_log!(self, file = %shown, decoder = %name, %why, "video decoder failed on this item three times: skipping it");
                 if let Some(clip) = self.clips.pop_front() {
                     self.items_skipped_by_ladder(clip);
                 }
@@ -54,12 +69,47 @@ impl Player {
 
     fn items_skipped_by_ladder(&mut self, clip: Clip) {
         self.failed_in_row += 1;
+        self.ladder_skips_in_row += 1;
+        self.ladder_skipped_at = Some(Instant::now());
+        if self.ladder_skips_in_row >= self.items.len().max(1) {
+            self.frozen("every playlist item failed in every decoder");
+            self.retry_at = Some(Instant::now() + FROZEN_RETRY);
+        }
         self.failures_on_item = 0;
         self.force_software = false;
         if let Some(end) = clip.end() {
             self.timeline_end = end;
         }
         self.errors.push(format!("skipping playlist item: {}: the decoder failed three times", clip.path.display()));
+    }
+
+    /// The video should play and does not, and the ladder has run out: said once, and the
+    /// watchdog is no longer fed (`frozen_since`). The playlist goes on being tried: a decoder
+    /// that comes back ends it.
+    pub(super) fn frozen(&mut self, why: &str) {
+        if self.frozen_since.is_none() {
+            self.frozen_since = Some(Instant::now());
+            self.stats.video_frozen += 1;
+            tracing::error!(target: "video", why, "the video is frozen and the ladder has run out: the systemd watchdog is no longer fed");
+        }
+    }
+
+    /// A picture decoded at `decoded_at` reached the screen: the ladder's run of skipped items
+    /// ends, unless the picture was decoded before the last skip (one still in the queue).
+    pub(super) fn thawed(&mut self, decoded_at: Instant) {
+        if self.ladder_skipped_at.is_some_and(|t| decoded_at <= t) {
+            return;
+        }
+        self.ladder_skips_in_row = 0;
+        self.retry_at = None;
+        if self.frozen_since.take().is_some() {
+            tracing::info!(target: "video", "the video plays again: the systemd watchdog is fed again");
+        }
+    }
+
+    /// Since when the video has been frozen with the ladder run out (for the watchdog).
+    pub fn frozen_since(&self) -> Option<Instant> {
+        self.frozen_since
     }
 
     /// How long a decoder with work may say nothing before it counts as stalled: a few frame
@@ -76,6 +126,9 @@ impl Player {
     /// gives a capture buffer back: a decoder with none free has had nothing to do), whichever
     /// is later.
     pub fn stall_deadline(&self) -> Option<Instant> {
+        if let Some(at) = self.retry_at.filter(|_| !self.finished) {
+            return Some(at);
+        }
         if self.finished
             || self.paused_at.is_some()
             || self.decoder.is_none()
@@ -91,6 +144,11 @@ impl Player {
     /// Past the stall deadline: the decoder is treated as failed (the ladder). Returns whether it
     /// was.
     pub fn check_stall(&mut self) -> bool {
+        if self.retry_at.is_some_and(|at| at <= Instant::now()) {
+            // Frozen: time for the next try.
+            self.pump();
+            return true;
+        }
         self.collect();
         match self.stall_deadline() {
             Some(at) if at <= Instant::now() => {
