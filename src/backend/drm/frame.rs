@@ -391,7 +391,19 @@ impl Drm {
     /// Plan, composite and commit `scene` on head `index`. Ok(false): nothing changed on screen,
     /// nothing was committed.
     fn commit_frame(&mut self, core: &mut Core, index: usize, scene: Scene) -> Result<bool, DrmError> {
-        let Drm { card, heads, compositor, painter, fb_cache, stats, feedback, writeback, fence_waited, .. } = self;
+        let Drm {
+            card,
+            heads,
+            compositor,
+            painter,
+            fb_cache,
+            stats,
+            feedback,
+            writeback,
+            fence_waited,
+            refuse_plane_commits,
+            ..
+        } = self;
         let head = &mut heads[index];
         let output = head.output.clone();
         let (w, h) = head.size();
@@ -511,6 +523,14 @@ impl Drm {
                     req.add_property(*plane, *prop, Value::SignedRange(std::os::fd::AsRawFd::as_raw_fd(fd) as i64));
                 }
                 with_writeback = super::writeback_request(writeback, head, card, stats, &mut req, &mut fence)?;
+                let on_a_plane = plan.layers.iter().any(|p| matches!(p, Placement::Plane { .. }));
+                if on_a_plane && *refuse_plane_commits > 0 {
+                    *refuse_plane_commits -= 1;
+                    return Err(DrmError::kernel(
+                        format!("{}: atomic commit on {} (refused by fault injection)", card.name(), head.name()),
+                        std::io::Error::from_raw_os_error(libc::EINVAL),
+                    ));
+                }
                 card.atomic_commit(AtomicCommitFlags::NONBLOCK | AtomicCommitFlags::PAGE_FLIP_EVENT, req).map_err(
                     |source| DrmError::kernel(format!("{}: atomic commit on {}", card.name(), head.name()), source),
                 )?;

@@ -155,6 +155,11 @@ pub struct Drm {
     last_error: Option<Instant>,
     /// A composition fence could not go to KMS and was waited for (said once).
     fence_waited: bool,
+    /// Fault injection for the display ladder's tests: this many commits that put a layer on a
+    /// plane are refused as the kernel refuses them (EINVAL) before they reach it
+    /// (`VITRINE_FAULT_REFUSE_PLANE_COMMITS`; no driver in the rig refuses a real commit that
+    /// passed TEST_ONLY).
+    refuse_plane_commits: u32,
     pub stats: KmsStats,
 }
 
@@ -188,6 +193,16 @@ pub fn usable_card(wanted: &str) -> Result<PathBuf, String> {
         }
     }
     Err(why.join("; "))
+}
+
+/// `VITRINE_FAULT_REFUSE_PLANE_COMMITS=N`: the display ladder's fault injection (see
+/// `Drm::refuse_plane_commits`).
+fn refused_plane_commits_injected() -> u32 {
+    let n = std::env::var("VITRINE_FAULT_REFUSE_PLANE_COMMITS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    if n > 0 {
+        tracing::warn!(n, "fault injection: the next commits putting a layer on a plane will be refused");
+    }
+    n
 }
 
 fn check_card(path: &Path) -> Result<(), String> {
@@ -301,6 +316,7 @@ impl Drm {
             feedback,
             last_error: None,
             fence_waited: false,
+            refuse_plane_commits: refused_plane_commits_injected(),
             stats: KmsStats::default(),
         };
         match notifier {
