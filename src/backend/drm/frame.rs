@@ -522,7 +522,8 @@ impl Drm {
                 if let Some(((plane, prop), fd)) = &in_fence {
                     req.add_property(*plane, *prop, Value::SignedRange(std::os::fd::AsRawFd::as_raw_fd(fd) as i64));
                 }
-                with_writeback = super::writeback_request(writeback, head, card, stats, &mut req, &mut fence)?;
+                with_writeback =
+                    super::writeback::writeback_request(writeback, head, card, stats, &mut req, &mut fence)?;
                 let on_a_plane = plan.layers.iter().any(|p| matches!(p, Placement::Plane { .. }));
                 if on_a_plane && *refuse_plane_commits > 0 {
                     *refuse_plane_commits -= 1;
