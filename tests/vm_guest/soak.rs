@@ -1,7 +1,9 @@
 //! The soak: vitrine on vkms plays a looped playlist of three items of different sizes beside an
 //! animating client, for `VITRINE_SOAK_MINUTES` (3 in the test command; `scripts/soak MINUTES`
-//! runs it longer), with a reload every minute, a screenshot every 30 s and the decoder unbound
-//! and bound again every 10 minutes (once, at half time, in runs shorter than that). Every 30 s
+//! runs it longer), with a reload every minute, a screenshot every 30 s, a second display
+//! plugged in or out every 5 minutes (in once and out again in runs shorter than 10 minutes) and
+//! the decoder unbound and bound again every 10 minutes (once, at half time, in runs shorter
+//! than that). Every 30 s
 //! it samples what could leak: resident memory, descriptors, threads, framebuffers, cached plans,
 //! and the counters. Pass: no restart, memory flat after warm-up, descriptors and threads back
 //! to their level, no picture dropped outside the injected faults (drops while the loop waited
@@ -11,6 +13,7 @@
 use std::time::{Duration, Instant};
 
 use super::common::{self, Launch, Vitrine, BG_CONFIG};
+use super::display::ConfigfsVkms;
 use super::{assert_in_vm, clip, faults};
 use vitrine::control::protocol::Request;
 
@@ -92,8 +95,12 @@ fn soak() {
     // Unscaled in the top left corner, beside the client (centred, 250x250): on a plane. vkms'
     // planes do not scale and cannot go under the composition; a picture composited by pixman
     // under TCG is slower than the video, and its drops would be the rig's, not vitrine's.
+    // A vkms device of its own, whose second connector the soak plugs in and out; two overlay
+    // planes, as many as the rig's default vkms has.
+    let vkms = ConfigfsVkms::new("soak", &[true, false], 2);
     let config = format!(
-        "{BG_CONFIG}[video]\nplaylist = [{}]\nloop = true\nscale = \"none\"\nzone = [0, 0, 384, 288]\n",
+        "{BG_CONFIG}[drm]\ndevice = \"{}\"\n[video]\nplaylist = [{}]\nloop = true\nscale = \"none\"\nzone = [0, 0, 384, 288]\n",
+        vkms.card.display(),
         items.join(", ")
     );
     let mut vitrine = Vitrine::launch(Launch {
@@ -113,6 +120,19 @@ fn soak() {
     } else {
         vec![length / 2]
     };
+    // The hotplug toggles: every 5 minutes from minute 2.5 (between the decoder faults), an even
+    // number of them so that the run ends as it began; or in once and out again.
+    let mut hotplugs_at: Vec<Duration> = if minutes >= 10.0 {
+        (0..)
+            .map(|k| Duration::from_secs(150 + 300 * k))
+            .take_while(|t| *t + Duration::from_secs(60) < length)
+            .collect()
+    } else {
+        vec![length.mul_f64(0.35), length.mul_f64(0.75)]
+    };
+    hotplugs_at.truncate(hotplugs_at.len() / 2 * 2);
+    let mut next_hotplug = 0;
+    let outputs = |v: &Vitrine| v.ok(&Request::Outputs)["outputs"].as_array().map_or(0, |o| o.len());
     let mut fault_windows: Vec<(f64, f64)> = Vec::new();
     let mut next_fault = 0;
     let (mut next_sample, mut next_reload, mut next_shot) = (Duration::ZERO, Duration::from_secs(60), SAMPLE_EVERY);
@@ -152,13 +172,28 @@ fn soak() {
             shot_drops.push((at, dropped(&vitrine).saturating_sub(before)));
             next_shot += SAMPLE_EVERY;
         }
+        if hotplugs_at.get(next_hotplug).is_some_and(|t| now >= *t) {
+            // Plugged in at even turns, out at odd ones. A modeset on vkms under TCG may cost
+            // the other head a frame or two: the pictures dropped meanwhile belong to the fault.
+            let plug = next_hotplug % 2 == 0;
+            next_hotplug += 1;
+            let from = start.elapsed().as_secs_f64();
+            vkms.set_connected(1, plug);
+            let want = if plug { 2 } else { 1 };
+            assert!(
+                common::wait_until(Duration::from_secs(30), || outputs(&vitrine) == want),
+                "{} outputs after the hotplug at {now:?}, not {want}; log:\n{}",
+                outputs(&vitrine),
+                vitrine.log()
+            );
+            fault_windows.push((from - 1.0, start.elapsed().as_secs_f64() + 10.0));
+        }
         if faults_at.get(next_fault).is_some_and(|t| now >= *t) {
             next_fault += 1;
-            let (driver, device) = faults::visl_device();
             let from = start.elapsed().as_secs_f64();
-            faults::write_sysfs(&driver.join("unbind"), &device);
+            let unbound = faults::VislUnbound::new();
             std::thread::sleep(Duration::from_secs(20));
-            faults::write_sysfs(&driver.join("bind"), &device);
+            unbound.bind();
             // Back on visl at the next item; pictures dropped until then belong to the fault.
             let back = common::wait_until(Duration::from_secs(120), || {
                 vitrine.ok(&Request::Status)["decoder"].as_str().is_some_and(|d| d.contains("visl"))
@@ -221,6 +256,8 @@ fn soak() {
         "restarts": 0,
         "reloads": reloads,
         "faults": fault_windows,
+        "decoder_faults": faults_at.len(),
+        "hotplugs": next_hotplug,
         "rss_growth_between_faults_kib": growth_kib,
         "rss_steps_across_faults_kib": fault_steps_kib,
         "rss_slope_kib_per_hour": kib_per_hour,
@@ -236,7 +273,7 @@ fn soak() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(&report).unwrap()).unwrap();
     let mut md = format!(
-        "# Soak: {minutes} minutes\n\n{reloads} reloads, {} decoder faults, 0 restarts.\n\n\
+        "# Soak: {minutes} minutes\n\n{reloads} reloads, {} decoder faults, {next_hotplug} hotplugs, 0 restarts.\n\n\
          | | after warm-up | at the end |\n|---|---|---|\n\
          | RSS (KiB) | {} | {} (between faults {growth_kib:+} KiB; across faults {fault_steps_kib:?} KiB) |\n| descriptors | {fds_early} | {fds_late} |\n\
          | threads | {threads_early} | {threads_late} |\n| framebuffers | {fbs_early} | {fbs_late} |\n\n\
@@ -244,7 +281,7 @@ fn soak() {
          (during the {} screenshots: {dropped_by_screenshots}; while the loop waited for a CPU: \
          {dropped_starved}); commits: {}; decoder failures: {}.\n\n\
          | t (s) | RSS KiB | fds | threads | fbs | plans | presented | dropped |\n|---|---|---|---|---|---|---|---|\n",
-        fault_windows.len(),
+        faults_at.len(),
         settled[0].rss_kib,
         last.rss_kib,
         last.video_presented,
@@ -270,5 +307,7 @@ fn soak() {
     assert!(fbs_late <= fbs_early.max(1), "framebuffers pile up:\n{md}");
     assert!(last.plans_cached <= 64, "{md}");
     assert_eq!(dropped_outside, 0, "pictures dropped outside the injected faults:\n{md}");
-    assert!(last.decoder_failures >= fault_windows.len() as u64, "the faults were not seen:\n{md}");
+    assert!(last.decoder_failures >= faults_at.len() as u64, "the faults were not seen:\n{md}");
+    assert_eq!(next_hotplug, hotplugs_at.len(), "hotplugs not made:\n{md}");
+    assert_eq!(outputs(&vitrine), 1, "the run ends with the second display unplugged");
 }
