@@ -36,6 +36,13 @@ struct Connection {
     waiting: bool,
     /// Lines are left to answer at the next turn of the loop.
     resume_scheduled: bool,
+    /// The socket is being read (not while a backlog of requests waits, or over the rate).
+    reading: bool,
+    /// The second being counted for the request rate, and the requests answered in it.
+    window: std::time::Instant,
+    answered: u32,
+    /// Over the rate: reading and answering wait for the next second.
+    rate_paused: bool,
 }
 
 /// The open control connections.
@@ -47,6 +54,8 @@ pub struct Connections {
     pub refused: u64,
     /// Connections dropped because they did not read their replies.
     pub dropped_unread: u64,
+    /// Times a connection went over `RATE` requests in a second and was made to wait.
+    pub rate_limited: u64,
 }
 
 impl Connections {

@@ -10,9 +10,11 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use smithay::reexports::calloop::generic::Generic;
+use smithay::reexports::calloop::timer::{TimeoutAction, Timer};
 use smithay::reexports::calloop::{Interest, Mode, PostAction};
 use smithay::reexports::wayland_server::Resource;
 use smithay::wayland::compositor::with_states;
@@ -32,6 +34,9 @@ pub const MAX_UNREAD: usize = 256 * 1024;
 const BATCH: usize = 16;
 /// Connections served at once; more are refused (closed) and logged once in a while.
 pub const MAX_CONNECTIONS: usize = 64;
+/// Requests answered per connection per second: more wait for the next second, and the socket
+/// is not read meanwhile (the peer's writes wait in the kernel).
+pub const RATE: u32 = 200;
 
 /// Removes the socket file when vitrine stops.
 pub struct ControlSocket {
@@ -104,6 +109,10 @@ fn accept(core: &mut Core, stream: UnixStream) {
                 output: Vec::new(),
                 waiting: false,
                 resume_scheduled: false,
+                reading: true,
+                window: Instant::now(),
+                answered: 0,
+                rate_paused: false,
             };
             core.control.open.insert(id, conn);
         }
@@ -132,6 +141,65 @@ fn readable(state: &mut State, id: u64) {
         Err(_) => return close(&mut state.core, id),
     }
     answer(state, id);
+    // A backlog of complete requests not yet answered: nothing more is read until it is (it
+    // stays under a request line's length).
+    if state.core.control.open.get(&id).is_some_and(|c| c.input.len() >= MAX_LINE && c.input.contains(&b'\n')) {
+        set_reading(&mut state.core, id, false);
+    }
+}
+
+/// Read the connection's socket, or stop reading it for now.
+fn set_reading(core: &mut Core, id: u64, on: bool) {
+    let Some(conn) = core.control.open.get_mut(&id) else { return };
+    if conn.reading == on {
+        return;
+    }
+    conn.reading = on;
+    let done = if on { core.loop_handle.enable(&conn.read) } else { core.loop_handle.disable(&conn.read) };
+    if let Err(err) = done {
+        tracing::warn!(%err, "control connection: cannot change its reading; closing it");
+        close(core, id);
+    }
+}
+
+/// Whether connection `id` may have another request answered in this second; if not, it waits
+/// for the next one (once per second at most, and said once per connection).
+fn within_rate(core: &mut Core, id: u64) -> bool {
+    let Some(conn) = core.control.open.get_mut(&id) else { return false };
+    let now = Instant::now();
+    if now.saturating_duration_since(conn.window) >= Duration::from_secs(1) {
+        conn.window = now;
+        conn.answered = 0;
+    }
+    if conn.answered < RATE {
+        conn.answered += 1;
+        return true;
+    }
+    if conn.rate_paused {
+        return false;
+    }
+    conn.rate_paused = true;
+    let resume_at = conn.window + Duration::from_secs(1);
+    core.control.rate_limited += 1;
+    if core.control.rate_limited == 1 || core.control.rate_limited % 100 == 0 {
+        tracing::warn!(
+            limit = RATE,
+            times = core.control.rate_limited,
+            "control connection over its request rate: slowed down"
+        );
+    }
+    set_reading(core, id, false);
+    let armed = core.loop_handle.insert_source(Timer::from_deadline(resume_at), move |_, _, state| {
+        if let Some(conn) = state.core.control.open.get_mut(&id) {
+            conn.rate_paused = false;
+            answer(state, id);
+        }
+        TimeoutAction::Drop
+    });
+    if armed.is_err() {
+        close(core, id);
+    }
+    false
 }
 
 /// Answer up to a batch of the connection's complete lines; the rest wait for the next turn.
@@ -150,6 +218,10 @@ fn answer(state: &mut State, id: u64) {
             }
             return;
         };
+        if !within_rate(&mut state.core, id) {
+            return;
+        }
+        let Some(conn) = state.core.control.open.get_mut(&id) else { return };
         let line: Vec<u8> = conn.input.drain(..=end).collect();
         let reply = match std::str::from_utf8(&line[..line.len() - 1]) {
             Ok(text) => handle_line(state, id, text.trim()),
@@ -167,6 +239,10 @@ fn answer(state: &mut State, id: u64) {
         }
     }
     resume_later(&mut state.core, id);
+    // The backlog answered down to half a line's worth: read again.
+    if state.core.control.open.get(&id).is_some_and(|c| !c.rate_paused && c.input.len() < MAX_LINE / 2) {
+        set_reading(&mut state.core, id, true);
+    }
 }
 
 /// Answer the connection's remaining complete lines at the next turn of the loop.
@@ -521,6 +597,7 @@ fn stats(state: &State) -> Value {
         "connections": state.core.control.len(),
         "refused": state.core.control.refused,
         "dropped_unread": state.core.control.dropped_unread,
+        "rate_limited": state.core.control.rate_limited,
     });
     v["process"] = json!({
         "accept_pauses": state.core.accept_pauses,
