@@ -254,3 +254,24 @@ fn screenshots_go_only_to_regular_files_and_never_block() {
     assert!(reply.ok, "{:?}", reply.error);
     assert!(vitrine::image::RgbaImage::load_png(&good).is_ok());
 }
+
+/// A connection that sends a thousand requests at once is answered every one, in order, at the
+/// control socket's rate (200 a second): it is slowed down, not dropped, and another connection
+/// is served meanwhile.
+#[test]
+fn a_burst_of_control_requests_is_slowed_down_and_answered_whole() {
+    let vitrine = Vitrine::headless("control-rate");
+    let mut stream = UnixStream::connect(vitrine.control_path()).unwrap();
+    stream.write_all(&b"{\"cmd\":\"version\"}\n".repeat(1000)).unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut lines = BufReader::new(stream).lines();
+        (0..1000).filter(|_| lines.next().and_then(|l| l.ok()).is_some_and(|l| l.contains("\"ok\":true"))).count()
+    });
+    // Served meanwhile.
+    assert!(vitrine.request(&Request::Version).ok);
+    let answered = reader.join().unwrap();
+    assert_eq!(answered, 1000, "every request answered");
+    let control = &vitrine.ok(&Request::Stats)["control"];
+    assert!(control["rate_limited"].as_u64() >= Some(1), "the burst was not slowed down: {control}");
+    assert_eq!(control["dropped_unread"], 0, "{control}");
+}
