@@ -139,6 +139,7 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
             tasks,
             accept_pauses: 0,
             deferred: Vec::new(),
+            trim_armed: false,
         },
     };
     crate::frames::watch_player(&mut state.core).map_err(|e| anyhow!(e))?;
@@ -264,6 +265,26 @@ fn run_loop(event_loop: &mut EventLoop<'static, State>, state: &mut State) {
         state.core.space.refresh();
         state.core.popups.cleanup();
         let _ = state.core.display_handle.flush_clients();
+        trim_after_clients_left(&mut state.core);
+    }
+}
+
+/// What a client that left made vitrine allocate (a flood up to a limit, say) goes back to the
+/// system a second later, once its objects are gone: the allocator would otherwise keep it.
+/// One trim per second at most, armed only when a client left.
+fn trim_after_clients_left(core: &mut Core) {
+    if core.trim_armed || !crate::state::CLIENT_LEFT.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    core.trim_armed = true;
+    let armed = core.loop_handle.insert_source(Timer::from_duration(Duration::from_secs(1)), |_, _, state| {
+        state.core.trim_armed = false;
+        // SAFETY: malloc_trim only walks the allocator's own free lists.
+        unsafe { libc::malloc_trim(0) };
+        TimeoutAction::Drop
+    });
+    if armed.is_err() {
+        core.trim_armed = false;
     }
 }
 

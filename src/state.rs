@@ -37,7 +37,12 @@ pub struct ClientState {
     /// The client's process id (0 when unknown) and command name.
     pub pid: i32,
     pub command: String,
+    /// What it holds, against `wayland::limits`.
+    pub usage: crate::wayland::limits::Usage,
 }
+
+/// A client disconnected since the loop last looked (see `run::trim_after_clients_left`).
+pub static CLIENT_LEFT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 impl ClientData for ClientState {
     fn initialized(&self, client_id: ClientId) {
@@ -45,6 +50,7 @@ impl ClientData for ClientState {
     }
 
     fn disconnected(&self, client_id: ClientId, reason: DisconnectReason) {
+        CLIENT_LEFT.store(true, std::sync::atomic::Ordering::Relaxed);
         let (client, command) = (self.pid, self.command.as_str());
         match reason {
             DisconnectReason::ProtocolError(err) => {
@@ -158,6 +164,8 @@ pub struct Core {
     pub accept_pauses: u64,
     /// Work for the end of this turn of the loop (`defer`).
     pub deferred: Vec<Deferred>,
+    /// A trim of the allocator is armed (after clients left).
+    pub trim_armed: bool,
 }
 
 /// Work left for the end of a turn of the loop.

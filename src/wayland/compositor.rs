@@ -1,8 +1,6 @@
 //! wl_compositor, wl_subcompositor, wl_shm and buffer handling.
 
 use smithay::backend::renderer::utils::on_commit_buffer_handler;
-use smithay::delegate_compositor;
-use smithay::delegate_shm;
 use smithay::reexports::wayland_server::protocol::wl_buffer::WlBuffer;
 use smithay::reexports::wayland_server::protocol::wl_surface::WlSurface;
 use smithay::reexports::wayland_server::Client;
@@ -47,7 +45,16 @@ impl CompositorHandler for State {
         self.core.queue_redraw_for_surface(surface);
     }
 
-    fn destroyed(&mut self, _surface: &WlSurface) {
+    fn new_surface(&mut self, surface: &WlSurface) {
+        super::limits::surface_created(&self.core.display_handle, surface);
+    }
+
+    fn new_subsurface(&mut self, surface: &WlSurface, parent: &WlSurface) {
+        super::limits::subsurface_created(&self.core.display_handle, surface, parent);
+    }
+
+    fn destroyed(&mut self, surface: &WlSurface) {
+        super::limits::surface_destroyed(surface);
         // A surface gone (a subsurface, a popup, a client that left) leaves a hole to repaint.
         self.core.queue_redraw_all();
     }
@@ -63,5 +70,4 @@ impl ShmHandler for State {
     }
 }
 
-delegate_compositor!(State);
-delegate_shm!(State);
+// wl_compositor and wl_shm are dispatched in `limits`, which counts what clients make.

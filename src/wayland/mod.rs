@@ -2,6 +2,7 @@
 
 mod compositor;
 pub mod dmabuf_check;
+pub mod limits;
 mod misc;
 mod seat;
 mod xdg;

@@ -1,5 +1,6 @@
 //! xdg-shell with kiosk policy (every toplevel fullscreen, no decorations) and its rule checks.
 
+use smithay::backend::renderer::utils::with_renderer_surface_state;
 use smithay::delegate_xdg_decoration;
 use smithay::desktop::{PopupKind, Window};
 use smithay::reexports::wayland_protocols::xdg::decoration::zv1::server::zxdg_toplevel_decoration_v1::Mode as DecorationMode;
@@ -7,7 +8,7 @@ use smithay::reexports::wayland_protocols::xdg::shell::server::xdg_popup::XdgPop
 use smithay::reexports::wayland_protocols::xdg::shell::server::xdg_positioner::XdgPositioner;
 use smithay::reexports::wayland_protocols::xdg::shell::server::xdg_surface::{self, XdgSurface};
 use smithay::reexports::wayland_protocols::xdg::shell::server::xdg_toplevel::XdgToplevel;
-use smithay::reexports::wayland_protocols::xdg::shell::server::xdg_wm_base::XdgWmBase;
+use smithay::reexports::wayland_protocols::xdg::shell::server::xdg_wm_base::{self, XdgWmBase};
 use smithay::reexports::wayland_server::backend::ClientId;
 use smithay::reexports::wayland_server::protocol::wl_surface::{self, WlSurface};
 use smithay::reexports::wayland_server::protocol::{wl_output::WlOutput, wl_seat::WlSeat};
@@ -18,7 +19,8 @@ use smithay::wayland::compositor::{self, BufferAssignment, SurfaceAttributes};
 use smithay::wayland::shell::xdg::decoration::XdgDecorationHandler;
 use smithay::wayland::shell::xdg::{
     PopupSurface, PositionerState, ToplevelSurface, XdgPositionerUserData, XdgShellHandler, XdgShellState,
-    XdgShellSurfaceUserData, XdgSurfaceUserData, XdgToplevelSurfaceData, XdgWmBaseUserData,
+    XdgShellSurfaceUserData, XdgSurfaceUserData, XdgToplevelSurfaceData, XdgWmBaseUserData, XDG_POPUP_ROLE,
+    XDG_TOPLEVEL_ROLE,
 };
 
 use crate::state::State;
@@ -44,13 +46,26 @@ impl XdgShellHandler for State {
     }
 
     fn new_popup(&mut self, surface: PopupSurface, positioner: PositionerState) {
+        if let Some(xdg) = self.core.xdg_surface_in_request.take() {
+            compositor::with_states(surface.wl_surface(), |states| {
+                states.data_map.insert_if_missing_threadsafe(|| XdgSurfaceOf(xdg));
+            });
+        }
+        if let Some(refusal) = refuse_popup(&surface, &positioner) {
+            return refusal();
+        }
         surface.with_pending_state(|state| {
             state.geometry = positioner.get_geometry();
             state.positioner = positioner;
         });
+        super::limits::popup_created(&self.core.display_handle, &surface);
         if let Err(err) = self.core.popups.track_popup(PopupKind::Xdg(surface)) {
             tracing::warn!(?err, "cannot track popup");
         }
+    }
+
+    fn popup_destroyed(&mut self, surface: PopupSurface) {
+        super::limits::popup_destroyed(&surface);
     }
 
     fn reposition_request(&mut self, surface: PopupSurface, positioner: PositionerState, token: u32) {
@@ -66,25 +81,35 @@ impl XdgShellHandler for State {
     }
 
     // A kiosk decides sizes itself: requests to move, resize, maximize, minimize or leave
-    // fullscreen are answered with the same fullscreen configure.
+    // fullscreen are answered with the same fullscreen configure (a client asking again and
+    // again without acknowledging them is stopped by `limits::CONFIGURES`).
     fn fullscreen_request(&mut self, surface: ToplevelSurface, _output: Option<WlOutput>) {
-        surface.send_configure();
+        self.reconfigure(&surface);
     }
 
     fn unfullscreen_request(&mut self, surface: ToplevelSurface) {
-        surface.send_configure();
+        self.reconfigure(&surface);
     }
 
     fn maximize_request(&mut self, surface: ToplevelSurface) {
-        surface.send_configure();
+        self.reconfigure(&surface);
     }
 
     fn unmaximize_request(&mut self, surface: ToplevelSurface) {
-        surface.send_configure();
+        self.reconfigure(&surface);
     }
 
     fn app_id_changed(&mut self, surface: ToplevelSurface) {
         self.core.kiosk_place_toplevel(surface.wl_surface());
+    }
+}
+
+impl State {
+    /// Send `toplevel` the configure it has (fullscreen), counting the ones it has not
+    /// acknowledged.
+    pub fn reconfigure(&mut self, toplevel: &ToplevelSurface) {
+        toplevel.send_configure();
+        super::limits::configure_sent(&self.core.display_handle, toplevel);
     }
 }
 
@@ -109,6 +134,32 @@ impl XdgDecorationHandler for State {
 /// The xdg_surface a toplevel was made from, kept in the wl_surface's data: smithay does not
 /// expose it, and protocol errors about the xdg_surface must be posted on it.
 struct XdgSurfaceOf(XdgSurface);
+
+/// The xdg_wm_base an xdg_surface was made from, kept in the wl_surface's data: errors about
+/// popups (their positioner, their parent) are posted on it.
+struct WmBaseOf(XdgWmBase);
+
+/// What smithay does not check of a new popup: its positioner must have a size and an anchor
+/// rectangle, its parent must be a toplevel or a popup. The refusal (a protocol error on the
+/// client's xdg_wm_base) is returned to be posted.
+fn refuse_popup(popup: &PopupSurface, positioner: &PositionerState) -> Option<impl FnOnce()> {
+    let complete = positioner.rect_size.w > 0
+        && positioner.rect_size.h > 0
+        && positioner.anchor_rect.size.w > 0
+        && positioner.anchor_rect.size.h > 0;
+    let parent_ok = popup.get_parent_surface().is_none_or(|parent| {
+        matches!(compositor::get_role(&parent), Some(role) if role == XDG_TOPLEVEL_ROLE || role == XDG_POPUP_ROLE)
+    });
+    let (code, message) = match (complete, parent_ok) {
+        (false, _) => (xdg_wm_base::Error::InvalidPositioner, "the popup's positioner has no size or anchor rectangle"),
+        (_, false) => (xdg_wm_base::Error::InvalidPopupParent, "the popup's parent is neither a toplevel nor a popup"),
+        _ => return None,
+    };
+    let wm_base =
+        compositor::with_states(popup.wl_surface(), |states| states.data_map.get::<WmBaseOf>().map(|w| w.0.clone()))?;
+    tracing::warn!(surface = %popup.wl_surface().id(), message, "popup refused");
+    Some(move || wm_base.post_error(code, message))
+}
 
 /// xdg-shell forbids attaching a buffer before the first configure is acknowledged; smithay does
 /// not check it for toplevels, so vitrine does, and disconnects only the offending client.
@@ -147,7 +198,15 @@ impl Dispatch<XdgSurface, XdgSurfaceUserData> for State {
         dh: &DisplayHandle,
         init: &mut DataInit<'_, State>,
     ) {
-        let creating = matches!(request, xdg_surface::Request::GetToplevel { .. });
+        if matches!(request, xdg_surface::Request::GetToplevel { .. } | xdg_surface::Request::GetPopup { .. })
+            && has_live_role_object(state, resource)
+        {
+            // smithay lets a second role object through when the role is the same.
+            resource.post_error(xdg_surface::Error::AlreadyConstructed, "the xdg_surface already has a role object");
+            return;
+        }
+        let creating =
+            matches!(request, xdg_surface::Request::GetToplevel { .. } | xdg_surface::Request::GetPopup { .. });
         if creating {
             state.core.xdg_surface_in_request = Some(resource.clone());
         }
@@ -164,8 +223,66 @@ impl Dispatch<XdgSurface, XdgSurfaceUserData> for State {
     }
 }
 
+// smithay's xdg_wm_base dispatch, with one check added: an xdg_surface is not made for a
+// wl_surface that already has a buffer (attached or committed), and the wm_base is remembered in
+// the surface's data (see `WmBaseOf`).
+impl Dispatch<XdgWmBase, XdgWmBaseUserData> for State {
+    fn request(
+        state: &mut State,
+        client: &Client,
+        resource: &XdgWmBase,
+        request: xdg_wm_base::Request,
+        data: &XdgWmBaseUserData,
+        dh: &DisplayHandle,
+        init: &mut DataInit<'_, State>,
+    ) {
+        if let xdg_wm_base::Request::GetXdgSurface { surface, .. } = &request {
+            let committed = with_renderer_surface_state(surface, |s| s.buffer().is_some()).unwrap_or(false);
+            let attached = compositor::with_states(surface, |states| {
+                states.data_map.insert_if_missing_threadsafe(|| WmBaseOf(resource.clone()));
+                matches!(
+                    states.cached_state.get::<SurfaceAttributes>().pending().buffer,
+                    Some(BufferAssignment::NewBuffer(_))
+                )
+            });
+            if committed || attached {
+                tracing::warn!(surface = %surface.id(), "client made an xdg_surface for a surface that has a buffer");
+                resource.post_error(
+                    xdg_wm_base::Error::InvalidSurfaceState,
+                    format!("{} already has a buffer: no xdg_surface can be made for it", surface.id()),
+                );
+                return;
+            }
+        }
+        <XdgShellState as Dispatch<XdgWmBase, XdgWmBaseUserData, State>>::request(
+            state, client, resource, request, data, dh, init,
+        );
+    }
+
+    fn destroyed(state: &mut State, client: ClientId, resource: &XdgWmBase, data: &XdgWmBaseUserData) {
+        <XdgShellState as Dispatch<XdgWmBase, XdgWmBaseUserData, State>>::destroyed(state, client, resource, data)
+    }
+}
+
+/// Whether `xdg` already has a live xdg_toplevel or xdg_popup.
+fn has_live_role_object(state: &State, xdg: &XdgSurface) -> bool {
+    let shell = &state.core.xdg_shell_state;
+    shell
+        .toplevel_surfaces()
+        .iter()
+        .any(|t| t.xdg_toplevel().is_alive() && xdg_surface_of(t.wl_surface()).as_ref() == Some(xdg))
+        || shell
+            .popup_surfaces()
+            .iter()
+            .any(|p| p.xdg_popup().is_alive() && xdg_surface_of(p.wl_surface()).as_ref() == Some(xdg))
+}
+
+/// The xdg_surface made for `surface`, as remembered when it asked for its role.
+fn xdg_surface_of(surface: &WlSurface) -> Option<XdgSurface> {
+    compositor::with_states(surface, |states| states.data_map.get::<XdgSurfaceOf>().map(|x| x.0.clone()))
+}
+
 delegate_global_dispatch!(State: [XdgWmBase: ()] => XdgShellState);
-delegate_dispatch!(State: [XdgWmBase: XdgWmBaseUserData] => XdgShellState);
 delegate_dispatch!(State: [XdgPositioner: XdgPositionerUserData] => XdgShellState);
 delegate_dispatch!(State: [XdgPopup: XdgShellSurfaceUserData] => XdgShellState);
 delegate_dispatch!(State: [XdgToplevel: XdgShellSurfaceUserData] => XdgShellState);
