@@ -253,6 +253,67 @@ fn malformed_client_dmabufs_are_refused_to_that_client_only() {
     assert_eq!(vitrine.app_ids(), ["org.freedesktop.weston.simple-shm"]);
 }
 
+/// Descriptors a client makes vitrine hold through linux-dmabuf are bounded: parameter objects
+/// left unused (each may hold four) stop at 64, dmabuf buffers never destroyed at 256, each with
+/// the protocol error naming the limit; vitrine's descriptors come back when the client goes,
+/// and its other client carries on.
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn dmabuf_floods_are_stopped_at_their_limits() {
+    use common::wl::{setup, udmabuf};
+    use std::os::fd::AsFd;
+    use wayland_protocols::wp::linux_dmabuf::zv1::client::zwp_linux_buffer_params_v1::Flags;
+
+    assert_in_vm();
+    let mut vitrine = auto("vm-dmabuf-flood");
+    vitrine.spawn_client("weston-simple-shm", &[]);
+    vitrine.wait_for_pixels("before", Duration::from_secs(60), |img| {
+        img.fraction_differing((412, 284, 200, 200), BG, 8) > 0.95
+    });
+    let fds = |v: &Vitrine| std::fs::read_dir(format!("/proc/{}/fd", v.child.id())).map(|d| d.count()).unwrap_or(0);
+    let baseline = fds(&vitrine);
+    let xr24 = u32::from_le_bytes(*b"XR24");
+    let buf = udmabuf(64 * 64 * 4).expect("/dev/udmabuf");
+    let run = |what: &str, step: &dyn Fn(&common::wl::Globals, &wayland_client::QueueHandle<common::wl::Client>)| {
+        let conn = vitrine.wayland();
+        let (g, mut queue, mut client) = setup(&conn);
+        let qh = queue.handle();
+        for i in 0..400 {
+            step(&g, &qh);
+            if i % 16 == 15 && queue.roundtrip(&mut client).is_err() {
+                break;
+            }
+        }
+        let _ = queue.roundtrip(&mut client);
+        let err = conn.protocol_error().unwrap_or_else(|| panic!("{what}: no protocol error; log:\n{}", vitrine.log()));
+        assert_eq!(err.object_interface, "wl_display", "{what}: {err:?}");
+        assert!(err.message.contains("limit reached") && err.message.contains(what), "{err:?}");
+    };
+    // Parameter objects with four planes each, never used.
+    run("64 dmabuf parameter objects per client", &|g, qh| {
+        let params = g.dmabuf.as_ref().expect("linux-dmabuf").create_params(qh, ());
+        for plane in 0..4 {
+            params.add(buf.dmabuf.as_fd(), plane, 0, 256, 0, 0);
+        }
+    });
+    // Buffers made (their parameter objects destroyed once used) and never destroyed.
+    run("256 dmabuf buffers per client", &|g, qh| {
+        let params = g.dmabuf.as_ref().expect("linux-dmabuf").create_params(qh, ());
+        params.add(buf.dmabuf.as_fd(), 0, 0, 256, 0, 0);
+        let _ = params.create_immed(64, 64, xr24, Flags::empty(), qh, ());
+        params.destroy();
+    });
+    assert!(
+        common::wait_until(Duration::from_secs(10), || fds(&vitrine) <= baseline),
+        "descriptors held after the floods: {} (before: {baseline})",
+        fds(&vitrine)
+    );
+    assert!(vitrine.is_running());
+    vitrine.wait_for_pixels("after", Duration::from_secs(20), |img| {
+        img.fraction_differing((412, 284, 200, 200), BG, 8) > 0.95
+    });
+}
+
 /// A uinput device (a virtual keyboard or touchscreen the kernel treats as real).
 struct Uinput(std::fs::File);
 
