@@ -74,6 +74,21 @@ impl Drop for ModuleParameter {
     }
 }
 
+/// The decoder `msg status` names.
+fn decoder(vitrine: &Vitrine) -> String {
+    vitrine.ok(&Request::Status)["decoder"].as_str().unwrap_or("").to_string()
+}
+
+/// Wait for the video to play on visl (a dozen pictures shown).
+fn wait_playing_on_visl(vitrine: &Vitrine) {
+    assert!(
+        super::common::wait_until(Duration::from_secs(60), || decoder(vitrine).contains("visl")
+            && presented(vitrine) > 12),
+        "not playing on visl; log:\n{}",
+        vitrine.log()
+    );
+}
+
 fn presented(vitrine: &Vitrine) -> u64 {
     vitrine.ok(&Request::Stats)["video"]["frames_presented"].as_u64().unwrap_or(0)
 }
@@ -148,13 +163,7 @@ fn a_decoder_that_stalls_is_replaced_and_the_video_goes_on() {
         runtime: None,
         wrapper: Vec::new(),
     });
-    let decoder = |v: &Vitrine| v.ok(&Request::Status)["decoder"].as_str().unwrap_or("").to_string();
-    assert!(
-        super::common::wait_until(Duration::from_secs(60), || decoder(&vitrine).contains("visl")
-            && presented(&vitrine) > 12),
-        "not playing on visl; log:\n{}",
-        vitrine.log()
-    );
+    wait_playing_on_visl(&vitrine);
     let slow = ModuleParameter::set(transtime, "20000", "0");
     let slowed = std::time::Instant::now();
     let software = super::common::wait_until(Duration::from_secs(90), || decoder(&vitrine).starts_with("software"));
@@ -506,13 +515,7 @@ fn a_video_frozen_with_its_ladder_run_out_holds_the_watchdog_back() {
         runtime: None,
         wrapper: Vec::new(),
     });
-    let decoder = |v: &Vitrine| v.ok(&Request::Status)["decoder"].as_str().unwrap_or("").to_string();
-    assert!(
-        super::common::wait_until(Duration::from_secs(60), || decoder(&vitrine).contains("visl")
-            && presented(&vitrine) > 12),
-        "not playing on visl; log:\n{}",
-        vitrine.log()
-    );
+    wait_playing_on_visl(&vitrine);
     let unbound = VislUnbound::new();
     let frozen_said = "the video is frozen and the ladder has run out";
     assert!(
