@@ -6,10 +6,6 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
-use std::sync::mpsc::{Receiver, TryRecvError};
-
 use super::demux::{self, AccessUnit, Codec, DemuxError, Loaded};
 use super::worker::{DecoderThread, Event};
 use super::{LoopWaker, VideoError, VideoFrame, VideoStats};
@@ -17,6 +13,12 @@ use crate::process::RunDelay;
 
 mod clock;
 mod ladder;
+mod load;
+mod report;
+
+use load::Reading;
+use report::{process_cpu_time, thread_wakeups};
+pub use report::{PlayerStatus, VideoReport};
 
 /// Decoded pictures waiting for display before the clock starts.
 const PREROLL: usize = 3;
@@ -25,16 +27,10 @@ const PREROLL: usize = 3;
 const PTS_JUMP: Duration = Duration::from_secs(10);
 /// Access units sent to the decoding thread and pictures decoded but not yet shown, at most.
 const SEND_AHEAD: usize = 12;
-/// Parts of a file the reading thread may have read ahead and not yet handed over (a bound on
-/// memory: a long clip is never held whole).
-const READ_AHEAD: usize = 48;
 /// Access units looked at to find a clip's first presentation time (B-frames come out of order).
 const PTS_WINDOW: usize = 8;
 /// Pictures whose latency and presentation error the audit's percentiles are over.
 const WINDOW: usize = 4096;
-
-/// What the reading thread sends: the file's parts, or why it cannot be played at all.
-type Reading = Receiver<Result<Loaded, DemuxError>>;
 
 struct Clip {
     path: PathBuf,
@@ -67,68 +63,6 @@ impl Clip {
         let base = self.base?;
         Some(base + self.last_pts.saturating_sub(self.first_pts) + self.frame_time)
     }
-}
-
-/// What `vitrine msg status` reports.
-#[derive(Debug, Clone, Serialize)]
-pub struct PlayerStatus {
-    pub file: Option<String>,
-    pub position_s: f64,
-    pub fps: f64,
-    pub decoder: Option<String>,
-    /// "zero-copy: V4L2 dmabuf on a plane", or what copies.
-    pub path: String,
-    pub paused: bool,
-    pub finished: bool,
-    /// Errors so far (items skipped, pictures that failed), and the last few of them.
-    pub error_count: u64,
-    pub errors: Vec<String>,
-}
-
-/// The audit as `stats` and `--stats` report it.
-#[derive(Debug, Clone, Serialize)]
-pub struct VideoReport {
-    #[serde(flatten)]
-    pub counters: VideoStats,
-    pub latency_p50_ms: Option<f64>,
-    pub latency_p99_ms: Option<f64>,
-    /// How far from its presentation time each picture reached the screen (|flip - due|, the
-    /// last 4096 pictures): at most half a refresh period when every picture makes the vblank
-    /// nearest its time.
-    pub present_error_p50_ms: Option<f64>,
-    pub present_error_p99_ms: Option<f64>,
-    pub present_error_max_ms: Option<f64>,
-    /// The same, of the pictures whose frame made the vblank it was made for (the others are
-    /// counted in `vblanks_missed`).
-    pub on_target_error_p99_ms: Option<f64>,
-    pub on_target_error_max_ms: Option<f64>,
-    /// CPU time (user + system, all of vitrine's threads) from the first picture on screen.
-    pub cpu_ms: Option<f64>,
-    pub cpu_ms_per_frame: Option<f64>,
-    /// From the player's creation (at start-up) to the first picture on screen.
-    pub first_frame_ms: Option<f64>,
-    /// Wake-ups of the compositor's loop thread from the first picture on screen, and per
-    /// picture presented.
-    pub loop_wakeups: Option<u64>,
-    pub loop_wakeups_per_frame: Option<f64>,
-}
-
-/// Voluntary context switches of the calling thread: how often it slept and was woken. The
-/// player runs on the compositor's loop thread, so this counts the loop's wake-ups.
-fn thread_wakeups() -> u64 {
-    // SAFETY: getrusage fills the struct it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
-    usage.ru_nvcsw as u64
-}
-
-/// CPU time this process used so far (every thread).
-fn process_cpu_time() -> Duration {
-    // SAFETY: getrusage fills the struct it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 pub struct Player {
@@ -343,138 +277,6 @@ impl Player {
             None => tracing::error!(target: "video", "{err}"),
         }
         self.errors.push(err);
-    }
-
-    /// Start reading the next playlist item on a thread of its own (file reads and index
-    /// parsing are not work for the compositor's loop). Returns false at the end of the list.
-    fn start_load(&mut self) -> bool {
-        if self.loader.is_some() || self.items.is_empty() {
-            return self.loader.is_some();
-        }
-
-        if self.next_item >= self.items.len() {
-            // Looping over a list whose every item failed would spin: stop instead.
-            if !self.looping || self.failed_in_row >= self.items.len() {
-                return false;
-            }
-            self.next_item = 0;
-        }
-        let path = self.items[self.next_item].clone();
-        self.next_item += 1;
-        // Bounded: the thread reads ahead at most READ_AHEAD parts, then waits for the player.
-        let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
-        let file = path.clone();
-        let waker = self.waker.clone();
-        let spawned = std::thread::Builder::new().name("vitrine-demux".into()).spawn(move || {
-            crate::process::lower_thread_priority(crate::process::WORKER_NICE);
-            let wake = || {
-                if let Some(w) = &waker {
-                    w.wake();
-                }
-            };
-            // A closed channel (the item was skipped or replaced) stops the reading.
-            let result = demux::stream(&file, &mut |part| {
-                let sent = tx.send(Ok(part)).is_ok();
-                wake();
-                sent
-            });
-            if let Err(e) = result {
-                let _ = tx.send(Err(e));
-                wake();
-            }
-        });
-        match spawned {
-            Ok(_) => {
-                self.loader = Some((path, rx));
-                true
-            }
-            Err(e) => {
-                self.record_error(format!("cannot start reading the next item: {e}"));
-                false
-            }
-        }
-    }
-
-    /// Skip the item being read: it cannot be played.
-    fn reject_item(&mut self, path: &std::path::Path, why: String) {
-        self.loader = None;
-        self.failed_in_row += 1;
-        self.record_file_error(Some(path), format!("skipping playlist item: {why}"));
-    }
-
-    /// Once the item being read has its stream described, it joins the clip queue (or is
-    /// reported and skipped when nothing here can play it).
-    fn poll_load(&mut self) {
-        let Some((path, rx)) = &self.loader else { return };
-        let path = path.clone();
-        let info = match rx.try_recv() {
-            Ok(Ok(Loaded::Header(info))) => info,
-            Ok(Ok(_)) => return self.reject_item(&path, format!("{}: no stream description", path.display())),
-            Ok(Err(e)) => return self.reject_item(&path, e.to_string()),
-            Err(TryRecvError::Empty) => return,
-            Err(TryRecvError::Disconnected) => {
-                return self.reject_item(&path, format!("{}: reading stopped", path.display()));
-            }
-        };
-        let Some((_, rx)) = self.loader.take() else { return };
-        let fps = info.fps.unwrap_or(25.0);
-        // A looping playlist opens its items again and again: said once, then at debug level.
-        let again = self.looping && self.opened.contains(&path);
-        if !again {
-            self.opened.push(path.clone());
-        }
-        let size = (info.width, info.height);
-        if again {
-            tracing::debug!(target: "video", file = %path.display(), ?size, fps, "playlist item opened again");
-        } else {
-            tracing::info!(target: "video", file = %path.display(), ?size, fps, "playlist item opened");
-        }
-        self.clips.push_back(Clip {
-            path,
-            codec: info.codec,
-            units: VecDeque::new(),
-            incoming: Some(rx),
-            sent: 0,
-            base: None,
-            first_pts: Duration::ZERO,
-            last_pts: Duration::ZERO,
-            frame_time: Duration::from_secs_f64(1.0 / fps),
-            fps,
-            resync: false,
-        });
-    }
-
-    /// Move what the front clip's reading thread has read into the clip, up to READ_AHEAD
-    /// units. A damaged file is reported (its valid part plays); an unreadable one is skipped.
-    fn receive_units(&mut self) {
-        let Some(clip) = self.clips.front_mut() else { return };
-        let mut damage = None;
-        while clip.units.len() < READ_AHEAD {
-            let Some(rx) = &clip.incoming else { break };
-            match rx.try_recv() {
-                Ok(Ok(Loaded::Unit(unit))) => clip.units.push_back(unit),
-                Ok(Ok(Loaded::Header(_))) => {}
-                // Damage ends the file; so does an error (a container reader that gave up
-                // midway) or the thread stopping.
-                Ok(Ok(Loaded::Damage(e)) | Err(e)) => {
-                    damage = Some(e);
-                    clip.incoming = None;
-                }
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => clip.incoming = None,
-            }
-        }
-        let path = clip.path.clone();
-        let read = clip.sent + clip.units.len();
-        if clip.fully_read() && read == 0 {
-            self.clips.pop_front();
-            self.failed_in_row += 1;
-            let why = damage.map(|e| format!(" ({e})")).unwrap_or_default();
-            let err = format!("skipping playlist item: {}: no picture to play{why}", path.display());
-            self.record_file_error(Some(&path), err);
-        } else if let Some(e) = damage {
-            self.record_file_error(Some(&path), format!("{e}; playing the {read} valid pictures"));
-        }
     }
 
     fn ensure_decoder(&mut self, codec: super::demux::Codec) -> Result<(), VideoError> {
@@ -751,78 +553,6 @@ impl Player {
     /// Whether a new frame was chosen and not yet reported presented.
     pub fn has_unpresented(&self) -> bool {
         self.shown_new
-    }
-
-    pub fn status(&self) -> PlayerStatus {
-        let clip = self.clips.front();
-        let position = match (self.start, &self.current) {
-            (Some(_), Some(f)) => f.pts.as_secs_f64(),
-            _ => 0.0,
-        };
-        let decoder = self.decoder.as_ref().map(|d| d.name().to_string());
-        let path = match &decoder {
-            Some(d) if d.starts_with("software") && d.contains("dmabufs") => {
-                "copies: software decoding, every picture copied into an NV12 dmabuf a plane shows".to_string()
-            }
-            Some(d) if d.starts_with("software") => {
-                "copies: software decoding, every picture converted in memory and composited".to_string()
-            }
-            Some(_) if self.stats.frames_composited == 0 => "zero-copy: V4L2 dmabuf on a plane".to_string(),
-            Some(_) => format!("V4L2 dmabuf, {} pictures composited (copied)", self.stats.frames_composited),
-            None => "none".to_string(),
-        };
-        PlayerStatus {
-            file: clip.map(|c| c.path.display().to_string()),
-            position_s: position,
-            fps: clip.map(|c| c.fps).unwrap_or(0.0),
-            decoder,
-            path,
-            paused: self.paused_at.is_some(),
-            finished: self.finished,
-            error_count: self.errors.total,
-            errors: self.errors.recent(),
-        }
-    }
-
-    /// The audit: decoder counters plus what the player and the display counted.
-    pub fn report(&self) -> VideoReport {
-        let mut c = self.stats.clone();
-        let mut decoders = self.retired.clone();
-        if let Some(d) = &self.decoder {
-            decoders.add(&d.stats());
-        }
-        {
-            let s = &decoders;
-            c.frames_decoded = s.frames_decoded;
-            c.decode_errors = s.decode_errors;
-            c.dmabufs_exported = s.dmabufs_exported;
-            c.bitstream_bytes = s.bitstream_bytes;
-            c.v4l2_ioctls = s.v4l2_ioctls;
-            c.cpu_copied_bytes += s.cpu_copied_bytes;
-            c.frame_mappings += s.frame_mappings;
-        }
-        let latency = self.latencies.percentiles(&[0.5, 0.99]);
-        let error = self.present_errors.percentiles(&[0.5, 0.99]);
-        let cpu = self.cpu_at_start.map(|at| process_cpu_time().saturating_sub(at).as_secs_f64() * 1000.0);
-        let per_frame = cpu.filter(|_| c.frames_presented > 0).map(|ms| ms / c.frames_presented as f64);
-        let wakeups = self.wakeups_at_start.map(|at| thread_wakeups().saturating_sub(at));
-        let wakeups_per_frame =
-            wakeups.filter(|_| c.frames_presented > 0).map(|w| w as f64 / c.frames_presented as f64);
-        VideoReport {
-            counters: c,
-            latency_p50_ms: latency[0],
-            latency_p99_ms: latency[1],
-            present_error_p50_ms: error[0],
-            present_error_p99_ms: error[1],
-            present_error_max_ms: self.present_errors.max(),
-            on_target_error_p99_ms: self.on_target_errors.percentiles(&[0.99])[0],
-            on_target_error_max_ms: self.on_target_errors.max(),
-            cpu_ms: cpu,
-            cpu_ms_per_frame: per_frame,
-            first_frame_ms: self.first_frame_after.map(|d| d.as_secs_f64() * 1000.0),
-            loop_wakeups: wakeups,
-            loop_wakeups_per_frame: wakeups_per_frame,
-        }
     }
 
     /// The errors met so far (bad items, decode failures), for status and exit codes.
