@@ -19,7 +19,8 @@ use common::{wait_until, Vitrine};
 use wayland_client::backend::protocol::ProtocolError;
 use wayland_client::globals::{registry_queue_init, GlobalList, GlobalListContents};
 use wayland_client::protocol::{
-    wl_buffer::WlBuffer, wl_callback::WlCallback, wl_compositor::WlCompositor, wl_region::WlRegion,
+    wl_buffer::WlBuffer, wl_callback::WlCallback, wl_compositor::WlCompositor,
+    wl_data_device_manager::WlDataDeviceManager, wl_data_source::WlDataSource, wl_region::WlRegion,
     wl_registry::WlRegistry, wl_seat::WlSeat, wl_shm, wl_shm::WlShm, wl_shm_pool::WlShmPool,
     wl_subcompositor::WlSubcompositor, wl_subsurface::WlSubsurface, wl_surface::WlSurface,
 };
@@ -358,6 +359,8 @@ delegate_noop!(Abuser: ignore WlBuffer);
 delegate_noop!(Abuser: ignore WlShm);
 delegate_noop!(Abuser: ignore WlCallback);
 delegate_noop!(Abuser: ignore WlSeat);
+delegate_noop!(Abuser: WlDataDeviceManager);
+delegate_noop!(Abuser: ignore WlDataSource);
 
 // ---------------------------------------------------------------------------------------------
 // The frame of every test.
@@ -654,6 +657,54 @@ fn a_region_of_too_many_rectangles_is_stopped() {
         let region = compositor.create_region(&s.qh, ());
         let error = s.flood(2000, 200, |_, i| region.add(i as i32 * 2, 0, 1, 1));
         assert_limit(vitrine, error, "rectangles per region", 1024);
+    });
+}
+
+#[test]
+fn a_flood_of_clipboard_sources_is_stopped_at_the_limit() {
+    hostile("hostile-data-sources", |vitrine, mut s| {
+        let manager: WlDataDeviceManager = s.bind(3);
+        let mut sources = Vec::new();
+        let error = s.flood(200, 20, |s, _| sources.push(manager.create_data_source(&s.qh, ())));
+        assert_limit(vitrine, error, "clipboard and drag sources per client", 64);
+    });
+}
+
+#[test]
+fn clipboard_sources_made_and_destroyed_over_and_over_are_not_limited() {
+    hostile("hostile-data-sources-churn", |_, mut s| {
+        let manager: WlDataDeviceManager = s.bind(3);
+        // Ten times the limit, each source destroyed after use: none is held, none is counted.
+        let error = s.flood(640, 64, |s, i| {
+            let source = manager.create_data_source(&s.qh, ());
+            source.offer(format!("text/x-vitrine-{i}"));
+            source.destroy();
+        });
+        assert!(error.is_none(), "a client that destroys its sources was stopped: {error:?}");
+    });
+}
+
+#[test]
+fn a_source_offering_too_many_mime_types_is_stopped() {
+    hostile("hostile-mime-types", |vitrine, mut s| {
+        let manager: WlDataDeviceManager = s.bind(3);
+        let source = manager.create_data_source(&s.qh, ());
+        let error = s.flood(1000, 50, |_, i| source.offer(format!("text/x-vitrine-{i}")));
+        assert_limit(vitrine, error, "MIME types per clipboard or drag source", 128);
+    });
+}
+
+#[test]
+fn an_overlong_mime_type_is_refused() {
+    hostile("hostile-mime-length", |vitrine, mut s| {
+        let manager: WlDataDeviceManager = s.bind(3);
+        let source = manager.create_data_source(&s.qh, ());
+        // A type of the longest a real one may be is taken, one past the limit is not.
+        source.offer(format!("text/{}", "x".repeat(507)));
+        s.roundtrip().expect("a 512-byte MIME type was refused");
+        source.offer(format!("text/{}", "x".repeat(508)));
+        let error = s.roundtrip().err();
+        assert_limit(vitrine, error, "bytes per MIME type", 512);
     });
 }
 

@@ -28,6 +28,9 @@ use smithay::reexports::wayland_server::protocol::__interfaces::{WL_DISPLAY_INTE
 use smithay::reexports::wayland_server::protocol::wl_buffer::WlBuffer;
 use smithay::reexports::wayland_server::protocol::wl_callback::WlCallback;
 use smithay::reexports::wayland_server::protocol::wl_compositor::WlCompositor;
+use smithay::reexports::wayland_server::protocol::wl_data_device::WlDataDevice;
+use smithay::reexports::wayland_server::protocol::wl_data_device_manager::{self, WlDataDeviceManager};
+use smithay::reexports::wayland_server::protocol::wl_data_source::{self, WlDataSource};
 use smithay::reexports::wayland_server::protocol::wl_region::{self, WlRegion};
 use smithay::reexports::wayland_server::protocol::wl_shm::{self, WlShm};
 use smithay::reexports::wayland_server::protocol::wl_shm_pool::{self, WlShmPool};
@@ -41,6 +44,9 @@ use smithay::wayland::compositor::{
     self, CompositorState, RegionUserData, SubsurfaceUserData, SurfaceAttributes, SurfaceUserData,
 };
 use smithay::wayland::dmabuf::{DmabufData, DmabufFeedbackData, DmabufGlobalData, DmabufParamsData, DmabufState};
+use smithay::wayland::selection::data_device::{
+    with_source_metadata, DataDeviceState, DataDeviceUserData, DataSourceUserData,
+};
 use smithay::wayland::shell::xdg::{PopupSurface, ToplevelSurface, XdgPopupSurfaceData, XdgToplevelSurfaceData};
 use smithay::wayland::shm::{ShmBufferUserData, ShmPoolUserData, ShmState};
 use smithay::wayland::single_pixel_buffer::{SinglePixelBufferState, SinglePixelBufferUserData};
@@ -67,11 +73,16 @@ pub const DMABUF_PARAMS: Limit = Limit { what: "dmabuf parameter objects per cli
 pub const FRAME_CALLBACKS: Limit = Limit { what: "frame callbacks per surface between commits", max: 256 };
 pub const DAMAGE: Limit = Limit { what: "damage rectangles per surface between commits", max: 1024 };
 pub const REGION_RECTS: Limit = Limit { what: "rectangles per region", max: 1024 };
+pub const DATA_SOURCES: Limit = Limit { what: "clipboard and drag sources per client", max: 64 };
+pub const MIME_TYPES: Limit = Limit { what: "MIME types per clipboard or drag source", max: 128 };
+/// A MIME type is a type, a subtype and a few parameters (RFC 6838 allows 127 bytes each for
+/// the first two).
+pub const MIME_TYPE_BYTES: Limit = Limit { what: "bytes per MIME type", max: 512 };
 /// Activation tokens are not a protocol error: one over this is not honoured.
 pub const ACTIVATION_TOKENS: Limit = Limit { what: "live activation tokens per client", max: 16 };
 
-/// Every limit, for the README and the tests.
-pub const ALL: [&Limit; 14] = [
+/// Every limit (the README has them in a table).
+pub const ALL: [&Limit; 17] = [
     &SURFACES,
     &SUBSURFACE_DEPTH,
     &POPUPS,
@@ -85,6 +96,9 @@ pub const ALL: [&Limit; 14] = [
     &FRAME_CALLBACKS,
     &DAMAGE,
     &REGION_RECTS,
+    &DATA_SOURCES,
+    &MIME_TYPES,
+    &MIME_TYPE_BYTES,
     &ACTIVATION_TOKENS,
 ];
 
@@ -96,6 +110,7 @@ pub struct Usage {
     buffers: AtomicUsize,
     dmabuf_buffers: AtomicUsize,
     dmabuf_params: AtomicUsize,
+    data_sources: AtomicUsize,
     /// Each live shm pool and its size in bytes.
     pools: Mutex<HashMap<ObjectId, usize>>,
 }
@@ -534,6 +549,63 @@ impl Dispatch<WlBuffer, Dmabuf> for State {
     }
 }
 
+// wl_data_device_manager: clipboard and drag sources are counted.
+impl Dispatch<WlDataDeviceManager, ()> for State {
+    fn request(
+        state: &mut State,
+        client: &Client,
+        resource: &WlDataDeviceManager,
+        request: wl_data_device_manager::Request,
+        data: &(),
+        dh: &DisplayHandle,
+        init: &mut DataInit<'_, State>,
+    ) {
+        let source = matches!(request, wl_data_device_manager::Request::CreateDataSource { .. });
+        <DataDeviceState as Dispatch<WlDataDeviceManager, (), State>>::request(
+            state, client, resource, request, data, dh, init,
+        );
+        if source {
+            count(dh, client, |u| &u.data_sources, &DATA_SOURCES);
+        }
+    }
+
+    fn destroyed(state: &mut State, client: ClientId, resource: &WlDataDeviceManager, data: &()) {
+        <DataDeviceState as Dispatch<WlDataDeviceManager, (), State>>::destroyed(state, client, resource, data)
+    }
+}
+
+// wl_data_source: the MIME types it offers are bounded in number and length (each is kept for
+// as long as the source lives, and sent to every client the selection is offered to).
+impl Dispatch<WlDataSource, DataSourceUserData> for State {
+    fn request(
+        state: &mut State,
+        client: &Client,
+        resource: &WlDataSource,
+        request: wl_data_source::Request,
+        data: &DataSourceUserData,
+        dh: &DisplayHandle,
+        init: &mut DataInit<'_, State>,
+    ) {
+        if let wl_data_source::Request::Offer { mime_type } = &request {
+            if mime_type.len() > MIME_TYPE_BYTES.max {
+                return refuse(dh, client, &MIME_TYPE_BYTES);
+            }
+            let offered = with_source_metadata(resource, |m| m.mime_types.len()).unwrap_or(0);
+            if offered >= MIME_TYPES.max {
+                return refuse(dh, client, &MIME_TYPES);
+            }
+        }
+        <DataDeviceState as Dispatch<WlDataSource, DataSourceUserData, State>>::request(
+            state, client, resource, request, data, dh, init,
+        );
+    }
+
+    fn destroyed(state: &mut State, client: ClientId, resource: &WlDataSource, data: &DataSourceUserData) {
+        with_usage(&state.core.display_handle.clone(), client.clone(), |u| down(&u.data_sources));
+        <DataDeviceState as Dispatch<WlDataSource, DataSourceUserData, State>>::destroyed(state, client, resource, data)
+    }
+}
+
 // What the limits leave to smithay as it is.
 delegate_global_dispatch!(State: [WlCompositor: ()] => CompositorState);
 delegate_global_dispatch!(State: [WlSubcompositor: ()] => CompositorState);
@@ -545,3 +617,5 @@ delegate_global_dispatch!(State: [WlShm: ()] => ShmState);
 delegate_global_dispatch!(State: [ZwpLinuxDmabufV1: DmabufGlobalData] => DmabufState);
 delegate_dispatch!(State: [ZwpLinuxDmabufFeedbackV1: DmabufFeedbackData] => DmabufState);
 delegate_global_dispatch!(State: [WpSinglePixelBufferManagerV1: ()] => SinglePixelBufferState);
+delegate_global_dispatch!(State: [WlDataDeviceManager: ()] => DataDeviceState);
+delegate_dispatch!(State: [WlDataDevice: DataDeviceUserData] => DataDeviceState);

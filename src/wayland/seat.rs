@@ -2,7 +2,6 @@
 
 use std::os::fd::OwnedFd;
 
-use smithay::delegate_data_device;
 use smithay::delegate_seat;
 use smithay::input::pointer::CursorImageStatus;
 use smithay::input::{Seat, SeatHandler, SeatState};
@@ -53,4 +52,4 @@ impl ServerDndGrabHandler for State {
 }
 
 delegate_seat!(State);
-delegate_data_device!(State);
+// wl_data_device_manager's dispatch is in limits.rs (its sources are counted there).
