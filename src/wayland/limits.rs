@@ -81,27 +81,6 @@ pub const MIME_TYPE_BYTES: Limit = Limit { what: "bytes per MIME type", max: 512
 /// Activation tokens are not a protocol error: one over this is not honoured.
 pub const ACTIVATION_TOKENS: Limit = Limit { what: "live activation tokens per client", max: 16 };
 
-/// Every limit (the README has them in a table).
-pub const ALL: [&Limit; 17] = [
-    &SURFACES,
-    &SUBSURFACE_DEPTH,
-    &POPUPS,
-    &POPUP_DEPTH,
-    &CONFIGURES,
-    &SHM_POOLS,
-    &SHM_MIB,
-    &BUFFERS,
-    &DMABUF_BUFFERS,
-    &DMABUF_PARAMS,
-    &FRAME_CALLBACKS,
-    &DAMAGE,
-    &REGION_RECTS,
-    &DATA_SOURCES,
-    &MIME_TYPES,
-    &MIME_TYPE_BYTES,
-    &ACTIVATION_TOKENS,
-];
-
 /// What one client holds, as counted here (in its `ClientState`: gone with the client).
 #[derive(Default)]
 pub struct Usage {
