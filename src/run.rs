@@ -43,10 +43,6 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
     let kind = choice.kind;
     tracing::info!(backend = kind.name(), reason = %choice.reason, "backend chosen");
 
-    let mut event_loop: EventLoop<'static, State> = EventLoop::try_new().context("cannot create the event loop")?;
-    let display: Display<State> = Display::new().context("cannot create the Wayland display")?;
-    let dh = display.handle();
-
     let socket = match &args.socket {
         Some(name) => ListeningSocket::bind(name),
         None => ListeningSocket::bind_auto("wayland", 1..33),
@@ -55,7 +51,82 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
     let socket_name = socket.socket_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     tracing::info!(name = %socket_name, "Wayland socket created");
 
-    let globals = Globals::new(&dh, &config);
+    let (mut event_loop, mut state) = assemble(&args, &config, kind, choice.card.clone(), socket_name.clone())?;
+
+    crate::listen::watch(&mut state.core, "wayland", socket, ListeningSocket::accept, |state, stream| {
+        let (pid, command) = crate::state::peer(&stream);
+        tracing::info!(client = pid, command, "client connected");
+        state.add_client(stream, pid, command);
+    })
+    .map_err(|e| anyhow!(e))?;
+
+    let runtime_dir = crate::control::runtime_dir().map_err(|e| anyhow!(e))?;
+    let control_path = crate::control::socket_path(&runtime_dir, &socket_name);
+    let _control = crate::control::server::start(&mut state.core, &control_path).map_err(|e| anyhow!(e))?;
+
+    watch_signals(&mut state.core)?;
+
+    tracing::info!(
+        wayland_display = %socket_name,
+        control = %control_path.display(),
+        "vitrine is ready: clients connect with WAYLAND_DISPLAY={socket_name}"
+    );
+
+    if !args.app.is_empty() {
+        let env = vec![
+            ("WAYLAND_DISPLAY".to_string(), socket_name.clone()),
+            ("VITRINE_SOCKET".to_string(), control_path.display().to_string()),
+            ("XDG_SESSION_TYPE".to_string(), "wayland".to_string()),
+        ];
+        let app = AppSupervisor::new(
+            args.app.clone(),
+            env,
+            config.kiosk.on_app_exit,
+            Duration::from_millis(config.kiosk.restart_delay_ms),
+            Duration::from_millis(config.kiosk.restart_delay_max_ms),
+        );
+        state.core.kiosk.app = Some(app);
+        crate::kiosk::launch_app(&mut state.core);
+    }
+
+    start_systemd(&mut state.core)?;
+    state.core.day_clock = crate::kiosk::schedule::DayClock::from_env().map_err(|e| anyhow!(e))?;
+    state.apply_schedule();
+
+    let clients_need = crate::wayland::limits::descriptors_for_clients();
+    if fd_limit < clients_need {
+        tracing::warn!(
+            fd_limit,
+            clients_need,
+            "the open files limit is below what the most clients at once may hold: raise LimitNOFILE"
+        );
+    } else {
+        tracing::debug!(fd_limit, clients_need, "open files limit");
+    }
+    // A panic on the loop (a bug) still ends by the way out below: the kiosk app stopped, the
+    // audit written, the VT given back, and a status systemd counts as a failure.
+    let turns = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_loop(&mut event_loop, &mut state)));
+    if turns.is_err() {
+        state.core.exit_code = Some(EXIT_PANIC);
+    }
+    Ok(stop(&mut state))
+}
+
+/// The compositor without its ways in (sockets, signals, systemd): the display, the globals, the
+/// seat, the video, the backend of `kind` and its outputs. `run` adds the rest; `embed` runs it
+/// as it is, inside another process.
+pub(crate) fn assemble(
+    args: &RunArgs,
+    config: &Config,
+    kind: BackendKind,
+    card: Option<PathBuf>,
+    socket_name: String,
+) -> anyhow::Result<(EventLoop<'static, State>, State)> {
+    let event_loop: EventLoop<'static, State> = EventLoop::try_new().context("cannot create the event loop")?;
+    let display: Display<State> = Display::new().context("cannot create the Wayland display")?;
+    let dh = display.handle();
+
+    let globals = Globals::new(&dh, config);
     let mut seat_state = SeatState::new();
     let mut seat = seat_state.new_wl_seat(&dh, "seat0");
     let kb = &config.keyboard;
@@ -146,7 +217,7 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
 
     match kind {
         BackendKind::Drm => {
-            let card = choice.card.clone().ok_or_else(|| anyhow!("no DRM device"))?;
+            let card = card.ok_or_else(|| anyhow!("no DRM device"))?;
             let renderer = args.renderer.unwrap_or(config.drm.renderer);
             if let Some(player) = &mut state.core.player {
                 player.set_scanout(true);
@@ -186,14 +257,6 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
         Err(why) => tracing::info!(reason = %why, "linux-dmabuf not advertised"),
     }
 
-    crate::listen::watch(&mut state.core, "wayland", socket, ListeningSocket::accept, |state, stream| {
-        let (pid, command) = crate::state::peer(&stream);
-        tracing::info!(client = pid, command, "client connected");
-        if let Err(err) = state.core.display_handle.insert_client(stream, State::new_client_data(pid, command)) {
-            tracing::warn!(%err, "cannot accept a client");
-        }
-    })
-    .map_err(|e| anyhow!(e))?;
     event_loop
         .handle()
         .insert_source(Generic::new(display, Interest::READ, Mode::Level), |_, display, state| {
@@ -205,47 +268,29 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
         })
         .map_err(|e| anyhow!("cannot watch the Wayland display: {e}"))?;
 
-    let runtime_dir = crate::control::runtime_dir().map_err(|e| anyhow!(e))?;
-    let control_path = crate::control::socket_path(&runtime_dir, &socket_name);
-    let _control = crate::control::server::start(&mut state.core, &control_path).map_err(|e| anyhow!(e))?;
+    Ok((event_loop, state))
+}
 
-    watch_signals(&mut state.core)?;
-
-    tracing::info!(
-        wayland_display = %socket_name,
-        control = %control_path.display(),
-        "vitrine is ready: clients connect with WAYLAND_DISPLAY={socket_name}"
-    );
-
-    if !args.app.is_empty() {
-        let env = vec![
-            ("WAYLAND_DISPLAY".to_string(), socket_name.clone()),
-            ("VITRINE_SOCKET".to_string(), control_path.display().to_string()),
-            ("XDG_SESSION_TYPE".to_string(), "wayland".to_string()),
-        ];
-        let app = AppSupervisor::new(
-            args.app.clone(),
-            env,
-            config.kiosk.on_app_exit,
-            Duration::from_millis(config.kiosk.restart_delay_ms),
-            Duration::from_millis(config.kiosk.restart_delay_max_ms),
-        );
-        state.core.kiosk.app = Some(app);
-        crate::kiosk::launch_app(&mut state.core);
+impl State {
+    /// A client on `stream` (accepted, or handed over by an embedder); one over the limit of
+    /// clients at once gets its error.
+    pub fn add_client(
+        &mut self,
+        stream: std::os::unix::net::UnixStream,
+        pid: i32,
+        command: String,
+    ) -> Option<smithay::reexports::wayland_server::Client> {
+        match self.core.display_handle.insert_client(stream, State::new_client_data(pid, command)) {
+            Ok(client) => {
+                crate::wayland::limits::client_connected(&self.core.display_handle, &client);
+                Some(client)
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot accept a client");
+                None
+            }
+        }
     }
-
-    start_systemd(&mut state.core)?;
-    state.core.day_clock = crate::kiosk::schedule::DayClock::from_env().map_err(|e| anyhow!(e))?;
-    state.apply_schedule();
-
-    tracing::debug!(fd_limit, "open files limit");
-    // A panic on the loop (a bug) still ends by the way out below: the kiosk app stopped, the
-    // audit written, the VT given back, and a status systemd counts as a failure.
-    let turns = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_loop(&mut event_loop, &mut state)));
-    if turns.is_err() {
-        state.core.exit_code = Some(EXIT_PANIC);
-    }
-    Ok(stop(&mut state))
 }
 
 /// The exit status after a panic on the loop (EX_SOFTWARE).
@@ -253,7 +298,7 @@ pub const EXIT_PANIC: i32 = 70;
 
 /// Turn the loop until vitrine is asked to stop. An event source that reports an error does
 /// not stop vitrine: the error is logged (at most once a minute) and the loop goes on.
-fn run_loop(event_loop: &mut EventLoop<'static, State>, state: &mut State) {
+pub(crate) fn run_loop(event_loop: &mut EventLoop<'static, State>, state: &mut State) {
     let mut last_error = None;
     while state.core.exit_code.is_none() {
         // Sleep until something happens, unless work is left for this turn.

@@ -19,10 +19,22 @@ use common::{wait_until, Vitrine};
 use wayland_client::backend::protocol::ProtocolError;
 use wayland_client::globals::{registry_queue_init, GlobalList, GlobalListContents};
 use wayland_client::protocol::{
-    wl_buffer::WlBuffer, wl_callback::WlCallback, wl_compositor::WlCompositor,
-    wl_data_device_manager::WlDataDeviceManager, wl_data_source::WlDataSource, wl_region::WlRegion,
-    wl_registry::WlRegistry, wl_seat::WlSeat, wl_shm, wl_shm::WlShm, wl_shm_pool::WlShmPool,
-    wl_subcompositor::WlSubcompositor, wl_subsurface::WlSubsurface, wl_surface::WlSurface,
+    wl_buffer::WlBuffer,
+    wl_callback::WlCallback,
+    wl_compositor::WlCompositor,
+    wl_data_device::{self, WlDataDevice},
+    wl_data_device_manager::WlDataDeviceManager,
+    wl_data_offer::WlDataOffer,
+    wl_data_source::WlDataSource,
+    wl_region::WlRegion,
+    wl_registry::WlRegistry,
+    wl_seat::WlSeat,
+    wl_shm,
+    wl_shm::WlShm,
+    wl_shm_pool::WlShmPool,
+    wl_subcompositor::WlSubcompositor,
+    wl_subsurface::WlSubsurface,
+    wl_surface::WlSurface,
 };
 use wayland_client::{delegate_noop, Connection, Dispatch, EventQueue, Proxy, QueueHandle};
 use wayland_protocols::wp::single_pixel_buffer::v1::client::wp_single_pixel_buffer_manager_v1::WpSinglePixelBufferManagerV1;
@@ -149,6 +161,17 @@ enum Died {
     Other(String),
 }
 
+/// How `conn` died, from the error its last call returned.
+fn died(conn: &Connection, err: String) -> Died {
+    match conn.protocol_error() {
+        Some(e) => Died::Protocol(e),
+        // wayland-client turns wl_display's own errors into errno values: no_memory is ENOMEM
+        // (its message is printed by the client library, not kept).
+        None if err.contains("Cannot allocate memory") => Died::NoMemory,
+        None => Died::Other(err),
+    }
+}
+
 #[derive(Default)]
 struct Abuser {
     /// xdg_surface.configure serials, in order.
@@ -158,6 +181,8 @@ struct Abuser {
     /// wl_keyboard.enter serials.
     enter_serial: Option<u32>,
     keyboard_focus: Option<u32>,
+    /// The clipboard's content as last offered (wl_data_device.selection).
+    selection: Option<WlDataOffer>,
 }
 
 struct Session {
@@ -170,10 +195,15 @@ struct Session {
 
 impl Session {
     fn open(vitrine: &Vitrine) -> Session {
+        Session::try_open(vitrine).unwrap()
+    }
+
+    /// A connection whose registry was read; how it died if it did.
+    fn try_open(vitrine: &Vitrine) -> Result<Session, Died> {
         let conn = vitrine.wayland();
-        let (globals, queue) = registry_queue_init::<Abuser>(&conn).unwrap();
+        let (globals, queue) = registry_queue_init::<Abuser>(&conn).map_err(|err| died(&conn, format!("{err:?}")))?;
         let qh = queue.handle();
-        Session { conn, queue, qh, globals, state: Abuser::default() }
+        Ok(Session { conn, queue, qh, globals, state: Abuser::default() })
     }
 
     fn bind<I: Proxy + 'static>(&self, version: u32) -> I
@@ -187,13 +217,7 @@ impl Session {
     fn roundtrip(&mut self) -> Result<(), Died> {
         match self.queue.roundtrip(&mut self.state) {
             Ok(_) => Ok(()),
-            Err(err) => Err(match self.conn.protocol_error() {
-                Some(e) => Died::Protocol(e),
-                // wayland-client turns wl_display's own errors into errno values: no_memory is
-                // ENOMEM (its message is printed by the client library, not kept).
-                None if format!("{err:?}").contains("Cannot allocate memory") => Died::NoMemory,
-                None => Died::Other(format!("{err:?}")),
-            }),
+            Err(err) => Err(died(&self.conn, format!("{err:?}"))),
         }
     }
 
@@ -360,6 +384,26 @@ delegate_noop!(Abuser: ignore WlShm);
 delegate_noop!(Abuser: ignore WlCallback);
 delegate_noop!(Abuser: ignore WlSeat);
 delegate_noop!(Abuser: WlDataDeviceManager);
+delegate_noop!(Abuser: ignore WlDataOffer);
+
+impl Dispatch<WlDataDevice, ()> for Abuser {
+    fn event(
+        s: &mut Self,
+        _: &WlDataDevice,
+        event: wl_data_device::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let wl_data_device::Event::Selection { id } = event {
+            s.selection = id;
+        }
+    }
+
+    wayland_client::event_created_child!(Abuser, WlDataDevice, [
+        wl_data_device::EVT_DATA_OFFER_OPCODE => (WlDataOffer, ()),
+    ]);
+}
 delegate_noop!(Abuser: ignore WlDataSource);
 
 // ---------------------------------------------------------------------------------------------
@@ -559,6 +603,74 @@ fn a_flood_of_shm_pools_is_stopped_at_the_limit() {
 }
 
 #[test]
+fn shm_pools_destroyed_under_their_buffers_still_count() {
+    hostile("hostile-shm-orphans", |vitrine, mut s| {
+        let shm: WlShm = s.bind(1);
+        let file = memfd(4096);
+        let mut keep = Vec::new();
+        // Each pool is destroyed at once and its buffer kept: vitrine still holds the pool's
+        // file and mapping, one per buffer (fewer than the buffer limit).
+        let error = s.flood(1200, 100, |s, _| {
+            let pool = shm.create_pool(file.as_fd(), 4096, &s.qh, ());
+            keep.push(pool.create_buffer(0, 16, 16, 64, wl_shm::Format::Xrgb8888, &s.qh, ()));
+            pool.destroy();
+        });
+        assert_limit(vitrine, error, "shm pools per client", 1024);
+    });
+}
+
+#[test]
+fn shm_pools_destroyed_under_their_buffers_still_count_their_size() {
+    hostile("hostile-shm-orphans-size", |vitrine, mut s| {
+        let shm: WlShm = s.bind(1);
+        let file = memfd(300 << 20);
+        let mut keep = Vec::new();
+        let error = s.flood(8, 1, |s, _| {
+            let pool = shm.create_pool(file.as_fd(), 300 << 20, &s.qh, ());
+            keep.push(pool.create_buffer(0, 16, 16, 64, wl_shm::Format::Xrgb8888, &s.qh, ()));
+            pool.destroy();
+        });
+        assert_limit(vitrine, error, "MiB of shm pools per client", 1024);
+    });
+}
+
+#[test]
+fn shm_pools_and_buffers_made_and_destroyed_over_and_over_are_not_limited() {
+    hostile("hostile-shm-churn", |_, mut s| {
+        let shm: WlShm = s.bind(1);
+        let file = memfd(4096);
+        // Three times the pool limit, each pool and buffer destroyed after use (the order a
+        // toolkit uses): vitrine closes each file, and none is counted once closed.
+        let error = s.flood(3072, 128, |s, _| {
+            let pool = shm.create_pool(file.as_fd(), 4096, &s.qh, ());
+            let buffer = pool.create_buffer(0, 16, 16, 64, wl_shm::Format::Xrgb8888, &s.qh, ());
+            pool.destroy();
+            buffer.destroy();
+        });
+        assert!(error.is_none(), "a client that destroys its pools and buffers was stopped: {error:?}");
+    });
+}
+
+#[test]
+fn clients_over_the_limit_at_once_are_refused_until_one_leaves() {
+    hostile("hostile-clients", |vitrine, s| {
+        // The witness and `s` are two of the 16.
+        let mut others: Vec<Session> = (0..14).map(|_| Session::open(vitrine)).collect();
+        for other in &mut others {
+            other.roundtrip().expect("a client within the limit is served");
+        }
+        let refused = Session::try_open(vitrine).err();
+        assert_limit(vitrine, refused, "clients at once", 16);
+        drop(others.pop());
+        // The place is free once vitrine has let go of the client that left.
+        let served =
+            wait_until(Duration::from_secs(10), || Session::try_open(vitrine).is_ok_and(|mut c| c.roundtrip().is_ok()));
+        assert!(served, "no client served after one of 16 left; log:\n{}", vitrine.log());
+        drop((others, s));
+    });
+}
+
+#[test]
 fn shm_pools_too_large_in_all_are_stopped() {
     hostile("hostile-shm-size", |vitrine, mut s| {
         let shm: WlShm = s.bind(1);
@@ -681,6 +793,52 @@ fn clipboard_sources_made_and_destroyed_over_and_over_are_not_limited() {
             source.destroy();
         });
         assert!(error.is_none(), "a client that destroys its sources was stopped: {error:?}");
+    });
+}
+
+#[test]
+fn a_clipboard_source_that_never_reads_is_cut_off_and_the_reader_carries_on() {
+    hostile("hostile-clipboard-never-reads", |vitrine, mut s| {
+        // The source takes the clipboard (its window is focused), then never reads its socket.
+        let mut source_client = Session::open(vitrine);
+        let seat: WlSeat = source_client.bind(7);
+        seat.get_keyboard(&source_client.qh, ());
+        let manager: WlDataDeviceManager = source_client.bind(3);
+        let _device = manager.get_data_device(&seat, &source_client.qh, ());
+        let _window = source_client.mapped_toplevel("vitrine.test.clipboard-source");
+        let focused = wait_until(Duration::from_secs(10), || {
+            let _ = source_client.roundtrip();
+            source_client.state.enter_serial.is_some()
+        });
+        assert!(focused, "the source's window did not get the keyboard focus");
+        let source = manager.create_data_source(&source_client.qh, ());
+        source.offer("text/plain".into());
+        let serial = source_client.state.enter_serial.unwrap();
+        _device.set_selection(Some(&source), serial);
+        source_client.roundtrip().unwrap();
+
+        // The reader's window, the newest, takes the focus and is offered the clipboard.
+        let seat: WlSeat = s.bind(7);
+        seat.get_keyboard(&s.qh, ());
+        let manager: WlDataDeviceManager = s.bind(3);
+        let _reader_device = manager.get_data_device(&seat, &s.qh, ());
+        let _reader_window = s.mapped_toplevel("vitrine.test.clipboard-reader");
+        let offered = wait_until(Duration::from_secs(10), || {
+            let _ = s.roundtrip();
+            s.state.selection.is_some()
+        });
+        assert!(offered, "the reader was not offered the clipboard; log:\n{}", vitrine.log());
+        let offer = s.state.selection.clone().unwrap();
+
+        // Each receive sends the source a descriptor it never reads: vitrine's buffer for it
+        // fills, and it is cut off rather than buffered for (with descriptors held) without end.
+        let (_read, write) = std::io::pipe().unwrap();
+        let error = s.flood(20_000, 500, |_, _| offer.receive("text/plain".into(), write.as_fd()));
+        assert!(error.is_none(), "the reader was stopped: {error:?}");
+        let died = source_client.roundtrip();
+        assert!(died.is_err(), "a source that never read was still connected after 20000 requests to send");
+        s.roundtrip().expect("the reader is still served");
+        println!("clipboard-never-reads: the source ended with {died:?}");
     });
 }
 

@@ -99,9 +99,9 @@ fn signals_during_playback_reload_twenty_times_then_stop_cleanly() {
     assert!(audit["frames_presented"].as_u64().unwrap() > before, "{audit}");
 }
 
-/// 1000 Wayland connections and 1000 control connections held open: vitrine takes every
-/// Wayland client (its descriptor limit is raised at start), refuses control connections past
-/// its cap, and serves a new client once they are gone.
+/// 1000 Wayland connections and 1000 control connections held open: vitrine accepts every
+/// Wayland connection and refuses those past its 16 clients at once with the limit's error,
+/// refuses control connections past their cap, and serves a new client once they are gone.
 #[test]
 fn a_thousand_idle_connections_of_each_kind_do_not_stop_vitrine() {
     raise_own_fd_limit();
@@ -128,10 +128,14 @@ fn a_thousand_idle_connections_of_each_kind_do_not_stop_vitrine() {
     }
     let log = vitrine.log();
     assert!(vitrine.is_running(), "{log}");
-    // Every Wayland client was accepted (each says hello in the log).
+    // Every Wayland connection was accepted (each says hello in the log), and all but 16 were
+    // refused, each with the limit named.
     let seen =
         common::wait_until(Duration::from_secs(30), || vitrine.log().matches("client connected").count() >= 1000);
     assert!(seen, "{} clients accepted", vitrine.log().matches("client connected").count());
+    let refused = || vitrine.log().matches("limit=\"clients at once\" max=16").count();
+    assert!(common::wait_until(Duration::from_secs(30), || refused() >= 984), "{} refused, not 984", refused());
+    assert_eq!(refused(), 984, "more refused than over the limit");
     drop(held);
     drop(control_held);
     let stats = {

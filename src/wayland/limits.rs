@@ -6,7 +6,6 @@
 //! which then hands each request to smithay unchanged: the request is carried out first (a new
 //! object must be initialised), then the count is checked.
 
-use std::collections::HashMap;
 use std::ffi::CString;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -23,8 +22,8 @@ use smithay::reexports::wayland_protocols::wp::single_pixel_buffer::v1::server::
     self, WpSinglePixelBufferManagerV1,
 };
 use smithay::reexports::wayland_server::backend::protocol::ProtocolError;
-use smithay::reexports::wayland_server::backend::{ClientId, ObjectId};
-use smithay::reexports::wayland_server::protocol::__interfaces::{WL_DISPLAY_INTERFACE, WL_SHM_POOL_INTERFACE};
+use smithay::reexports::wayland_server::backend::ClientId;
+use smithay::reexports::wayland_server::protocol::__interfaces::WL_DISPLAY_INTERFACE;
 use smithay::reexports::wayland_server::protocol::wl_buffer::WlBuffer;
 use smithay::reexports::wayland_server::protocol::wl_callback::WlCallback;
 use smithay::reexports::wayland_server::protocol::wl_compositor::WlCompositor;
@@ -32,8 +31,7 @@ use smithay::reexports::wayland_server::protocol::wl_data_device::WlDataDevice;
 use smithay::reexports::wayland_server::protocol::wl_data_device_manager::{self, WlDataDeviceManager};
 use smithay::reexports::wayland_server::protocol::wl_data_source::{self, WlDataSource};
 use smithay::reexports::wayland_server::protocol::wl_region::{self, WlRegion};
-use smithay::reexports::wayland_server::protocol::wl_shm::{self, WlShm};
-use smithay::reexports::wayland_server::protocol::wl_shm_pool::{self, WlShmPool};
+use smithay::reexports::wayland_server::protocol::wl_shm::WlShm;
 use smithay::reexports::wayland_server::protocol::wl_subcompositor::WlSubcompositor;
 use smithay::reexports::wayland_server::protocol::wl_subsurface::WlSubsurface;
 use smithay::reexports::wayland_server::protocol::wl_surface::{self, WlSurface};
@@ -48,10 +46,12 @@ use smithay::wayland::selection::data_device::{
     with_source_metadata, DataDeviceState, DataDeviceUserData, DataSourceUserData,
 };
 use smithay::wayland::shell::xdg::{PopupSurface, ToplevelSurface, XdgPopupSurfaceData, XdgToplevelSurfaceData};
-use smithay::wayland::shm::{ShmBufferUserData, ShmPoolUserData, ShmState};
+use smithay::wayland::shm::ShmState;
 use smithay::wayland::single_pixel_buffer::{SinglePixelBufferState, SinglePixelBufferUserData};
 
 use crate::state::{ClientState, State};
+
+mod shm;
 
 /// A limit: at most `max` of `what`.
 #[derive(Debug)]
@@ -65,6 +65,8 @@ pub const SUBSURFACE_DEPTH: Limit = Limit { what: "levels of nested subsurfaces"
 pub const POPUPS: Limit = Limit { what: "popups per client", max: 128 };
 pub const POPUP_DEPTH: Limit = Limit { what: "levels of nested popups", max: 16 };
 pub const CONFIGURES: Limit = Limit { what: "unacknowledged configures per toplevel", max: 64 };
+/// A pool counts from its creation until vitrine closes its file, which is after the client
+/// destroyed it if a buffer made from it still lives (`shm.rs`).
 pub const SHM_POOLS: Limit = Limit { what: "shm pools per client", max: 1024 };
 pub const SHM_MIB: Limit = Limit { what: "MiB of shm pools per client", max: 1024 };
 pub const BUFFERS: Limit = Limit { what: "buffers per client", max: 4096 };
@@ -78,6 +80,23 @@ pub const MIME_TYPES: Limit = Limit { what: "MIME types per clipboard or drag so
 /// A MIME type is a type, a subtype and a few parameters (RFC 6838 allows 127 bytes each for
 /// the first two).
 pub const MIME_TYPE_BYTES: Limit = Limit { what: "bytes per MIME type", max: 512 };
+/// Clients connected at once: with what each may hold (`DESCRIPTORS_PER_CLIENT`), what keeps
+/// all of them under the unit's descriptor limit.
+pub const CLIENTS: Limit = Limit { what: "clients at once", max: 16 };
+/// The most descriptors one client can make vitrine hold: its connection, its shm pools, up to
+/// four planes per dmabuf buffer and per dmabuf parameter object, and those in events queued for
+/// it (wayland-server queues at most 4096 bytes per client, and an event carrying a descriptor
+/// is at least 8).
+pub const DESCRIPTORS_PER_CLIENT: usize = 1 + SHM_POOLS.max + 4 * DMABUF_BUFFERS.max + 4 * DMABUF_PARAMS.max + 4096 / 8;
+/// The descriptors vitrine keeps for itself beside its clients' (outputs, decoders, framebuffers,
+/// control connections, logs), a generous bound on what it opens.
+pub const DESCRIPTORS_OWN: usize = 4096;
+
+/// The open files limit vitrine needs for its clients at their limits, and its own.
+pub fn descriptors_for_clients() -> u64 {
+    (CLIENTS.max * DESCRIPTORS_PER_CLIENT + DESCRIPTORS_OWN) as u64
+}
+
 /// Activation tokens are not a protocol error: one over this is not honoured.
 pub const ACTIVATION_TOKENS: Limit = Limit { what: "live activation tokens per client", max: 16 };
 
@@ -90,8 +109,35 @@ pub struct Usage {
     dmabuf_buffers: AtomicUsize,
     dmabuf_params: AtomicUsize,
     data_sources: AtomicUsize,
-    /// Each live shm pool and its size in bytes.
-    pools: Mutex<HashMap<ObjectId, usize>>,
+    /// The shm pools vitrine holds for the client (`shm.rs`).
+    pools: Mutex<Vec<shm::PoolFile>>,
+    _slot: Slot,
+}
+
+/// Clients connected now: each `Usage` holds a slot from its client's connection until its
+/// data is dropped.
+static CONNECTED: AtomicUsize = AtomicUsize::new(0);
+
+struct Slot;
+
+impl Default for Slot {
+    fn default() -> Self {
+        up(&CONNECTED);
+        Slot
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        down(&CONNECTED);
+    }
+}
+
+/// A client was accepted: one over `CLIENTS` is refused (its wl_display gets the error).
+pub fn client_connected(dh: &DisplayHandle, client: &Client) {
+    if CONNECTED.load(Ordering::Relaxed) > CLIENTS.max {
+        refuse(dh, client, &CLIENTS);
+    }
 }
 
 /// One more; returns the new count.
@@ -297,116 +343,6 @@ impl Dispatch<WlRegion, RegionUserData> for State {
     }
 }
 
-// wl_shm: pools are counted and their sizes summed (each pool is found among the client's
-// objects once smithay made it: the request does not say its id).
-impl Dispatch<WlShm, ()> for State {
-    fn request(
-        state: &mut State,
-        client: &Client,
-        resource: &WlShm,
-        request: wl_shm::Request,
-        data: &(),
-        dh: &DisplayHandle,
-        init: &mut DataInit<'_, State>,
-    ) {
-        let size = match &request {
-            wl_shm::Request::CreatePool { size, .. } => Some((*size).max(0) as usize),
-            _ => None,
-        };
-        <ShmState as Dispatch<WlShm, (), State>>::request(state, client, resource, request, data, dh, init);
-        let (Some(size), Some(u)) = (size, usage(client)) else { return };
-        let over = {
-            let Ok(mut pools) = u.pools.lock() else { return };
-            let mut new = Vec::new();
-            let _ = dh.backend_handle().with_all_objects_for(client.id(), |id| {
-                if id.interface().name == WL_SHM_POOL_INTERFACE.name && !pools.contains_key(&id) {
-                    new.push(id);
-                }
-            });
-            for id in new {
-                pools.insert(id, size);
-            }
-            if pools.len() > SHM_POOLS.max {
-                Some(&SHM_POOLS)
-            } else if pools.values().sum::<usize>() > SHM_MIB.max << 20 {
-                Some(&SHM_MIB)
-            } else {
-                None
-            }
-        };
-        if let Some(limit) = over {
-            refuse(dh, client, limit);
-        }
-    }
-
-    fn destroyed(state: &mut State, client: ClientId, resource: &WlShm, data: &()) {
-        <ShmState as Dispatch<WlShm, (), State>>::destroyed(state, client, resource, data)
-    }
-}
-
-impl Dispatch<WlShmPool, ShmPoolUserData> for State {
-    fn request(
-        state: &mut State,
-        client: &Client,
-        resource: &WlShmPool,
-        request: wl_shm_pool::Request,
-        data: &ShmPoolUserData,
-        dh: &DisplayHandle,
-        init: &mut DataInit<'_, State>,
-    ) {
-        let (resized, buffer) = match &request {
-            wl_shm_pool::Request::Resize { size } => (Some((*size).max(0) as usize), false),
-            wl_shm_pool::Request::CreateBuffer { .. } => (None, true),
-            _ => (None, false),
-        };
-        <ShmState as Dispatch<WlShmPool, ShmPoolUserData, State>>::request(
-            state, client, resource, request, data, dh, init,
-        );
-        if buffer {
-            count(dh, client, |u| &u.buffers, &BUFFERS);
-        }
-        let (Some(size), Some(u)) = (resized, usage(client)) else { return };
-        let total = {
-            let Ok(mut pools) = u.pools.lock() else { return };
-            pools.insert(resource.id(), size);
-            pools.values().sum::<usize>()
-        };
-        if total > SHM_MIB.max << 20 {
-            refuse(dh, client, &SHM_MIB);
-        }
-    }
-
-    fn destroyed(state: &mut State, client: ClientId, resource: &WlShmPool, data: &ShmPoolUserData) {
-        with_usage(&state.core.display_handle.clone(), client.clone(), |u| {
-            if let Ok(mut pools) = u.pools.lock() {
-                pools.remove(&resource.id());
-            }
-        });
-        <ShmState as Dispatch<WlShmPool, ShmPoolUserData, State>>::destroyed(state, client, resource, data)
-    }
-}
-
-impl Dispatch<WlBuffer, ShmBufferUserData> for State {
-    fn request(
-        state: &mut State,
-        client: &Client,
-        resource: &WlBuffer,
-        request: <WlBuffer as Resource>::Request,
-        data: &ShmBufferUserData,
-        dh: &DisplayHandle,
-        init: &mut DataInit<'_, State>,
-    ) {
-        <ShmState as Dispatch<WlBuffer, ShmBufferUserData, State>>::request(
-            state, client, resource, request, data, dh, init,
-        );
-    }
-
-    fn destroyed(state: &mut State, client: ClientId, resource: &WlBuffer, data: &ShmBufferUserData) {
-        with_usage(&state.core.display_handle.clone(), client.clone(), |u| down(&u.buffers));
-        <ShmState as Dispatch<WlBuffer, ShmBufferUserData, State>>::destroyed(state, client, resource, data)
-    }
-}
-
 // Single-pixel buffers count as buffers.
 impl Dispatch<WpSinglePixelBufferManagerV1, ()> for State {
     fn request(
@@ -598,3 +534,26 @@ delegate_dispatch!(State: [ZwpLinuxDmabufFeedbackV1: DmabufFeedbackData] => Dmab
 delegate_global_dispatch!(State: [WpSinglePixelBufferManagerV1: ()] => SinglePixelBufferState);
 delegate_global_dispatch!(State: [WlDataDeviceManager: ()] => DataDeviceState);
 delegate_dispatch!(State: [WlDataDevice: DataDeviceUserData] => DataDeviceState);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The unit's `LimitNOFILE` covers every client at its limits (a limit raised, or more
+    /// clients allowed, must raise it too).
+    #[test]
+    fn the_units_descriptor_limit_covers_the_clients_at_their_limits() {
+        for unit in [include_str!("../../systemd/vitrine.service"), include_str!("../../systemd/vitrine@.service")] {
+            let limit: u64 = unit
+                .lines()
+                .find_map(|l| l.strip_prefix("LimitNOFILE="))
+                .and_then(|v| v.trim().parse().ok())
+                .expect("the unit sets LimitNOFILE");
+            assert!(
+                descriptors_for_clients() <= limit,
+                "{} descriptors needed, LimitNOFILE={limit}",
+                descriptors_for_clients()
+            );
+        }
+    }
+}
