@@ -6,11 +6,16 @@
 //! than that). Every 30 s
 //! it samples what could leak: resident memory, descriptors, threads, framebuffers, cached plans,
 //! and the counters. Pass: no restart, memory flat after warm-up, descriptors and threads back
-//! to their level, no picture dropped outside the injected faults (drops while the loop waited
-//! for a CPU, by the kernel's run delay, are reported apart). The report goes to
+//! to their level, no picture dropped outside the injected faults. Each drop is judged from
+//! vitrine's log, where it is named with its time: drops during a fault or a screenshot belong
+//! to them, and drops while vitrine's loop waited for a CPU (the kernel's run delay) or while a
+//! CPU of the guest stood still (TCG on a busy host: a sleeper pinned to each CPU woke 50 ms
+//! late or more) are the machine's, reported apart. The report goes to
 //! artifacts/soak/report.{md,json}.
 
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::common::{self, Launch, Vitrine, BG_CONFIG};
 use super::display::ConfigfsVkms;
@@ -85,6 +90,173 @@ fn slope(points: &[(f64, f64)]) -> f64 {
     }
 }
 
+/// Seconds since the epoch, now.
+fn epoch_now() -> f64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar.
+fn days_since_epoch(year: i64, month: i64, day: i64) -> i64 {
+    // Counted in eras of 400 years from 0000-03-01, so that the leap day ends a year.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// The time of a log line (`2026-12-02T14:55:06.884461Z LEVEL ...`), in seconds since the epoch.
+fn log_time(line: &str) -> Option<f64> {
+    let stamp = line.split_whitespace().next()?.strip_suffix('Z')?;
+    let (date, time) = stamp.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|v| v.parse::<i64>().ok());
+    let (y, mo, da) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.splitn(3, ':');
+    let (h, mi, sec) = (t.next()?.parse::<f64>().ok()?, t.next()?.parse::<f64>().ok()?, t.next()?.parse::<f64>().ok()?);
+    Some(days_since_epoch(y, mo, da) as f64 * 86_400.0 + h * 3600.0 + mi * 60.0 + sec)
+}
+
+/// Moments a CPU of the guest stood still: a thread pinned to each CPU sleeps 5 ms at a time and
+/// notes each wake-up 50 ms late or more (nothing on that CPU ran meanwhile: under TCG the host
+/// did not run the virtual CPU). A loop of vitrine's that blocks is on its own CPU time and
+/// does not show here.
+struct Stalls {
+    found: Arc<Mutex<Vec<(f64, f64)>>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+const STALL: f64 = 0.050;
+
+impl Stalls {
+    fn watch() -> Stalls {
+        let found = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = (0..cpus)
+            .map(|cpu| {
+                let (found, stop) = (found.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    // SAFETY: a CPU set on the stack, applied to this thread.
+                    unsafe {
+                        let mut set: libc::cpu_set_t = std::mem::zeroed();
+                        libc::CPU_SET(cpu, &mut set);
+                        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+                    }
+                    let mut last = epoch_now();
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(5));
+                        let now = epoch_now();
+                        if now - last >= STALL {
+                            found.lock().unwrap().push((last, now));
+                        }
+                        last = now;
+                    }
+                })
+            })
+            .collect();
+        Stalls { found, stop, threads }
+    }
+
+    fn stop(mut self) -> Vec<(f64, f64)> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        std::mem::take(&mut *self.found.lock().unwrap())
+    }
+}
+
+/// What each dropped picture is put down to, from vitrine's log.
+#[derive(Debug, Default)]
+struct Drops {
+    warm_up: u64,
+    faults: u64,
+    screenshots: u64,
+    starved: u64,
+    stalled: u64,
+    /// The log lines of drops none of the above explains.
+    unexplained: Vec<String>,
+}
+
+impl Drops {
+    fn total(&self) -> u64 {
+        self.warm_up + self.faults + self.screenshots + self.starved + self.stalled + self.unexplained.len() as u64
+    }
+}
+
+/// Put each "late picture dropped" of `log` down to what explains it. Windows are in epoch
+/// seconds; `settled` is when warm-up ended.
+fn judge_drops(log: &str, settled: f64, faults: &[(f64, f64)], shots: &[(f64, f64)], stalls: &[(f64, f64)]) -> Drops {
+    let timed = |what: &str| -> Vec<(f64, &str)> {
+        log.lines().filter(|l| l.contains(what)).filter_map(|l| Some((log_time(l)?, l))).collect()
+    };
+    // The loop says so right after the drops of a pick it made late for want of a CPU.
+    let starved: Vec<f64> = timed("the loop waited for a CPU: pictures dropped").into_iter().map(|(t, _)| t).collect();
+    let within = |t: f64, windows: &[(f64, f64)], before: f64, after: f64| {
+        windows.iter().any(|(a, b)| t >= a - before && t <= b + after)
+    };
+    let mut drops = Drops::default();
+    for (t, line) in timed("late picture dropped") {
+        if t < settled {
+            drops.warm_up += 1;
+        } else if within(t, faults, 0.0, 0.0) {
+            drops.faults += 1;
+        } else if within(t, shots, 0.0, 0.0) {
+            drops.screenshots += 1;
+        } else if starved.iter().any(|s| t <= *s && t >= s - 0.05) {
+            drops.starved += 1;
+        } else if within(t, stalls, 0.0, 0.25) {
+            // The pick that drops comes at the first vblank after the CPU ran again.
+            drops.stalled += 1;
+        } else {
+            drops.unexplained.push(line.to_string());
+        }
+    }
+    drops
+}
+
+#[test]
+fn log_times_are_read_as_utc() {
+    assert_eq!(days_since_epoch(1970, 1, 1), 0);
+    assert_eq!(days_since_epoch(2000, 3, 1), 11_017);
+    assert_eq!(days_since_epoch(2026, 12, 2), 20_789);
+    let t = log_time("2026-12-02T14:55:06.884461Z DEBUG video: late picture dropped").unwrap();
+    assert!((t - (20_789.0 * 86_400.0 + 14.0 * 3600.0 + 55.0 * 60.0 + 6.884461)).abs() < 1e-6);
+    assert_eq!(log_time("not a log line"), None);
+}
+
+#[test]
+fn drops_are_put_down_to_what_explains_them() {
+    let at = |t: f64| {
+        let secs = t - 20_789.0 * 86_400.0;
+        format!("2026-12-02T{:02}:{:02}:{:09.6}Z", (secs / 3600.0) as u32, (secs % 3600.0 / 60.0) as u32, secs % 60.0)
+    };
+    let day = 20_789.0 * 86_400.0 + 12.0 * 3600.0;
+    let drop = |t: f64| format!("{} DEBUG video: late picture dropped pts_ms=1\n", at(day + t));
+    let log = [
+        drop(1.0),
+        drop(100.0),
+        drop(200.5),
+        drop(300.0),
+        format!("{} DEBUG video: the loop waited for a CPU: pictures dropped dropped=1\n", at(day + 300.01)),
+        drop(400.1),
+        drop(500.0),
+    ]
+    .concat();
+    let drops = judge_drops(
+        &log,
+        day + 60.0,
+        &[(day + 99.0, day + 110.0)],
+        &[(day + 200.0, day + 201.0)],
+        &[(day + 399.9, day + 400.0)],
+    );
+    assert_eq!((drops.warm_up, drops.faults, drops.screenshots, drops.starved, drops.stalled), (1, 1, 1, 1, 1));
+    assert_eq!(drops.unexplained.len(), 1, "{drops:?}");
+    assert!(drops.unexplained[0].contains("12:08:20"), "{drops:?}");
+}
+
 #[test]
 #[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
 fn soak() {
@@ -107,11 +279,14 @@ fn soak() {
         name: "vm-soak",
         args: Vec::new(),
         config: config.clone(),
-        env: Vec::new(),
+        // Each dropped picture logged with its time, to be judged (`judge_drops`).
+        env: vec![("RUST_LOG".into(), "info,vitrine=debug,video=debug".into())],
         runtime: None,
         wrapper: Vec::new(),
     });
     let pid = vitrine.child.id();
+    let stalls = Stalls::watch();
+    let start_epoch = epoch_now();
     vitrine.spawn_client("weston-simple-shm", &[]);
     let start = Instant::now();
     // The decoder fault: every 10 minutes from minute 5, or once at half time.
@@ -138,8 +313,8 @@ fn soak() {
     let (mut next_sample, mut next_reload, mut next_shot) = (Duration::ZERO, Duration::from_secs(60), SAMPLE_EVERY);
     let mut samples = Vec::new();
     let mut reloads = 0;
-    // (when, pictures dropped but not while the loop waited for a CPU) for each screenshot.
-    let mut shot_drops: Vec<(f64, u64)> = Vec::new();
+    // From the request to a second after the answer, in epoch seconds, for each screenshot.
+    let mut shot_windows: Vec<(f64, f64)> = Vec::new();
     while start.elapsed() < length {
         let now = start.elapsed();
         if now >= next_sample {
@@ -158,18 +333,10 @@ fn soak() {
             // A screenshot on vkms is a writeback the kernel composes on the CPU: under TCG the
             // frame carrying it takes a few hundred milliseconds, and pictures due meanwhile are
             // dropped. Those are counted apart (an injected operation, like the faults).
-            // (Drops while the loop waited for a CPU are counted apart below, so not here.)
-            let dropped = |v: &Vitrine| {
-                let video = &v.ok(&Request::Stats)["video"];
-                let n = |k: &str| video[k].as_u64().unwrap_or(0);
-                n("frames_dropped") - n("frames_dropped_starved")
-            };
-            let before = dropped(&vitrine);
-            let at = start.elapsed().as_secs_f64();
+            let from = epoch_now();
             let image = vitrine.screenshot("soak");
             assert!(common::covered(&image) > 1.0 / 16.0, "the screen went dark at {now:?}");
-            std::thread::sleep(Duration::from_secs(1));
-            shot_drops.push((at, dropped(&vitrine).saturating_sub(before)));
+            shot_windows.push((from, epoch_now() + 1.0));
             next_shot += SAMPLE_EVERY;
         }
         if hotplugs_at.get(next_hotplug).is_some_and(|t| now >= *t) {
@@ -237,19 +404,16 @@ fn soak() {
     // not reach a new high.
     let fbs_early = settled[..settled.len() - 2].iter().map(|s| s.framebuffers).max().unwrap_or(0);
     let fbs_late = late(|s| s.framebuffers);
-    // Drops after warm-up, outside the faults, less those the screenshots caused and those made
-    // while the guest kept vitrine's loop off its CPUs for a refresh or more (TCG on a busy host:
-    // the kernel's run delay says so; they are reported, not judged).
-    let (mut dropped_outside, mut dropped_starved) = (0u64, 0u64);
-    for w in settled.windows(2).filter(|w| !in_fault(w[0].t_s, w[1].t_s)) {
-        let all = w[1].video_dropped.saturating_sub(w[0].video_dropped);
-        let starved = w[1].video_dropped_starved.saturating_sub(w[0].video_dropped_starved);
-        let shots: u64 = shot_drops.iter().filter(|(t, _)| *t >= w[0].t_s && *t < w[1].t_s).map(|(_, n)| n).sum();
-        dropped_starved += starved;
-        dropped_outside += all.saturating_sub(starved).saturating_sub(shots);
-    }
-    let dropped_by_screenshots: u64 = shot_drops.iter().map(|(_, n)| n).sum();
+    // Each drop, from the log: the faults' and screenshots' own, the machine's (the loop waited
+    // for a CPU, or a CPU stood still: reported, not judged), and any other.
+    let stall_windows = stalls.stop();
     let last = samples.last().unwrap().clone();
+    let faults_epoch: Vec<(f64, f64)> = fault_windows.iter().map(|(a, b)| (start_epoch + a, start_epoch + b)).collect();
+    let log = vitrine.log();
+    let drops = judge_drops(&log, start_epoch + WARM_UP.as_secs_f64(), &faults_epoch, &shot_windows, &stall_windows);
+    let dropped_outside = drops.unexplained.len() as u64;
+    let stalled_s: f64 = stall_windows.iter().map(|(a, b)| b - a).sum();
+    let longest_stall_ms = stall_windows.iter().map(|(a, b)| b - a).fold(0.0, f64::max) * 1000.0;
 
     let report = serde_json::json!({
         "minutes": minutes,
@@ -265,8 +429,15 @@ fn soak() {
         "threads": [threads_early, threads_late],
         "framebuffers": [fbs_early, fbs_late],
         "dropped_outside_faults": dropped_outside,
-        "dropped_while_starved": dropped_starved,
-        "dropped_during_screenshots": dropped_by_screenshots,
+        "dropped_unexplained": drops.unexplained,
+        "dropped_during_faults": drops.faults,
+        "dropped_while_starved": drops.starved,
+        "dropped_while_a_cpu_stood_still": drops.stalled,
+        "dropped_during_screenshots": drops.screenshots,
+        "dropped_during_warm_up": drops.warm_up,
+        "cpu_stalls": stall_windows.len(),
+        "cpu_stalled_s": stalled_s,
+        "longest_cpu_stall_ms": longest_stall_ms,
         "samples": samples,
     });
     let dir = common::artifacts().join("soak");
@@ -278,14 +449,20 @@ fn soak() {
          | RSS (KiB) | {} | {} (between faults {growth_kib:+} KiB; across faults {fault_steps_kib:?} KiB) |\n| descriptors | {fds_early} | {fds_late} |\n\
          | threads | {threads_early} | {threads_late} |\n| framebuffers | {fbs_early} | {fbs_late} |\n\n\
          Pictures presented: {}; dropped outside the faults and screenshots: {dropped_outside} \
-         (during the {} screenshots: {dropped_by_screenshots}; while the loop waited for a CPU: \
-         {dropped_starved}); commits: {}; decoder failures: {}.\n\n\
+         (during the faults: {}; during the {} screenshots: {}; while the loop waited for a CPU: {}; \
+         while a CPU of the guest stood still: {} (it did {} times, {stalled_s:.1} s in all, at most \
+         {longest_stall_ms:.0} ms)); commits: {}; decoder failures: {}.\n\n\
          | t (s) | RSS KiB | fds | threads | fbs | plans | presented | dropped |\n|---|---|---|---|---|---|---|---|\n",
         faults_at.len(),
         settled[0].rss_kib,
         last.rss_kib,
         last.video_presented,
-        shot_drops.len(),
+        drops.faults,
+        shot_windows.len(),
+        drops.screenshots,
+        drops.starved,
+        drops.stalled,
+        stall_windows.len(),
         last.commits,
         last.decoder_failures,
     );
@@ -294,6 +471,9 @@ fn soak() {
             "| {:.0} | {} | {} | {} | {} | {} | {} | {} |\n",
             s.t_s, s.rss_kib, s.fds, s.threads, s.framebuffers, s.plans_cached, s.video_presented, s.video_dropped
         );
+    }
+    for line in &drops.unexplained {
+        md += &format!("\nUnexplained: `{line}`");
     }
     std::fs::write(dir.join("report.md"), &md).unwrap();
     println!("{md}");
@@ -306,6 +486,7 @@ fn soak() {
     assert!(threads_late <= threads_early, "threads did not come back:\n{md}");
     assert!(fbs_late <= fbs_early.max(1), "framebuffers pile up:\n{md}");
     assert!(last.plans_cached <= 64, "{md}");
+    assert!(drops.total() >= last.video_dropped, "the log names fewer drops than the stats count:\n{drops:?}\n{md}");
     assert_eq!(dropped_outside, 0, "pictures dropped outside the injected faults:\n{md}");
     assert!(last.decoder_failures >= faults_at.len() as u64, "the faults were not seen:\n{md}");
     assert_eq!(next_hotplug, hotplugs_at.len(), "hotplugs not made:\n{md}");
