@@ -70,6 +70,9 @@ pub struct KmsStats {
     pub in_fences: u64,
     /// Screenshots read back from the writeback connector.
     pub writeback_captures: u64,
+    /// Writebacks whose fence the kernel did not signal in time (the connector is then left
+    /// alone: screenshots are vitrine's composition).
+    pub writeback_timeouts: u64,
 }
 
 pub struct Drm {
@@ -103,6 +106,9 @@ pub struct Drm {
     /// (`VITRINE_FAULT_REFUSE_PLANE_COMMITS`; no driver in the rig refuses a real commit that
     /// passed TEST_ONLY).
     refuse_plane_commits: u32,
+    /// Fault injection: this many writeback fences are closed unwatched, as if the kernel never
+    /// signalled them (`VITRINE_FAULT_LOSE_WRITEBACK_FENCES`).
+    pub(super) lose_writeback_fences: u32,
     pub stats: KmsStats,
 }
 
@@ -141,9 +147,14 @@ pub fn usable_card(wanted: &str) -> Result<PathBuf, String> {
 /// `VITRINE_FAULT_REFUSE_PLANE_COMMITS=N`: the display ladder's fault injection (see
 /// `Drm::refuse_plane_commits`).
 fn refused_plane_commits_injected() -> u32 {
-    let n = std::env::var("VITRINE_FAULT_REFUSE_PLANE_COMMITS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    fault_injected("VITRINE_FAULT_REFUSE_PLANE_COMMITS", "the next commits putting a layer on a plane will be refused")
+}
+
+/// A count of faults to inject from the environment variable `name` (0 when unset), said once.
+fn fault_injected(name: &str, what: &str) -> u32 {
+    let n = std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     if n > 0 {
-        tracing::warn!(n, "fault injection: the next commits putting a layer on a plane will be refused");
+        tracing::warn!(n, "fault injection ({name}): {what}");
     }
     n
 }
@@ -221,6 +232,8 @@ impl Drm {
             crtc: None,
             in_flight: Vec::new(),
             fenced: false,
+            waiting: None,
+            lost: false,
         });
         let drm_fd =
             card.as_file().try_clone().map_err(|source| DrmError::kernel(format!("{}: dup", card.name()), source))?;
@@ -260,6 +273,10 @@ impl Drm {
             last_error: None,
             fence_waited: false,
             refuse_plane_commits: refused_plane_commits_injected(),
+            lose_writeback_fences: fault_injected(
+                "VITRINE_FAULT_LOSE_WRITEBACK_FENCES",
+                "writeback fences will be lost",
+            ),
             stats: KmsStats::default(),
         };
         match notifier {
