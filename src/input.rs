@@ -2,13 +2,14 @@
 
 use smithay::backend::input::{
     AbsolutePositionEvent, Axis, AxisSource, ButtonState, Event, InputBackend, InputEvent, KeyboardKeyEvent,
-    PointerAxisEvent, PointerButtonEvent, PointerMotionEvent, TouchEvent,
+    PointerAxisEvent, PointerButtonEvent, PointerMotionEvent, TouchEvent, TouchSlot,
 };
 use smithay::desktop::WindowSurfaceType;
 use smithay::input::keyboard::FilterResult;
 use smithay::input::pointer::{AxisFrame, ButtonEvent, MotionEvent};
 use smithay::input::touch::{DownEvent, MotionEvent as TouchMotionEvent, UpEvent};
 use smithay::reexports::wayland_server::protocol::wl_surface::WlSurface;
+use smithay::reexports::wayland_server::Resource;
 use smithay::utils::{Logical, Point, SERIAL_COUNTER};
 
 use crate::state::State;
@@ -41,17 +42,41 @@ impl State {
         Some(Point::from((x, y)) + geo.loc.to_f64())
     }
 
-    fn pointer_moved(&mut self, pos: Point<f64, Logical>, time: u32) {
+    pub(crate) fn pointer_moved(&mut self, pos: Point<f64, Logical>, time: u32) {
         self.core.kiosk.pointer_location = pos;
         self.core.kiosk.last_pointer_motion = Some(std::time::Instant::now());
         // The cursor is drawn by vitrine: where it was and where it is now change.
         self.core.queue_redraw_all();
         self.core.arm_pointer_hide();
         let under = self.surface_under(pos);
+        self.core.kiosk.pointer_under = under.as_ref().map(|(s, origin)| (s.id(), *origin));
         if let Some(pointer) = self.core.seat.get_pointer() {
             pointer.motion(self, under, &MotionEvent { location: pos, serial: SERIAL_COUNTER.next_serial(), time });
             pointer.frame(self);
         }
+    }
+
+    /// After a commit: a surface that appeared, moved or went away under a pointer that did not
+    /// move changes what the pointer is over, or where on it, as if the pointer had moved.
+    /// Nothing is sent when nothing changed, nor before a pointer was ever used.
+    pub(crate) fn pointer_follows_surfaces(&mut self) {
+        if self.core.kiosk.last_pointer_motion.is_none() {
+            return;
+        }
+        let Some(pointer) = self.core.seat.get_pointer() else { return };
+        if pointer.is_grabbed() {
+            return;
+        }
+        let pos = pointer.current_location();
+        let under = self.surface_under(pos);
+        let now = under.as_ref().map(|(s, origin)| (s.id(), *origin));
+        if now == self.core.kiosk.pointer_under {
+            return;
+        }
+        self.core.kiosk.pointer_under = now;
+        let time = self.core.clock.now().as_millis();
+        pointer.motion(self, under, &MotionEvent { location: pos, serial: SERIAL_COUNTER.next_serial(), time });
+        pointer.frame(self);
     }
 
     pub fn handle_input<B: InputBackend>(&mut self, event: InputEvent<B>) {
@@ -103,27 +128,7 @@ impl State {
                 self.pointer_moved(pos, event.time_msec());
             }
             InputEvent::PointerButton { event } => {
-                let Some(pointer) = self.core.seat.get_pointer() else {
-                    return;
-                };
-                let serial = SERIAL_COUNTER.next_serial();
-                if event.state() == ButtonState::Pressed {
-                    if let Some((surface, _)) = self.surface_under(pointer.current_location()) {
-                        if let Some(window) = self.window_for_root_of(&surface) {
-                            if let Some(t) = window.toplevel() {
-                                let surface = t.wl_surface().clone();
-                                if let Some(keyboard) = self.core.seat.get_keyboard() {
-                                    keyboard.set_focus(self, Some(surface), serial);
-                                }
-                            }
-                        }
-                    }
-                }
-                pointer.button(
-                    self,
-                    &ButtonEvent { button: event.button_code(), state: event.state(), serial, time: event.time_msec() },
-                );
-                pointer.frame(self);
+                self.pointer_button(event.button_code(), event.state(), event.time_msec())
             }
             InputEvent::PointerAxis { event } => {
                 let Some(pointer) = self.core.seat.get_pointer() else {
@@ -146,45 +151,16 @@ impl State {
                 pointer.frame(self);
             }
             InputEvent::TouchDown { event } => {
-                // Touch hides the pointer: kiosks are touch-first.
-                if self.core.kiosk.last_pointer_motion.take().is_some() {
-                    self.core.queue_redraw_all();
+                if let Some(pos) = self.absolute_position(&event) {
+                    self.touch_down(event.slot(), pos, event.time_msec());
                 }
-                let (Some(touch), Some(pos)) = (self.core.seat.get_touch(), self.absolute_position(&event)) else {
-                    return;
-                };
-                let under = self.surface_under(pos);
-                touch.down(
-                    self,
-                    under,
-                    &DownEvent {
-                        slot: event.slot(),
-                        location: pos,
-                        serial: SERIAL_COUNTER.next_serial(),
-                        time: event.time_msec(),
-                    },
-                );
             }
             InputEvent::TouchMotion { event } => {
-                let (Some(touch), Some(pos)) = (self.core.seat.get_touch(), self.absolute_position(&event)) else {
-                    return;
-                };
-                let under = self.surface_under(pos);
-                touch.motion(
-                    self,
-                    under,
-                    &TouchMotionEvent { slot: event.slot(), location: pos, time: event.time_msec() },
-                );
+                if let Some(pos) = self.absolute_position(&event) {
+                    self.touch_moved(event.slot(), pos, event.time_msec());
+                }
             }
-            InputEvent::TouchUp { event } => {
-                let Some(touch) = self.core.seat.get_touch() else {
-                    return;
-                };
-                touch.up(
-                    self,
-                    &UpEvent { slot: event.slot(), serial: SERIAL_COUNTER.next_serial(), time: event.time_msec() },
-                );
-            }
+            InputEvent::TouchUp { event } => self.touch_up(event.slot(), event.time_msec()),
             InputEvent::TouchFrame { .. } => {
                 if let Some(touch) = self.core.seat.get_touch() {
                     touch.frame(self);
@@ -197,6 +173,49 @@ impl State {
             }
             _ => {}
         }
+    }
+
+    /// A button pressed on a window focuses its toplevel, then goes to the client.
+    pub(crate) fn pointer_button(&mut self, button: u32, state: ButtonState, time: u32) {
+        let Some(pointer) = self.core.seat.get_pointer() else {
+            return;
+        };
+        let serial = SERIAL_COUNTER.next_serial();
+        if state == ButtonState::Pressed {
+            if let Some((surface, _)) = self.surface_under(pointer.current_location()) {
+                if let Some(window) = self.window_for_root_of(&surface) {
+                    if let Some(t) = window.toplevel() {
+                        let surface = t.wl_surface().clone();
+                        if let Some(keyboard) = self.core.seat.get_keyboard() {
+                            keyboard.set_focus(self, Some(surface), serial);
+                        }
+                    }
+                }
+            }
+        }
+        pointer.button(self, &ButtonEvent { button, state, serial, time });
+        pointer.frame(self);
+    }
+
+    pub(crate) fn touch_down(&mut self, slot: TouchSlot, pos: Point<f64, Logical>, time: u32) {
+        // Touch hides the pointer: kiosks are touch-first.
+        if self.core.kiosk.last_pointer_motion.take().is_some() {
+            self.core.queue_redraw_all();
+        }
+        let Some(touch) = self.core.seat.get_touch() else { return };
+        let under = self.surface_under(pos);
+        touch.down(self, under, &DownEvent { slot, location: pos, serial: SERIAL_COUNTER.next_serial(), time });
+    }
+
+    pub(crate) fn touch_moved(&mut self, slot: TouchSlot, pos: Point<f64, Logical>, time: u32) {
+        let Some(touch) = self.core.seat.get_touch() else { return };
+        let under = self.surface_under(pos);
+        touch.motion(self, under, &TouchMotionEvent { slot, location: pos, time });
+    }
+
+    pub(crate) fn touch_up(&mut self, slot: TouchSlot, time: u32) {
+        let Some(touch) = self.core.seat.get_touch() else { return };
+        touch.up(self, &UpEvent { slot, serial: SERIAL_COUNTER.next_serial(), time });
     }
 
     fn window_for_root_of(&self, surface: &WlSurface) -> Option<smithay::desktop::Window> {

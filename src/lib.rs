@@ -7,6 +7,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod embed;
 pub mod fourcc;
 pub mod frames;
 pub mod image;

@@ -209,6 +209,7 @@ pub(crate) fn assemble(
             video_waker: None,
             tasks,
             accept_pauses: 0,
+            clients_connected: Default::default(),
             deferred: Vec::new(),
             trim_armed: false,
         },
@@ -280,7 +281,8 @@ impl State {
         pid: i32,
         command: String,
     ) -> Option<smithay::reexports::wayland_server::Client> {
-        match self.core.display_handle.insert_client(stream, State::new_client_data(pid, command)) {
+        let data = State::new_client_data(pid, command, &self.core.clients_connected);
+        match self.core.display_handle.insert_client(stream, data) {
             Ok(client) => {
                 crate::wayland::limits::client_connected(&self.core.display_handle, &client);
                 Some(client)

@@ -162,6 +162,8 @@ pub struct Core {
     pub tasks: smithay::reexports::calloop::channel::Sender<LoopTask>,
     /// Times a listening socket paused accepting (out of descriptors or memory: see `listen`).
     pub accept_pauses: u64,
+    /// Clients connected now (`wayland::limits::CLIENTS`).
+    pub clients_connected: Arc<std::sync::atomic::AtomicUsize>,
     /// Work for the end of this turn of the loop (`defer`).
     pub deferred: Vec<Deferred>,
     /// A trim of the allocator is armed (after clients left).
@@ -267,8 +269,18 @@ impl State {
         Some(report)
     }
 
-    pub fn new_client_data(pid: i32, command: String) -> Arc<ClientState> {
-        Arc::new(ClientState { pid, command, ..Default::default() })
+    /// The data of a new client of the display whose clients `connected` counts.
+    pub fn new_client_data(
+        pid: i32,
+        command: String,
+        connected: &Arc<std::sync::atomic::AtomicUsize>,
+    ) -> Arc<ClientState> {
+        Arc::new(ClientState {
+            pid,
+            command,
+            usage: crate::wayland::limits::Usage::of_client(connected),
+            ..Default::default()
+        })
     }
 }
 

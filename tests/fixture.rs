@@ -172,6 +172,12 @@ fn decorations_are_server_side_and_focus_follows_the_newest_mapped_toplevel() {
     map(&g, &mut queue, &mut client, &second, [0x90, 0x30, 0x30]);
     dispatch_until(&mut queue, &mut client, |c| c.keyboard_focus == Some(second.surface.id().protocol_id()));
     wait_for_pixel(&server, 320, 240, [0x90, 0x30, 0x30]);
+    // The activated state goes with the focus: the second is told it is, the first that it
+    // no longer is.
+    let activated = |c: &common::wl::Client, w: &common::wl::Window| {
+        c.configures[&w.toplevel.id().protocol_id()].2.contains(&(xdg_toplevel::State::Activated as u32))
+    };
+    dispatch_until(&mut queue, &mut client, |c| activated(c, &second) && !activated(c, &first));
 
     // Closing it returns focus, and the screen, to the first.
     second.toplevel.destroy();
@@ -179,4 +185,5 @@ fn decorations_are_server_side_and_focus_follows_the_newest_mapped_toplevel() {
     second.surface.destroy();
     dispatch_until(&mut queue, &mut client, |c| c.keyboard_focus == Some(first.surface.id().protocol_id()));
     wait_for_pixel(&server, 320, 240, [0x10, 0x10, 0x10]);
+    dispatch_until(&mut queue, &mut client, |c| activated(c, &first));
 }

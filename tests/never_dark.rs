@@ -152,7 +152,7 @@ fn a_thousand_idle_connections_of_each_kind_do_not_stop_vitrine() {
     assert!(vitrine.is_running());
 }
 
-/// With a descriptor limit it cannot raise (a hard limit of 64), vitrine runs out while
+/// With a descriptor limit it cannot raise (a hard limit of 32), vitrine runs out while
 /// accepting: it pauses accepting, says so, keeps running, and serves again once descriptors
 /// are free.
 #[test]
@@ -160,7 +160,8 @@ fn out_of_descriptors_pauses_accepting_and_serves_again() {
     common::require("prlimit");
     raise_own_fd_limit();
     let mut launch = Launch::headless("out-of-fds");
-    launch.wrapper = vec!["prlimit".into(), "--nofile=64:64".into(), "--".into()];
+    // Low enough that 16 clients (the most vitrine keeps at once) exhaust it.
+    launch.wrapper = vec!["prlimit".into(), "--nofile=32:32".into(), "--".into()];
     let mut vitrine = Vitrine::launch(launch);
     let wayland = vitrine.runtime.join(&vitrine.socket);
     let mut held = Vec::new();

@@ -25,6 +25,8 @@ struct WindowKiosk {
     output: RefCell<Option<String>>,
     /// Whether the toplevel has committed a buffer yet.
     mapped: Cell<bool>,
+    /// Where an embedder put it (`embed`), instead of centred on its output.
+    placed: Cell<Option<Point<i32, Logical>>>,
 }
 
 pub struct Kiosk {
@@ -33,6 +35,8 @@ pub struct Kiosk {
     pub cursor_image: CursorImageStatus,
     pub pointer_location: Point<f64, Logical>,
     pub last_pointer_motion: Option<Instant>,
+    /// The surface the pointer was last sent over, and that surface's origin then.
+    pub pointer_under: Option<(smithay::reexports::wayland_server::backend::ObjectId, Point<f64, Logical>)>,
     pub app: Option<AppSupervisor>,
     /// Touchscreens that name their output (udev property WL_OUTPUT), by input device id.
     pub device_outputs: std::collections::HashMap<String, String>,
@@ -45,6 +49,7 @@ impl Kiosk {
             cursor_image: CursorImageStatus::default_named(),
             pointer_location: (0.0, 0.0).into(),
             last_pointer_motion: None,
+            pointer_under: None,
             app: None,
             device_outputs: Default::default(),
         }

@@ -10,7 +10,7 @@ use smithay::output::Output;
 use smithay::reexports::wayland_protocols::xdg::shell::server::xdg_toplevel;
 use smithay::reexports::wayland_server::protocol::wl_surface::WlSurface;
 use smithay::reexports::wayland_server::Resource;
-use smithay::utils::{Point, Rectangle, SERIAL_COUNTER};
+use smithay::utils::{Logical, Point, Rectangle, SERIAL_COUNTER};
 use smithay::wayland::compositor::with_states;
 use smithay::wayland::shell::xdg::ToplevelSurface;
 
@@ -31,9 +31,9 @@ impl Core {
         let Some(toplevel) = window.toplevel().cloned() else {
             return;
         };
+        // Activated comes with the keyboard focus (`kiosk_focus_changed`), when it maps.
         toplevel.with_pending_state(|state| {
             state.states.set(xdg_toplevel::State::Fullscreen);
-            state.states.set(xdg_toplevel::State::Activated);
         });
         window.user_data().insert_if_missing(WindowKiosk::default);
         self.kiosk.stack.push(window.clone());
@@ -85,10 +85,12 @@ impl Core {
             toplevel.send_pending_configure();
         }
 
-        // Centre what the client drew (a client may ignore the configured size).
+        // Centre what the client drew (a client may ignore the configured size), unless an
+        // embedder put it somewhere.
         let geo = window.geometry();
         let offset = ((out_geo.size.w - geo.size.w).max(0) / 2, (out_geo.size.h - geo.size.h).max(0) / 2);
-        let loc = out_geo.loc + Point::from(offset);
+        let placed = window.user_data().get::<WindowKiosk>().and_then(|k| k.placed.get());
+        let loc = placed.unwrap_or(out_geo.loc + Point::from(offset));
         if self.space.element_location(&window) != Some(loc) {
             self.space.map_element(window.clone(), loc, false);
             // map_element raises; restore the kiosk's stacking above this window.
@@ -96,6 +98,40 @@ impl Core {
                 for above in &self.kiosk.stack[pos + 1..] {
                     self.space.raise_element(above, false);
                 }
+            }
+        }
+    }
+
+    /// Put `window` at `at` of the layout from now on (an embedder's request).
+    pub fn kiosk_place_at(&mut self, window: &Window, at: Point<i32, Logical>) {
+        if let Some(kiosk) = window.user_data().get::<WindowKiosk>() {
+            kiosk.placed.set(Some(at));
+        }
+        if let Some(toplevel) = window.toplevel() {
+            let surface = toplevel.wl_surface().clone();
+            self.kiosk_place_toplevel(&surface);
+        }
+    }
+
+    /// The keyboard focus went to `focused` (a toplevel, one of its popups, or nothing): that
+    /// toplevel is the activated one, and each toplevel whose state changed is told.
+    pub fn kiosk_focus_changed(&mut self, focused: Option<&WlSurface>) {
+        let root = focused.map(|s| match self.popups.find_popup(s) {
+            Some(popup) => smithay::desktop::find_popup_root_surface(&popup).unwrap_or_else(|_| s.clone()),
+            None => s.clone(),
+        });
+        for window in &self.kiosk.stack {
+            let Some(toplevel) = window.toplevel() else { continue };
+            let active = root.as_ref() == Some(toplevel.wl_surface());
+            toplevel.with_pending_state(|state| {
+                if active {
+                    state.states.set(xdg_toplevel::State::Activated);
+                } else {
+                    state.states.unset(xdg_toplevel::State::Activated);
+                }
+            });
+            if toplevel.is_initial_configure_sent() {
+                toplevel.send_pending_configure();
             }
         }
     }

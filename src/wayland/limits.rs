@@ -8,7 +8,7 @@
 
 use std::ffi::CString;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use smithay::backend::allocator::dmabuf::Dmabuf;
 use smithay::reexports::wayland_protocols::wp::linux_dmabuf::zv1::server::zwp_linux_buffer_params_v1::{
@@ -111,31 +111,34 @@ pub struct Usage {
     data_sources: AtomicUsize,
     /// The shm pools vitrine holds for the client (`shm.rs`).
     pools: Mutex<Vec<shm::PoolFile>>,
-    _slot: Slot,
+    slot: Slot,
 }
 
-/// Clients connected now: each `Usage` holds a slot from its client's connection until its
-/// data is dropped.
-static CONNECTED: AtomicUsize = AtomicUsize::new(0);
-
-struct Slot;
-
-impl Default for Slot {
-    fn default() -> Self {
-        up(&CONNECTED);
-        Slot
+impl Usage {
+    /// The usage of a new client of a display whose clients `connected` counts: one more there,
+    /// until this is dropped with the client's data.
+    pub fn of_client(connected: &Arc<AtomicUsize>) -> Usage {
+        up(connected);
+        Usage { slot: Slot(Some(connected.clone())), ..Default::default() }
     }
 }
 
+/// A client's place among its display's clients (`CLIENTS`), given back when it is dropped.
+#[derive(Default)]
+struct Slot(Option<Arc<AtomicUsize>>);
+
 impl Drop for Slot {
     fn drop(&mut self) {
-        down(&CONNECTED);
+        if let Some(connected) = &self.0 {
+            down(connected);
+        }
     }
 }
 
 /// A client was accepted: one over `CLIENTS` is refused (its wl_display gets the error).
 pub fn client_connected(dh: &DisplayHandle, client: &Client) {
-    if CONNECTED.load(Ordering::Relaxed) > CLIENTS.max {
+    let connected = usage(client).and_then(|u| u.slot.0.as_ref()).map_or(0, |c| c.load(Ordering::Relaxed));
+    if connected > CLIENTS.max {
         refuse(dh, client, &CLIENTS);
     }
 }

@@ -7,6 +7,8 @@ mod misc;
 mod seat;
 mod xdg;
 
+pub use xdg::allow_buffer_before_configure;
+
 use smithay::reexports::wayland_server::DisplayHandle;
 use smithay::wayland::compositor::CompositorState;
 use smithay::wayland::content_type::ContentTypeState;

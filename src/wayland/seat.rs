@@ -26,6 +26,7 @@ impl SeatHandler for State {
     fn focus_changed(&mut self, seat: &Seat<Self>, focused: Option<&WlSurface>) {
         let client = focused.and_then(|s| self.core.display_handle.get_client(s.id()).ok());
         set_data_device_focus(&self.core.display_handle, seat, client);
+        self.core.kiosk_focus_changed(focused);
     }
 
     fn cursor_image(&mut self, _seat: &Seat<Self>, image: CursorImageStatus) {

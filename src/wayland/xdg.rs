@@ -76,8 +76,34 @@ impl XdgShellHandler for State {
         surface.send_repositioned(token);
     }
 
-    fn grab(&mut self, _surface: PopupSurface, _seat: WlSeat, _serial: Serial) {
-        // Popups stay until their client dismisses them: a kiosk has no other windows to click.
+    /// A popup that grabs (a menu, a browser's drop-down list) takes the keyboard and the
+    /// pointer until it is dismissed: a click outside the client's surfaces, or a new toplevel,
+    /// closes it (`popup_done`), and its keys go to it. Refused when the serial is not that of
+    /// the input that opened it.
+    fn grab(&mut self, surface: PopupSurface, seat: WlSeat, serial: Serial) {
+        use smithay::desktop::{find_popup_root_surface, PopupKeyboardGrab, PopupPointerGrab, PopupUngrabStrategy};
+        use smithay::input::pointer::Focus;
+        let Some(seat) = smithay::input::Seat::<State>::from_resource(&seat) else { return };
+        let popup = PopupKind::Xdg(surface);
+        let Ok(root) = find_popup_root_surface(&popup) else { return };
+        let Ok(mut grab) = self.core.popups.grab_popup(root, popup, &seat, serial) else { return };
+        if let Some(keyboard) = seat.get_keyboard() {
+            let previous = grab.previous_serial().unwrap_or(serial);
+            if keyboard.is_grabbed() && !(keyboard.has_grab(serial) || keyboard.has_grab(previous)) {
+                grab.ungrab(PopupUngrabStrategy::All);
+                return;
+            }
+            keyboard.set_focus(self, grab.current_grab(), serial);
+            keyboard.set_grab(self, PopupKeyboardGrab::new(&grab), serial);
+        }
+        if let Some(pointer) = seat.get_pointer() {
+            let previous = grab.previous_serial().unwrap_or_else(|| grab.serial());
+            if pointer.is_grabbed() && !(pointer.has_grab(serial) || pointer.has_grab(previous)) {
+                grab.ungrab(PopupUngrabStrategy::All);
+                return;
+            }
+            pointer.set_grab(self, PopupPointerGrab::new(&grab), serial, Focus::Keep);
+        }
     }
 
     // A kiosk decides sizes itself: requests to move, resize, maximize, minimize or leave
@@ -161,14 +187,23 @@ fn refuse_popup(popup: &PopupSurface, positioner: &PositionerState) -> Option<im
     Some(move || wm_base.post_error(code, message))
 }
 
+/// Whether a buffer committed before the first configure is acknowledged is let through: only
+/// an embedder sets it (`embed::Options`), for a host whose clients break the rule.
+static BUFFER_BEFORE_ACK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn allow_buffer_before_configure(allow: bool) {
+    BUFFER_BEFORE_ACK.store(allow, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// xdg-shell forbids attaching a buffer before the first configure is acknowledged; smithay does
 /// not check it for toplevels, so vitrine does, and disconnects only the offending client.
 fn reject_unconfigured_buffer(_state: &mut State, _dh: &DisplayHandle, surface: &WlSurface) {
+    let before_ack_allowed = BUFFER_BEFORE_ACK.load(std::sync::atomic::Ordering::Relaxed);
     let violation = compositor::with_states(surface, |states| {
         let configured = states
             .data_map
             .get::<XdgToplevelSurfaceData>()
-            .and_then(|data| data.lock().ok().map(|d| d.configured))
+            .and_then(|data| data.lock().ok().map(|d| d.configured || before_ack_allowed))
             .unwrap_or(true);
         let new_buffer = matches!(
             states.cached_state.get::<SurfaceAttributes>().pending().buffer,
@@ -223,9 +258,9 @@ impl Dispatch<XdgSurface, XdgSurfaceUserData> for State {
     }
 }
 
-// smithay's xdg_wm_base dispatch, with one check added: an xdg_surface is not made for a
-// wl_surface that already has a buffer (attached or committed), and the wm_base is remembered in
-// the surface's data (see `WmBaseOf`).
+// smithay's xdg_wm_base dispatch, with two checks added: an xdg_surface is not made for a
+// wl_surface that already has another role or a buffer (attached or committed), and the wm_base
+// is remembered in the surface's data (see `WmBaseOf`).
 impl Dispatch<XdgWmBase, XdgWmBaseUserData> for State {
     fn request(
         state: &mut State,
@@ -237,6 +272,20 @@ impl Dispatch<XdgWmBase, XdgWmBaseUserData> for State {
         init: &mut DataInit<'_, State>,
     ) {
         if let xdg_wm_base::Request::GetXdgSurface { surface, .. } = &request {
+            // A surface with another role (a subsurface, a cursor) cannot become an xdg_surface;
+            // one whose xdg_surface was destroyed may get its role again.
+            let role = compositor::get_role(surface).filter(|r| {
+                *r != smithay::wayland::shell::xdg::XDG_TOPLEVEL_ROLE
+                    && *r != smithay::wayland::shell::xdg::XDG_POPUP_ROLE
+            });
+            if let Some(role) = role {
+                tracing::warn!(surface = %surface.id(), role, "client made an xdg_surface for a surface with another role");
+                resource.post_error(
+                    xdg_wm_base::Error::Role,
+                    format!("{} has the role {role}: no xdg_surface can be made for it", surface.id()),
+                );
+                return;
+            }
             let committed = with_renderer_surface_state(surface, |s| s.buffer().is_some()).unwrap_or(false);
             let attached = compositor::with_states(surface, |states| {
                 states.data_map.insert_if_missing_threadsafe(|| WmBaseOf(resource.clone()));
