@@ -1,6 +1,7 @@
 //! Bounded fuzzing of the parsers of untrusted bytes: the MP4, Matroska, Annex-B and FWHT
 //! demuxers; the H.264 parameter-set and slice-header parser with the POC, DPB, reference-list
-//! and V4L2-control logic it feeds; the configuration; control requests.
+//! and V4L2-control logic it feeds; the configuration; control requests; the checks on a
+//! client's dmabuf parameters.
 //!
 //! Each target starts from real seeds (clips encoded here by ffmpeg/x264 in several coding
 //! configurations, the packaged configuration, every control request) and runs a fixed number of
@@ -193,6 +194,7 @@ const TARGETS: &[Target] = &[
     Target { name: "h264", ext: "h264", run: run_h264 },
     Target { name: "config", ext: "toml", run: run_config },
     Target { name: "control", ext: "json", run: run_control },
+    Target { name: "dmabuf", ext: "bin", run: run_dmabuf },
 ];
 
 /// Demux the file, every unit of it: errors are fine, panics and runaway memory are not.
@@ -242,6 +244,58 @@ fn run_config(_: &Path, data: &[u8]) -> bool {
 fn run_control(_: &Path, data: &[u8]) -> bool {
     let text = String::from_utf8_lossy(data);
     text.lines().filter(|line| vitrine::control::protocol::parse_request(line).is_ok()).count() > 0
+}
+
+/// A client's dmabuf parameters, as bytes (little-endian): the format (4 bytes), the modifier
+/// (8), the width and height (4 each), then for each plane, up to four, its offset, its stride
+/// and the size of the memory it names (4 each). The memory is a sparse memfd of that size (at
+/// most 1 GiB), so that the check's reading of the buffer's size is real.
+fn run_dmabuf(_: &Path, data: &[u8]) -> bool {
+    use smithay::backend::allocator::dmabuf::{Dmabuf, DmabufFlags};
+    use smithay::backend::allocator::{Fourcc, Modifier};
+    let word = |i: usize| data.get(i..i + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let modifier = data.get(4..12).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+    let (Some(code), Some(modifier), Some(w), Some(h)) = (word(0), modifier, word(12), word(16)) else { return false };
+    let Ok(fourcc) = Fourcc::try_from(code) else { return false };
+    // smithay refuses a size under 1 (zwp_linux_buffer_params_v1.invalid_dimensions) before it
+    // makes the buffer that reaches the check.
+    let (w, h) = (w as i32, h as i32);
+    if w < 1 || h < 1 {
+        return false;
+    }
+    let mut builder = Dmabuf::builder((w, h), fourcc, Modifier::from(modifier), DmabufFlags::empty());
+    let mut planes = 0;
+    for plane in 0..4 {
+        let at = 20 + plane * 12;
+        let (Some(offset), Some(stride), Some(bytes)) = (word(at), word(at + 4), word(at + 8)) else { break };
+        let Some(fd) = sparse_memfd(u64::from(bytes).min(1 << 30)) else { return false };
+        builder.add_plane(fd, plane as u32, offset, stride);
+        planes += 1;
+    }
+    let Some(dmabuf) = builder.build().filter(|_| planes > 0) else { return false };
+    vitrine::wayland::dmabuf_check::check(&dmabuf, |_, m| m == 0 || m == 0x00ff_ffff_ffff_ffff).is_ok()
+}
+
+fn sparse_memfd(size: u64) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: memfd_create with a constant name; the descriptor is owned at once.
+    let fd = unsafe { libc::memfd_create(c"vitrine-fuzz".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ftruncate on the descriptor just made.
+    (unsafe { libc::ftruncate(fd.as_raw_fd(), size as libc::off_t) } == 0).then_some(fd)
+}
+
+/// The bytes `run_dmabuf` reads, for a seed.
+fn dmabuf_params(fourcc: &[u8; 4], (w, h): (u32, u32), planes: &[(u32, u32, u32)]) -> Vec<u8> {
+    let mut out = fourcc.to_vec();
+    out.extend_from_slice(&0u64.to_le_bytes());
+    for word in [w, h].into_iter().chain(planes.iter().flat_map(|(o, s, b)| [*o, *s, *b])) {
+        out.extend_from_slice(&word.to_le_bytes());
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -324,6 +378,17 @@ fn make_seeds(dir: &Path) -> Vec<(&'static str, Vec<PathBuf>)> {
         std::fs::write(&path, lines.join("\n")).unwrap();
         vec![path]
     };
+    let dmabuf = [
+        ("xr24.bin", dmabuf_params(b"XR24", (64, 32), &[(0, 256, 8192)])),
+        ("nv12.bin", dmabuf_params(b"NV12", (64, 32), &[(0, 64, 3072), (2048, 64, 3072)])),
+        ("yu12.bin", dmabuf_params(b"YU12", (64, 32), &[(0, 64, 3072), (2048, 32, 3072), (2560, 32, 3072)])),
+    ]
+    .map(|(name, bytes)| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    })
+    .to_vec();
     vec![
         ("mp4", mp4),
         ("matroska", mkv),
@@ -332,6 +397,7 @@ fn make_seeds(dir: &Path) -> Vec<(&'static str, Vec<PathBuf>)> {
         ("h264", annexb),
         ("config", config),
         ("control", control),
+        ("dmabuf", dmabuf),
     ]
 }
 
