@@ -38,9 +38,11 @@ pub struct Writeback {
 }
 
 /// How long a writeback may take: one frame, composed by the kernel on the CPU where the device
-/// is virtual (a few hundred milliseconds under TCG), with a wide margin. A fence not signalled
-/// by then will not be: the screenshot fails with a reason rather than never being answered.
-const WRITEBACK_DEADLINE: Duration = Duration::from_secs(3);
+/// is virtual (a few hundred milliseconds under TCG at 1024x768; a 1080p frame beside a 1080p
+/// decode took over 3 s on a loaded host), with a wide margin, and still well inside a control
+/// client's patience. A fence not signalled by then will not be: the screenshot fails with a
+/// reason rather than never being answered.
+const WRITEBACK_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The writeback part of head `head`'s next commit, when captures wait for it: the buffer to
 /// write into and where the kernel puts the out-fence. Returns whether it was added.
