@@ -144,12 +144,6 @@ pub fn usable_card(wanted: &str) -> Result<PathBuf, String> {
     Err(why.join("; "))
 }
 
-/// `VITRINE_FAULT_REFUSE_PLANE_COMMITS=N`: the display ladder's fault injection (see
-/// `Drm::refuse_plane_commits`).
-fn refused_plane_commits_injected() -> u32 {
-    fault_injected("VITRINE_FAULT_REFUSE_PLANE_COMMITS", "the next commits putting a layer on a plane will be refused")
-}
-
 /// A count of faults to inject from the environment variable `name` (0 when unset), said once.
 fn fault_injected(name: &str, what: &str) -> u32 {
     let n = std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -272,7 +266,10 @@ impl Drm {
             feedback,
             last_error: None,
             fence_waited: false,
-            refuse_plane_commits: refused_plane_commits_injected(),
+            refuse_plane_commits: fault_injected(
+                "VITRINE_FAULT_REFUSE_PLANE_COMMITS",
+                "the next commits putting a layer on a plane will be refused",
+            ),
             lose_writeback_fences: fault_injected(
                 "VITRINE_FAULT_LOSE_WRITEBACK_FENCES",
                 "writeback fences will be lost",
