@@ -140,6 +140,11 @@ impl Core {
                         if o.video_timer.is_some_and(|(at, _)| at == wake) {
                             o.video_timer = None;
                         }
+                        // Said when it costs the picture its vblank (the soak reads it).
+                        let late = Instant::now().saturating_duration_since(wake);
+                        if late >= o.clock.period() / 2 {
+                            tracing::debug!(target: "frames", late_us = late.as_micros() as u64, "the video's wake-up came late");
+                        }
                     }
                     state.core.queue_redraw(&target);
                     TimeoutAction::Drop
@@ -321,6 +326,10 @@ impl State {
         self.core.frames.repaints += 1;
         let began = Instant::now();
         let result = self.backend.repaint(&mut self.core, output, at);
+        let took = began.elapsed();
+        if took >= period {
+            tracing::debug!(target: "frames", output = %output.name(), ?result, took_us = took.as_micros() as u64, "a repaint took a refresh or more");
+        }
         tracing::trace!(target: "frames", output = %output.name(), ?result, took_us = began.elapsed().as_micros() as u64, next_vblank_in_us = self.core.frames.clock(output).map(|c| c.next_vblank(Instant::now()).saturating_duration_since(Instant::now()).as_micros() as u64), "repaint");
         let Some(o) = self.core.frames.get_mut(output) else { return };
         o.last_unchanged = result == Repaint::Unchanged;

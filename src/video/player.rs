@@ -118,6 +118,8 @@ pub struct Player {
     /// The loop thread's run delay, read when a picture is chosen (see `frame_for`).
     run_delay: Option<RunDelay>,
     delay_at_pick: Option<Duration>,
+    /// When the display last asked for a picture (`frame_for`): a drop says how long before.
+    last_asked: Option<Instant>,
     /// The playlist item being read, if any.
     loader: Option<(PathBuf, Reading)>,
     /// Items that failed one after the other (a looping list of bad items stops).
@@ -179,6 +181,7 @@ impl Player {
             last_event: Instant::now(),
             run_delay: None,
             delay_at_pick: None,
+            last_asked: None,
             loader: None,
             failed_in_row: 0,
             ladder_skips_in_row: 0,

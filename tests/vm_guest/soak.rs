@@ -118,8 +118,8 @@ fn log_time(line: &str) -> Option<f64> {
 }
 
 /// Moments a CPU of the guest stood still: a thread pinned to each CPU sleeps 5 ms at a time and
-/// notes each wake-up 50 ms late or more (nothing on that CPU ran meanwhile: under TCG the host
-/// did not run the virtual CPU). A loop of vitrine's that blocks is on its own CPU time and
+/// notes each wake-up 20 ms late or more, and a stall of 50 ms or more explains a drop (nothing
+/// on that CPU ran meanwhile: under TCG the host did not run the virtual CPU). A loop of vitrine's that blocks is on its own CPU time and
 /// does not show here.
 struct Stalls {
     found: Arc<Mutex<Vec<(f64, f64)>>>,
@@ -128,6 +128,8 @@ struct Stalls {
 }
 
 const STALL: f64 = 0.050;
+/// Shorter stalls are noted too, for the report's account of each unexplained drop.
+const STALL_NOTED: f64 = 0.020;
 
 impl Stalls {
     fn watch() -> Stalls {
@@ -148,7 +150,7 @@ impl Stalls {
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(Duration::from_millis(5));
                         let now = epoch_now();
-                        if now - last >= STALL {
+                        if now - last >= STALL_NOTED {
                             found.lock().unwrap().push((last, now));
                         }
                         last = now;
@@ -178,6 +180,36 @@ struct Drops {
     stalled: u64,
     /// The log lines of drops none of the above explains.
     unexplained: Vec<String>,
+    /// For each of those, what came in the half second before it: the display's and the
+    /// loop's lateness as vitrine logged it, and the shorter stalls of the CPUs.
+    context: Vec<Vec<String>>,
+}
+
+/// What vitrine says, at debug level, when something came late on the display path.
+const LATENESS: [&str; 4] = [
+    "a flip came late",
+    "the video's wake-up came late",
+    "a repaint took a refresh or more",
+    "the loop waited for a CPU",
+];
+
+/// The lateness logged and the stalls seen in the half second up to the drop at `t`.
+fn context(log: &str, t: f64, stalls: &[(f64, f64)]) -> Vec<String> {
+    let near = |at: f64| at >= t - 0.5 && at <= t + 0.01;
+    let mut lines: Vec<String> = log
+        .lines()
+        .filter(|l| LATENESS.iter().any(|w| l.contains(w)))
+        .filter(|l| log_time(l).is_some_and(near))
+        .map(str::to_string)
+        .collect();
+    for (a, b) in stalls.iter().filter(|(a, b)| near(*a) || near(*b)) {
+        lines.push(format!(
+            "a CPU stood still for {:.0} ms, {:.0} ms before the drop",
+            (b - a) * 1000.0,
+            (t - b) * 1000.0
+        ));
+    }
+    lines
 }
 
 impl Drops {
@@ -197,6 +229,7 @@ fn judge_drops(log: &str, settled: f64, faults: &[(f64, f64)], shots: &[(f64, f6
     let within = |t: f64, windows: &[(f64, f64)], before: f64, after: f64| {
         windows.iter().any(|(a, b)| t >= a - before && t <= b + after)
     };
+    let long_stalls: Vec<(f64, f64)> = stalls.iter().copied().filter(|(a, b)| b - a >= STALL).collect();
     let mut drops = Drops::default();
     for (t, line) in timed("late picture dropped") {
         if t < settled {
@@ -207,11 +240,12 @@ fn judge_drops(log: &str, settled: f64, faults: &[(f64, f64)], shots: &[(f64, f6
             drops.screenshots += 1;
         } else if starved.iter().any(|s| t <= *s && t >= s - 0.05) {
             drops.starved += 1;
-        } else if within(t, stalls, 0.0, 0.25) {
+        } else if within(t, &long_stalls, 0.0, 0.25) {
             // The pick that drops comes at the first vblank after the CPU ran again.
             drops.stalled += 1;
         } else {
             drops.unexplained.push(line.to_string());
+            drops.context.push(context(log, t, stalls));
         }
     }
     drops
@@ -242,7 +276,9 @@ fn drops_are_put_down_to_what_explains_them() {
         drop(300.0),
         format!("{} DEBUG video: the loop waited for a CPU: pictures dropped dropped=1\n", at(day + 300.01)),
         drop(400.1),
+        format!("{} DEBUG frames: a flip came late commit_to_flip_us=50000\n", at(day + 499.9)),
         drop(500.0),
+        drop(600.0),
     ]
     .concat();
     let drops = judge_drops(
@@ -250,11 +286,17 @@ fn drops_are_put_down_to_what_explains_them() {
         day + 60.0,
         &[(day + 99.0, day + 110.0)],
         &[(day + 200.0, day + 201.0)],
-        &[(day + 399.9, day + 400.0)],
+        // A stall of 100 ms explains the drop after it; one of 30 ms does not.
+        &[(day + 399.9, day + 400.0), (day + 599.95, day + 599.98)],
     );
     assert_eq!((drops.warm_up, drops.faults, drops.screenshots, drops.starved, drops.stalled), (1, 1, 1, 1, 1));
-    assert_eq!(drops.unexplained.len(), 1, "{drops:?}");
+    assert_eq!(drops.unexplained.len(), 2, "{drops:?}");
     assert!(drops.unexplained[0].contains("12:08:20"), "{drops:?}");
+    assert!(drops.unexplained[1].contains("12:10:00"), "{drops:?}");
+    // Each comes with what was late before it.
+    assert_eq!(drops.context[0].len(), 1, "{drops:?}");
+    assert!(drops.context[0][0].contains("a flip came late"), "{drops:?}");
+    assert_eq!(drops.context[1], ["a CPU stood still for 30 ms, 20 ms before the drop"], "{drops:?}");
 }
 
 #[test]
@@ -424,7 +466,8 @@ fn soak() {
     let log = vitrine.log();
     let drops = judge_drops(&log, start_epoch + WARM_UP.as_secs_f64(), &faults_epoch, &shot_windows, &stall_windows);
     let dropped_outside = drops.unexplained.len() as u64;
-    let stalled_s: f64 = stall_windows.iter().map(|(a, b)| b - a).sum();
+    let long: Vec<(f64, f64)> = stall_windows.iter().copied().filter(|(a, b)| b - a >= STALL).collect();
+    let stalled_s: f64 = long.iter().map(|(a, b)| b - a).sum();
     let longest_stall_ms = stall_windows.iter().map(|(a, b)| b - a).fold(0.0, f64::max) * 1000.0;
 
     let report = serde_json::json!({
@@ -442,19 +485,24 @@ fn soak() {
         "framebuffers": [fbs_early, fbs_late],
         "dropped_outside_faults": dropped_outside,
         "dropped_unexplained": drops.unexplained,
+        "dropped_unexplained_context": drops.context,
         "dropped_during_faults": drops.faults,
         "dropped_while_starved": drops.starved,
         "dropped_while_a_cpu_stood_still": drops.stalled,
         "dropped_during_screenshots": drops.screenshots,
         "dropped_during_warm_up": drops.warm_up,
         "writebacks_the_kernel_lost": lost_writebacks,
-        "cpu_stalls": stall_windows.len(),
+        "cpu_stalls": long.len(),
+        "cpu_stalls_of_20ms_or_more": stall_windows.len(),
         "cpu_stalled_s": stalled_s,
         "longest_cpu_stall_ms": longest_stall_ms,
         "samples": samples,
     });
     let dir = common::artifacts().join("soak");
     std::fs::create_dir_all(&dir).unwrap();
+    // The whole log and every stall, to judge the run again by hand.
+    std::fs::write(dir.join("vitrine.log"), &log).unwrap();
+    std::fs::write(dir.join("stalls.json"), serde_json::to_string(&stall_windows).unwrap()).unwrap();
     std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(&report).unwrap()).unwrap();
     let mut md = format!(
         "# Soak: {minutes} minutes\n\n{reloads} reloads, {} decoder faults, {next_hotplug} hotplugs, 0 restarts.\n\n\
@@ -476,7 +524,7 @@ fn soak() {
         drops.screenshots,
         drops.starved,
         drops.stalled,
-        stall_windows.len(),
+        long.len(),
         last.commits,
         last.decoder_failures,
     );
@@ -486,8 +534,11 @@ fn soak() {
             s.t_s, s.rss_kib, s.fds, s.threads, s.framebuffers, s.plans_cached, s.video_presented, s.video_dropped
         );
     }
-    for line in &drops.unexplained {
-        md += &format!("\nUnexplained: `{line}`");
+    for (line, context) in drops.unexplained.iter().zip(&drops.context) {
+        md += &format!("\nUnexplained: `{line}`\n");
+        for c in context {
+            md += &format!("  - before it: `{c}`\n");
+        }
     }
     std::fs::write(dir.join("report.md"), &md).unwrap();
     println!("{md}");

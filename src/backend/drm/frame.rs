@@ -588,7 +588,7 @@ impl Drm {
                 _ => None,
             })
             .collect();
-        head.in_flight = Some(InFlight { scene, buffers });
+        head.in_flight = Some(InFlight { scene, buffers, committed: Instant::now() });
         head.active_planes = active;
         head.last_plan = plan;
         head.last_fbs = plane_fbs;
@@ -638,6 +638,7 @@ impl Drm {
             let output = head.output.clone();
             let refresh = head.refresh;
             let at = crate::clock::instant_at(flip.duration);
+            slow_flip(&output, done.committed, at, refresh);
             let (removing, power_off) = (head.removing, head.power_off);
             self.fb_cache.prune(&self.card);
             if removing {
@@ -659,6 +660,24 @@ impl Drm {
             }
             core.frame_done(&output, at);
         }
+    }
+}
+
+/// A flip the kernel stamped later than the vblank after its commit, or whose event reached
+/// the loop a refresh or more after that stamp: said at debug level, for the pictures it may
+/// have made late (the soak reads it). Nothing is logged while flips keep their time.
+fn slow_flip(output: &Output, committed: Instant, at: Instant, refresh: Duration) {
+    let now = Instant::now();
+    let commit_to_flip = at.saturating_duration_since(committed);
+    let flip_to_loop = now.saturating_duration_since(at);
+    if commit_to_flip > refresh + refresh / 2 || flip_to_loop >= refresh {
+        tracing::debug!(
+            target: "frames",
+            output = %output.name(),
+            commit_to_flip_us = commit_to_flip.as_micros() as u64,
+            flip_to_loop_us = flip_to_loop.as_micros() as u64,
+            "a flip came late"
+        );
     }
 }
 

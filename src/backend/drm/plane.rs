@@ -15,6 +15,8 @@ use crate::scene::Scene;
 pub struct InFlight {
     pub(super) scene: Scene,
     pub(super) buffers: Vec<smithay::backend::renderer::utils::Buffer>,
+    /// When it was committed: a flip that comes later than the vblank after is logged.
+    pub(super) committed: std::time::Instant,
 }
 
 impl InFlight {

@@ -15,6 +15,8 @@ impl Player {
             return self.current.clone();
         }
         let deadline = vblank + refresh / 2;
+        let now = Instant::now();
+        let asked_before = self.last_asked.replace(now).map(|t| now.saturating_duration_since(t));
         if self.start.is_none() {
             // Preroll: the clock starts once the decoder is a few pictures ahead (or has nothing
             // more to give), so a slow start does not make the first pictures late.
@@ -46,6 +48,10 @@ impl Player {
                     late_ms = deadline.saturating_duration_since(start + prev.pts).as_millis() as u64,
                     clock_ms = deadline.saturating_duration_since(start).as_millis() as u64,
                     decoded_before_due_ms = (start + prev.pts).saturating_duration_since(prev.decoded_at).as_millis() as u64,
+                    // How long since the display last asked for a picture, and how far ahead of
+                    // its vblank it asks now: where the lateness came from (see the soak).
+                    asked_before_ms = asked_before.map(|d| d.as_millis() as u64),
+                    vblank_in_us = vblank.saturating_duration_since(now).as_micros() as u64,
                     "late picture dropped"
                 );
             }
