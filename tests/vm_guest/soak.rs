@@ -322,7 +322,8 @@ fn soak() {
         args: Vec::new(),
         config: config.clone(),
         // Each dropped picture logged with its time, to be judged (`judge_drops`).
-        env: vec![("RUST_LOG".into(), "info,vitrine=debug,video=debug".into())],
+        // The display path's lateness, said only when it happens, under its own target.
+        env: vec![("RUST_LOG".into(), "info,vitrine=debug,video=debug,frames=debug".into())],
         runtime: None,
         wrapper: Vec::new(),
     });
@@ -467,7 +468,8 @@ fn soak() {
     let drops = judge_drops(&log, start_epoch + WARM_UP.as_secs_f64(), &faults_epoch, &shot_windows, &stall_windows);
     let dropped_outside = drops.unexplained.len() as u64;
     let long: Vec<(f64, f64)> = stall_windows.iter().copied().filter(|(a, b)| b - a >= STALL).collect();
-    let stalled_s: f64 = long.iter().map(|(a, b)| b - a).sum();
+    // Folded from +0.0: an empty f64 sum is -0.0, which the report would print.
+    let stalled_s: f64 = long.iter().fold(0.0, |sum, (a, b)| sum + (b - a));
     let longest_stall_ms = stall_windows.iter().map(|(a, b)| b - a).fold(0.0, f64::max) * 1000.0;
 
     let report = serde_json::json!({
