@@ -140,9 +140,11 @@ impl Core {
                         if o.video_timer.is_some_and(|(at, _)| at == wake) {
                             o.video_timer = None;
                         }
-                        // Said when it costs the picture its vblank (the soak reads it).
+                        // Said when it costs the picture its vblank: the wake-up is three
+                        // quarters of a refresh before it (see above; the soak reads it).
                         let late = Instant::now().saturating_duration_since(wake);
-                        if late >= o.clock.period() / 2 {
+                        let period = o.clock.period();
+                        if late >= period - period / 4 {
                             tracing::debug!(target: "frames", late_us = late.as_micros() as u64, "the video's wake-up came late");
                         }
                     }
