@@ -23,7 +23,18 @@ pub struct Config {
     pub drm: DrmConfig,
     pub video: VideoConfig,
     pub schedule: ScheduleConfig,
+    pub security: SecurityConfig,
     pub log: LogConfig,
+}
+
+/// Who may use the privileged protocols (virtual input, and later screen capture and output
+/// management): the kiosk app vitrine launches (with everything in its process group), and
+/// the clients whose executable is listed here. Decided when a client connects.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// Absolute paths of executables, e.g. "/usr/bin/wayvnc".
+    pub privileged_clients: Vec<String>,
 }
 
 /// The daily display schedule (local time): displays on from `on` until `off`, off (DPMS)
@@ -409,6 +420,12 @@ impl Config {
             if let Err(err) = self.drm.mode.parse::<OutputSpec>() {
                 return Err(at("mode", format!("drm.mode: {err}")));
             }
+        }
+        if let Some(path) = self.security.privileged_clients.iter().find(|p| !p.starts_with('/')) {
+            return Err(at(
+                "privileged_clients",
+                format!("security.privileged_clients: {path:?} is not an absolute path to an executable"),
+            ));
         }
         if !(1..=6).contains(&self.compat.xdg_wm_base_version) {
             return Err(at("xdg_wm_base_version", "compat.xdg_wm_base_version must be between 1 and 6".into()));

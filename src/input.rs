@@ -16,10 +16,30 @@ use crate::state::State;
 
 impl State {
     /// The surface under a point in the global layout, with that surface's origin.
+    /// Layer-shell surfaces on the top and overlay layers come first, those on the bottom and
+    /// background layers last.
     pub fn surface_under(&self, pos: Point<f64, Logical>) -> Option<(WlSurface, Point<f64, Logical>)> {
-        let (window, render_loc) = self.core.space.element_under(pos)?;
-        let (surface, surface_loc) = window.surface_under(pos - render_loc.to_f64(), WindowSurfaceType::ALL)?;
-        Some((surface, (surface_loc + render_loc).to_f64()))
+        use smithay::wayland::shell::wlr_layer::Layer;
+        let shell = |layers: &[Layer]| {
+            let output = self.core.space.output_under(pos).next()?;
+            let out_loc = self.core.space.output_geometry(output)?.loc;
+            let map = smithay::desktop::layer_map_for_output(output);
+            let local = pos - out_loc.to_f64();
+            layers.iter().find_map(|wanted| {
+                let layer = map.layer_under(*wanted, local)?;
+                let layer_loc = map.layer_geometry(layer)?.loc - layer.bbox().loc;
+                let (surface, loc) = layer.surface_under(local - layer_loc.to_f64(), WindowSurfaceType::ALL)?;
+                Some((surface, (loc + layer_loc + out_loc).to_f64()))
+            })
+        };
+        if let Some(found) = shell(&[Layer::Overlay, Layer::Top]) {
+            return Some(found);
+        }
+        let window = self.core.space.element_under(pos).and_then(|(window, render_loc)| {
+            let (surface, surface_loc) = window.surface_under(pos - render_loc.to_f64(), WindowSurfaceType::ALL)?;
+            Some((surface, (surface_loc + render_loc).to_f64()))
+        });
+        window.or_else(|| shell(&[Layer::Bottom, Layer::Background]))
     }
 
     /// Where an absolute event (a touch, a nested window's pointer) lands: on the output its
@@ -183,6 +203,14 @@ impl State {
         let serial = SERIAL_COUNTER.next_serial();
         if state == ButtonState::Pressed {
             if let Some((surface, _)) = self.surface_under(pointer.current_location()) {
+                // A layer surface that takes the keyboard when asked (on demand) gets it on a click.
+                if let Some((_, layer)) = self.core.layer_of(&surface) {
+                    if layer.can_receive_keyboard_focus() {
+                        if let Some(keyboard) = self.core.seat.get_keyboard() {
+                            keyboard.set_focus(self, Some(surface.clone()), serial);
+                        }
+                    }
+                }
                 if let Some(window) = self.window_for_root_of(&surface) {
                     if let Some(t) = window.toplevel() {
                         let surface = t.wl_surface().clone();
@@ -226,7 +254,7 @@ impl State {
         self.core.window_for_surface(&root)
     }
 
-    fn clamp_to_outputs(&self, pos: Point<f64, Logical>) -> Point<f64, Logical> {
+    pub(crate) fn clamp_to_outputs(&self, pos: Point<f64, Logical>) -> Point<f64, Logical> {
         if self.core.outputs.iter().filter_map(|o| self.core.space.output_geometry(o)).any(|g| g.to_f64().contains(pos))
         {
             return pos;

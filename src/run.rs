@@ -174,17 +174,22 @@ pub(crate) fn assemble(
             compositor_state: globals.compositor,
             xdg_shell_state: globals.xdg_shell,
             xdg_decoration_state: globals.xdg_decoration,
+            layer_shell_state: globals.layer_shell,
             shm_state: globals.shm,
             dmabuf_state: DmabufState::new(),
             dmabuf_global: None,
             seat_state,
             data_device_state: globals.data_device,
+            primary_selection_state: globals.primary_selection,
             output_manager_state: globals.output_manager,
             presentation_state: globals.presentation,
             viewporter_state: globals.viewporter,
             single_pixel_buffer_state: globals.single_pixel_buffer,
             content_type_state: globals.content_type,
             activation_state: globals.activation,
+            virtual_keyboard_state: globals.virtual_keyboard,
+            text_input_state: globals.text_input,
+            input_method_state: globals.input_method,
             seat,
             popups: PopupManager::default(),
             space: Space::default(),
@@ -212,6 +217,7 @@ pub(crate) fn assemble(
             clients_connected: Default::default(),
             deferred: Vec::new(),
             trim_armed: false,
+            screencopy_waiting: Vec::new(),
         },
     };
     crate::frames::watch_player(&mut state.core).map_err(|e| anyhow!(e))?;
@@ -281,7 +287,9 @@ impl State {
         pid: i32,
         command: String,
     ) -> Option<smithay::reexports::wayland_server::Client> {
-        let data = State::new_client_data(pid, command, &self.core.clients_connected);
+        let app = self.core.kiosk.app.as_ref().and_then(|a| a.pid());
+        let privileged = crate::wayland::privileged::decide(pid, &command, &self.core.config.security, app);
+        let data = State::new_client_data(pid, command, privileged, &self.core.clients_connected);
         match self.core.display_handle.insert_client(stream, data) {
             Ok(client) => {
                 crate::wayland::limits::client_connected(&self.core.display_handle, &client);

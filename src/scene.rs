@@ -13,6 +13,8 @@ use smithay::utils::{Logical, Point, Rectangle};
 pub enum LayerSource {
     /// A client's toplevel with its subsurfaces and popups.
     Client(Window),
+    /// A client's layer-shell surface (wallpaper, bar, overlay) with its subsurfaces and popups.
+    Shell(smithay::desktop::LayerSurface),
     /// A flat colour (RGBA, 0..1), e.g. the background.
     Solid([f32; 4]),
     /// The pointer.
@@ -52,6 +54,14 @@ impl Scene {
     pub fn video(&self) -> Option<&crate::video::VideoFrame> {
         self.layers.iter().find_map(|l| match &l.source {
             LayerSource::Video(f) => Some(f),
+            _ => None,
+        })
+    }
+
+    /// Layer-shell surfaces in this scene, bottom to top.
+    pub fn shell_surfaces(&self) -> impl Iterator<Item = &smithay::desktop::LayerSurface> {
+        self.layers.iter().filter_map(|l| match &l.source {
+            LayerSource::Shell(s) => Some(s),
             _ => None,
         })
     }

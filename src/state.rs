@@ -19,11 +19,14 @@ use smithay::wayland::dmabuf::{DmabufGlobal, DmabufState};
 use smithay::wayland::output::OutputManagerState;
 use smithay::wayland::presentation::PresentationState;
 use smithay::wayland::selection::data_device::DataDeviceState;
+use smithay::wayland::selection::primary_selection::PrimarySelectionState;
+use smithay::wayland::shell::wlr_layer::WlrLayerShellState;
 use smithay::wayland::shell::xdg::decoration::XdgDecorationState;
 use smithay::wayland::shell::xdg::XdgShellState;
 use smithay::wayland::shm::ShmState;
 use smithay::wayland::single_pixel_buffer::SinglePixelBufferState;
 use smithay::wayland::viewporter::ViewporterState;
+use smithay::wayland::virtual_keyboard::VirtualKeyboardManagerState;
 use smithay::wayland::xdg_activation::XdgActivationState;
 
 use crate::backend::Backend;
@@ -39,6 +42,11 @@ pub struct ClientState {
     pub command: String,
     /// What it holds, against `wayland::limits`.
     pub usage: crate::wayland::limits::Usage,
+    /// Whether it sees the privileged globals (`wayland::privileged`).
+    pub privileged: bool,
+    /// The outputs it has captured (wlr-screencopy): its first copy of one is not held back
+    /// until something changes.
+    pub captured: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// A client disconnected since the loop last looked (see `run::trim_after_clients_left`).
@@ -104,17 +112,22 @@ pub struct Core {
     pub compositor_state: CompositorState,
     pub xdg_shell_state: XdgShellState,
     pub xdg_decoration_state: XdgDecorationState,
+    pub layer_shell_state: WlrLayerShellState,
     pub shm_state: ShmState,
     pub dmabuf_state: DmabufState,
     pub dmabuf_global: Option<DmabufGlobal>,
     pub seat_state: SeatState<State>,
     pub data_device_state: DataDeviceState,
+    pub primary_selection_state: PrimarySelectionState,
     pub output_manager_state: OutputManagerState,
     pub presentation_state: PresentationState,
     pub viewporter_state: ViewporterState,
     pub single_pixel_buffer_state: SinglePixelBufferState,
     pub content_type_state: ContentTypeState,
     pub activation_state: XdgActivationState,
+    pub virtual_keyboard_state: VirtualKeyboardManagerState,
+    pub text_input_state: smithay::wayland::text_input::TextInputManagerState,
+    pub input_method_state: smithay::wayland::input_method::InputMethodManagerState,
 
     pub seat: Seat<State>,
     pub popups: PopupManager,
@@ -168,6 +181,8 @@ pub struct Core {
     pub deferred: Vec<Deferred>,
     /// A trim of the allocator is armed (after clients left).
     pub trim_armed: bool,
+    /// Screen copies waiting for their output to change (`wayland::screencopy`).
+    pub screencopy_waiting: Vec<crate::wayland::screencopy::WaitingCopy>,
 }
 
 /// Work left for the end of a turn of the loop.
@@ -273,11 +288,13 @@ impl State {
     pub fn new_client_data(
         pid: i32,
         command: String,
+        privileged: bool,
         connected: &Arc<std::sync::atomic::AtomicUsize>,
     ) -> Arc<ClientState> {
         Arc::new(ClientState {
             pid,
             command,
+            privileged,
             usage: crate::wayland::limits::Usage::of_client(connected),
             ..Default::default()
         })

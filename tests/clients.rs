@@ -29,6 +29,9 @@ fn wayland_info_lists_every_global() {
         ("wp_content_type_manager_v1", None),
         ("xdg_activation_v1", None),
         ("zxdg_decoration_manager_v1", None),
+        ("zwp_primary_selection_device_manager_v1", None),
+        ("zwlr_layer_shell_v1", Some(4)),
+        ("zwp_text_input_manager_v3", None),
     ] {
         let line = out
             .lines()
@@ -150,6 +153,21 @@ fn gstreamer_waylandsink_shows_colour_bars() {
             && count_near(img, [0, 255, 255], 40) > 5000
             && count_near(img, [0, 255, 0], 40) > 5000
     });
+}
+
+/// The usual way to run GStreamer in a kiosk: `waylandsink fullscreen=true`, which asks for
+/// fullscreen before its first commit and stops with "Window has no size set" when the answer
+/// has no size. It plays its 60 buffers to the end and exits cleanly.
+#[test]
+fn gstreamer_waylandsink_fullscreen_plays_to_the_end() {
+    let vitrine = Vitrine::headless("waylandsink-fullscreen");
+    let (status, out, err) = vitrine.run_client(
+        "gst-launch-1.0",
+        &["videotestsrc", "num-buffers=60", "!", "waylandsink", "fullscreen=true"],
+        SECS(60),
+    );
+    assert!(status.success(), "waylandsink fullscreen=true failed ({status}):\n{out}\n{err}");
+    assert!(!format!("{out}{err}").contains("no size"), "{out}\n{err}");
 }
 
 #[test]

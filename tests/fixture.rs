@@ -52,6 +52,11 @@ struct Server {
 
 impl Server {
     fn start(name: &str) -> Server {
+        Server::start_with(name, |_| {})
+    }
+
+    /// A server whose configuration `configure` changes first.
+    fn start_with(name: &str, configure: impl FnOnce(&mut Config)) -> Server {
         let dir = runtime();
         let socket = format!("fixture-{name}-{}", std::process::id());
         let args = RunArgs {
@@ -62,6 +67,7 @@ impl Server {
         };
         let mut config = Config::default();
         config.background.color = Color::rgb(BG[0], BG[1], BG[2]);
+        configure(&mut config);
         let thread = std::thread::spawn(move || vitrine::run::run(args, config));
         let control = vitrine::control::socket_path(dir, &socket);
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -117,6 +123,158 @@ fn a_toplevel_is_configured_fullscreen_and_shown_on_the_whole_output() {
         assert_eq!(image.pixel(x, y)[..3], [0x11, 0x88, 0x22], "({x},{y}) is not covered");
     }
     assert_eq!(server.app_ids(), ["fixture.fullscreen"]);
+}
+
+/// GStreamer's `waylandsink fullscreen=true` asks for fullscreen before its initial commit, and
+/// gives up ("Window has no size set") if the configure it gets is 0×0. Nothing is sent before
+/// the initial commit, and the first configure already has the output's size.
+#[test]
+fn set_fullscreen_before_the_initial_commit_gets_the_output_size_first() {
+    let server = Server::start("fullscreen-first");
+    let conn = server.connect();
+    let (g, mut queue, mut client) = setup(&conn);
+    let qh = queue.handle();
+    let surface = g.compositor.create_surface(&qh, ());
+    let xdg = g.wm_base.get_xdg_surface(&surface, &qh, ());
+    let toplevel = xdg.get_toplevel(&qh, ());
+    toplevel.set_fullscreen(None);
+    toplevel.set_maximized();
+    queue.roundtrip(&mut client).unwrap();
+    let id = toplevel.id().protocol_id();
+    let sizes = |c: &common::wl::Client| -> Vec<(i32, i32)> {
+        c.configure_log.iter().filter(|(t, ..)| *t == id).map(|(_, w, h)| (*w, *h)).collect()
+    };
+    assert_eq!(sizes(&client), [], "configured before the initial commit");
+    surface.commit();
+    dispatch_until(&mut queue, &mut client, |c| !sizes(c).is_empty());
+    assert_eq!(sizes(&client)[0], (640, 480), "the first configure is at the output's size");
+    // Asking again once configured is answered, at the same size.
+    toplevel.set_fullscreen(None);
+    let before = sizes(&client).len();
+    dispatch_until(&mut queue, &mut client, |c| sizes(c).len() > before);
+    assert!(sizes(&client).iter().all(|s| *s == (640, 480)), "{:?}", sizes(&client));
+}
+
+/// A bar on the top layer with an exclusive zone (wlr-layer-shell): the kiosk app's fullscreen
+/// area shrinks by its height, the bar is drawn above it, and once the bar is gone the app has
+/// the whole output again.
+#[test]
+fn an_exclusive_zone_bar_shrinks_the_kiosk_app_and_shows_above_it() {
+    use wayland_protocols_wlr::layer_shell::v1::client::{zwlr_layer_shell_v1, zwlr_layer_surface_v1::Anchor};
+    const APP: [u8; 3] = [0x11, 0x88, 0x22];
+    const BAR: [u8; 3] = [0xee, 0xee, 0x00];
+    let server = Server::start("layer-bar");
+    let conn = server.connect();
+    let (g, mut queue, mut client) = setup(&conn);
+    let qh = queue.handle();
+    let w = toplevel(&g, &qh, "fixture.layer-app");
+    assert_eq!(map(&g, &mut queue, &mut client, &w, APP), (640, 480));
+    let id = w.toplevel.id().protocol_id();
+    let xid = w.xdg.id().protocol_id();
+
+    let shell = g.layer_shell.as_ref().expect("zwlr_layer_shell_v1 is advertised");
+    let bar_surface = g.compositor.create_surface(&qh, ());
+    let bar =
+        shell.get_layer_surface(&bar_surface, None, zwlr_layer_shell_v1::Layer::Top, "fixture.bar".into(), &qh, ());
+    bar.set_anchor(Anchor::Top | Anchor::Left | Anchor::Right);
+    bar.set_size(0, 40);
+    bar.set_exclusive_zone(40);
+    bar_surface.commit();
+    let bar_id = bar.id().protocol_id();
+    dispatch_until(&mut queue, &mut client, |c| c.layer_configures.iter().any(|l| l.0 == bar_id));
+    let (_, serial, width, height) = *client.layer_configures.iter().find(|l| l.0 == bar_id).unwrap();
+    assert_eq!((width, height), (640, 40), "the bar spans the output's width");
+    bar.ack_configure(serial);
+    let buffer = solid_buffer(&g, &qh, 640, 40, BAR);
+    bar_surface.attach(Some(&buffer), 0, 0);
+    bar_surface.damage_buffer(0, 0, 640, 40);
+    bar_surface.commit();
+
+    // The app is configured to what the bar leaves, and draws at that size below it.
+    dispatch_until(&mut queue, &mut client, |c| (c.configures[&id].0, c.configures[&id].1) == (640, 440));
+    w.xdg.ack_configure(client.pending_serial[&xid]);
+    let buffer = solid_buffer(&g, &qh, 640, 440, APP);
+    w.surface.attach(Some(&buffer), 0, 0);
+    w.surface.damage_buffer(0, 0, 640, 440);
+    w.surface.commit();
+    queue.roundtrip(&mut client).unwrap();
+    let image = wait_for_pixel(&server, 320, 20, BAR);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut image = image;
+    while image.pixel(320, 470)[..3] != APP {
+        assert!(Instant::now() < deadline, "the app is not below the bar: (320,470) is {:?}", image.pixel(320, 470));
+        std::thread::sleep(Duration::from_millis(50));
+        image = server.screenshot();
+    }
+    assert_eq!(image.pixel(0, 0)[..3], BAR);
+    assert_eq!(image.pixel(320, 45)[..3], APP, "the app starts below the bar");
+
+    // Without the bar, the app gets the whole output back.
+    bar.destroy();
+    bar_surface.destroy();
+    dispatch_until(&mut queue, &mut client, |c| (c.configures[&id].0, c.configures[&id].1) == (640, 480));
+    assert!(client.layers_closed.is_empty());
+
+    // A zone that would leave nothing of the output is not honoured: the app keeps it all.
+    let greedy_surface = g.compositor.create_surface(&qh, ());
+    let greedy = shell.get_layer_surface(
+        &greedy_surface,
+        None,
+        zwlr_layer_shell_v1::Layer::Top,
+        "fixture.greedy".into(),
+        &qh,
+        (),
+    );
+    greedy.set_anchor(Anchor::Top | Anchor::Left | Anchor::Right);
+    greedy.set_size(0, 10);
+    greedy.set_exclusive_zone(100_000);
+    greedy_surface.commit();
+    let greedy_id = greedy.id().protocol_id();
+    dispatch_until(&mut queue, &mut client, |c| c.layer_configures.iter().any(|l| l.0 == greedy_id));
+    let (_, serial, _, _) = *client.layer_configures.iter().rev().find(|l| l.0 == greedy_id).unwrap();
+    greedy.ack_configure(serial);
+    let buffer = solid_buffer(&g, &qh, 640, 10, BAR);
+    greedy_surface.attach(Some(&buffer), 0, 0);
+    greedy_surface.commit();
+    for _ in 0..3 {
+        queue.roundtrip(&mut client).unwrap();
+    }
+    assert_eq!((client.configures[&id].0, client.configures[&id].1), (640, 480));
+    assert!(client.configure_log.iter().all(|&(_, w, h)| w > 0 && h > 0), "{:?}", client.configure_log);
+}
+
+/// A virtual pointer (wlr-virtual-pointer), from a client the configuration allows, moves the
+/// pointer to an absolute position and clicks: the window under it gets the pointer there and
+/// both button events. A client not allowed does not see the global.
+#[test]
+fn a_virtual_pointer_moves_and_clicks_on_the_window_under_it() {
+    use wayland_client::protocol::wl_pointer::ButtonState;
+    const BTN_LEFT: u32 = 0x110;
+    let plain = Server::start("virtual-pointer-refused");
+    let (g, _queue, _client) = setup(&plain.connect());
+    assert!(g.virtual_pointer.is_none(), "an unlisted client sees zwlr_virtual_pointer_manager_v1");
+
+    let exe = std::fs::read_link("/proc/self/exe").unwrap().display().to_string();
+    let server = Server::start_with("virtual-pointer", |c| c.security.privileged_clients = vec![exe]);
+    let conn = server.connect();
+    let (g, mut queue, mut client) = setup(&conn);
+    let qh = queue.handle();
+    let w = toplevel(&g, &qh, "fixture.pointer");
+    map(&g, &mut queue, &mut client, &w, [0x11, 0x88, 0x22]);
+    let manager = g.virtual_pointer.as_ref().expect("a listed client sees the virtual pointer");
+    let pointer = manager.create_virtual_pointer(None, &qh, ());
+    pointer.motion_absolute(0, 320, 120, 640, 480);
+    pointer.frame();
+    pointer.button(1, BTN_LEFT, ButtonState::Pressed);
+    pointer.button(2, BTN_LEFT, ButtonState::Released);
+    pointer.frame();
+    dispatch_until(&mut queue, &mut client, |c| c.buttons.len() >= 2);
+    assert_eq!(client.pointer_at, Some((320.0, 120.0)));
+    assert_eq!(client.buttons, [(BTN_LEFT, true), (BTN_LEFT, false)]);
+    // Relative motion from there.
+    pointer.motion(3, 10.0, -20.0);
+    pointer.frame();
+    dispatch_until(&mut queue, &mut client, |c| c.pointer_at == Some((330.0, 100.0)));
 }
 
 #[test]

@@ -37,6 +37,10 @@ use wayland_client::protocol::{
     wl_surface::WlSurface,
 };
 use wayland_client::{delegate_noop, Connection, Dispatch, EventQueue, Proxy, QueueHandle};
+use wayland_protocols::wp::primary_selection::zv1::client::{
+    zwp_primary_selection_device_manager_v1::ZwpPrimarySelectionDeviceManagerV1,
+    zwp_primary_selection_source_v1::ZwpPrimarySelectionSourceV1,
+};
 use wayland_protocols::wp::single_pixel_buffer::v1::client::wp_single_pixel_buffer_manager_v1::WpSinglePixelBufferManagerV1;
 use wayland_protocols::wp::viewporter::client::{wp_viewport::WpViewport, wp_viewporter::WpViewporter};
 use wayland_protocols::xdg::activation::v1::client::{
@@ -49,6 +53,9 @@ use wayland_protocols::xdg::shell::client::{
     xdg_surface::{self, XdgSurface},
     xdg_toplevel::XdgToplevel,
     xdg_wm_base::{self, XdgWmBase},
+};
+use wayland_protocols_misc::zwp_virtual_keyboard_v1::client::{
+    zwp_virtual_keyboard_manager_v1::ZwpVirtualKeyboardManagerV1, zwp_virtual_keyboard_v1::ZwpVirtualKeyboardV1,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -369,6 +376,10 @@ impl Dispatch<wayland_client::protocol::wl_keyboard::WlKeyboard, ()> for Abuser 
 }
 
 delegate_noop!(Abuser: WlCompositor);
+delegate_noop!(Abuser: ZwpPrimarySelectionDeviceManagerV1);
+delegate_noop!(Abuser: ignore ZwpPrimarySelectionSourceV1);
+delegate_noop!(Abuser: ZwpVirtualKeyboardManagerV1);
+delegate_noop!(Abuser: ZwpVirtualKeyboardV1);
 delegate_noop!(Abuser: WlSubcompositor);
 delegate_noop!(Abuser: WlSubsurface);
 delegate_noop!(Abuser: WlRegion);
@@ -413,7 +424,14 @@ delegate_noop!(Abuser: ignore WlDataSource);
 /// (it returns once the abuser is done: errored, or left), then check that the witness was
 /// served throughout and that vitrine gave back what the abuser made it hold.
 fn hostile(name: &str, abuse: impl FnOnce(&Vitrine, Session)) {
-    let mut vitrine = Vitrine::headless(name);
+    hostile_with(common::Launch::headless(name), abuse)
+}
+
+/// `hostile`, with vitrine launched as `launch` says (a configuration of its own).
+fn hostile_with(launch: common::Launch, abuse: impl FnOnce(&Vitrine, Session)) {
+    let name = launch.name.to_string();
+    let name = name.as_str();
+    let mut vitrine = Vitrine::launch(launch);
     let witness = Witness::start(&vitrine);
     // Settled: what vitrine holds with one client connected.
     std::thread::sleep(Duration::from_millis(300));
@@ -625,12 +643,12 @@ fn shm_pools_destroyed_under_their_buffers_still_count_their_size() {
         let shm: WlShm = s.bind(1);
         let file = memfd(300 << 20);
         let mut keep = Vec::new();
-        let error = s.flood(8, 1, |s, _| {
+        let error = s.flood(16, 1, |s, _| {
             let pool = shm.create_pool(file.as_fd(), 300 << 20, &s.qh, ());
             keep.push(pool.create_buffer(0, 16, 16, 64, wl_shm::Format::Xrgb8888, &s.qh, ()));
             pool.destroy();
         });
-        assert_limit(vitrine, error, "MiB of shm pools per client", 1024);
+        assert_limit(vitrine, error, "MiB of shm pools per client", 4096);
     });
 }
 
@@ -677,8 +695,8 @@ fn shm_pools_too_large_in_all_are_stopped() {
         // Sparse files: nothing is written, the pools are only mapped.
         let file = memfd(300 << 20);
         let mut keep = Vec::new();
-        let error = s.flood(8, 1, |s, _| keep.push(shm.create_pool(file.as_fd(), 300 << 20, &s.qh, ())));
-        assert_limit(vitrine, error, "MiB of shm pools per client", 1024);
+        let error = s.flood(16, 1, |s, _| keep.push(shm.create_pool(file.as_fd(), 300 << 20, &s.qh, ())));
+        assert_limit(vitrine, error, "MiB of shm pools per client", 4096);
     });
 }
 
@@ -686,11 +704,14 @@ fn shm_pools_too_large_in_all_are_stopped() {
 fn an_shm_pool_resized_past_the_limit_is_stopped() {
     hostile("hostile-shm-resize", |vitrine, mut s| {
         let shm: WlShm = s.bind(1);
-        let file = memfd(1100 << 20);
+        // Two pools of 2000 MiB (a pool is at most 2 GiB: its size is an int32), then a small
+        // one grown by 200 MiB: 4200 MiB in all.
+        let file = memfd(2000 << 20);
+        let _big: Vec<_> = (0..2).map(|_| shm.create_pool(file.as_fd(), 2000 << 20, &s.qh, ())).collect();
         let pool = shm.create_pool(file.as_fd(), 4096, &s.qh, ());
         s.roundtrip().unwrap();
-        pool.resize(1100 << 20);
-        assert_limit(vitrine, Some(s.expect_death("a resize to 1100 MiB")), "MiB of shm pools per client", 1024);
+        pool.resize(200 << 20);
+        assert_limit(vitrine, Some(s.expect_death("a resize to 4200 MiB in all")), "MiB of shm pools per client", 4096);
     });
 }
 
@@ -863,6 +884,62 @@ fn an_overlong_mime_type_is_refused() {
         source.offer(format!("text/{}", "x".repeat(508)));
         let error = s.roundtrip().err();
         assert_limit(vitrine, error, "bytes per MIME type", 512);
+    });
+}
+
+#[test]
+fn a_primary_selection_source_offering_too_many_mime_types_is_stopped() {
+    hostile("hostile-primary-mime-types", |vitrine, mut s| {
+        let manager: ZwpPrimarySelectionDeviceManagerV1 = s.bind(1);
+        let source = manager.create_source(&s.qh, ());
+        let error = s.flood(1000, 50, |_, i| source.offer(format!("text/x-vitrine-{i}")));
+        assert_limit(vitrine, error, "MIME types per clipboard or drag source", 128);
+    });
+}
+
+#[test]
+fn primary_selection_sources_count_with_the_clipboards() {
+    hostile("hostile-primary-sources", |vitrine, mut s| {
+        let manager: ZwpPrimarySelectionDeviceManagerV1 = s.bind(1);
+        let clipboard: WlDataDeviceManager = s.bind(3);
+        // Half and half: the 65th source of either kind is over the one limit.
+        let _clipboard: Vec<WlDataSource> = (0..32).map(|_| clipboard.create_data_source(&s.qh, ())).collect();
+        s.roundtrip().expect("32 clipboard sources were refused");
+        let error = s.flood(200, 10, |s, _| {
+            manager.create_source(&s.qh, ());
+        });
+        assert_limit(vitrine, error, "clipboard and drag sources per client", 64);
+    });
+}
+
+/// A virtual keyboard (from a client allowed it) whose keymap file is shorter than the size it
+/// announces: mapping it would kill vitrine with SIGBUS. The keyboard gets an error naming the
+/// keymap; vitrine and the other clients carry on.
+#[test]
+fn a_virtual_keyboard_keymap_shorter_than_announced_is_refused() {
+    let exe = std::fs::read_link("/proc/self/exe").unwrap();
+    let mut launch = common::Launch::headless("hostile-short-keymap");
+    launch.config =
+        format!("{}[security]\nprivileged_clients = [{:?}]\n", common::BG_CONFIG, exe.display().to_string());
+    hostile_with(launch, |vitrine, mut s| {
+        let manager: ZwpVirtualKeyboardManagerV1 = s.bind(1);
+        let seat: WlSeat = s.bind(7);
+        let keyboard = manager.create_virtual_keyboard(&seat, &s.qh, ());
+        let file = memfd(100);
+        keyboard.keymap(1, file.as_fd(), 1 << 16);
+        match s.roundtrip() {
+            Err(Died::Protocol(e)) => {
+                assert_eq!((e.object_interface.as_str(), e.code), ("zwp_virtual_keyboard_v1", 0), "{e:?}");
+                let said = wait_until(Duration::from_secs(5), || {
+                    vitrine
+                        .log()
+                        .lines()
+                        .any(|l| l.contains("virtual keyboard refused") && l.contains("cannot be read"))
+                });
+                assert!(said, "the log does not say why:\n{}", vitrine.log());
+            }
+            other => panic!("a keymap shorter than announced was taken: {other:?}; log:\n{}", vitrine.log()),
+        }
     });
 }
 

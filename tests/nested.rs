@@ -47,11 +47,15 @@ impl Parent {
 }
 
 fn nested_vitrine(name: &str, runtime: &Path, parent: &Parent, window: &str) -> Vitrine {
+    nested_vitrine_with(name, runtime, parent, window, BG_CONFIG)
+}
+
+fn nested_vitrine_with(name: &str, runtime: &Path, parent: &Parent, window: &str, config: &str) -> Vitrine {
     Vitrine::launch(Launch {
         name,
         // No --backend: auto must pick nested because WAYLAND_DISPLAY is set.
         args: vec!["--output".into(), window.into()],
-        config: BG_CONFIG.into(),
+        config: config.into(),
         env: vec![("WAYLAND_DISPLAY".into(), parent.socket.clone())],
         runtime: Some(runtime.to_path_buf()),
         wrapper: Vec::new(),
@@ -93,7 +97,23 @@ fn nested_in_weston_the_parent_shows_the_client() {
     .arg(format!("--socket={socket}"));
     let parent = Parent::start(cmd, runtime.path(), socket, "nested-weston");
 
-    let mut vitrine = nested_vitrine("nested-weston", runtime.path(), &parent, "800x600");
+    // The background has a red square in its top-left corner (transparent elsewhere, so the
+    // magenta colour shows): it says which way up each screenshot is.
+    let marker = runtime.path().join("marker.png");
+    let mut pixels = vec![0u8; 800 * 600 * 4];
+    for y in 0..100 {
+        for x in 0..100 {
+            pixels[(y * 800 + x) * 4..][..4].copy_from_slice(&[255, 0, 0, 255]);
+        }
+    }
+    RgbaImage::from_raw(800, 600, pixels).unwrap().save_png(&marker).unwrap();
+    let mut vitrine = nested_vitrine_with(
+        "nested-weston",
+        runtime.path(),
+        &parent,
+        "800x600",
+        &format!("{BG_CONFIG}image = {:?}\n", marker.display().to_string()),
+    );
     let version = vitrine.ok(&Request::Version);
     assert_eq!(version["backend"], "nested");
     assert!(vitrine.log().contains("running as a window in that session"));
@@ -126,9 +146,12 @@ fn nested_in_weston_the_parent_shows_the_client() {
         let _ = std::fs::copy(&png, common::artifacts().join("nested-weston-parent.png"));
         let ok = match bbox_of(&image, BG) {
             Some((x, y, w, h)) if w >= 780 && h >= 580 => {
-                // simple-shm's 250x250 pattern sits in the centre of vitrine's window.
+                // simple-shm's 250x250 pattern sits in the centre of vitrine's window, the red
+                // marker in its top-left corner.
                 let centre = (x + w / 2 - 100, y + h / 2 - 100, 200, 200);
-                image.fraction_differing(centre, BG, 8) > 0.95 && image.distinct_colors() > 50
+                image.fraction_differing(centre, BG, 8) > 0.95
+                    && image.distinct_colors() > 50
+                    && image.pixel(x + 50, y + 50)[..3] == [255, 0, 0]
             }
             _ => false,
         };
@@ -141,6 +164,10 @@ fn nested_in_weston_the_parent_shows_the_client() {
         common::artifacts().display(),
         last.map(|i| (i.width, i.height))
     );
+    // vitrine's own screenshot is the right way up too: what the parent shows.
+    let own = vitrine.screenshot("nested-weston-own");
+    assert_eq!(own.pixel(50, 50)[..3], [255, 0, 0], "the marker is not top-left in vitrine's screenshot");
+    assert_eq!(own.pixel(50, 550)[..3], BG, "the marker is at the bottom of vitrine's screenshot");
     assert!(vitrine.is_running());
 }
 

@@ -207,3 +207,30 @@ fn a_timestamp_jump_is_rebased_not_waited_out() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("a timestamp jumps ahead"), "{stderr}");
 }
+
+/// `swaybg -c '#ff0000'` (wlr-layer-shell, background layer) under a video in a zone: red all
+/// around the zone, the picture inside it (the video is above the background layer).
+#[test]
+fn swaybg_shows_around_the_video_zone() {
+    common::require("swaybg");
+    let dir = tempfile::tempdir().unwrap();
+    let path = clip(dir.path(), "bars.mp4", "smptebars=size=160x120:rate=24", &["-t", "10", "-c:v", "libx264"]);
+    let mut vitrine = headless(
+        "video-swaybg",
+        vec!["--play".into(), path.display().to_string(), "--loop".into()],
+        "[background]\ncolor = \"#ff00ff\"\n[video]\nzone = [80, 60, 160, 120]\n".into(),
+    );
+    vitrine.spawn_client("swaybg", &["-c", "#ff0000"]);
+    let image = vitrine.wait_for_pixels("swaybg around the video", Duration::from_secs(30), |img| {
+        img.pixel(10, 10)[..3] == [255, 0, 0] && count_near(img, [191, 191, 0], 30) > 500
+    });
+    // Outside the zone: swaybg's red everywhere, no background colour left.
+    for (x, y) in [(10, 10), (310, 10), (10, 230), (310, 230), (40, 120), (280, 120)] {
+        assert_eq!(image.pixel(x, y)[..3], [255, 0, 0], "({x},{y})");
+    }
+    assert!(count_near(&image, [255, 0, 255], 8) == 0, "the background colour shows");
+    // Inside: the bars, not red.
+    assert!(count_near(&image, [0, 191, 191], 30) > 500, "no cyan bar in the zone");
+    assert_ne!(image.pixel(160, 100)[..3], [255, 0, 0], "the zone is covered by swaybg");
+    assert!(vitrine.is_running());
+}

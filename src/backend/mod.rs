@@ -276,6 +276,13 @@ impl Core {
     /// the remaining outputs, and the video to the new first one.
     pub fn output_removed(&mut self, output: &Output) {
         self.space.unmap_output(output);
+        // Its layer surfaces have nowhere to be: they are closed (their clients may make new ones).
+        let mut layers = smithay::desktop::layer_map_for_output(output);
+        for layer in layers.layers().cloned().collect::<Vec<_>>() {
+            layer.layer_surface().send_close();
+            layers.unmap_layer(&layer);
+        }
+        drop(layers);
         self.outputs.retain(|o| o != output);
         self.frames_removed(output);
         if let Some(global) = output.user_data().get::<OutputGlobal>() {

@@ -21,6 +21,7 @@ impl Core {
     /// Something on `output` changed: repaint it (once this dispatch is done, at most once per
     /// vblank).
     pub fn queue_redraw(&mut self, output: &Output) {
+        self.screencopy_output_changed(output);
         let now = Instant::now();
         let Some(o) = self.frames.get_mut(output) else { return };
         o.queued = true;

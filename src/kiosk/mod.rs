@@ -27,6 +27,9 @@ struct WindowKiosk {
     mapped: Cell<bool>,
     /// Where an embedder put it (`embed`), instead of centred on its output.
     placed: Cell<Option<Point<i32, Logical>>>,
+    /// Its initial commit came while there was no output: its first configure waits for one,
+    /// so that it carries a real size (a 0×0 fullscreen configure makes some clients give up).
+    awaiting_output: Cell<bool>,
 }
 
 pub struct Kiosk {

@@ -12,6 +12,7 @@ use smithay::reexports::wayland_server::protocol::wl_surface::WlSurface;
 use smithay::reexports::wayland_server::Resource;
 use smithay::utils::{Logical, Point, Rectangle, SERIAL_COUNTER};
 use smithay::wayland::compositor::with_states;
+use smithay::wayland::shell::wlr_layer::Layer as WlrLayer;
 use smithay::wayland::shell::xdg::ToplevelSurface;
 
 use crate::scene::{CursorSource, Layer, LayerSource, Scene};
@@ -38,6 +39,9 @@ impl Core {
         window.user_data().insert_if_missing(WindowKiosk::default);
         self.kiosk.stack.push(window.clone());
         self.space.map_element(window, (0, 0), false);
+        // Its size is known from now on: whatever configure comes first (the initial commit's,
+        // or the answer to a set_fullscreen made before it) is at its output's size.
+        self.kiosk_place_toplevel(toplevel.wl_surface());
         // Keyboard focus comes when the toplevel maps (first buffer), see `kiosk_on_commit`:
         // some clients crash when focused before they have drawn.
     }
@@ -56,9 +60,15 @@ impl Core {
         let wanted = app_id(surface).and_then(|id| self.config.output_for_app(&id).map(str::to_string));
         let output =
             wanted.as_deref().and_then(|name| self.output_by_name(name)).or_else(|| self.outputs.first()).cloned();
-        let Some(output) = output else { return };
-        let Some(out_geo) = self.space.output_geometry(&output) else {
+        let Some((output, out_geo)) = output.and_then(|o| self.space.output_geometry(&o).map(|g| (o, g))) else {
             return;
+        };
+        // What layer surfaces' exclusive zones (a bar, a ticker) leave of the output; zones that
+        // leave nothing are not honoured (the app would get a size of zero or less).
+        let zone = smithay::desktop::layer_map_for_output(&output).non_exclusive_zone();
+        let out_geo = match zone.size.w > 0 && zone.size.h > 0 {
+            true => Rectangle::new(out_geo.loc + zone.loc, zone.size),
+            false => out_geo,
         };
 
         if let Some(kiosk) = window.user_data().get::<WindowKiosk>() {
@@ -81,7 +91,11 @@ impl Core {
             state.size = Some(out_geo.size);
             state.fullscreen_output = wl_output;
         });
-        if toplevel.is_initial_configure_sent() {
+        let waited = window.user_data().get::<WindowKiosk>().is_some_and(|k| k.awaiting_output.replace(false));
+        if waited {
+            tracing::info!(app_id = ?app_id(surface), output = %output.name(), "a display came: first configure sent");
+            toplevel.send_configure();
+        } else if toplevel.is_initial_configure_sent() {
             toplevel.send_pending_configure();
         }
 
@@ -138,6 +152,10 @@ impl Core {
 
     /// Re-place every toplevel, e.g. after an output changed size.
     pub fn kiosk_relayout(&mut self) {
+        // Layer surfaces first: their exclusive zones bound the toplevels' area.
+        for output in &self.outputs {
+            smithay::desktop::layer_map_for_output(output).arrange();
+        }
         let surfaces: Vec<WlSurface> =
             self.kiosk.stack.iter().filter_map(|w| w.toplevel().map(|t| t.wl_surface().clone())).collect();
         for s in surfaces {
@@ -168,6 +186,18 @@ impl Core {
                 alpha: 1.0,
             });
         }
+        let shell = |scene: &mut Scene, layers: &[WlrLayer]| {
+            let map = smithay::desktop::layer_map_for_output(output);
+            for wanted in layers {
+                for layer in map.layers_on(*wanted) {
+                    let Some(geo) = map.layer_geometry(layer) else { continue };
+                    if geo.size.w > 0 && geo.size.h > 0 {
+                        scene.layers.push(Layer { source: LayerSource::Shell(layer.clone()), dst: geo, alpha: 1.0 });
+                    }
+                }
+            }
+        };
+        shell(&mut scene, &[WlrLayer::Background, WlrLayer::Bottom]);
         let first_output = self.outputs.first() == Some(output);
         if let (true, Some(frame)) = (first_output, self.player.as_ref().and_then(|p| p.current())) {
             // The video goes into its zone (the whole output by default), below the app.
@@ -199,6 +229,7 @@ impl Core {
                 alpha: 1.0,
             });
         }
+        shell(&mut scene, &[WlrLayer::Top, WlrLayer::Overlay]);
         let pointer = self.kiosk.pointer_location.to_i32_round();
         if self.pointer_visible() && out_geo.contains(pointer) {
             let local = pointer - out_geo.loc;
@@ -244,7 +275,8 @@ impl Core {
         let output = self
             .window_for_surface(&root)
             .and_then(|w| window_output(&w))
-            .and_then(|name| self.output_by_name(&name).cloned());
+            .and_then(|name| self.output_by_name(&name).cloned())
+            .or_else(|| self.layer_output(&root));
         match output {
             Some(output) => self.queue_redraw(&output),
             None => self.queue_redraw_all(),
@@ -284,6 +316,16 @@ impl State {
         };
         self.core.kiosk.stack.retain(|w| w != &window);
         self.core.space.unmap_elem(&window);
+        let focus = self.core.seat.get_keyboard().map(|k| k.current_focus());
+        if let Some(focus) = focus {
+            if focus.as_ref() == Some(surface.wl_surface()) || focus.is_none() {
+                self.focus_top_window();
+            }
+        }
+    }
+
+    /// Give the keyboard to the topmost mapped toplevel (or nothing).
+    pub fn focus_top_window(&mut self) {
         let next = self
             .core
             .kiosk
@@ -293,9 +335,7 @@ impl State {
             .find(|w| is_mapped(w))
             .and_then(|w| w.toplevel().map(|t| t.wl_surface().clone()));
         if let Some(keyboard) = self.core.seat.get_keyboard() {
-            if keyboard.current_focus().as_ref() == Some(surface.wl_surface()) || keyboard.current_focus().is_none() {
-                keyboard.set_focus(self, next, SERIAL_COUNTER.next_serial());
-            }
+            keyboard.set_focus(self, next, SERIAL_COUNTER.next_serial());
         }
     }
 
@@ -316,8 +356,17 @@ impl State {
             let initial = window.toplevel().map(|t| !t.is_initial_configure_sent()).unwrap_or(false);
             self.core.kiosk_place_toplevel(surface);
             if initial {
-                if let Some(t) = window.toplevel() {
-                    t.send_configure();
+                let size = window.toplevel().and_then(|t| t.with_pending_state(|s| s.size));
+                match (window.toplevel(), window.user_data().get::<WindowKiosk>()) {
+                    // No output yet (a display not connected): the configure waits for one.
+                    (Some(_), Some(kiosk)) if size.is_none() => {
+                        tracing::info!(app_id = ?app_id(surface), "no display yet: the toplevel's first configure waits for one");
+                        kiosk.awaiting_output.set(true);
+                    }
+                    (Some(t), _) => {
+                        t.send_configure();
+                    }
+                    _ => {}
                 }
             }
             let has_buffer = with_renderer_surface_state(surface, |s| s.buffer().is_some()).unwrap_or(false);

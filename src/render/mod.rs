@@ -15,9 +15,7 @@ use smithay::backend::renderer::element::surface::{render_elements_from_surface_
 use smithay::backend::renderer::element::texture::TextureRenderElement;
 use smithay::backend::renderer::element::{AsRenderElements, Id, Kind};
 use smithay::backend::renderer::utils::{CommitCounter, RendererSurfaceStateUserData};
-use smithay::backend::renderer::{
-    Color32F, ExportMem, ImportAll, ImportDma, ImportMem, Offscreen, Renderer, Texture, TextureMapping,
-};
+use smithay::backend::renderer::{Color32F, ExportMem, ImportAll, ImportDma, ImportMem, Offscreen, Renderer, Texture};
 use smithay::desktop::utils::{send_frames_surface_tree, OutputPresentationFeedback};
 use smithay::output::Output;
 use smithay::reexports::wayland_protocols::wp::presentation_time::server::wp_presentation_feedback;
@@ -143,6 +141,13 @@ impl Painter {
                             layer.alpha,
                         )),
                     }
+                }
+                // Layer-shell surfaces are composited whole (popups included).
+                LayerSource::Shell(surface) => {
+                    let loc = (layer.dst.loc - surface.bbox().loc).to_physical_precise_round(scale);
+                    elements.extend(smithay::backend::renderer::element::AsRenderElements::<R>::render_elements::<
+                        OutputElement<R>,
+                    >(surface, renderer, loc, scale, layer.alpha));
                 }
                 LayerSource::Solid(color) => {
                     let geo = layer.dst.to_physical_precise_round(scale);
@@ -466,14 +471,12 @@ where
     let mapping = renderer
         .copy_framebuffer(&framebuffer, Rectangle::from_size(buffer_size), Fourcc::Abgr8888)
         .map_err(|e| format!("cannot read the screenshot back: {e}"))?;
-    let flipped = mapping.flipped();
+    // Rows come top first from both renderers. (GLES says its mappings are flipped, as GL's rows
+    // are bottom first, but smithay already draws an offscreen target upside down in GL's terms:
+    // turning it again made every nested screenshot upside down.)
     let bytes = renderer.map_texture(&mapping).map_err(|e| format!("cannot map the screenshot: {e}"))?;
-    let mut image = RgbaImage::from_raw(size.w as u32, size.h as u32, bytes.to_vec())
-        .ok_or_else(|| "the renderer returned a buffer of the wrong size".to_string())?;
-    if flipped {
-        image.flip_vertically();
-    }
-    Ok(image)
+    RgbaImage::from_raw(size.w as u32, size.h as u32, bytes.to_vec())
+        .ok_or_else(|| "the renderer returned a buffer of the wrong size".to_string())
 }
 
 /// An output showed `scene` at `at` (a page flip, a virtual vblank, or the vblank a frame that
@@ -486,6 +489,14 @@ pub fn post_repaint(output: &Output, scene: &Scene, at: std::time::Instant, refr
     for window in scene.windows() {
         window.send_frame(output, elapsed, Some(Duration::ZERO), |_, _| Some(output.clone()));
         window.take_presentation_feedback(
+            &mut feedback,
+            |_, _| Some(output.clone()),
+            |_, _| wp_presentation_feedback::Kind::empty(),
+        );
+    }
+    for surface in scene.shell_surfaces() {
+        surface.send_frame(output, elapsed, Some(Duration::ZERO), |_, _| Some(output.clone()));
+        surface.take_presentation_feedback(
             &mut feedback,
             |_, _| Some(output.clone()),
             |_, _| wp_presentation_feedback::Kind::empty(),

@@ -40,7 +40,9 @@ impl CompositorHandler for State {
             }
         }
         self.core.popups.commit(surface);
-        self.kiosk_on_commit(surface);
+        if !self.layer_committed(surface) {
+            self.kiosk_on_commit(surface);
+        }
         self.pointer_follows_surfaces();
         // Frames on demand: what shows this surface is repainted at its next vblank.
         self.core.queue_redraw_for_surface(surface);

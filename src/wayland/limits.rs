@@ -51,6 +51,7 @@ use smithay::wayland::single_pixel_buffer::{SinglePixelBufferState, SinglePixelB
 
 use crate::state::{ClientState, State};
 
+mod primary;
 mod shm;
 
 /// A limit: at most `max` of `what`.
@@ -68,13 +69,17 @@ pub const CONFIGURES: Limit = Limit { what: "unacknowledged configures per tople
 /// A pool counts from its creation until vitrine closes its file, which is after the client
 /// destroyed it if a buffer made from it still lives (`shm.rs`).
 pub const SHM_POOLS: Limit = Limit { what: "shm pools per client", max: 1024 };
-pub const SHM_MIB: Limit = Limit { what: "MiB of shm pools per client", max: 1024 };
+/// Address space, not memory: pools are mapped, and only their written pages are resident.
+/// foot maps 512 MiB pools (it scrolls by moving its buffers inside them), two or three of them
+/// alive across a resize.
+pub const SHM_MIB: Limit = Limit { what: "MiB of shm pools per client", max: 4096 };
 pub const BUFFERS: Limit = Limit { what: "buffers per client", max: 4096 };
 pub const DMABUF_BUFFERS: Limit = Limit { what: "dmabuf buffers per client", max: 256 };
 pub const DMABUF_PARAMS: Limit = Limit { what: "dmabuf parameter objects per client", max: 64 };
 pub const FRAME_CALLBACKS: Limit = Limit { what: "frame callbacks per surface between commits", max: 256 };
 pub const DAMAGE: Limit = Limit { what: "damage rectangles per surface between commits", max: 1024 };
 pub const REGION_RECTS: Limit = Limit { what: "rectangles per region", max: 1024 };
+/// wl_data_source and primary selection sources together.
 pub const DATA_SOURCES: Limit = Limit { what: "clipboard and drag sources per client", max: 64 };
 pub const MIME_TYPES: Limit = Limit { what: "MIME types per clipboard or drag source", max: 128 };
 /// A MIME type is a type, a subtype and a few parameters (RFC 6838 allows 127 bytes each for
@@ -97,6 +102,10 @@ pub fn descriptors_for_clients() -> u64 {
     (CLIENTS.max * DESCRIPTORS_PER_CLIENT + DESCRIPTORS_OWN) as u64
 }
 
+/// Screen capture frames (wlr-screencopy) a client has at once: each may hold a capture of a
+/// whole output until it is copied.
+pub const SCREENCOPY_FRAMES: Limit = Limit { what: "screen capture frames per client", max: 16 };
+
 /// Activation tokens are not a protocol error: one over this is not honoured.
 pub const ACTIVATION_TOKENS: Limit = Limit { what: "live activation tokens per client", max: 16 };
 
@@ -109,6 +118,10 @@ pub struct Usage {
     dmabuf_buffers: AtomicUsize,
     dmabuf_params: AtomicUsize,
     data_sources: AtomicUsize,
+    screencopy_frames: AtomicUsize,
+    /// MIME types offered so far by each of its primary selection sources, by protocol id
+    /// (smithay keeps them, but does not say how many).
+    primary_offers: Mutex<std::collections::HashMap<u32, usize>>,
     /// The shm pools vitrine holds for the client (`shm.rs`).
     pools: Mutex<Vec<shm::PoolFile>>,
     slot: Slot,
@@ -188,6 +201,15 @@ fn count(dh: &DisplayHandle, client: &Client, counter: impl Fn(&Usage) -> &Atomi
         return false;
     }
     true
+}
+
+/// A new screen capture frame; false when the client is over `SCREENCOPY_FRAMES` (refused).
+pub fn screencopy_frame_created(dh: &DisplayHandle, client: &Client) -> bool {
+    count(dh, client, |u| &u.screencopy_frames, &SCREENCOPY_FRAMES)
+}
+
+pub fn screencopy_frame_destroyed(dh: &DisplayHandle, client: ClientId) {
+    with_usage(dh, client, |u| down(&u.screencopy_frames));
 }
 
 /// A new surface (`CompositorHandler::new_surface`).

@@ -1,4 +1,5 @@
-//! wl_seat (keyboard, pointer, touch) and wl_data_device_manager (clipboard, drag and drop).
+//! wl_seat (keyboard, pointer, touch), wl_data_device_manager (clipboard, drag and drop) and
+//! the primary selection (middle-click paste); both selections follow the keyboard focus.
 
 use std::os::fd::OwnedFd;
 
@@ -9,6 +10,9 @@ use smithay::reexports::wayland_server::protocol::wl_surface::WlSurface;
 use smithay::reexports::wayland_server::Resource;
 use smithay::wayland::selection::data_device::{
     set_data_device_focus, ClientDndGrabHandler, DataDeviceHandler, DataDeviceState, ServerDndGrabHandler,
+};
+use smithay::wayland::selection::primary_selection::{
+    set_primary_focus, PrimarySelectionHandler, PrimarySelectionState,
 };
 use smithay::wayland::selection::SelectionHandler;
 
@@ -25,7 +29,8 @@ impl SeatHandler for State {
 
     fn focus_changed(&mut self, seat: &Seat<Self>, focused: Option<&WlSurface>) {
         let client = focused.and_then(|s| self.core.display_handle.get_client(s.id()).ok());
-        set_data_device_focus(&self.core.display_handle, seat, client);
+        set_data_device_focus(&self.core.display_handle, seat, client.clone());
+        set_primary_focus(&self.core.display_handle, seat, client);
         self.core.kiosk_focus_changed(focused);
     }
 
@@ -44,6 +49,12 @@ impl DataDeviceHandler for State {
     }
 }
 
+impl PrimarySelectionHandler for State {
+    fn primary_selection_state(&self) -> &PrimarySelectionState {
+        &self.core.primary_selection_state
+    }
+}
+
 impl ClientDndGrabHandler for State {}
 
 impl ServerDndGrabHandler for State {
@@ -53,4 +64,5 @@ impl ServerDndGrabHandler for State {
 }
 
 delegate_seat!(State);
-// wl_data_device_manager's dispatch is in limits.rs (its sources are counted there).
+// wl_data_device_manager's and the primary selection's dispatch are in limits (their sources
+// are counted there).

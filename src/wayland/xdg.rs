@@ -131,9 +131,14 @@ impl XdgShellHandler for State {
 }
 
 impl State {
-    /// Send `toplevel` the configure it has (fullscreen), counting the ones it has not
-    /// acknowledged.
+    /// Send `toplevel` the configure it has (fullscreen at its output's size), counting the ones
+    /// it has not acknowledged. Before its initial commit nothing is sent: that commit is
+    /// answered with the first configure, which already has the size.
     pub fn reconfigure(&mut self, toplevel: &ToplevelSurface) {
+        self.core.kiosk_place_toplevel(toplevel.wl_surface());
+        if !toplevel.is_initial_configure_sent() {
+            return;
+        }
         toplevel.send_configure();
         super::limits::configure_sent(&self.core.display_handle, toplevel);
     }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use wayland_client::globals::{registry_queue_init, GlobalListContents};
 use wayland_client::protocol::{
     wl_buffer::WlBuffer, wl_callback, wl_callback::WlCallback, wl_compositor::WlCompositor, wl_keyboard,
-    wl_keyboard::WlKeyboard, wl_registry::WlRegistry, wl_seat::WlSeat, wl_shm, wl_shm::WlShm, wl_shm_pool::WlShmPool,
-    wl_surface::WlSurface, wl_touch, wl_touch::WlTouch,
+    wl_keyboard::WlKeyboard, wl_pointer, wl_pointer::WlPointer, wl_registry::WlRegistry, wl_seat::WlSeat, wl_shm,
+    wl_shm::WlShm, wl_shm_pool::WlShmPool, wl_surface::WlSurface, wl_touch, wl_touch::WlTouch,
 };
 use wayland_client::{delegate_noop, Connection, Dispatch, EventQueue, Proxy, QueueHandle, WEnum};
 use wayland_protocols::wp::linux_dmabuf::zv1::client::{
@@ -27,10 +27,23 @@ use wayland_protocols::xdg::shell::client::{
     xdg_toplevel::{self, XdgToplevel},
     xdg_wm_base::{self, XdgWmBase},
 };
+use wayland_protocols_wlr::layer_shell::v1::client::{
+    zwlr_layer_shell_v1::ZwlrLayerShellV1,
+    zwlr_layer_surface_v1::{self, ZwlrLayerSurfaceV1},
+};
+use wayland_protocols_wlr::virtual_pointer::v1::client::{
+    zwlr_virtual_pointer_manager_v1::ZwlrVirtualPointerManagerV1, zwlr_virtual_pointer_v1::ZwlrVirtualPointerV1,
+};
 
 #[derive(Default)]
 pub struct Client {
     pub configures: HashMap<u32, (i32, i32, Vec<u32>)>,
+    /// Every toplevel configure in the order it came: (toplevel id, width, height).
+    pub configure_log: Vec<(u32, i32, i32)>,
+    /// Layer surface configures in order: (layer surface id, serial, width, height).
+    pub layer_configures: Vec<(u32, u32, u32, u32)>,
+    /// Layer surfaces the compositor closed.
+    pub layers_closed: Vec<u32>,
     pub pending_serial: HashMap<u32, u32>,
     pub decoration_mode: Option<zxdg_toplevel_decoration_v1::Mode>,
     pub keyboard_focus: Option<u32>,
@@ -38,6 +51,10 @@ pub struct Client {
     pub keys: Vec<(u32, bool)>,
     /// wl_touch.down positions in surface coordinates.
     pub touch_downs: Vec<(f64, f64)>,
+    /// wl_pointer: where it entered or last moved (surface coordinates), and its buttons
+    /// (button, pressed).
+    pub pointer_at: Option<(f64, f64)>,
+    pub buttons: Vec<(u32, bool)>,
     /// wl_output globals announced after start-up, and global names removed (any interface).
     pub outputs_announced: Vec<u32>,
     pub globals_removed: Vec<u32>,
@@ -78,6 +95,9 @@ pub struct Globals {
     pub decoration: ZxdgDecorationManagerV1,
     pub _seat: WlSeat,
     pub dmabuf: Option<ZwpLinuxDmabufV1>,
+    pub layer_shell: Option<ZwlrLayerShellV1>,
+    /// Seen only by privileged clients.
+    pub virtual_pointer: Option<ZwlrVirtualPointerManagerV1>,
 }
 
 pub struct Window {
@@ -92,6 +112,7 @@ pub fn setup(conn: &Connection) -> (Globals, EventQueue<Client>, Client) {
     let seat: WlSeat = globals.bind(&qh, 1..=7, ()).unwrap();
     seat.get_keyboard(&qh, ());
     seat.get_touch(&qh, ());
+    seat.get_pointer(&qh, ());
     let g = Globals {
         compositor: globals.bind(&qh, 4..=6, ()).unwrap(),
         shm: globals.bind(&qh, 1..=1, ()).unwrap(),
@@ -99,6 +120,8 @@ pub fn setup(conn: &Connection) -> (Globals, EventQueue<Client>, Client) {
         decoration: globals.bind(&qh, 1..=1, ()).unwrap(),
         _seat: seat,
         dmabuf: globals.bind(&qh, 3..=5, ()).ok(),
+        layer_shell: globals.bind(&qh, 1..=4, ()).ok(),
+        virtual_pointer: globals.bind(&qh, 1..=2, ()).ok(),
     };
     let mut client = Client::default();
     queue.roundtrip(&mut client).unwrap();
@@ -214,6 +237,7 @@ impl Dispatch<XdgToplevel, ()> for Client {
         if let xdg_toplevel::Event::Configure { width, height, states } = event {
             let states = states.chunks_exact(4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect();
             state.configures.insert(t.id().protocol_id(), (width, height, states));
+            state.configure_log.push((t.id().protocol_id(), width, height));
         }
     }
 }
@@ -254,12 +278,48 @@ impl Dispatch<WlKeyboard, ()> for Client {
 }
 
 delegate_noop!(Client: WlCompositor);
+delegate_noop!(Client: ZwlrLayerShellV1);
+delegate_noop!(Client: ZwlrVirtualPointerManagerV1);
+delegate_noop!(Client: ZwlrVirtualPointerV1);
+
+impl Dispatch<ZwlrLayerSurfaceV1, ()> for Client {
+    fn event(
+        state: &mut Self,
+        layer: &ZwlrLayerSurfaceV1,
+        event: zwlr_layer_surface_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        let id = layer.id().protocol_id();
+        match event {
+            zwlr_layer_surface_v1::Event::Configure { serial, width, height } => {
+                state.layer_configures.push((id, serial, width, height))
+            }
+            zwlr_layer_surface_v1::Event::Closed => state.layers_closed.push(id),
+            _ => {}
+        }
+    }
+}
 delegate_noop!(Client: WlShmPool);
 delegate_noop!(Client: ZxdgDecorationManagerV1);
 delegate_noop!(Client: ignore WlShm);
 delegate_noop!(Client: ignore WlBuffer);
 delegate_noop!(Client: ignore WlSurface);
 delegate_noop!(Client: ignore WlSeat);
+
+impl Dispatch<WlPointer, ()> for Client {
+    fn event(state: &mut Self, _: &WlPointer, event: wl_pointer::Event, _: &(), _: &Connection, _: &QueueHandle<Self>) {
+        match event {
+            wl_pointer::Event::Enter { surface_x, surface_y, .. }
+            | wl_pointer::Event::Motion { surface_x, surface_y, .. } => state.pointer_at = Some((surface_x, surface_y)),
+            wl_pointer::Event::Button { button, state: WEnum::Value(button_state), .. } => {
+                state.buttons.push((button, button_state == wl_pointer::ButtonState::Pressed))
+            }
+            _ => {}
+        }
+    }
+}
 
 impl Dispatch<WlTouch, ()> for Client {
     fn event(state: &mut Self, _: &WlTouch, event: wl_touch::Event, _: &(), _: &Connection, _: &QueueHandle<Self>) {

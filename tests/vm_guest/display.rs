@@ -335,8 +335,10 @@ fn pixman_composition_shows_client_and_video() {
     composition_shows_client_and_video("pixman");
 }
 
-/// An external decoder client: GStreamer's `v4l2slh264dec ! waylandsink` decodes on visl and
-/// hands its NV12 dmabufs to vitrine, which scans them out on a plane without touching them.
+/// An external decoder client: GStreamer's `v4l2slh264dec ! waylandsink fullscreen=true` (the
+/// usual kiosk pipeline) decodes on visl and hands its NV12 dmabufs to vitrine, which scans them
+/// out on a plane without touching them. Its first configure is already at the output's size (a
+/// 0×0 one stops it with "Window has no size set").
 #[test]
 #[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
 fn gstreamer_waylandsink_dmabufs_go_on_a_plane() {
@@ -353,11 +355,11 @@ fn gstreamer_waylandsink_dmabufs_go_on_a_plane() {
         wrapper: Vec::new(),
     });
     let clip = super::clip("640x480-10s.mp4");
-    vitrine.spawn_client(
+    let client_log = vitrine.spawn_client(
         "gst-launch-1.0",
         &["filesrc", &format!("location={}", clip.display()), "!", "qtdemux", "!", "h264parse", "!", "v4l2slh264dec"]
             .into_iter()
-            .chain(["!", "waylandsink"])
+            .chain(["!", "waylandsink", "fullscreen=true"])
             .collect::<Vec<&str>>(),
     );
     let on_plane = |vitrine: &Vitrine| -> Option<serde_json::Value> {
@@ -390,6 +392,8 @@ fn gstreamer_waylandsink_dmabufs_go_on_a_plane() {
     assert!(common::count_near(&image, [191, 191, 0], 24) > 5_000, "yellow bar missing");
     assert!(common::count_near(&image, [0, 191, 191], 24) > 5_000, "cyan bar missing");
     assert!(vitrine.is_running());
+    let client = common::read(&client_log);
+    assert!(!client.contains("ERROR"), "waylandsink reported an error:\n{client}");
 }
 
 /// Per-surface linux-dmabuf feedback: a fullscreen surface is told the formats of the planes that

@@ -114,6 +114,13 @@ fn describe(
                     origins.push(Origin::Surface(s.clone(), fb, name.clone()));
                 }
             }
+            // Layer-shell surfaces are composited (into the composition's plane).
+            LayerSource::Shell(surface) => {
+                let mut desc = solid(rect(layer.dst));
+                desc.kind = LayerKind::Memory;
+                descs.push(desc);
+                origins.push(Origin::Window(surface.namespace().to_string()));
+            }
             LayerSource::Solid(_) => {
                 descs.push(solid(rect(layer.dst)));
                 origins.push(Origin::Background);

@@ -1,0 +1,440 @@
+//! The protocols kiosk integrators plug tools into, with Debian's own clients: the primary
+//! selection (wl-clipboard), a virtual keyboard (wtype typing into foot), and who may see the
+//! privileged globals (wayland-info).
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Launch, Vitrine, BG_CONFIG};
+use vitrine::wayland::privileged::PROTOCOLS;
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+const VIRTUAL_KEYBOARD: &str = "zwp_virtual_keyboard_manager_v1";
+
+/// The interfaces wayland-info lists for a client of `vitrine`.
+fn interfaces(vitrine: &Vitrine) -> String {
+    let (status, out, err) = vitrine.run_client("wayland-info", &[], SECS(30));
+    assert!(status.success(), "wayland-info failed: {err}");
+    out
+}
+
+fn privileged<'a>(name: &'a str, programs: &[&str]) -> Launch<'a> {
+    let list: Vec<String> = programs.iter().map(|p| format!("{:?}", which(p))).collect();
+    let mut launch = Launch::headless(name);
+    launch.config = format!("{BG_CONFIG}[security]\nprivileged_clients = [{}]\n", list.join(", "));
+    launch
+}
+
+fn which(program: &str) -> String {
+    common::require(program);
+    let out = std::process::Command::new("sh").args(["-c", &format!("command -v {program}")]).output().unwrap();
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    std::fs::canonicalize(&path).map(|p| p.display().to_string()).unwrap_or(path)
+}
+
+#[test]
+fn primary_selection_round_trip_with_wl_copy_and_wl_paste() {
+    let vitrine = Vitrine::headless("primary-selection");
+    let text = format!("vitrine primary {}", std::process::id());
+    let (status, _, err) = vitrine.run_client("wl-copy", &["--primary", &text], SECS(20));
+    assert!(status.success(), "wl-copy --primary failed: {err}");
+    let (status, out, err) = vitrine.run_client("wl-paste", &["--primary", "--no-newline"], SECS(20));
+    assert!(status.success(), "wl-paste --primary failed: {err}");
+    assert_eq!(out, text);
+    // The primary selection is its own: the clipboard did not get it.
+    let (_, clipboard, _) = vitrine.run_client("wl-paste", &["--no-newline"], SECS(20));
+    assert_ne!(clipboard, text, "the clipboard holds the primary selection");
+    let (status, _, _) = vitrine.run_client("wl-copy", &["--primary", "--clear"], SECS(20));
+    assert!(status.success());
+}
+
+/// Without `privileged_clients`, a client does not see the virtual keyboard; listed by its
+/// executable, it does; the kiosk app always does.
+#[test]
+fn only_privileged_clients_see_the_privileged_globals() {
+    let plain = Vitrine::headless("privileged-none");
+    let seen = interfaces(&plain);
+    assert!(seen.contains("wl_compositor"), "{seen}");
+    assert!(seen.contains("zwp_primary_selection_device_manager_v1"), "{seen}");
+    assert!(seen.contains("zwlr_layer_shell_v1"), "{seen}");
+    for protocol in PROTOCOLS {
+        assert!(!seen.contains(protocol), "an unlisted client sees {protocol}:\n{seen}");
+    }
+
+    let listed = Vitrine::launch(privileged("privileged-listed", &["wayland-info"]));
+    let seen = interfaces(&listed);
+    for protocol in PROTOCOLS {
+        assert!(seen.contains(protocol), "a listed client does not see {protocol}:\n{seen}");
+    }
+    assert!(listed.log().contains("privileged client"), "{}", listed.log());
+
+    // The kiosk app: a shell that starts wayland-info (a child in the app's process group).
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("info");
+    let mut launch = Launch::headless("privileged-app");
+    let script = format!("wayland-info > {}; sleep 60", out.display());
+    launch.args.extend(["--".into(), "sh".into(), "-c".into(), script]);
+    let app = Vitrine::launch(launch);
+    assert!(common::wait_until(SECS(30), || common::read(&out).contains("wl_seat")), "{}", app.log());
+    for protocol in PROTOCOLS {
+        assert!(common::read(&out).contains(protocol), "the kiosk app does not see {protocol}");
+    }
+    // A client beside the app is not in its group: not privileged.
+    assert!(!interfaces(&app).contains(VIRTUAL_KEYBOARD));
+}
+
+/// `wtype` types into foot, the kiosk app's window, when the config allows it; refused
+/// otherwise, and nothing is typed.
+#[test]
+fn wtype_types_into_foot_only_when_allowed() {
+    for allowed in [false, true] {
+        let name = if allowed { "wtype-allowed" } else { "wtype-refused" };
+        let launch = if allowed { privileged(name, &["wtype"]) } else { Launch::headless(name) };
+        let mut vitrine = Vitrine::launch(launch);
+        let dir = tempfile::tempdir().unwrap();
+        let typed = dir.path().join("typed");
+        let script = format!("read line; printf %s \"$line\" > {}; sleep 60", typed.display());
+        vitrine.spawn_client("foot", &["-e", "sh", "-c", &script]);
+        vitrine.wait_for_pixels("foot", SECS(30), |img| common::covered(img) > 0.99);
+        let (status, _, err) = vitrine.run_client("wtype", &["vitrine-typed", "-k", "Return"], SECS(30));
+        if !allowed {
+            assert!(!status.success(), "wtype ran without the virtual keyboard allowed");
+            assert!(err.contains("virtual keyboard"), "{err}");
+            std::thread::sleep(SECS(1));
+            assert!(!Path::new(&typed).exists(), "text arrived: {}", common::read(&typed));
+            continue;
+        }
+        assert!(status.success(), "wtype failed: {err}");
+        let arrived = common::wait_until(SECS(20), || common::read(&typed) == "vitrine-typed");
+        assert!(arrived, "foot read {:?}; log:\n{}", common::read(&typed), vitrine.log());
+        assert!(vitrine.is_running());
+    }
+}
+
+/// mako (wlr-layer-shell, overlay layer) shows a `notify-send` notification above the kiosk app,
+/// in the output's top-right corner where mako anchors it.
+#[test]
+fn mako_shows_a_notification_above_the_kiosk_app() {
+    common::require("mako");
+    common::require("notify-send");
+    let mut vitrine = Vitrine::headless("mako");
+    vitrine.spawn_client("foot", &["-e", "sh", "-c", "sleep 120"]);
+    vitrine.wait_for_pixels("foot", SECS(30), |img| common::covered(img) > 0.99);
+    let config = tempfile::tempdir().unwrap();
+    let script = "mako & sleep 2; notify-send -t 0 'vitrine notice'; sleep 120";
+    let mut notifier = vitrine.client_command("dbus-run-session", &["--", "sh", "-c", script]);
+    notifier.env("XDG_CONFIG_HOME", config.path()).stdout(std::process::Stdio::null());
+    let mut notifier = notifier.spawn().expect("dbus-run-session");
+    // mako's notification: its default background colour (#285577), in a box 300 wide.
+    const MAKO: [u8; 3] = [0x28, 0x55, 0x77];
+    let image = vitrine.wait_for_pixels("notification", SECS(40), |img| common::count_near(img, MAKO, 4) > 5000);
+    let _ = notifier.kill();
+    let _ = notifier.wait();
+    let (mut left, mut bottom) = (u32::MAX, 0);
+    for y in 0..image.height {
+        for x in 0..image.width {
+            let p = image.pixel(x, y);
+            if p[..3].iter().zip(MAKO).all(|(a, b)| a.abs_diff(b) <= 4) {
+                left = left.min(x);
+                bottom = bottom.max(y);
+            }
+        }
+    }
+    assert!(left >= image.width / 2, "the notification is not in the right half (from x={left})");
+    assert!(bottom < image.height / 2, "the notification is not in the top half (to y={bottom})");
+}
+
+/// `grim` (wlr-screencopy), allowed by the config, takes the same picture as
+/// `vitrine msg screenshot`, pixel for pixel; a region of it too.
+#[test]
+fn grim_matches_the_screenshot_pixel_for_pixel() {
+    let grim = which("grim");
+    let dir = tempfile::tempdir().unwrap();
+    // A still, asymmetric scene: a red square top-left over the background colour.
+    let marker = dir.path().join("marker.png");
+    let mut pixels = vec![0u8; 640 * 480 * 4];
+    for y in 0..100 {
+        for x in 0..150 {
+            pixels[(y * 640 + x) * 4..][..4].copy_from_slice(&[255, 0, 0, 255]);
+        }
+    }
+    vitrine::image::RgbaImage::from_raw(640, 480, pixels).unwrap().save_png(&marker).unwrap();
+    let mut launch = Launch::headless("grim");
+    launch.config =
+        format!("{BG_CONFIG}image = {:?}\n[security]\nprivileged_clients = [{grim:?}]\n", marker.display().to_string());
+    let vitrine = Vitrine::launch(launch);
+    let own = vitrine.screenshot("grim-own");
+    let shot = dir.path().join("grim.png");
+    let (status, _, err) = vitrine.run_client("grim", &[&shot.display().to_string()], SECS(30));
+    assert!(status.success(), "grim failed: {err}");
+    let image = vitrine::image::RgbaImage::load_png(&shot).expect("grim's PNG");
+    assert_eq!((image.width, image.height), (own.width, own.height));
+    let differing = (0..own.height)
+        .flat_map(|y| (0..own.width).map(move |x| (x, y)))
+        .filter(|&(x, y)| image.pixel(x, y)[..3] != own.pixel(x, y)[..3])
+        .count();
+    assert_eq!(differing, 0, "grim's picture differs from the screenshot");
+    assert_eq!(image.pixel(10, 10)[..3], [255, 0, 0]);
+    // A region: 100x50 from (100, 80), across the square's corner.
+    let part = dir.path().join("part.png");
+    let (status, _, err) = vitrine.run_client("grim", &["-g", "100,80 100x50", &part.display().to_string()], SECS(30));
+    assert!(status.success(), "grim -g failed: {err}");
+    let part = vitrine::image::RgbaImage::load_png(&part).unwrap();
+    assert_eq!((part.width, part.height), (100, 50));
+    assert_eq!(part.pixel(10, 10)[..3], [255, 0, 0], "inside the square");
+    assert_eq!(part.pixel(90, 40)[..3], own.pixel(190, 120)[..3], "outside it");
+
+    // Not listed: grim does not see the global and fails.
+    let plain = Vitrine::headless("grim-refused");
+    let (status, _, err) = plain.run_client("grim", &[&dir.path().join("no.png").display().to_string()], SECS(30));
+    assert!(!status.success(), "grim worked without being allowed");
+    assert!(err.contains("screencopy"), "{err}");
+}
+
+/// The GTK entry of `an_input_method_types_into_a_gtk_entry`: it prints its text as it changes.
+const GTK_ENTRY: &str = r#"
+import gi
+gi.require_version("Gtk", "3.0")
+from gi.repository import Gtk
+win = Gtk.Window(title="entry")
+entry = Gtk.Entry()
+win.add(entry)
+entry.connect("changed", lambda e: print("text=" + e.get_text(), flush=True))
+win.connect("destroy", Gtk.main_quit)
+win.show_all()
+entry.grab_focus()
+print("ready", flush=True)
+Gtk.main()
+"#;
+
+/// An input method (this test, allowed by the config) writes into a GTK entry: focused, the
+/// entry asks for text through text-input v3, the input method is activated, and the string it
+/// commits arrives in the entry.
+#[test]
+fn an_input_method_types_into_a_gtk_entry() {
+    use wayland_client::globals::registry_queue_init;
+    use wayland_client::protocol::wl_seat::WlSeat;
+    use wayland_protocols_misc::zwp_input_method_v2::client::zwp_input_method_manager_v2::ZwpInputMethodManagerV2;
+
+    common::require("/usr/bin/python3");
+    let exe = std::fs::read_link("/proc/self/exe").unwrap().display().to_string();
+    let mut launch = Launch::headless("input-method");
+    launch.config = format!("{BG_CONFIG}[security]\nprivileged_clients = [{exe:?}]\n");
+    let vitrine = Vitrine::launch(launch);
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("entry.py");
+    std::fs::write(&script, GTK_ENTRY).unwrap();
+    let out = dir.path().join("entry.out");
+    let mut entry = vitrine.client_command("/usr/bin/python3", &[&script.display().to_string()]);
+    entry.env("GTK_IM_MODULE", "wayland").stdout(std::fs::File::create(&out).unwrap());
+    let mut entry = entry.spawn().expect("/usr/bin/python3");
+    assert!(common::wait_until(SECS(30), || common::read(&out).contains("ready")), "the GTK entry did not start");
+
+    let conn = vitrine.wayland();
+    let (globals, mut queue) = registry_queue_init::<Ime>(&conn).unwrap();
+    let qh = queue.handle();
+    let seat: WlSeat = globals.bind(&qh, 1..=7, ()).unwrap();
+    let manager: ZwpInputMethodManagerV2 = globals.bind(&qh, 1..=1, ()).expect("zwp_input_method_manager_v2");
+    let method = manager.get_input_method(&seat, &qh, ());
+    let mut ime = Ime::default();
+    let activated = common::wait_until(SECS(30), || {
+        queue.roundtrip(&mut ime).unwrap();
+        ime.active
+    });
+    assert!(activated, "the input method was never activated; log:\n{}", vitrine.log());
+    method.commit_string("vitrine-ime".into());
+    method.commit(ime.done);
+    queue.roundtrip(&mut ime).unwrap();
+    let typed = common::wait_until(SECS(20), || common::read(&out).contains("text=vitrine-ime"));
+    let _ = entry.kill();
+    let _ = entry.wait();
+    assert!(typed, "the entry has: {}", common::read(&out));
+}
+
+/// The input method's side of the protocol: activated once a `done` says so.
+#[derive(Default)]
+struct Ime {
+    pending: bool,
+    active: bool,
+    done: u32,
+}
+
+impl
+    wayland_client::Dispatch<
+        wayland_protocols_misc::zwp_input_method_v2::client::zwp_input_method_v2::ZwpInputMethodV2,
+        (),
+    > for Ime
+{
+    fn event(
+        state: &mut Self,
+        _: &wayland_protocols_misc::zwp_input_method_v2::client::zwp_input_method_v2::ZwpInputMethodV2,
+        event: wayland_protocols_misc::zwp_input_method_v2::client::zwp_input_method_v2::Event,
+        _: &(),
+        _: &wayland_client::Connection,
+        _: &wayland_client::QueueHandle<Self>,
+    ) {
+        use wayland_protocols_misc::zwp_input_method_v2::client::zwp_input_method_v2::Event;
+        match event {
+            Event::Activate => state.pending = true,
+            Event::Deactivate => state.pending = false,
+            Event::Done => {
+                state.done += 1;
+                state.active = state.pending;
+            }
+            Event::Unavailable => panic!("another input method is bound"),
+            _ => {}
+        }
+    }
+}
+
+impl
+    wayland_client::Dispatch<
+        wayland_client::protocol::wl_registry::WlRegistry,
+        wayland_client::globals::GlobalListContents,
+    > for Ime
+{
+    fn event(
+        _: &mut Self,
+        _: &wayland_client::protocol::wl_registry::WlRegistry,
+        _: wayland_client::protocol::wl_registry::Event,
+        _: &wayland_client::globals::GlobalListContents,
+        _: &wayland_client::Connection,
+        _: &wayland_client::QueueHandle<Self>,
+    ) {
+    }
+}
+
+wayland_client::delegate_noop!(Ime: ignore wayland_client::protocol::wl_seat::WlSeat);
+wayland_client::delegate_noop!(Ime: wayland_protocols_misc::zwp_input_method_v2::client::zwp_input_method_manager_v2::ZwpInputMethodManagerV2);
+
+/// A window that prints where it is clicked (the wayvnc test's kiosk app).
+const GTK_CLICKS: &str = r#"
+import gi
+gi.require_version("Gtk", "3.0")
+from gi.repository import Gtk, Gdk
+win = Gtk.Window(title="clicks")
+win.add_events(Gdk.EventMask.BUTTON_PRESS_MASK)
+win.connect("button-press-event", lambda w, e: print("click %d %d" % (e.x, e.y), flush=True))
+win.connect("destroy", Gtk.main_quit)
+win.show_all()
+print("ready", flush=True)
+Gtk.main()
+"#;
+
+/// vncdotool, from the venv `scripts/deps test` installs it into.
+fn vncdotool() -> std::path::PathBuf {
+    let venv = std::env::var_os("VITRINE_VENV").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/vitrine/venv")
+    });
+    let path = venv.join("bin/vncdotool");
+    assert!(path.exists(), "{} is missing: run scripts/deps test", path.display());
+    path
+}
+
+/// `wayvnc` (allowed by the config: screencopy, virtual pointer and keyboard) serves the screen:
+/// a VNC client's capture is what `vitrine msg screenshot` shows, and its click reaches the
+/// kiosk app's window where it clicked.
+#[test]
+fn wayvnc_shows_the_screen_and_takes_a_click() {
+    let vncdo = vncdotool();
+    let mut vitrine = Vitrine::launch(privileged("wayvnc", &["wayvnc"]));
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("clicks.py");
+    std::fs::write(&script, GTK_CLICKS).unwrap();
+    let out = dir.path().join("clicks.out");
+    let mut app = vitrine.client_command("/usr/bin/python3", &[&script.display().to_string()]);
+    app.stdout(std::fs::File::create(&out).unwrap());
+    let mut app = app.spawn().expect("/usr/bin/python3");
+    assert!(common::wait_until(SECS(30), || common::read(&out).contains("ready")), "the window did not start");
+    vitrine.wait_for_pixels("window", SECS(30), |img| common::covered(img) > 0.99);
+
+    let port = 20000 + std::process::id() % 20000;
+    vitrine.spawn_client("wayvnc", &["127.0.0.1", &port.to_string()]);
+    let listening = common::wait_until(SECS(30), || std::net::TcpStream::connect(("127.0.0.1", port as u16)).is_ok());
+    assert!(listening, "wayvnc is not listening; log:\n{}", vitrine.log());
+    let server = format!("127.0.0.1::{port}");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&vncdo).args(["-s", &server]).args(args).output().expect("vncdotool");
+        assert!(out.status.success(), "vncdotool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let shot = dir.path().join("vnc.png");
+    run(&["capture", &shot.display().to_string()]);
+    let own = vitrine.screenshot("wayvnc-own");
+    let seen = vitrine::image::RgbaImage::load_png(&shot).expect("vncdotool's PNG");
+    assert_eq!((seen.width, seen.height), (own.width, own.height));
+    let differing = (0..own.height)
+        .flat_map(|y| (0..own.width).map(move |x| (x, y)))
+        .filter(|&(x, y)| seen.pixel(x, y)[..3].iter().zip(&own.pixel(x, y)[..3]).any(|(a, b)| a.abs_diff(*b) > 4))
+        .count();
+    assert_eq!(
+        differing,
+        0,
+        "the VNC picture differs from the screenshot in {differing} pixels: at (10, 10) {:?}, not {:?}",
+        seen.pixel(10, 10),
+        own.pixel(10, 10)
+    );
+
+    run(&["move", "320", "120", "click", "1"]);
+    let clicked = common::wait_until(SECS(20), || common::read(&out).contains("click 320 120"));
+    let _ = app.kill();
+    let _ = app.wait();
+    assert!(clicked, "the window got: {}", common::read(&out));
+}
+
+/// `wvkbd` (an on-screen keyboard: a layer surface at the bottom with an exclusive zone, and a
+/// virtual keyboard) with foot as the app: a tap on a key (a virtual pointer's click, from this
+/// test) types into foot.
+#[test]
+fn wvkbd_taps_type_into_foot() {
+    use wayland_client::protocol::wl_pointer::ButtonState;
+    let exe = std::fs::read_link("/proc/self/exe").unwrap().display().to_string();
+    let wvkbd = which("wvkbd-mobintl");
+    let mut launch = Launch::headless("wvkbd");
+    launch.config = format!("{BG_CONFIG}[security]\nprivileged_clients = [{exe:?}, {wvkbd:?}]\n");
+    let mut vitrine = Vitrine::launch(launch);
+    let dir = tempfile::tempdir().unwrap();
+    let typed = dir.path().join("typed");
+    // One character, read raw: any key typed ends it.
+    let script = format!("stty raw -echo; dd bs=1 count=1 of={} 2>/dev/null; sleep 60", typed.display());
+    vitrine.spawn_client("foot", &["-e", "sh", "-c", &script]);
+    vitrine.wait_for_pixels("foot", SECS(30), |img| common::covered(img) > 0.99);
+    let before = vitrine.screenshot("wvkbd-before");
+    vitrine.spawn_client("wvkbd-mobintl", &[]);
+    // The keyboard is drawn over the bottom of the output (foot gives it the room).
+    let drawn = common::wait_until(SECS(30), || {
+        let now = vitrine.screenshot("wvkbd");
+        (now.height - 40..now.height).any(|y| now.pixel(320, y) != before.pixel(320, y))
+    });
+    assert!(drawn, "wvkbd did not show; log:\n{}", vitrine.log());
+
+    let conn = vitrine.wayland();
+    let (g, mut queue, mut client) = common::wl::setup(&conn);
+    let pointer =
+        g.virtual_pointer.as_ref().expect("virtual pointer").create_virtual_pointer(None, &queue.handle(), ());
+    // Tap along the keyboard's middle rows until a key types (a modifier types nothing).
+    let mut tapped = 0;
+    'rows: for y in [420u32, 400, 440, 380] {
+        for x in (40..640u32).step_by(60) {
+            pointer.motion_absolute(0, x, y, 640, 480);
+            pointer.frame();
+            pointer.button(0, 0x110, ButtonState::Pressed);
+            pointer.frame();
+            pointer.button(0, 0x110, ButtonState::Released);
+            pointer.frame();
+            queue.roundtrip(&mut client).unwrap();
+            tapped += 1;
+            if common::wait_until(SECS(2), || !common::read(&typed).is_empty()) {
+                break 'rows;
+            }
+        }
+    }
+    let text = common::read(&typed);
+    assert!(
+        text.chars().count() == 1 && text.chars().all(|c| !c.is_control()),
+        "after {tapped} taps foot read {text:?}; log:\n{}",
+        vitrine.log()
+    );
+}
