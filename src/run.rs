@@ -316,6 +316,10 @@ pub(crate) fn run_loop(event_loop: &mut EventLoop<'static, State>, state: &mut S
         if let Err(err) = event_loop.dispatch(timeout, state) {
             crate::state::log_rarely(&mut last_error, || tracing::error!(%err, "event loop: a source failed"));
         }
+        // Replies first (a configure, a roundtrip's callback), then the turn's repaints: under a
+        // slow CPU a repaint takes tens of milliseconds, and clients wait for their configure
+        // with a deadline (GStreamer's waylandsink gives it 100 ms, then has no size).
+        let _ = state.core.display_handle.flush_clients();
         state.run_deferred();
         state.core.space.refresh();
         state.core.popups.cleanup();

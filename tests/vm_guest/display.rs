@@ -335,10 +335,10 @@ fn pixman_composition_shows_client_and_video() {
     composition_shows_client_and_video("pixman");
 }
 
-/// An external decoder client: GStreamer's `v4l2slh264dec ! waylandsink fullscreen=true` (the
-/// usual kiosk pipeline) decodes on visl and hands its NV12 dmabufs to vitrine, which scans them
-/// out on a plane without touching them. Its first configure is already at the output's size (a
-/// 0×0 one stops it with "Window has no size set").
+/// An external decoder client: GStreamer's `v4l2slh264dec ! waylandsink` decodes on visl and
+/// hands its NV12 dmabufs to vitrine, which scans them out on a plane without touching them.
+/// (`fullscreen=true` is not used here: waylandsink then waits only 100 ms for its first
+/// configure, and under TCG it still stops with "Window has no size set"; see issue 14's note.)
 #[test]
 #[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
 fn gstreamer_waylandsink_dmabufs_go_on_a_plane() {
@@ -359,7 +359,7 @@ fn gstreamer_waylandsink_dmabufs_go_on_a_plane() {
         "gst-launch-1.0",
         &["filesrc", &format!("location={}", clip.display()), "!", "qtdemux", "!", "h264parse", "!", "v4l2slh264dec"]
             .into_iter()
-            .chain(["!", "waylandsink", "fullscreen=true"])
+            .chain(["!", "waylandsink"])
             .collect::<Vec<&str>>(),
     );
     let on_plane = |vitrine: &Vitrine| -> Option<serde_json::Value> {
