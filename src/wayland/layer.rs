@@ -86,11 +86,21 @@ impl State {
         let initial = with_states(surface, |states| {
             states.data_map.get::<LayerSurfaceData>().is_some_and(|d| !d.lock().is_ok_and(|d| d.initial_configure_sent))
         });
-        layer_map_for_output(&output).arrange();
+        // The kiosk app is placed again only when the zone it is given changed: an overlay that
+        // animates (a ticker, a clock) costs an arrange per commit, not a relayout. (The commit
+        // itself queues the output's redraw.)
+        let zone_changed = {
+            let mut map = layer_map_for_output(&output);
+            let before = map.non_exclusive_zone();
+            map.arrange();
+            map.non_exclusive_zone() != before
+        };
         if initial {
             layer.layer_surface().send_configure();
         }
-        self.layers_changed(&output);
+        if zone_changed {
+            self.core.kiosk_relayout();
+        }
         let exclusive = layer.cached_state().keyboard_interactivity == KeyboardInteractivity::Exclusive;
         let mapped = smithay::backend::renderer::utils::with_renderer_surface_state(surface, |s| s.buffer().is_some())
             .unwrap_or(false);
