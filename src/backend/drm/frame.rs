@@ -322,10 +322,64 @@ fn modeset(
     Ok(())
 }
 
+/// Where a repaint's time went, step by step (each the time since the one before).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Phases {
+    began: Option<Instant>,
+    last: Option<Instant>,
+    /// Framebuffers for new decoder buffers, the video's pick of its picture.
+    prepare: Duration,
+    /// The scene, the layers described, the plan.
+    plan: Duration,
+    /// The composition of what no plane shows.
+    compose: Duration,
+    /// The atomic commit and its bookkeeping.
+    commit: Duration,
+}
+
+impl Phases {
+    fn start(&mut self) {
+        *self = Phases { began: Some(Instant::now()), last: Some(Instant::now()), ..Default::default() };
+    }
+
+    /// The time since the last mark, added to `phase`.
+    fn mark(&mut self, phase: fn(&mut Phases) -> &mut Duration) {
+        let now = Instant::now();
+        let since = now.saturating_duration_since(self.last.unwrap_or(now));
+        *phase(self) += since;
+        self.last = Some(now);
+    }
+
+    /// Said at debug level when the repaint took `refresh` or more (the soak reads it).
+    fn said_if_slow(&self, output: &Output, refresh: Duration) {
+        let Some(began) = self.began else { return };
+        if began.elapsed() >= refresh {
+            tracing::debug!(
+                target: "frames",
+                output = %output.name(),
+                prepare_us = self.prepare.as_micros() as u64,
+                plan_us = self.plan.as_micros() as u64,
+                compose_us = self.compose.as_micros() as u64,
+                commit_us = self.commit.as_micros() as u64,
+                "where a slow repaint's time went"
+            );
+        }
+    }
+}
+
 impl Drm {
     /// Paint and commit the next frame of `output`'s head. The frame scheduler calls this only
     /// when something is due and no commit of the head is in flight.
     pub fn repaint(&mut self, core: &mut Core, output: &Output) -> Repaint {
+        self.phases.start();
+        let result = self.repaint_head(core, output);
+        if let Some(head) = self.heads.iter().find(|h| &h.output == output) {
+            self.phases.said_if_slow(output, head.refresh);
+        }
+        result
+    }
+
+    fn repaint_head(&mut self, core: &mut Core, output: &Output) -> Repaint {
         if !core.displays_on || self.paused {
             return Repaint::Skipped;
         }
@@ -356,6 +410,7 @@ impl Drm {
         if let (true, Some(clock)) = (self.heads[index].modeset_done, core.frames.clock(output)) {
             core.video_tick(output, clock.next_vblank(Instant::now()), clock.period());
         }
+        self.phases.mark(|p| &mut p.prepare);
         let mut scene = core.scene_for_output(output);
         let head = &self.heads[index];
         if !head.modeset_done {
@@ -409,6 +464,7 @@ impl Drm {
             writeback,
             fence_waited,
             refuse_plane_commits,
+            phases,
             ..
         } = self;
         let head = &mut heads[index];
@@ -459,6 +515,7 @@ impl Drm {
             (Vec::new(), Vec::new(), None, Vec::new())
         };
 
+        phases.mark(|p| &mut p.plan);
         // Composition: every layer the plan did not put on a plane.
         let mut on_planes = OnPlanes::default();
         if let Some(plan) = &plan {
@@ -487,6 +544,7 @@ impl Drm {
             }
         }
         let composited = composited.filter(|(d, _)| !d.is_empty());
+        phases.mark(|p| &mut p.compose);
         let plane_fbs: Vec<Option<Scanout>> = match &plan {
             Some(plan) => plan
                 .layers
@@ -605,6 +663,7 @@ impl Drm {
         if with_writeback {
             self.writeback_committed(core, index, fence);
         }
+        self.phases.mark(|p| &mut p.commit);
         Ok(true)
     }
 

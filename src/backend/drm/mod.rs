@@ -110,6 +110,8 @@ pub struct Drm {
     /// signalled them (`VITRINE_FAULT_LOSE_WRITEBACK_FENCES`).
     pub(super) lose_writeback_fences: u32,
     pub stats: KmsStats,
+    /// Where the current repaint's time went (said when a repaint takes a refresh or more).
+    phases: frame::Phases,
 }
 
 impl State {
@@ -275,6 +277,7 @@ impl Drm {
                 "writeback fences will be lost",
             ),
             stats: KmsStats::default(),
+            phases: frame::Phases::default(),
         };
         match notifier {
             Some(notifier) => seat::watch_seat(core, notifier)?,

@@ -19,7 +19,9 @@
 //! * Layers without a plane are drawn into ONE composition buffer (ARGB8888 LINEAR,
 //!   output-sized, unscaled, unrotated; XRGB8888 is accepted when nothing lies below it). So the
 //!   composited layers form one contiguous run of the bottom-to-top order, and the composition
-//!   buffer takes that run's place in the z order. It may use any plane that can show it.
+//!   buffer takes that run's place in the z order. It may use any plane that can show it. Only
+//!   layers that overlap must keep their order: the search first lifts a layer a plane could
+//!   take above composited layers it does not touch, which can make the run contiguous.
 //! * Along the final bottom-to-top order the planes' zpos must strictly increase. Mutable zpos
 //!   gets the smallest value above the previous one ([`Placement::Plane::zpos`] is then the
 //!   value to set); an immutable zpos must already fit; a plane without a zpos property is

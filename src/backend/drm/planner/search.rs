@@ -1,6 +1,10 @@
 //! The search behind [`Planner::plan`]: the composited run is chosen best first (it alone fixes
 //! the objective), then planes are assigned to the resulting z-ordered items by backtracking,
 //! and every statically valid assignment goes to the tester until one is accepted.
+//!
+//! Only layers that overlap must keep their stacking order: before the search, a layer a plane
+//! could take moves above composited layers it does not touch (a video beside the kiosk app's
+//! window goes on an overlay above the composition, though the app is above it in the scene).
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
@@ -83,6 +87,77 @@ struct Search<'a> {
 }
 
 pub(super) fn run(planner: &Planner, layers: &[LayerDesc], tester: &mut dyn CommitTester) -> SearchResult {
+    let order = lifted_order(planner, layers);
+    if order.iter().enumerate().all(|(k, &i)| k == i) {
+        return run_ordered(planner, layers, tester);
+    }
+    let lifted: Vec<LayerDesc> = order.iter().map(|&i| layers[i]).collect();
+    let mut tester = InSceneOrder { inner: tester, order: &order, layers };
+    let mut result = run_ordered(planner, &lifted, &mut tester);
+    result.plan.layers = in_scene_order(&order, std::mem::take(&mut result.plan.layers));
+    result.rejections = in_scene_order(&order, std::mem::take(&mut result.rejections));
+    result
+}
+
+/// The layers' order for the search (bottom to top, as indices into `layers`): each layer some
+/// plane could take moves up past the layers above it that no plane takes and that it does not
+/// overlap. Overlapping layers never swap, so every pair that overlaps keeps its order and the
+/// screen shows the same picture.
+fn lifted_order(planner: &Planner, layers: &[LayerDesc]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..layers.len()).collect();
+    if !planner.layers_on_planes {
+        return order;
+    }
+    let plane_takes = |l: &LayerDesc| l.kind.scanoutable() && planner.planes.iter().any(|p| check_layer(p, l).is_ok());
+    let takes: Vec<bool> = layers.iter().map(plane_takes).collect();
+    // Bubbling: each swap moves a plane layer above a composited one, so it ends.
+    let mut swapped = true;
+    while swapped {
+        swapped = false;
+        for k in 0..order.len().saturating_sub(1) {
+            let (below, above) = (order[k], order[k + 1]);
+            if takes[below] && !takes[above] && !overlap(&layers[below], &layers[above]) {
+                order.swap(k, k + 1);
+                swapped = true;
+            }
+        }
+    }
+    order
+}
+
+/// Whether two layers' destinations share a pixel.
+fn overlap(a: &LayerDesc, b: &LayerDesc) -> bool {
+    let span = |l: &LayerDesc| {
+        (l.dst.0 as i64, l.dst.1 as i64, l.dst.0 as i64 + l.dst.2 as i64, l.dst.1 as i64 + l.dst.3 as i64)
+    };
+    let (a, b) = (span(a), span(b));
+    a.0 < b.2 && b.0 < a.2 && a.1 < b.3 && b.1 < a.3
+}
+
+/// Per-layer values of the lifted order, back in the scene's order.
+fn in_scene_order<T>(order: &[usize], lifted: Vec<T>) -> Vec<T> {
+    let mut out: Vec<Option<T>> = (0..lifted.len()).map(|_| None).collect();
+    for (value, &i) in lifted.into_iter().zip(order) {
+        out[i] = Some(value);
+    }
+    out.into_iter().flatten().collect()
+}
+
+/// The tester sees plans in the scene's order of layers, whatever order the search used.
+struct InSceneOrder<'a> {
+    inner: &'a mut dyn CommitTester,
+    order: &'a [usize],
+    layers: &'a [LayerDesc],
+}
+
+impl CommitTester for InSceneOrder<'_> {
+    fn test(&mut self, plan: &Plan, _lifted: &[LayerDesc]) -> Result<(), String> {
+        let plan = Plan { layers: in_scene_order(self.order, plan.layers.clone()), ..plan.clone() };
+        self.inner.test(&plan, self.layers)
+    }
+}
+
+fn run_ordered(planner: &Planner, layers: &[LayerDesc], tester: &mut dyn CommitTester) -> SearchResult {
     let planes = &planner.planes[..];
     let mut compat = Vec::new();
     let mut rejections = Vec::new();

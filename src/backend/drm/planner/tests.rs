@@ -95,6 +95,10 @@ impl CommitTester for FakeDriver {
     }
 }
 
+fn on_plane(p: &Placement) -> bool {
+    matches!(p, Placement::Plane { .. })
+}
+
 /// Every rule a plan must follow, checked from the outside.
 fn validate(planes: &[PlaneCaps], primary_required: bool, plan: &Plan, layers: &[LayerDesc]) -> Result<(), String> {
     let mut order: Vec<&PlaneCaps> = planes.iter().collect();
@@ -111,55 +115,68 @@ fn validate(planes: &[PlaneCaps], primary_required: bool, plan: &Plan, layers: &
         }
     }
     let composited: Vec<usize> = plan.composited().collect();
-    if composited.windows(2).any(|w| w[1] != w[0] + 1) {
-        return Err("composited layers are not contiguous".into());
-    }
     for (i, l) in layers.iter().enumerate() {
         if l.kind == LayerKind::Solid && !composited.contains(&i) {
             return Err("a solid layer is on a plane".into());
         }
     }
-    // (effective z, zpos written, plane) bottom to top.
-    let mut stack: Vec<(u32, Option<u64>)> = Vec::new();
-    match (composited.first(), plan.composition) {
-        (Some(_), None) => return Err("composited layers but no composition plane".into()),
-        (None, Some(c)) => stack.push((c.plane, c.zpos)),
-        _ => {}
+    if !composited.is_empty() && plan.composition.is_none() {
+        return Err("composited layers but no composition plane".into());
     }
+    // The effective z of a plane with the zpos the plan writes.
+    let z_of = |plane: u32, zpos: Option<u64>| -> Result<u64, String> {
+        let (rank, caps) = caps(plane)?;
+        match (caps.zpos, zpos) {
+            (None, None) => Ok(rank as u64),
+            (Some(r), None) if r.immutable => Ok(r.min),
+            (Some(r), Some(v)) if !r.immutable && (r.min..=r.max).contains(&v) => Ok(v),
+            _ => Err(format!("bad zpos for plane {plane}")),
+        }
+    };
+    let composition_z = match plan.composition {
+        Some(c) => {
+            let (_, caps) = caps(c.plane)?;
+            check_composition(caps, c.format).map_err(|e| e.to_string())?;
+            Some(z_of(c.plane, c.zpos)?)
+        }
+        None => None,
+    };
+    // Each layer's z: its plane's, or the composition's.
+    let mut z = Vec::with_capacity(layers.len());
     for (i, p) in plan.layers.iter().enumerate() {
         match p {
             Placement::Plane { plane, zpos } => {
                 let (_, caps) = caps(*plane)?;
                 check_layer(caps, &layers[i]).map_err(|e| e.to_string())?;
-                stack.push((*plane, *zpos));
+                z.push(z_of(*plane, *zpos)?);
             }
-            Placement::Composited { .. } if composited.first() == Some(&i) => {
-                let c = plan.composition.ok_or("no composition")?;
-                stack.push((c.plane, c.zpos));
-            }
-            Placement::Composited { .. } => {}
+            Placement::Composited { .. } => z.push(composition_z.ok_or("no composition")?),
         }
     }
-    if let Some(c) = plan.composition {
-        let (_, caps) = caps(c.plane)?;
-        check_composition(caps, c.format).map_err(|e| e.to_string())?;
-        if c.format != DRM_FORMAT_ARGB8888 && composited.first().is_some_and(|&f| f > 0) {
+    let mut plane_zs: Vec<u64> = plan.layers.iter().zip(&z).filter(|(p, _)| on_plane(p)).map(|(_, z)| *z).collect();
+    plane_zs.extend(composition_z);
+    plane_zs.sort_unstable();
+    if plane_zs.windows(2).any(|w| w[0] == w[1]) {
+        return Err("two planes at the same z".into());
+    }
+    if let (Some(c), Some(cz)) = (plan.composition, composition_z) {
+        if c.format != DRM_FORMAT_ARGB8888 && z.iter().zip(&plan.layers).any(|(z, p)| on_plane(p) && *z < cz) {
             return Err("composition above other planes without alpha".into());
         }
     }
-    let mut last: Option<u64> = None;
-    for (plane, zpos) in stack {
-        let (rank, caps) = caps(plane)?;
-        let z = match (caps.zpos, zpos) {
-            (None, None) => rank as u64,
-            (Some(r), None) if r.immutable => r.min,
-            (Some(r), Some(v)) if !r.immutable && (r.min..=r.max).contains(&v) => v,
-            _ => return Err(format!("bad zpos for plane {plane}")),
-        };
-        if last.is_some_and(|l| z <= l) {
-            return Err(format!("zpos not increasing at plane {plane}"));
+    // What the screen shows: every two layers that overlap keep their order (composited ones
+    // among themselves in the composition).
+    let overlaps = |a: &LayerDesc, b: &LayerDesc| {
+        let (ax, ay, bx, by) = (a.dst.0 as i64, a.dst.1 as i64, b.dst.0 as i64, b.dst.1 as i64);
+        ax < bx + b.dst.2 as i64 && bx < ax + a.dst.2 as i64 && ay < by + b.dst.3 as i64 && by < ay + a.dst.3 as i64
+    };
+    for i in 0..layers.len() {
+        for j in i + 1..layers.len() {
+            let both_composited = !on_plane(&plan.layers[i]) && !on_plane(&plan.layers[j]);
+            if overlaps(&layers[i], &layers[j]) && !both_composited && z[i] >= z[j] {
+                return Err(format!("layer {j} overlaps layer {i} but is not above it"));
+            }
         }
-        last = Some(z);
     }
     Ok(())
 }
@@ -323,7 +340,7 @@ fn unsupported_rotation_and_scaling_are_reported() {
 }
 
 #[test]
-fn a_plane_layer_never_sits_between_composited_layers() {
+fn a_plane_layer_never_sits_between_composited_layers_it_overlaps() {
     let mut planner = Planner::new(vkms(), 0);
     let mut driver = FakeDriver::new(vkms());
     let small = (100, 100, 200, 200);
@@ -332,6 +349,35 @@ fn a_plane_layer_never_sits_between_composited_layers() {
     assert!(matches!(reason(&plan, 1), Rejection::Zpos { plane } if plane.id == 45));
     assert_eq!(plan.layers[3], on(40, None));
     assert_eq!(plan.composition.map(|c| c.plane), Some(VKMS_PRIMARY));
+}
+
+/// The soak's scene on vkms (whose overlays cannot go under the primary): the background, the
+/// video in the top left corner and a client in shared memory in the middle, above the video in
+/// the scene but not touching it. The video rises above the composition onto an overlay; once
+/// the client overlaps it, it cannot.
+#[test]
+fn a_plane_layer_beside_the_composited_ones_rises_above_them() {
+    let screen = (0, 0, 1024, 768);
+    let shm = |dst| layer(LayerKind::Memory, DRM_FORMAT_XRGB8888, (250, 250), dst);
+    let mut planner = Planner::new(vkms(), 0);
+    let mut driver = FakeDriver::new(vkms());
+    let beside = [solid(screen), video((384, 288), (0, 0, 384, 288)), shm((387, 259, 250, 250))];
+    let plan = planner.plan(&beside, &mut driver);
+    assert_eq!(plan.layers[1], on(40, None), "{plan}");
+    assert_eq!(plan.composited().collect::<Vec<_>>(), [0, 2]);
+    assert_eq!(
+        plan.composition,
+        Some(CompositionPlacement { plane: VKMS_PRIMARY, zpos: None, format: DRM_FORMAT_XRGB8888 })
+    );
+    assert_eq!((driver.calls, driver.invalid.len()), (1, 0));
+    // The tester was shown the plan in the scene's order.
+    validate(&vkms(), true, &plan, &beside).unwrap();
+
+    let over = [solid(screen), video((384, 288), (0, 0, 384, 288)), shm((300, 200, 250, 250))];
+    let plan = planner.plan(&over, &mut driver);
+    assert_eq!(plan.composited().collect::<Vec<_>>(), [0, 1, 2], "{plan}");
+    assert!(matches!(reason(&plan, 1), Rejection::Zpos { .. }), "{plan}");
+    assert_eq!(driver.invalid.len(), 0);
 }
 
 /// Random scenes on several tables: every plan follows the rules, and the planner never sends
@@ -355,8 +401,9 @@ fn random_scenes_always_give_valid_plans() {
             let layers: Vec<LayerDesc> = (0..rand(7))
                 .map(|_| {
                     let dst = (rand(800) as i32, rand(600) as i32, 16 + rand(1000) as u32, 16 + rand(800) as u32);
-                    let mut l = match rand(4) {
+                    let mut l = match rand(5) {
                         0 => solid(dst),
+                        4 => layer(LayerKind::Memory, DRM_FORMAT_ARGB8888, (dst.2, dst.3), dst),
                         1 => cursor(dst.0, dst.1),
                         2 => video((dst.2 * (1 + rand(3) as u32), dst.3), dst),
                         _ => client(dst),
