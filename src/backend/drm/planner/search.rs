@@ -2,9 +2,11 @@
 //! the objective), then planes are assigned to the resulting z-ordered items by backtracking,
 //! and every statically valid assignment goes to the tester until one is accepted.
 //!
-//! Only layers that overlap must keep their stacking order: before the search, a layer a plane
-//! could take moves above composited layers it does not touch (a video beside the kiosk app's
-//! window goes on an overlay above the composition, though the app is above it in the scene).
+//! Only layers that overlap must keep their stacking order: when the scene's order leaves a
+//! layer composited that a plane could take, the search runs again with such layers moved above
+//! the composited layers they do not touch (a video beside the kiosk app's window goes on an
+//! overlay above the composition, though the app is above it in the scene), and the better plan
+//! wins.
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
@@ -87,16 +89,34 @@ struct Search<'a> {
 }
 
 pub(super) fn run(planner: &Planner, layers: &[LayerDesc], tester: &mut dyn CommitTester) -> SearchResult {
+    let budget = planner.max_tests.max(1);
+    let plain = run_ordered(planner, layers, tester, budget);
     let order = lifted_order(planner, layers);
-    if order.iter().enumerate().all(|(k, &i)| k == i) {
-        return run_ordered(planner, layers, tester);
+    // Only a lifted layer that the scene's order left composited can gain.
+    let mut moved = order.iter().enumerate().filter(|(k, i)| k != *i).map(|(_, &i)| i);
+    if !moved.any(|i| matches!(plain.plan.layers[i], Placement::Composited { .. })) {
+        return plain;
     }
-    let lifted: Vec<LayerDesc> = order.iter().map(|&i| layers[i]).collect();
-    let mut tester = InSceneOrder { inner: tester, order: &order, layers };
-    let mut result = run_ordered(planner, &lifted, &mut tester);
-    result.plan.layers = in_scene_order(&order, std::mem::take(&mut result.plan.layers));
-    result.rejections = in_scene_order(&order, std::mem::take(&mut result.rejections));
-    result
+    // The second search gets what the first left of the test budget.
+    let Some(budget) = budget.checked_sub(plain.tests).filter(|b| *b >= 2) else { return plain };
+    let lifted_layers: Vec<LayerDesc> = order.iter().map(|&i| layers[i]).collect();
+    let mut in_scene = InSceneOrder { inner: tester, order: &order, layers };
+    let mut lifted = run_ordered(planner, &lifted_layers, &mut in_scene, budget);
+    lifted.plan.layers = in_scene_order(&order, std::mem::take(&mut lifted.plan.layers));
+    lifted.rejections = in_scene_order(&order, std::mem::take(&mut lifted.rejections));
+    // The lifted order can also lose: a plane that could take the layer only at the bottom.
+    let tests = plain.tests + lifted.tests;
+    let mut best = if score(&lifted, layers) > score(&plain, layers) { lifted } else { plain };
+    best.tests = tests;
+    best
+}
+
+/// How good a search's plan is: accepted, then layers on planes, then less area composited.
+fn score(result: &SearchResult, layers: &[LayerDesc]) -> (bool, usize, Reverse<u64>) {
+    let plan = &result.plan;
+    let on_planes = plan.layers.iter().filter(|p| matches!(p, Placement::Plane { .. })).count();
+    let composited = plan.composited().map(|i| layers[i].dst.2 as u64 * layers[i].dst.3 as u64).sum();
+    (plan.test_error.is_none(), on_planes, Reverse(composited))
 }
 
 /// The layers' order for the search (bottom to top, as indices into `layers`): each layer some
@@ -157,7 +177,7 @@ impl CommitTester for InSceneOrder<'_> {
     }
 }
 
-fn run_ordered(planner: &Planner, layers: &[LayerDesc], tester: &mut dyn CommitTester) -> SearchResult {
+fn run_ordered(planner: &Planner, layers: &[LayerDesc], tester: &mut dyn CommitTester, max_tests: u32) -> SearchResult {
     let planes = &planner.planes[..];
     let mut compat = Vec::new();
     let mut rejections = Vec::new();
@@ -194,7 +214,7 @@ fn run_ordered(planner: &Planner, layers: &[LayerDesc], tester: &mut dyn CommitT
         rejections,
         primary: planes.iter().position(|p| p.kind == PlaneKind::Primary),
         primary_required: planner.primary_required,
-        max_tests: planner.max_tests.max(1),
+        max_tests,
         tests: 0,
         nodes: 0,
         out_of_budget: false,

@@ -369,14 +369,34 @@ fn a_plane_layer_beside_the_composited_ones_rises_above_them() {
         plan.composition,
         Some(CompositionPlacement { plane: VKMS_PRIMARY, zpos: None, format: DRM_FORMAT_XRGB8888 })
     );
-    assert_eq!((driver.calls, driver.invalid.len()), (1, 0));
-    // The tester was shown the plan in the scene's order.
+    // The scene's order first (everything composited), then the lifted one.
+    assert_eq!((driver.calls, driver.invalid.len()), (2, 0));
+    // The tester was shown the plans in the scene's order.
     validate(&vkms(), true, &plan, &beside).unwrap();
 
     let over = [solid(screen), video((384, 288), (0, 0, 384, 288)), shm((300, 200, 250, 250))];
     let plan = planner.plan(&over, &mut driver);
     assert_eq!(plan.composited().collect::<Vec<_>>(), [0, 1, 2], "{plan}");
     assert!(matches!(reason(&plan, 1), Rejection::Zpos { .. }), "{plan}");
+    assert_eq!(driver.invalid.len(), 0);
+}
+
+/// Lifting is tried, not imposed: where only the primary plane (at the bottom) takes NV12, the
+/// video beside a shared-memory client stays below the composition, on the primary.
+#[test]
+fn a_layer_is_not_lifted_where_only_the_bottom_plane_takes_it() {
+    let mut table = vkms();
+    for p in table.iter_mut().filter(|p| p.kind != PlaneKind::Primary) {
+        p.formats.retain(|f| f.format != DRM_FORMAT_NV12);
+    }
+    let shm = layer(LayerKind::Memory, DRM_FORMAT_XRGB8888, (250, 250), (387, 259, 250, 250));
+    let scene = [video((384, 288), (0, 0, 384, 288)), shm];
+    let mut planner = Planner::new(table.clone(), 0);
+    let mut driver = FakeDriver::new(table.clone());
+    let plan = planner.plan(&scene, &mut driver);
+    assert_eq!(plan.layers[0], on(VKMS_PRIMARY, None), "{plan}");
+    assert_eq!(plan.composition.map(|c| c.format), Some(DRM_FORMAT_ARGB8888), "{plan}");
+    validate(&table, true, &plan, &scene).unwrap();
     assert_eq!(driver.invalid.len(), 0);
 }
 
