@@ -24,7 +24,17 @@ pub struct Config {
     pub video: VideoConfig,
     pub schedule: ScheduleConfig,
     pub security: SecurityConfig,
+    pub metrics: MetricsConfig,
     pub log: LogConfig,
+}
+
+/// The Prometheus endpoint: the counters of `vitrine msg stats` and `status` as the text
+/// exposition format, at `http://LISTEN/metrics`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// "ADDRESS:PORT" to listen on, e.g. "127.0.0.1:9102"; empty: off.
+    pub listen: String,
 }
 
 /// Who may use the privileged protocols (virtual input, and later screen capture and output
@@ -425,6 +435,12 @@ impl Config {
             return Err(at(
                 "privileged_clients",
                 format!("security.privileged_clients: {path:?} is not an absolute path to an executable"),
+            ));
+        }
+        if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(at(
+                "listen",
+                format!("metrics.listen: {:?} is not ADDRESS:PORT (e.g. \"127.0.0.1:9102\")", self.metrics.listen),
             ));
         }
         if !(1..=6).contains(&self.compat.xdg_wm_base_version) {

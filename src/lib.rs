@@ -15,6 +15,7 @@ pub mod input;
 pub mod kiosk;
 pub mod listen;
 pub mod logging;
+pub mod metrics;
 pub mod process;
 pub mod render;
 pub mod rotation;

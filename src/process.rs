@@ -171,3 +171,30 @@ mod run_delay_tests {
         assert!(delay.total().unwrap() >= first);
     }
 }
+
+/// What this process holds now, from /proc: resident memory, descriptors, threads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    pub rss_bytes: u64,
+    pub fds: u64,
+    pub threads: u64,
+}
+
+impl Usage {
+    pub fn now() -> Usage {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let field = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Usage {
+            rss_bytes: field("VmRSS:") * 1024,
+            fds: std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64).unwrap_or(0),
+            threads: field("Threads:"),
+        }
+    }
+}

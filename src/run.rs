@@ -63,6 +63,13 @@ pub fn run(args: RunArgs, config: Config) -> anyhow::Result<i32> {
     let runtime_dir = crate::control::runtime_dir().map_err(|e| anyhow!(e))?;
     let control_path = crate::control::socket_path(&runtime_dir, &socket_name);
     let _control = crate::control::server::start(&mut state.core, &control_path).map_err(|e| anyhow!(e))?;
+    let listen = state.core.config.metrics.listen.clone();
+    if !listen.is_empty() {
+        // The screen matters more than the metrics: a port in use is said, not fatal.
+        if let Err(err) = crate::metrics::start(&mut state.core, &listen) {
+            tracing::error!(%err, "metrics are not served");
+        }
+    }
 
     watch_signals(&mut state.core)?;
 
@@ -205,6 +212,7 @@ pub(crate) fn assemble(
             paused_by_schedule: false,
             frames: Default::default(),
             control: Default::default(),
+            metrics: Default::default(),
             systemd: None,
             first_frame: None,
             screenshot_on_start: args.screenshot_on_start.clone(),

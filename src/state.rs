@@ -158,6 +158,8 @@ pub struct Core {
     pub frames: crate::frames::Frames,
     /// The control socket's connections.
     pub control: crate::control::Connections,
+    /// The Prometheus endpoint's connections (`[metrics] listen`).
+    pub metrics: crate::metrics::Scrapers,
     /// sd_notify, when systemd started vitrine with a notify socket.
     pub systemd: Option<crate::systemd::Systemd>,
     /// When the first frame was on screen.
@@ -362,6 +364,9 @@ impl State {
         }
         if old.compat != new.compat {
             restart_needed.push("compat");
+        }
+        if old.metrics != new.metrics {
+            restart_needed.push("metrics");
         }
         if old.keyboard != new.keyboard {
             let kb = &new.keyboard;

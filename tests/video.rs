@@ -4,24 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{count_near, Launch, Vitrine};
+use common::{count_near, encode_clip as clip, Launch, Vitrine};
 use vitrine::control::protocol::Request;
-
-/// Encode a clip from an ffmpeg lavfi source (never kept in the repository).
-fn clip(dir: &Path, name: &str, source: &str, args: &[&str]) -> PathBuf {
-    let path = dir.join(name);
-    let status = std::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", source])
-        .args(args)
-        .arg(&path)
-        .status()
-        .expect("ffmpeg is not installed: run scripts/deps test");
-    assert!(status.success(), "ffmpeg failed for {name}");
-    path
-}
 
 fn headless(name: &str, args: Vec<String>, config: String) -> Vitrine {
     let mut launch = Launch::headless(name);

@@ -575,7 +575,8 @@ fn clients(state: &State) -> Vec<Value> {
 
 /// Display-path counters since start (DRM backend); other backends report what they have. Every
 /// backend reports its frame cycle: repaints run, and frames presented per output.
-fn stats(state: &State) -> Value {
+/// The `stats` document (also what the metrics endpoint exposes).
+pub fn stats(state: &State) -> Value {
     let mut v = match &state.backend {
         crate::backend::Backend::Drm(d) => {
             let mut v = serde_json::to_value(&d.stats).unwrap_or_default();

@@ -63,6 +63,19 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Encode a clip from an ffmpeg lavfi source (never kept in the repository).
+pub fn encode_clip(dir: &Path, name: &str, source: &str, args: &[&str]) -> PathBuf {
+    let path = dir.join(name);
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", source])
+        .args(args)
+        .arg(&path)
+        .status()
+        .expect("ffmpeg is not installed: run scripts/deps test");
+    assert!(status.success(), "ffmpeg failed for {name}");
+    path
+}
+
 pub struct Vitrine {
     pub child: Child,
     pub runtime: PathBuf,
