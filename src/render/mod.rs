@@ -327,7 +327,10 @@ impl Painter {
             *cache = Some((std::sync::Arc::downgrade(&frame.hold), buffer));
         }
         let (_, buffer) = cache.as_ref()?;
-        memory_element(renderer, buffer, None, dst, scale, "the video picture")
+        // The whole picture as the source: without one, smithay takes the destination's size
+        // as the source's and a scaled picture would be cropped instead.
+        let whole = Rectangle::from_size((frame.visible.0 as f64, frame.visible.1 as f64).into());
+        memory_element(renderer, buffer, Some(whole), dst, scale, "the video picture")
     }
 
     /// The decoded picture of `frame` as a texture drawn into `dst`.
