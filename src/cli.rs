@@ -36,6 +36,18 @@ pub enum Command {
         /// The TOML file to check
         file: PathBuf,
     },
+    /// Write a short sample clip (colour bars, made with the built-in H.264 encoder) as a raw
+    /// H.264 stream: what the first run plays
+    SampleClip {
+        /// Where to write it (e.g. sample.h264)
+        file: PathBuf,
+        /// Picture size
+        #[arg(long, default_value = "640x360", value_parser = parse_size)]
+        size: (u32, u32),
+        /// Length in seconds (25 pictures a second)
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+    },
     /// Decode video files through the decoder vitrine would use, paced at their own rate and
     /// shown nowhere, then print the audit (is this board's decoder up to this file?)
     Decode {
@@ -49,6 +61,11 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let (w, h) = text.split_once('x').ok_or("WIDTHxHEIGHT, e.g. 640x360")?;
+    Ok((w.parse().map_err(|_| "a width in pixels")?, h.parse().map_err(|_| "a height in pixels")?))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -104,6 +121,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub stats: Option<PathBuf>,
 
+    /// Print the video audit in words when vitrine stops: the decoder, where the pictures went,
+    /// what was copied
+    #[arg(long)]
+    pub audit: bool,
+
     /// More logging (-v debug, -vv trace); RUST_LOG overrides
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -157,8 +179,14 @@ pub enum MsgCommand {
     Resume,
     /// Skip to the next playlist item
     Next,
-    /// The video: file, position, fps, decoder, the path frames take, errors
+    /// The video: file, position, fps, decoder, the path frames take, errors; the TVs' power
     Status,
+    /// Switch the displays (and the TVs, through HDMI-CEC) on or off, until the schedule's next
+    /// switch
+    Display {
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
     /// Stop the compositor
     Quit,
 }

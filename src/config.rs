@@ -25,7 +25,27 @@ pub struct Config {
     pub schedule: ScheduleConfig,
     pub security: SecurityConfig,
     pub metrics: MetricsConfig,
+    pub cec: CecConfig,
     pub log: LogConfig,
+}
+
+/// HDMI-CEC: the TV on each HDMI output woken (Image View On, Active Source) when the displays
+/// come on and put in standby when they go off (see `cec`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CecConfig {
+    pub enable: bool,
+    /// The name the TV shows for vitrine's input (at most 14 ASCII characters).
+    pub osd_name: String,
+    /// Output name to adapter, e.g. { "HDMI-A-1" = "/dev/cec0" }, for adapters whose driver
+    /// does not say which connector they serve. Empty: found by the adapters' connector info.
+    pub devices: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for CecConfig {
+    fn default() -> Self {
+        CecConfig { enable: true, osd_name: "vitrine".into(), devices: Default::default() }
+    }
 }
 
 /// The Prometheus endpoint: the counters of `vitrine msg stats` and `status` as the text
@@ -435,6 +455,15 @@ impl Config {
             return Err(at(
                 "privileged_clients",
                 format!("security.privileged_clients: {path:?} is not an absolute path to an executable"),
+            ));
+        }
+        if self.cec.osd_name.is_empty() || self.cec.osd_name.len() > 14 || !self.cec.osd_name.is_ascii() {
+            return Err(at("osd_name", "cec.osd_name must be 1 to 14 ASCII characters".into()));
+        }
+        if let Some((output, dev)) = self.cec.devices.iter().find(|(_, d)| !d.starts_with("/dev/")) {
+            return Err(at(
+                "devices",
+                format!("cec.devices: {output:?} = {dev:?} is not a device path like \"/dev/cec0\""),
             ));
         }
         if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {

@@ -3,6 +3,7 @@
 //! The binary is a thin shell around [`run::run`]; tests drive the library directly.
 
 pub mod backend;
+pub mod cec;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod process;
 pub mod render;
 pub mod rotation;
 pub mod run;
+pub mod sample;
 pub mod scene;
 pub mod state;
 pub mod systemd;

@@ -35,6 +35,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some(Command::SampleClip { file, size, seconds }) => match vitrine::sample::write(&file, size, seconds, 25) {
+            Ok(pictures) => {
+                println!("{}: {pictures} pictures, {}x{}, H.264", file.display(), size.0, size.1);
+                0
+            }
+            Err(err) => {
+                eprintln!("vitrine sample-clip: {err}");
+                1
+            }
+        },
         Some(Command::CheckConfig { file }) => match Config::load(&file) {
             Ok(_) => {
                 println!("{}: ok", file.display());

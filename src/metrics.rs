@@ -306,6 +306,25 @@ pub fn render(state: &State) -> Result<String, prometheus::Error> {
     gauge("vitrine_control_connections", "Control socket connections open.", &[])?
         .with_label_values::<&str>(&[])
         .set(core.control.len() as i64);
+    let cec = core.cec.states();
+    if !cec.is_empty() {
+        let tv = gauge(
+            "vitrine_cec_tv_power",
+            "1 for the power state the TV behind each output last reported over HDMI-CEC.",
+            &["output", "state"],
+        )?;
+        let unanswered =
+            counter("vitrine_cec_unanswered_total", "CEC messages the TV did not acknowledge.", &["output"])?;
+        for a in &cec {
+            let output = a.output.clone().unwrap_or_default();
+            let state = serde_json::to_value(a.tv_power)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_else(|| "unknown".into());
+            tv.with_label_values(&[output.as_str(), state.as_str()]).set(1);
+            unanswered.with_label_values(&[output.as_str()]).inc_by(a.unanswered);
+        }
+    }
     if let Some(app) = &core.kiosk.app {
         counter("vitrine_app_restarts_total", "Times the kiosk app was started again.", &[])?
             .with_label_values::<&str>(&[])

@@ -207,12 +207,14 @@ pub(crate) fn assemble(
             player,
             exit_when_done: args.exit_when_done,
             stats_path: args.stats.clone(),
+            print_audit: args.audit,
             background_image: crate::state::load_background(&config.background.image),
             displays_on: true,
             paused_by_schedule: false,
             frames: Default::default(),
             control: Default::default(),
             metrics: Default::default(),
+            cec: Default::default(),
             systemd: None,
             first_frame: None,
             screenshot_on_start: args.screenshot_on_start.clone(),
@@ -241,6 +243,8 @@ pub(crate) fn assemble(
             state.backend = Backend::Drm(Box::new(drm));
             if let Some((d, core)) = state.drm() {
                 d.light(core).map_err(|e| anyhow!(e))?;
+                let connectors = d.connectors();
+                crate::cec::start(core, &connectors);
             }
             if let Err(err) = crate::backend::libinput::start(&mut state) {
                 tracing::warn!(%err, "no input devices: the display works, input does not");
@@ -355,10 +359,39 @@ fn trim_after_clients_left(core: &mut Core) {
     }
 }
 
+/// The zero-copy audit for a person: the decoder, where the pictures went, what was copied.
+fn audit_in_words(state: &State, report: &serde_json::Value) -> String {
+    let n = |k: &str| report[k].as_u64().unwrap_or(0);
+    let status = state.core.player.as_ref().map(|p| p.status());
+    let decoder = status.as_ref().and_then(|s| s.decoder.clone()).unwrap_or_else(|| "none".into());
+    let path = status.map(|s| s.path).unwrap_or_default();
+    let composited = n("frames_composited");
+    let on_planes = n("frames_presented").saturating_sub(composited);
+    let mut out = format!("\nvideo audit ({} backend)\n", state.backend.name());
+    out += &format!("  decoder:   {decoder}\n  path:      {path}\n");
+    out += &format!(
+        "  pictures:  {} decoded, {} shown, {} dropped\n",
+        n("frames_decoded"),
+        n("frames_presented"),
+        n("frames_dropped")
+    );
+    out += &format!("  shown:     {on_planes} on a hardware plane; composited in {composited} repaints\n");
+    out += &format!(
+        "  copies:    {} bytes by the CPU, {} pictures mapped, {} dmabufs exported\n",
+        n("cpu_copied_bytes"),
+        n("frame_mappings"),
+        n("dmabufs_exported")
+    );
+    out
+}
+
 /// The way out, from any state: the audit written, the kiosk app stopped, the display given back.
 fn stop(state: &mut State) -> i32 {
     if let Some(report) = state.video_report() {
         tracing::info!(target: "video", audit = %report, "video audit");
+        if state.core.print_audit {
+            print!("{}", audit_in_words(state, &report));
+        }
         if let Some(path) = &state.core.stats_path {
             let text = serde_json::to_string_pretty(&report).unwrap_or_default();
             if let Err(err) = std::fs::write(path, text + "\n") {
@@ -415,7 +448,13 @@ impl Core {
     /// `--screenshot-on-start`: half a second after a client has drawn (or 5 s after start),
     /// a PNG of the first output.
     fn maybe_screenshot_on_start(&mut self) {
-        let drawn = self.kiosk.stack.iter().any(|w| w.geometry().size.w > 0);
+        // A client's window; with a video, its first picture too (and the kiosk app's window
+        // when there is one).
+        let client = self.kiosk.stack.iter().any(|w| w.geometry().size.w > 0);
+        let drawn = match &self.player {
+            Some(p) => p.current().is_some() && (client || self.kiosk.app.is_none()),
+            None => client,
+        };
         if !drawn && self.started.elapsed() < Duration::from_secs(5) {
             // Asked again at the next frame; a client that never draws gets its shot at 5 s.
             if self.started.elapsed() < Duration::from_millis(100) {

@@ -147,6 +147,8 @@ pub struct Core {
     pub exit_when_done: bool,
     /// Where to write the audit as JSON at exit (`--stats`).
     pub stats_path: Option<std::path::PathBuf>,
+    /// `--audit`: the video audit printed in words at the end.
+    pub print_audit: bool,
     /// The background image, read from `[background] image`.
     pub background_image: Option<std::sync::Arc<crate::image::RgbaImage>>,
     /// Displays on (the schedule's opening hours), or off: nothing is presented and touch and
@@ -160,6 +162,8 @@ pub struct Core {
     pub control: crate::control::Connections,
     /// The Prometheus endpoint's connections (`[metrics] listen`).
     pub metrics: crate::metrics::Scrapers,
+    /// The HDMI-CEC adapters switching TVs with the displays.
+    pub cec: crate::cec::Cec,
     /// sd_notify, when systemd started vitrine with a notify socket.
     pub systemd: Option<crate::systemd::Systemd>,
     /// When the first frame was on screen.
@@ -329,7 +333,8 @@ impl State {
             return;
         }
         self.core.displays_on = on;
-        tracing::info!(on, "displays switched by the schedule");
+        tracing::info!(on, "displays switched");
+        self.core.cec.power(on);
         if let crate::backend::Backend::Drm(d) = &mut self.backend {
             d.set_power(&mut self.core, on);
         }

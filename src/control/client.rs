@@ -70,6 +70,7 @@ pub fn run(args: MsgArgs) -> i32 {
         MsgCommand::Resume => Request::Resume,
         MsgCommand::Next => Request::Next,
         MsgCommand::Status => Request::Status,
+        MsgCommand::Display { state } => Request::Display { on: state == "on" },
         MsgCommand::Play { file } => Request::Play { path: std::path::absolute(&file).unwrap_or(file) },
         MsgCommand::Screenshot { output, file } => {
             let path = if file.is_absolute() {
@@ -219,6 +220,12 @@ pub fn human(req: &Request, data: &Value) -> String {
             }
         }
         Request::Reload => out += &format!("{}\n", s(&data["report"])),
+        Request::Display { .. } => {
+            out += &format!("displays {}\n", if data["on"].as_bool() == Some(true) { "on" } else { "off" });
+            for tv in data["tv"].as_array().into_iter().flatten() {
+                out += &format!("  {} ({}): TV {}\n", s(&tv["output"]), s(&tv["device"]), s(&tv["tv_power"]));
+            }
+        }
         Request::Quit => out += "vitrine is stopping\n",
     }
     out

@@ -27,6 +27,11 @@ pub enum Request {
     Resume,
     Next,
     Status,
+    /// The displays (and the TVs, through CEC) on or off by hand, until the schedule's next
+    /// switch.
+    Display {
+        on: bool,
+    },
 }
 
 /// `{"ok": true, "data": ...}` or `{"ok": false, "error": "..."}`.
@@ -57,6 +62,7 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
         let allowed: &[&str] = match object.get("cmd").and_then(Value::as_str) {
             Some("screenshot") => &["cmd", "output", "path"],
             Some("play") => &["cmd", "path"],
+            Some("display") => &["cmd", "on"],
             _ => &["cmd"],
         };
         if let Some(key) = object.keys().find(|k| !allowed.contains(&k.as_str())) {
@@ -76,6 +82,10 @@ mod tests {
         let line = serde_json::to_string(&req).unwrap();
         assert_eq!(line, r#"{"cmd":"screenshot","output":"HEADLESS-1","path":"/tmp/x.png"}"#);
         assert_eq!(parse_request(&line).unwrap(), req);
+        let display = Request::Display { on: false };
+        let line = serde_json::to_string(&display).unwrap();
+        assert_eq!(line, r#"{"cmd":"display","on":false}"#);
+        assert_eq!(parse_request(&line).unwrap(), display);
         assert_eq!(parse_request(r#"{"cmd":"version"}"#).unwrap(), Request::Version);
     }
 

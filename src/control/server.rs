@@ -498,9 +498,14 @@ fn handle(state: &mut State, id: u64, request: Request) -> Option<Reply> {
                 Request::Next => player.next(),
                 _ => {}
             }
-            let status = serde_json::to_value(player.status()).unwrap_or_default();
+            let mut status = serde_json::to_value(player.status()).unwrap_or_default();
             state.core.video_woken();
+            status["tv"] = json!(state.core.cec.states());
             Reply::ok(status)
+        }
+        Request::Display { on } => {
+            state.set_displays(on);
+            Reply::ok(json!({ "on": state.core.displays_on, "tv": state.core.cec.states() }))
         }
         Request::Quit => {
             tracing::info!("quit requested over the control socket");
@@ -534,6 +539,8 @@ fn outputs(state: &State) -> Vec<Value> {
                 "rotation": rotation,
                 "logical_size": logical,
                 "power": if state.core.displays_on { "on" } else { "off" },
+                // The TV behind the output, as HDMI-CEC reports it.
+                "cec": state.core.cec.states().into_iter().find(|a| a.output.as_deref() == Some(o.name().as_str())),
             })
         })
         .collect()

@@ -317,6 +317,14 @@ impl Drm {
         &self.heads
     }
 
+    /// Each head's output with its DRM card number and connector id (what a CEC adapter's
+    /// connector info names).
+    pub fn connectors(&self) -> Vec<(String, Option<(u32, u32)>)> {
+        let name = self.card.name();
+        let card_no = name.rsplit("card").next().and_then(|n| n.parse::<u32>().ok());
+        self.heads.iter().map(|h| (h.output.name(), card_no.map(|c| (c, u32::from(h.connector.handle))))).collect()
+    }
+
     /// What the display path holds right now: framebuffers imported, plans cached (for the
     /// soak, which checks that neither grows).
     pub fn held(&self) -> serde_json::Value {
