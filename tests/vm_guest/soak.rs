@@ -41,6 +41,8 @@ struct Sample {
     decoder_failures: u64,
     /// Pictures no plane showed (composited, converted on the CPU).
     video_composited: u64,
+    /// Page flips that never came (each one a second of a frozen display).
+    flips_timed_out: u64,
 }
 
 fn proc_status_kib(pid: u32, key: &str) -> u64 {
@@ -74,6 +76,7 @@ fn sample(vitrine: &Vitrine, start: Instant) -> Sample {
         commits: n(&stats["commits"]),
         decoder_failures: n(&stats["video"]["decoder_failures"]),
         video_composited: n(&stats["video"]["frames_composited"]),
+        flips_timed_out: n(&stats["flips_timed_out"]),
     }
 }
 
@@ -519,7 +522,7 @@ fn soak() {
          (during the faults: {}; during the {} screenshots: {}; while the loop waited for a CPU: {}; \
          while a CPU of the guest stood still: {} (it did {} times, {stalled_s:.1} s in all, at most \
          {longest_stall_ms:.0} ms)); commits: {}; decoder failures: {}; screenshots whose writeback \
-         the kernel lost: {lost_writebacks}; frames that composited the picture: {}.\n\n\
+         the kernel lost: {lost_writebacks}; frames that composited the picture: {}; page flips that never came: {}.\n\n\
          | t (s) | RSS KiB | fds | threads | fbs | plans | presented | dropped |\n|---|---|---|---|---|---|---|---|\n",
         faults_at.len(),
         settled[0].rss_kib,
@@ -534,6 +537,7 @@ fn soak() {
         last.commits,
         last.decoder_failures,
         last.video_composited,
+        last.flips_timed_out,
     );
     for s in &samples {
         md += &format!(
@@ -565,6 +569,8 @@ fn soak() {
     // than a refresh, and its drops would be the rig's. A frame composited while a plan changes
     // is allowed, not a habit.
     assert!(last.video_composited * 100 <= last.video_presented, "the picture left its plane:\n{md}");
+    // A display plugged in or out must not cost the other one a page flip (a second frozen).
+    assert_eq!(last.flips_timed_out, 0, "page flips never came:\n{md}");
     assert!(last.decoder_failures >= faults_at.len() as u64, "the faults were not seen:\n{md}");
     assert_eq!(next_hotplug, hotplugs_at.len(), "hotplugs not made:\n{md}");
     assert_eq!(outputs(&vitrine), 1, "the run ends with the second display unplugged");

@@ -115,7 +115,12 @@ impl Head {
         self.planner.set_layers_on_planes(layers_on_planes);
         self.primary = primary;
         self.others = others;
+        // A commit of this head in flight still flips: its event must find it, or the frame
+        // scheduler waits for it until the flip timeout (a display plugged in or out froze the
+        // other one for a second).
+        let in_flight = self.in_flight.take();
         self.reset();
+        self.in_flight = in_flight;
     }
 
     /// A commit of this head was refused: the next step of the display ladder, and when to try
