@@ -296,16 +296,21 @@ fn composition_shows_client_and_video(renderer: &str) {
     };
     let (yellow, cyan, blue) = (mean_x([191, 191, 0]), mean_x([0, 191, 191]), mean_x([0, 0, 191]));
     assert!(yellow < cyan && cyan < blue, "bars out of order (mirrored?): yellow {yellow}, cyan {cyan}, blue {blue}");
+    // Scaled, not cropped: visl's blue bar (the sixth of seven, with black after it) is at about
+    // 6.5/8 of the width once the picture fills the output (at 6.5/8 of 640 when it does not).
+    assert!(blue > 760, "the picture does not fill the output (cropped?): blue bar at x = {blue}");
+    // visl's text runs down the left; its two longest lines (the queues' formats) are at the
+    // bottom and reach past x = 560, where the top lines do not.
     let dark_in = |y0: u32, y1: u32| {
         (y0..y1)
             .step_by(2)
-            .flat_map(|y| (0..200).step_by(2).map(move |x| (x, y)))
+            .flat_map(|y| (560..780).step_by(2).map(move |x| (x, y)))
             .filter(|&(x, y)| image.pixel(x, y).iter().take(3).all(|c| *c < 40))
             .count()
     };
     assert!(
-        dark_in(0, 200) > 10 * dark_in(568, 768).max(1),
-        "visl's text is not at the top: the picture is upside down"
+        dark_in(576, 768) > 10 * dark_in(0, 192).max(1),
+        "visl's long lines are not at the bottom: the picture is upside down"
     );
 
     let planes = vitrine.ok(&Request::Planes);

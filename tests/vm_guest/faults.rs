@@ -540,10 +540,12 @@ fn a_video_frozen_with_its_ladder_run_out_holds_the_watchdog_back() {
     let log = vitrine.log();
     assert!(log.contains("display path or video stalled: the systemd watchdog is not fed"), "{log}");
     assert_eq!(log.matches(frozen_said).count(), 1, "said once: {log}");
-    // The ladder's three steps are errors until it ran out, then quiet: at most one item's run
-    // (three) for the unbind, and the retries every 10 s say nothing more at error level.
+    // The ladder's steps are errors until it ran out, then quiet: at most one item's run for the
+    // unbind (the failure, the reopening, software decoding, the skip: four when the unbind is
+    // seen by a decoder at work rather than at opening), and the retries every 10 s say nothing
+    // more at error level.
     let errors = log.lines().filter(|l| l.contains("ERROR") && l.contains("video decoder failed")).count();
-    assert!(errors <= 3, "{errors} ladder errors; log:\n{log}");
+    assert!(errors <= 4, "{errors} ladder errors; log:\n{log}");
 
     unbound.bind();
     let before = presented(&vitrine);
