@@ -278,9 +278,14 @@ pub fn render(state: &State) -> Result<String, prometheus::Error> {
         registry.register(Box::new(g.clone()))?;
         Ok(g)
     };
+    // The metrics without labels: a count so far, or a level now.
+    let total =
+        |name: &str, help: &str, v: u64| counter(name, help, &[]).map(|c| c.with_label_values::<&str>(&[]).inc_by(v));
+    let level =
+        |name: &str, help: &str, v: i64| gauge(name, help, &[]).map(|g| g.with_label_values::<&str>(&[]).set(v));
     for (name, help, pointer) in COUNTERS {
         if let Some(v) = stats.pointer(pointer).and_then(Value::as_u64) {
-            counter(name, help, &[])?.with_label_values::<&str>(&[]).inc_by(v);
+            total(name, help, v)?;
         }
     }
 
@@ -298,14 +303,10 @@ pub fn render(state: &State) -> Result<String, prometheus::Error> {
         }
         on.with_label_values(&[name.as_str()]).set(core.displays_on as i64);
     }
-    gauge("vitrine_outputs", "Outputs vitrine drives.", &[])?
-        .with_label_values::<&str>(&[])
-        .set(core.outputs.len() as i64);
+    level("vitrine_outputs", "Outputs vitrine drives.", core.outputs.len() as i64)?;
     let clients = core.clients_connected.load(std::sync::atomic::Ordering::Relaxed);
-    gauge("vitrine_clients", "Wayland clients connected.", &[])?.with_label_values::<&str>(&[]).set(clients as i64);
-    gauge("vitrine_control_connections", "Control socket connections open.", &[])?
-        .with_label_values::<&str>(&[])
-        .set(core.control.len() as i64);
+    level("vitrine_clients", "Wayland clients connected.", clients as i64)?;
+    level("vitrine_control_connections", "Control socket connections open.", core.control.len() as i64)?;
     let cec = core.cec.states();
     if !cec.is_empty() {
         let tv = gauge(
@@ -326,9 +327,7 @@ pub fn render(state: &State) -> Result<String, prometheus::Error> {
         }
     }
     if let Some(app) = &core.kiosk.app {
-        counter("vitrine_app_restarts_total", "Times the kiosk app was started again.", &[])?
-            .with_label_values::<&str>(&[])
-            .inc_by(app.restarts as u64);
+        total("vitrine_app_restarts_total", "Times the kiosk app was started again.", app.restarts as u64)?;
     }
     if let Some(player) = &core.player {
         let status = player.status();
@@ -342,30 +341,24 @@ pub fn render(state: &State) -> Result<String, prometheus::Error> {
             status.decoder.as_deref().unwrap_or_default(),
         ])
         .set(1);
-        gauge("vitrine_video_paused", "1 while the video is paused.", &[])?
-            .with_label_values::<&str>(&[])
-            .set(status.paused as i64);
+        level("vitrine_video_paused", "1 while the video is paused.", status.paused as i64)?;
         let position =
             prometheus::Gauge::new("vitrine_video_position_seconds", "Where the video is in the playing item.")?;
         registry.register(Box::new(position.clone()))?;
         position.set(status.position_s);
     }
-    counter("vitrine_metrics_scrapes_total", "Answers this endpoint sent.", &[])?
-        .with_label_values::<&str>(&[])
-        .inc_by(core.metrics.answered);
-    counter("vitrine_metrics_refused_total", "Scrapers closed unanswered (too many, too slow, too long).", &[])?
-        .with_label_values::<&str>(&[])
-        .inc_by(core.metrics.refused);
+    total("vitrine_metrics_scrapes_total", "Answers this endpoint sent.", core.metrics.answered)?;
+    total(
+        "vitrine_metrics_refused_total",
+        "Scrapers closed unanswered (too many, too slow, too long).",
+        core.metrics.refused,
+    )?;
 
     // The process, under the names Prometheus' own clients use.
     let own = crate::process::Usage::now();
-    gauge("process_resident_memory_bytes", "Resident memory size in bytes.", &[])?
-        .with_label_values::<&str>(&[])
-        .set(own.rss_bytes as i64);
-    gauge("process_open_fds", "Number of open file descriptors.", &[])?
-        .with_label_values::<&str>(&[])
-        .set(own.fds as i64);
-    gauge("process_threads", "Number of threads.", &[])?.with_label_values::<&str>(&[]).set(own.threads as i64);
+    level("process_resident_memory_bytes", "Resident memory size in bytes.", own.rss_bytes as i64)?;
+    level("process_open_fds", "Number of open file descriptors.", own.fds as i64)?;
+    level("process_threads", "Number of threads.", own.threads as i64)?;
 
     let mut out = Vec::new();
     TextEncoder::new().encode(&registry.gather(), &mut out)?;

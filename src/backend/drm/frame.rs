@@ -339,7 +339,8 @@ pub struct Phases {
 
 impl Phases {
     fn start(&mut self) {
-        *self = Phases { began: Some(Instant::now()), last: Some(Instant::now()), ..Default::default() };
+        let now = Some(Instant::now());
+        *self = Phases { began: now, last: now, ..Default::default() };
     }
 
     /// The time since the last mark, added to `phase`.
