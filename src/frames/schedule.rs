@@ -85,9 +85,13 @@ impl Core {
     /// commit lands on it. Nothing is armed while the player has nothing to show next (it wakes
     /// the loop itself when a picture arrives).
     pub fn schedule_video(&mut self) {
-        self.watch_for_stall();
-        let Some(output) = self.video_output() else { return };
+        let Some(output) = self.video_output() else {
+            self.watch_for_stall();
+            return;
+        };
         let due = self.player.as_mut().and_then(|p| p.next_due());
+        // After `next_due`: what it collected may have retired a failed decoder.
+        self.watch_for_stall();
         let now = Instant::now();
         let Some(o) = self.frames.get_mut(&output) else { return };
         if o.in_flight {

@@ -129,6 +129,11 @@ impl Player {
         if let Some(at) = self.retry_at.filter(|_| !self.finished) {
             return Some(at);
         }
+        if self.decoder_wanted() {
+            // A failure was collected outside a pump (the next picture's time was being
+            // worked out): nothing is on its way to wake the loop, so the check does it.
+            return Some(self.last_event);
+        }
         if self.finished
             || self.paused_at.is_some()
             || self.decoder.is_none()
@@ -141,6 +146,16 @@ impl Player {
         (!reader_behind).then(|| self.last_event + self.stall_after())
     }
 
+    /// The decoder was retired (it failed, or the ladder skipped its item) and there are items
+    /// to decode: the next pump opens another.
+    fn decoder_wanted(&self) -> bool {
+        self.decoder.is_none()
+            && !self.finished
+            && self.paused_at.is_none()
+            && self.retry_at.is_none()
+            && !self.clips.is_empty()
+    }
+
     /// Past the stall deadline: the decoder is treated as failed (the ladder). Returns whether it
     /// was.
     pub fn check_stall(&mut self) -> bool {
@@ -150,6 +165,10 @@ impl Player {
             return true;
         }
         self.collect();
+        if self.decoder_wanted() {
+            self.pump();
+            return true;
+        }
         match self.stall_deadline() {
             Some(at) if at <= Instant::now() => {
                 let why = format!(
@@ -163,5 +182,57 @@ impl Player {
             }
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A clip of `path` with units read and none sent.
+    fn clip(path: &str) -> Clip {
+        Clip {
+            path: path.into(),
+            codec: Codec::H264,
+            units: VecDeque::new(),
+            incoming: None,
+            sent: 0,
+            base: None,
+            first_pts: Duration::ZERO,
+            last_pts: Duration::ZERO,
+            frame_time: Duration::from_millis(40),
+            fps: 25.0,
+            resync: false,
+        }
+    }
+
+    /// A decoder failure collected while the next picture's time is worked out (not in a pump)
+    /// leaves no decoder and nothing on its way to wake the loop: the stall check must still be
+    /// due, at once, or the video stays frozen for good (seen in the VM: visl unbound while
+    /// its last pictures were being shown).
+    #[test]
+    fn a_retired_decoder_with_work_left_makes_the_stall_check_due_at_once() {
+        let mut player = Player::new(vec!["a.mp4".into(), "b.mp4".into()], true);
+        player.clips.push_back(clip("a.mp4"));
+        player.start = Some(Instant::now());
+        player.last_event = Instant::now() - Duration::from_millis(5);
+        player.decoder_failed(VideoError::Decoder("DQBUF OUTPUT: No such device".into()));
+        assert!(player.decoder.is_none());
+        let due = player.stall_deadline().expect("a stall check is due");
+        assert!(due <= Instant::now());
+
+        // The ladder's third failure skips the item: the next one needs a decoder too.
+        player.clips.push_back(clip("b.mp4"));
+        player.failures_on_item = 2;
+        player.decoder_failed(VideoError::Decoder("again".into()));
+        assert_eq!(player.clips.len(), 1);
+        assert!(player.stall_deadline().is_some_and(|at| at <= Instant::now()));
+
+        // Paused, or with nothing left to decode, nothing is due.
+        player.paused_at = Some(Instant::now());
+        assert_eq!(player.stall_deadline(), None);
+        player.paused_at = None;
+        player.clips.clear();
+        assert_eq!(player.stall_deadline(), None);
     }
 }
