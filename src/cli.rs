@@ -187,6 +187,8 @@ pub enum MsgCommand {
         #[arg(value_parser = ["on", "off"])]
         state: String,
     },
+    /// The sound's volume: a percentage (0 to 100), `mute` or `unmute`
+    Volume { level: String },
     /// Stop the compositor
     Quit,
 }

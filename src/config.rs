@@ -26,7 +26,29 @@ pub struct Config {
     pub security: SecurityConfig,
     pub metrics: MetricsConfig,
     pub cec: CecConfig,
+    pub audio: AudioConfig,
     pub log: LogConfig,
+}
+
+/// Sound: the playlist items' audio tracks, played through ALSA in step with the pictures (see
+/// `audio`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AudioConfig {
+    pub enabled: bool,
+    /// The ALSA PCM, e.g. "default" (PipeWire or PulseAudio on a desktop, through their ALSA
+    /// plugins) or "hdmi:CARD=0" on a board.
+    pub device: String,
+    /// Volume in percent (0 to 100).
+    pub volume: u8,
+    /// The device's buffer: what sound holds ahead (20 to 1000 ms).
+    pub latency_ms: u32,
+}
+
+impl Default for AudioConfig {
+    fn default() -> Self {
+        AudioConfig { enabled: false, device: "default".into(), volume: 100, latency_ms: 100 }
+    }
 }
 
 /// HDMI-CEC: the TV on each HDMI output woken (Image View On, Active Source) when the displays
@@ -465,6 +487,18 @@ impl Config {
                 "devices",
                 format!("cec.devices: {output:?} = {dev:?} is not a device path like \"/dev/cec0\""),
             ));
+        }
+        if self.audio.volume > 100 {
+            return Err(at("volume", format!("audio.volume is {}: it is a percentage, 0 to 100", self.audio.volume)));
+        }
+        if !(20..=1000).contains(&self.audio.latency_ms) {
+            return Err(at(
+                "latency_ms",
+                format!("audio.latency_ms is {}: it must be 20 to 1000", self.audio.latency_ms),
+            ));
+        }
+        if self.audio.device.is_empty() {
+            return Err(at("[audio]", "audio.device must name an ALSA PCM, e.g. \"default\"".into()));
         }
         if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(at(

@@ -2,6 +2,7 @@
 //!
 //! The binary is a thin shell around [`run::run`]; tests drive the library directly.
 
+pub mod audio;
 pub mod backend;
 pub mod cec;
 pub mod cli;

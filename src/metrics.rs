@@ -252,6 +252,13 @@ const COUNTERS: &[(&str, &str, &str)] = &[
     ("vitrine_video_decoder_resets_total", "Decoders reopened after a failure.", "/video/decoder_resets"),
     ("vitrine_video_software_fallbacks_total", "Times software decoding took over.", "/video/software_fallbacks"),
     ("vitrine_video_vblanks_missed_total", "Vertical blanks a due picture missed.", "/video/vblanks_missed"),
+    ("vitrine_audio_underruns_total", "Times the sound device ran dry.", "/video/audio_underruns"),
+    (
+        "vitrine_audio_device_failures_total",
+        "Times the sound device could not be opened or failed while playing.",
+        "/video/audio_device_failures",
+    ),
+    ("vitrine_audio_jumps_total", "Times sound was put right at once (silence or a cut).", "/video/audio_jumps"),
     ("vitrine_kms_commits_total", "Atomic commits.", "/commits"),
     ("vitrine_kms_test_commits_total", "TEST_ONLY commits of the plane planner.", "/test_commits"),
     ("vitrine_kms_commits_refused_total", "Commits the kernel refused.", "/commits_refused"),

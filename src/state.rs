@@ -281,6 +281,11 @@ impl State {
         audit.counters.frame_mappings += mappings;
         audit.counters.cpu_copied_bytes += copied;
         let mut report = serde_json::to_value(audit).ok()?;
+        if let (Some(obj), Some(serde_json::Value::Object(audio))) =
+            (report.as_object_mut(), player.audio().map(|a| a.stats()))
+        {
+            obj.extend(audio);
+        }
         let display = self.backend.display_stats();
         if let (Some(obj), Some(display)) = (report.as_object_mut(), display) {
             for (k, v) in display {
@@ -391,6 +396,12 @@ impl State {
         }
         if old.background.image != new.background.image {
             self.core.background_image = load_background(&new.background.image);
+        }
+        if old.audio != new.audio {
+            // The sound thread starts again with the new device and settings (or stops).
+            if let Some(player) = &mut self.core.player {
+                player.set_audio(crate::audio::Audio::start(&new.audio));
+            }
         }
         // Background, placements, the schedule and the pointer policy apply from the next
         // frame on.

@@ -4,6 +4,8 @@
 
 #[path = "vm_guest/appliance.rs"]
 mod appliance;
+#[path = "vm_guest/audio.rs"]
+mod audio;
 #[path = "vm_guest/cec.rs"]
 mod cec;
 mod common;

@@ -71,6 +71,17 @@ pub fn run(args: MsgArgs) -> i32 {
         MsgCommand::Next => Request::Next,
         MsgCommand::Status => Request::Status,
         MsgCommand::Display { state } => Request::Display { on: state == "on" },
+        MsgCommand::Volume { level } => match level.as_str() {
+            "mute" => Request::Volume { percent: None, muted: Some(true) },
+            "unmute" => Request::Volume { percent: None, muted: Some(false) },
+            n => match n.trim_end_matches('%').parse::<u8>() {
+                Ok(p) if p <= 100 => Request::Volume { percent: Some(p), muted: None },
+                _ => {
+                    eprintln!("vitrine msg volume: {level:?} is neither a percentage (0 to 100), mute nor unmute");
+                    return 2;
+                }
+            },
+        },
         MsgCommand::Play { file } => Request::Play { path: std::path::absolute(&file).unwrap_or(file) },
         MsgCommand::Screenshot { output, file } => {
             let path = if file.is_absolute() {
@@ -225,6 +236,10 @@ pub fn human(req: &Request, data: &Value) -> String {
             for tv in data["tv"].as_array().into_iter().flatten() {
                 out += &format!("  {} ({}): TV {}\n", s(&tv["output"]), s(&tv["device"]), s(&tv["tv_power"]));
             }
+        }
+        Request::Volume { .. } => {
+            let muted = if data["muted"].as_bool() == Some(true) { " (muted)" } else { "" };
+            out += &format!("volume {}%{muted} on {}\n", data["volume"], s(&data["device"]));
         }
         Request::Quit => out += "vitrine is stopping\n",
     }

@@ -32,6 +32,13 @@ pub enum Request {
     Display {
         on: bool,
     },
+    /// The sound's volume in percent, and muting.
+    Volume {
+        #[serde(default)]
+        percent: Option<u8>,
+        #[serde(default)]
+        muted: Option<bool>,
+    },
 }
 
 /// `{"ok": true, "data": ...}` or `{"ok": false, "error": "..."}`.
@@ -63,6 +70,7 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
             Some("screenshot") => &["cmd", "output", "path"],
             Some("play") => &["cmd", "path"],
             Some("display") => &["cmd", "on"],
+            Some("volume") => &["cmd", "percent", "muted"],
             _ => &["cmd"],
         };
         if let Some(key) = object.keys().find(|k| !allowed.contains(&k.as_str())) {
@@ -87,6 +95,15 @@ mod tests {
         assert_eq!(line, r#"{"cmd":"display","on":false}"#);
         assert_eq!(parse_request(&line).unwrap(), display);
         assert_eq!(parse_request(r#"{"cmd":"version"}"#).unwrap(), Request::Version);
+        assert_eq!(
+            parse_request(r#"{"cmd":"volume","percent":40}"#).unwrap(),
+            Request::Volume { percent: Some(40), muted: None }
+        );
+        assert_eq!(
+            parse_request(r#"{"cmd":"volume","muted":true}"#).unwrap(),
+            Request::Volume { percent: None, muted: Some(true) }
+        );
+        assert!(parse_request(r#"{"cmd":"volume","percent":400}"#).is_err());
     }
 
     #[test]

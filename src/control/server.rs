@@ -484,6 +484,9 @@ fn handle(state: &mut State, id: u64, request: Request) -> Option<Reply> {
                 }
                 p
             });
+            if !player.has_audio() {
+                player.set_audio(crate::audio::Audio::start(&state.core.config.audio));
+            }
             player.play_now(path.clone());
             state.core.video_woken();
             Reply::ok(json!({ "playing": path }))
@@ -499,9 +502,25 @@ fn handle(state: &mut State, id: u64, request: Request) -> Option<Reply> {
                 _ => {}
             }
             let mut status = serde_json::to_value(player.status()).unwrap_or_default();
+            status["audio"] = player.audio().map(|a| a.status()).unwrap_or(Value::Null);
             state.core.video_woken();
             status["tv"] = json!(state.core.cec.states());
             Reply::ok(status)
+        }
+        Request::Volume { percent, muted } => {
+            let Some(audio) = state.core.player.as_mut().and_then(|p| p.audio_mut()) else {
+                return Some(Reply::err("sound is off: set [audio] enabled = true in the configuration"));
+            };
+            if let Some(p) = percent {
+                if p > 100 {
+                    return Some(Reply::err(format!("volume {p}: it is a percentage, 0 to 100")));
+                }
+                audio.set_volume(p);
+            }
+            if let Some(m) = muted {
+                audio.set_muted(m);
+            }
+            Reply::ok(audio.status())
         }
         Request::Display { on } => {
             state.set_displays(on);

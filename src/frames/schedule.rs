@@ -376,6 +376,9 @@ pub fn watch_player(core: &mut Core) -> Result<(), String> {
         .map_err(|e| format!("cannot watch the video threads: {e}"))?;
     if let Some(player) = &mut core.player {
         player.set_waker(waker.clone());
+        if !player.has_audio() {
+            player.set_audio(crate::audio::Audio::start(&core.config.audio));
+        }
     }
     core.video_waker = Some(waker);
     Ok(())

@@ -147,6 +147,8 @@ pub struct Player {
     scanout: bool,
     /// Wakes the compositor's loop when the threads deliver what the player waits for.
     waker: Option<LoopWaker>,
+    /// The sound thread (`[audio] enabled`), told each item's place and the clock.
+    audio: Option<crate::audio::Audio>,
 }
 
 impl Player {
@@ -195,6 +197,45 @@ impl Player {
             opened: Vec::new(),
             scanout: false,
             waker: None,
+            audio: None,
+        }
+    }
+
+    /// Play sound through `audio` (replacing any before; `None`: no sound). The items already
+    /// placed on the timeline and the clock are told to it.
+    pub fn set_audio(&mut self, audio: Option<crate::audio::Audio>) {
+        self.audio = audio;
+        if let Some(a) = &self.audio {
+            for clip in &self.clips {
+                if let Some(base) = clip.base {
+                    a.item(&clip.path, base, clip.first_pts);
+                }
+            }
+        }
+        self.sync_audio();
+    }
+
+    /// Whether sound is played.
+    pub fn has_audio(&self) -> bool {
+        self.audio.is_some()
+    }
+
+    /// The sound thread, for volume changes.
+    pub fn audio_mut(&mut self) -> Option<&mut crate::audio::Audio> {
+        self.audio.as_mut()
+    }
+
+    /// The sound's place and counters, for `status` and `stats`.
+    pub fn audio(&self) -> Option<&crate::audio::Audio> {
+        self.audio.as_ref()
+    }
+
+    /// Tell the sound thread the clock as it is now: where the timeline's zero is due, or
+    /// nothing while paused or not started.
+    pub(super) fn sync_audio(&mut self) {
+        let clock = if self.paused_at.is_some() { None } else { self.start };
+        if let Some(a) = &mut self.audio {
+            a.clock(clock);
         }
     }
 
@@ -230,6 +271,9 @@ impl Player {
         self.loader = None;
         self.failed_in_row = 0;
         self.rebase.clear();
+        if let Some(a) = &mut self.audio {
+            a.flush();
+        }
         if let Some(d) = &mut self.decoder {
             // What was sent still comes back; it is dropped on arrival by `discard`.
             d.drain();
@@ -241,6 +285,7 @@ impl Player {
         if self.paused_at.is_none() {
             self.paused_at = Some(Instant::now());
         }
+        self.sync_audio();
     }
 
     pub fn resume(&mut self) {
@@ -256,6 +301,7 @@ impl Player {
                 f.decoded_at += paused;
             }
         }
+        self.sync_audio();
     }
 
     /// Skip to the next playlist item.
@@ -267,6 +313,15 @@ impl Player {
         }
         self.queue.clear();
         self.start = None;
+        // The sound of the item skipped goes; the items after it are placed again.
+        if let Some(a) = &mut self.audio {
+            a.flush();
+            for clip in self.clips.iter().skip(1) {
+                if let Some(base) = clip.base {
+                    a.item(&clip.path, base, clip.first_pts);
+                }
+            }
+        }
     }
 
     fn record_error(&mut self, err: String) {
@@ -485,6 +540,9 @@ impl Player {
                 }
                 clip.first_pts = clip.units.iter().take(PTS_WINDOW).map(|u| u.pts).min().unwrap_or_default();
                 clip.base = Some(self.timeline_end);
+                if let Some(a) = &self.audio {
+                    a.item(&clip.path, self.timeline_end, clip.first_pts);
+                }
                 self.rebase.push_back(self.timeline_end);
                 self.failed_in_row = 0;
             }

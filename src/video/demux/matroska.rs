@@ -90,7 +90,7 @@ fn ebml_children(b: &[u8], from: usize, to: usize) -> Vec<Element> {
 /// that stopped) keeps its clusters up to the cut, but its index entries (ffmpeg writes the Cues
 /// last) lead nowhere, and the demuxer refuses such a file outright; this way its valid part
 /// plays and the cut is reported where the pictures stop.
-struct MatroskaHead {
+pub(crate) struct MatroskaHead {
     file: File,
     head: Vec<u8>,
     len: u64,
@@ -205,7 +205,7 @@ impl std::io::Seek for MatroskaHead {
 }
 
 /// The Matroska reader's errors, said plainly (its own wording of I/O errors is unhelpful).
-fn matroska_error(e: matroska_demuxer::DemuxError) -> String {
+pub(crate) fn matroska_error(e: matroska_demuxer::DemuxError) -> String {
     match e {
         matroska_demuxer::DemuxError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             "the file ends in the middle of an element (cut short?)".into()
@@ -218,14 +218,21 @@ fn matroska_error(e: matroska_demuxer::DemuxError) -> String {
     }
 }
 
-pub(super) fn stream(path: &Path, send: &mut dyn FnMut(Loaded) -> bool) -> Result<(), DemuxError> {
-    use matroska_demuxer::{Frame, MatroskaFile, TrackType};
+/// The file's header and track list (for the video here, and for the audio track in
+/// `audio::track`).
+pub(crate) fn open_file(path: &Path) -> Result<matroska_demuxer::MatroskaFile<BufReader<MatroskaHead>>, DemuxError> {
     let io = |source| DemuxError::Io { path: path.to_path_buf(), source };
     let corrupt = |reason: String| DemuxError::Corrupt { path: path.to_path_buf(), reason };
-    let unsupported = |reason: String| DemuxError::Unsupported { path: path.to_path_buf(), reason };
     let file = MatroskaHead::open(path).map_err(io)?;
-    let mut mkv =
-        MatroskaFile::open(BufReader::new(file)).map_err(|e| corrupt(format!("Matroska: {}", matroska_error(e))))?;
+    matroska_demuxer::MatroskaFile::open(BufReader::new(file))
+        .map_err(|e| corrupt(format!("Matroska: {}", matroska_error(e))))
+}
+
+pub(super) fn stream(path: &Path, send: &mut dyn FnMut(Loaded) -> bool) -> Result<(), DemuxError> {
+    use matroska_demuxer::{Frame, TrackType};
+    let corrupt = |reason: String| DemuxError::Corrupt { path: path.to_path_buf(), reason };
+    let unsupported = |reason: String| DemuxError::Unsupported { path: path.to_path_buf(), reason };
+    let mut mkv = open_file(path)?;
     let track = mkv
         .tracks()
         .iter()

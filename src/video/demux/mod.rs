@@ -16,6 +16,42 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use fwht::MAGIC as FWHT_MAGIC;
+pub(crate) use matroska::{matroska_error, open_file as open_matroska, MatroskaHead};
+pub(crate) use mp4::open_reader as open_mp4;
+
+/// The containers whose other tracks (sound) vitrine reads too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Container {
+    Mp4,
+    Matroska,
+    /// A raw stream: pictures only.
+    Raw,
+}
+
+/// What kind of file `path` is, from its first bytes.
+pub(crate) fn container(path: &Path) -> std::io::Result<Container> {
+    let mut head = [0u8; 8];
+    let n = File::open(path)?.read(&mut head)?;
+    Ok(if n >= 8 && &head[4..8] == b"ftyp" {
+        Container::Mp4
+    } else if n >= 4 && head[..4] == EBML_MAGIC {
+        Container::Matroska
+    } else {
+        Container::Raw
+    })
+}
+
+/// Run a reader built on another crate on `path` (see `contained`), for the audio track.
+pub(crate) fn guarded<T>(
+    format: &str,
+    path: &Path,
+    read: impl FnOnce() -> Result<T, DemuxError>,
+) -> Result<T, DemuxError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|payload| {
+        let message = crate::process::panic_message(payload.as_ref());
+        Err(DemuxError::Corrupt { path: path.to_path_buf(), reason: format!("the {format} reader gave up: {message}") })
+    })
+}
 
 use h264_reader::nal::sps::{ChromaFormat, FrameMbsFlags, SeqParameterSet};
 use h264_reader::rbsp::BitReader;
@@ -228,10 +264,7 @@ pub fn stream(path: &Path, send: &mut dyn FnMut(Loaded) -> bool) -> Result<(), D
 /// as such, not the end of the thread reading it. What vitrine checks itself before (box sizes,
 /// sample sizes) never gets that far.
 fn contained(format: &str, path: &Path, read: impl FnOnce() -> Result<(), DemuxError>) -> Result<(), DemuxError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|payload| {
-        let message = crate::process::panic_message(payload.as_ref());
-        Err(DemuxError::Corrupt { path: path.to_path_buf(), reason: format!("the {format} reader gave up: {message}") })
-    })
+    guarded(format, path, read)
 }
 
 /// Read a whole file into memory (tests, benchmarks; the player streams instead).

@@ -123,14 +123,21 @@ fn indexed_sample_size(track: &::mp4::Mp4Track, id: u32) -> Option<u32> {
     stsz.sample_sizes.get(id.checked_sub(1)? as usize).copied()
 }
 
-pub(super) fn stream(path: &Path, send: &mut dyn FnMut(Loaded) -> bool) -> Result<(), DemuxError> {
+/// The file's index, read once its box tree was checked (see `check_boxes`): for the video
+/// here, and for the audio track (`audio::track`).
+pub(crate) fn open_reader(path: &Path) -> Result<::mp4::Mp4Reader<BufReader<File>>, DemuxError> {
     let io = |source| DemuxError::Io { path: path.to_path_buf(), source };
     let mut file = File::open(path).map_err(io)?;
     let corrupt = |reason: String| DemuxError::Corrupt { path: path.to_path_buf(), reason };
     let len = file.metadata().map_err(io)?.len();
     let size = check_boxes(&mut file, len).map_err(corrupt)?;
     std::io::Seek::rewind(&mut file).map_err(io)?;
-    let mut reader = ::mp4::Mp4Reader::read_header(BufReader::new(file), size).map_err(|e| corrupt(e.to_string()))?;
+    ::mp4::Mp4Reader::read_header(BufReader::new(file), size).map_err(|e| corrupt(e.to_string()))
+}
+
+pub(super) fn stream(path: &Path, send: &mut dyn FnMut(Loaded) -> bool) -> Result<(), DemuxError> {
+    let corrupt = |reason: String| DemuxError::Corrupt { path: path.to_path_buf(), reason };
+    let mut reader = open_reader(path)?;
     let mut video = None;
     for (id, track) in reader.tracks() {
         if track.track_type().ok() != Some(::mp4::TrackType::Video) {

@@ -68,6 +68,8 @@ impl Player {
                 tracing::debug!(target: "video", dropped, waited_ms = waited.unwrap_or_default().as_millis() as u64, "the loop waited for a CPU: pictures dropped");
             }
         }
+        // A late start moved the clock: the sound follows.
+        self.sync_audio();
         if let Some(f) = chosen {
             self.current = Some(f);
             self.shown_new = true;
@@ -158,6 +160,7 @@ impl Player {
             self.wakeups_at_start.get_or_insert_with(thread_wakeups);
             self.first_frame_after.get_or_insert(at.saturating_duration_since(self.created));
             tracing::debug!(target: "video", pts_ms = frame.pts.as_millis() as u64, "playback clock started");
+            self.sync_audio();
         }
         self.shown_new = false;
         self.stats.frames_presented += 1;
@@ -172,7 +175,14 @@ impl Player {
                 Some(_) => self.on_target_errors.push(error.as_secs_f64() * 1000.0),
                 None => {}
             }
-            tracing::trace!(target: "pacing", pts_us = frame.pts.as_micros() as u64, error_us = error.as_micros() as u64, "picture presented");
+            tracing::trace!(
+                target: "pacing",
+                pts_us = frame.pts.as_micros() as u64,
+                error_us = error.as_micros() as u64,
+                // CLOCK_MONOTONIC, as the kernel stamped the flip (what sound is timed against).
+                flip_us = crate::clock::monotonic(at).as_micros() as u64,
+                "picture presented"
+            );
         }
     }
 }
