@@ -99,32 +99,24 @@ fn file_device(home: &Path, out: &Path) {
     std::fs::write(home.join(".asoundrc"), rc).unwrap();
 }
 
-fn play(name: &str, home: &Path, items: &[&Path], extra_config: &str) -> (Vitrine, serde_json::Value) {
+/// vitrine with sound into `device`, software decoding, `args` after it, HOME at `home` (where
+/// the asoundrc is).
+fn with_sound(name: &str, home: &Path, device: &str, args: Vec<String>) -> Vitrine {
     let mut launch = Launch::headless(name);
-    launch.config = format!(
-        "{}\n[audio]\nenabled = true\ndevice = \"vitrine_test\"\nlatency_ms = 100\n{extra_config}",
-        common::BG_CONFIG
-    );
-    launch.args.push("--play".into());
-    launch.args.extend(items.iter().map(|p| p.display().to_string()));
-    launch.args.push("--exit-when-done".into());
+    launch.config = format!("{}\n[audio]\nenabled = true\ndevice = \"{device}\"\n", common::BG_CONFIG);
+    launch.args.extend(args);
     launch.env.push(("HOME".into(), home.display().to_string()));
     launch.env.push(("VITRINE_DECODER".into(), "software".into()));
-    let vitrine = Vitrine::launch(launch);
-    // The stats as the last item plays (they go with the process).
-    let mut stats = serde_json::Value::Null;
-    common::wait_until(Duration::from_secs(60), || {
-        match vitrine::control::client::request(&vitrine.control_path(), &Request::Stats) {
-            Ok(reply) => {
-                if let Some(data) = reply.data {
-                    stats = data;
-                }
-                false
-            }
-            // Gone: the playlist was played.
-            Err(_) => true,
-        }
-    });
+    Vitrine::launch(launch)
+}
+
+/// `items` played once into the file device; the stats as the last one played.
+fn play(name: &str, home: &Path, items: &[&Path]) -> (Vitrine, serde_json::Value) {
+    let mut args = vec!["--play".to_string()];
+    args.extend(items.iter().map(|p| p.display().to_string()));
+    args.push("--exit-when-done".into());
+    let vitrine = with_sound(name, home, "vitrine_test", args);
+    let stats = vitrine.stats_until_exit(Duration::from_secs(60));
     (vitrine, stats)
 }
 
@@ -137,7 +129,7 @@ fn the_sound_written_matches_ffmpeg_and_items_follow_each_other_without_gap_or_r
     let b = clip(dir.path(), "b.mp4", 3, 2, Some("aac"));
     let out = dir.path().join("out.raw");
     file_device(dir.path(), &out);
-    let (mut vitrine, stats) = play("audio-file", dir.path(), &[&a, &silent, &b], "");
+    let (mut vitrine, stats) = play("audio-file", dir.path(), &[&a, &silent, &b]);
     let status = vitrine.wait_exit(Duration::from_secs(60));
     let log = vitrine.log();
     assert!(status.success(), "{status:?}; log:\n{log}");
@@ -193,12 +185,8 @@ fn sound_vitrine_does_not_decode_is_named_and_the_video_plays_in_silence() {
     let mp3 = clip(dir.path(), "mp3.mp4", 2, 440, Some("libmp3lame"));
     let out = dir.path().join("out.raw");
     file_device(dir.path(), &out);
-    let mut launch = Launch::headless("audio-mp3");
-    launch.config = format!("{}\n[audio]\nenabled = true\ndevice = \"vitrine_test\"\n", common::BG_CONFIG);
-    launch.args.extend(["--play".into(), mp3.display().to_string(), "--loop".into()]);
-    launch.env.push(("HOME".into(), dir.path().display().to_string()));
-    launch.env.push(("VITRINE_DECODER".into(), "software".into()));
-    let mut vitrine = Vitrine::launch(launch);
+    let args = vec!["--play".into(), mp3.display().to_string(), "--loop".into()];
+    let mut vitrine = with_sound("audio-mp3", dir.path(), "vitrine_test", args);
     let named = common::wait_until(Duration::from_secs(30), || {
         vitrine.ok(&Request::Status)["audio"]["silent_because"].as_str().is_some_and(|w| w.contains("MP3 audio"))
     });
@@ -225,12 +213,8 @@ fn a_missing_device_never_stops_the_video() {
     common::require("ffmpeg");
     let dir = tempfile::tempdir().unwrap();
     let a = clip(dir.path(), "a.mp4", 2, 440, Some("aac"));
-    let mut launch = Launch::headless("audio-missing");
-    launch.config = format!("{}\n[audio]\nenabled = true\ndevice = \"hw:CARD=NoSuchCard\"\n", common::BG_CONFIG);
-    launch.args.extend(["--play".into(), a.display().to_string(), "--loop".into()]);
-    launch.env.push(("HOME".into(), dir.path().display().to_string()));
-    launch.env.push(("VITRINE_DECODER".into(), "software".into()));
-    let mut vitrine = Vitrine::launch(launch);
+    let args = vec!["--play".into(), a.display().to_string(), "--loop".into()];
+    let mut vitrine = with_sound("audio-missing", dir.path(), "hw:CARD=NoSuchCard", args);
     // Two tries of the device (2 s apart) while pictures keep coming.
     assert!(common::wait_until(Duration::from_secs(30), || {
         vitrine.ok(&Request::Stats)["video"]["audio_device_failures"].as_u64().unwrap_or(0) >= 2

@@ -70,7 +70,6 @@ pub struct AudioTrack {
     packets: Packets,
     decoder: AacDecoder,
     pub rate: u32,
-    pub channels: usize,
     /// Seconds to take from a packet's time to make it relative to the item's first picture.
     offset: f64,
     bad_in_row: u32,
@@ -105,32 +104,39 @@ fn mp4_edit_start(track: &::mp4::Mp4Track) -> f64 {
 pub fn open(path: &Path, first_pts: Duration) -> Result<Opened, DemuxError> {
     let io = |source| DemuxError::Io { path: path.to_path_buf(), source };
     match demux::container(path).map_err(io)? {
-        Container::Raw => Ok(Opened::NoAudio),
         Container::Mp4 => demux::guarded("MP4", path, || open_mp4(path, first_pts)),
         Container::Matroska => demux::guarded("Matroska", path, || open_matroska(path, first_pts)),
+        // Raw streams carry pictures only.
+        Container::Fwht | Container::AnnexB | Container::Unknown => Ok(Opened::NoAudio),
     }
 }
 
-/// The decoder for an AudioSpecificConfig, with its rate and channels; the reason it is not
-/// decoded otherwise.
-fn decoder_for(config: &[u8]) -> Result<(AacDecoder, u32, usize), String> {
+/// The track whose AAC AudioSpecificConfig is `config`, read from `packets`; unsupported with
+/// the reason when symphonia does not decode it (it decodes AAC-LC in mono and stereo; HE-AAC
+/// with SBR or PS, and more channels, it refuses as "too complex").
+fn aac_track(path: &Path, config: &[u8], packets: Packets, offset: f64) -> Opened {
     let mut params = AudioCodecParameters::new();
     params.for_codec(CODEC_ID_AAC).with_extra_data(config.to_vec().into_boxed_slice());
-    match AacDecoder::try_new(&params, &AudioDecoderOptions::default()) {
-        Ok(d) => {
-            let p = d.codec_params();
-            let rate = p.sample_rate.unwrap_or(0);
-            let channels = p.channels.as_ref().map(|c| c.count()).unwrap_or(0);
-            if rate == 0 || !(1..=2).contains(&channels) {
-                Err(format!("AAC at {rate} Hz with {channels} channels"))
-            } else {
-                Ok((d, rate, channels))
-            }
-        }
-        // symphonia decodes AAC-LC in mono and stereo; HE-AAC (SBR, PS) and more channels are
-        // refused by it with "too complex".
-        Err(e) => Err(format!("AAC that is not AAC-LC mono or stereo ({e})")),
+    let decoder = match AacDecoder::try_new(&params, &AudioDecoderOptions::default()) {
+        Ok(d) => d,
+        Err(e) => return Opened::Unsupported(format!("AAC that is not AAC-LC mono or stereo ({e})")),
+    };
+    let p = decoder.codec_params();
+    let rate = p.sample_rate.unwrap_or(0);
+    let channels = p.channels.as_ref().map(|c| c.count()).unwrap_or(0);
+    if rate == 0 || !(1..=2).contains(&channels) {
+        return Opened::Unsupported(format!("AAC at {rate} Hz with {channels} channels"));
     }
+    Opened::Track(Box::new(AudioTrack {
+        path: path.to_path_buf(),
+        packets,
+        decoder,
+        rate,
+        offset,
+        bad_in_row: 0,
+        decode_errors: 0,
+        codec: "AAC-LC".into(),
+    }))
 }
 
 fn open_mp4(path: &Path, first_pts: Duration) -> Result<Opened, DemuxError> {
@@ -169,24 +175,11 @@ fn open_mp4(path: &Path, first_pts: Duration) -> Result<Opened, DemuxError> {
     }
     let spec = &config.dec_specific;
     let asc = audio_specific_config(spec.profile, spec.freq_index, spec.chan_conf);
-    let (decoder, rate, channels) = match decoder_for(&asc) {
-        Ok(d) => d,
-        Err(why) => return Ok(Opened::Unsupported(why)),
-    };
     let timescale = track.timescale().max(1) as f64;
     let count = track.sample_count();
     let offset = mp4_edit_start(track) + (first_pts.as_secs_f64() - video_edit);
-    Ok(Opened::Track(Box::new(AudioTrack {
-        path: path.to_path_buf(),
-        packets: Packets::Mp4 { reader: Box::new(reader), track: id, next: 1, count, timescale },
-        decoder,
-        rate,
-        channels,
-        offset,
-        bad_in_row: 0,
-        decode_errors: 0,
-        codec: "AAC-LC".into(),
-    })))
+    let packets = Packets::Mp4 { reader: Box::new(reader), track: id, next: 1, count, timescale };
+    Ok(aac_track(path, &asc, packets, offset))
 }
 
 fn open_matroska(path: &Path, first_pts: Duration) -> Result<Opened, DemuxError> {
@@ -217,22 +210,9 @@ fn open_matroska(path: &Path, first_pts: Duration) -> Result<Opened, DemuxError>
     };
     let number = track.track_number().get();
     let delay = track.codec_delay().unwrap_or(0) as f64 / 1e9;
-    let (decoder, rate, channels) = match decoder_for(&config) {
-        Ok(d) => d,
-        Err(why) => return Ok(Opened::Unsupported(why)),
-    };
     let tick = mkv.info().timestamp_scale().get();
-    Ok(Opened::Track(Box::new(AudioTrack {
-        path: path.to_path_buf(),
-        packets: Packets::Matroska { mkv: Box::new(mkv), number, tick, frame: Default::default() },
-        decoder,
-        rate,
-        channels,
-        offset: delay + first_pts.as_secs_f64(),
-        bad_in_row: 0,
-        decode_errors: 0,
-        codec: "AAC-LC".into(),
-    })))
+    let packets = Packets::Matroska { mkv: Box::new(mkv), number, tick, frame: Default::default() };
+    Ok(aac_track(path, &config, packets, delay + first_pts.as_secs_f64()))
 }
 
 impl AudioTrack {

@@ -205,14 +205,19 @@ impl Player {
     /// placed on the timeline and the clock are told to it.
     pub fn set_audio(&mut self, audio: Option<crate::audio::Audio>) {
         self.audio = audio;
-        if let Some(a) = &self.audio {
-            for clip in &self.clips {
-                if let Some(base) = clip.base {
-                    a.item(&clip.path, base, clip.first_pts);
-                }
+        self.place_audio_items(0);
+        self.sync_audio();
+    }
+
+    /// Tell the sound thread where the items from the `skip`th on are on the timeline (those
+    /// already placed).
+    fn place_audio_items(&self, skip: usize) {
+        let Some(a) = &self.audio else { return };
+        for clip in self.clips.iter().skip(skip) {
+            if let Some(base) = clip.base {
+                a.item(&clip.path, base, clip.first_pts);
             }
         }
-        self.sync_audio();
     }
 
     /// Whether sound is played.
@@ -316,12 +321,8 @@ impl Player {
         // The sound of the item skipped goes; the items after it are placed again.
         if let Some(a) = &mut self.audio {
             a.flush();
-            for clip in self.clips.iter().skip(1) {
-                if let Some(base) = clip.base {
-                    a.item(&clip.path, base, clip.first_pts);
-                }
-            }
         }
+        self.place_audio_items(1);
     }
 
     fn record_error(&mut self, err: String) {

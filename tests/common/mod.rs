@@ -197,6 +197,22 @@ impl Vitrine {
             .unwrap_or_else(|e| panic!("control request {request:?} failed: {e}\nlog:\n{}", self.log()))
     }
 
+    /// `msg stats` polled until vitrine is gone (a playlist played with `--exit-when-done`), or
+    /// `timeout`: the last answer (the counters go with the process).
+    pub fn stats_until_exit(&self, timeout: Duration) -> serde_json::Value {
+        let mut stats = serde_json::Value::Null;
+        wait_until(timeout, || match client::request(&self.control_path(), &Request::Stats) {
+            Ok(reply) => {
+                if let Some(data) = reply.data {
+                    stats = data;
+                }
+                false
+            }
+            Err(_) => true,
+        });
+        stats
+    }
+
     pub fn ok(&self, request: &Request) -> serde_json::Value {
         let reply = self.request(request);
         assert!(reply.ok, "{request:?} failed: {:?}", reply.error);

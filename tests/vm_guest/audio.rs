@@ -151,19 +151,7 @@ fn sound_and_picture_stay_together_for_a_minute() {
         wrapper: Vec::new(),
     };
     let mut vitrine = Vitrine::launch(launch);
-    let mut stats = serde_json::Value::Null;
-    common::wait_until(Duration::from_secs(240), || {
-        match vitrine::control::client::request(&vitrine.control_path(), &Request::Stats) {
-            Ok(reply) => {
-                if let Some(data) = reply.data {
-                    stats = data;
-                }
-                false
-            }
-            // Gone: the playlist was played.
-            Err(_) => true,
-        }
-    });
+    let stats = vitrine.stats_until_exit(Duration::from_secs(240));
     let status = vitrine.wait_exit(Duration::from_secs(30));
     let onsets = recorder.finish();
     let log = vitrine.log();

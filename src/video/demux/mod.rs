@@ -19,29 +19,44 @@ pub use fwht::MAGIC as FWHT_MAGIC;
 pub(crate) use matroska::{matroska_error, open_file as open_matroska, MatroskaHead};
 pub(crate) use mp4::open_reader as open_mp4;
 
-/// The containers whose other tracks (sound) vitrine reads too.
+/// What a file is, from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Container {
     Mp4,
     Matroska,
-    /// A raw stream: pictures only.
-    Raw,
+    Fwht,
+    AnnexB,
+    Unknown,
 }
 
-/// What kind of file `path` is, from its first bytes.
+impl Container {
+    /// The kind of the file whose first bytes are `head`.
+    fn sniff(head: &[u8]) -> Container {
+        if head.get(4..8) == Some(b"ftyp".as_slice()) {
+            Container::Mp4
+        } else if head.get(..4) == Some(EBML_MAGIC.as_slice()) {
+            Container::Matroska
+        } else if head.get(..8) == Some(fwht::MAGIC.as_slice()) {
+            Container::Fwht
+        } else if head.get(..4) == Some(START_CODE.as_slice()) || head.get(..3) == Some(&START_CODE[1..]) {
+            Container::AnnexB
+        } else {
+            Container::Unknown
+        }
+    }
+}
+
+/// What kind of file `path` is (for its other tracks: sound).
 pub(crate) fn container(path: &Path) -> std::io::Result<Container> {
     let mut head = [0u8; 8];
     let n = File::open(path)?.read(&mut head)?;
-    Ok(if n >= 8 && &head[4..8] == b"ftyp" {
-        Container::Mp4
-    } else if n >= 4 && head[..4] == EBML_MAGIC {
-        Container::Matroska
-    } else {
-        Container::Raw
-    })
+    Ok(Container::sniff(&head[..n]))
 }
 
-/// Run a reader built on another crate on `path` (see `contained`), for the audio track.
+/// Run a container reader built on another crate, whose checks vitrine does not own: a panic in
+/// it (an index that does not add up, arithmetic that overflows) is this file's corruption, told
+/// as such, not the end of the thread reading it. What vitrine checks itself before (box sizes,
+/// sample sizes) never gets that far.
 pub(crate) fn guarded<T>(
     format: &str,
     path: &Path,
@@ -246,25 +261,13 @@ pub fn stream(path: &Path, send: &mut dyn FnMut(Loaded) -> bool) -> Result<(), D
         }
         Ok(())
     };
-    if n >= 8 && &head[4..8] == b"ftyp" {
-        contained("MP4", path, || mp4::stream(path, send))
-    } else if n >= 4 && head[..4] == EBML_MAGIC {
-        contained("Matroska", path, || matroska::stream(path, send))
-    } else if n >= 8 && head[..8] == fwht::MAGIC {
-        contained("FWHT", path, || whole(fwht::open, send))
-    } else if n >= 4 && (head[..4] == START_CODE || head[..3] == START_CODE[1..]) {
-        contained("Annex-B", path, || whole(annexb::open, send))
-    } else {
-        Err(DemuxError::UnknownFormat { path: path.to_path_buf() })
+    match Container::sniff(&head[..n]) {
+        Container::Mp4 => guarded("MP4", path, || mp4::stream(path, send)),
+        Container::Matroska => guarded("Matroska", path, || matroska::stream(path, send)),
+        Container::Fwht => guarded("FWHT", path, || whole(fwht::open, send)),
+        Container::AnnexB => guarded("Annex-B", path, || whole(annexb::open, send)),
+        Container::Unknown => Err(DemuxError::UnknownFormat { path: path.to_path_buf() }),
     }
-}
-
-/// Run a container reader built on another crate, whose checks vitrine does not own: a panic in
-/// it (an index that does not add up, arithmetic that overflows) is this file's corruption, told
-/// as such, not the end of the thread reading it. What vitrine checks itself before (box sizes,
-/// sample sizes) never gets that far.
-fn contained(format: &str, path: &Path, read: impl FnOnce() -> Result<(), DemuxError>) -> Result<(), DemuxError> {
-    guarded(format, path, read)
 }
 
 /// Read a whole file into memory (tests, benchmarks; the player streams instead).
