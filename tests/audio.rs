@@ -231,3 +231,31 @@ fn a_missing_device_never_stops_the_video() {
     assert!(!log.lines().any(|l| l.starts_with("ALSA lib")), "{log}");
     assert!(vitrine.is_running());
 }
+
+/// Paused, the sound thread sleeps until told something (no polling): a paused or silent
+/// vitrine costs nothing; resumed, the sound goes on.
+#[test]
+fn a_paused_video_keeps_the_sound_thread_asleep() {
+    common::require("ffmpeg");
+    let dir = tempfile::tempdir().unwrap();
+    let a = clip(dir.path(), "a.mp4", 4, 3, Some("aac"));
+    file_device(dir.path(), &dir.path().join("out.raw"));
+    let args = vec!["--play".into(), a.display().to_string(), "--loop".into()];
+    let vitrine = with_sound("audio-paused", dir.path(), "vitrine_test", args);
+    let written = || vitrine.ok(&Request::Stats)["video"]["audio_frames_written"].as_u64().unwrap_or(0);
+    assert!(common::wait_until(Duration::from_secs(30), || written() > 48_000), "no sound; log:\n{}", vitrine.log());
+    vitrine.ok(&Request::Pause);
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = vitrine.child.id();
+    let (before, paused_at) = (common::thread_wakeups(pid, "vitrine-sound"), written());
+    std::thread::sleep(Duration::from_secs(5));
+    let wakeups = common::thread_wakeups(pid, "vitrine-sound") - before;
+    assert!(wakeups <= 1, "the sound thread woke {wakeups} times in 5 s of pause");
+    assert_eq!(written(), paused_at, "sound written while paused");
+    vitrine.ok(&Request::Resume);
+    assert!(
+        common::wait_until(Duration::from_secs(20), || written() > paused_at + 48_000),
+        "no sound after resuming; log:\n{}",
+        vitrine.log()
+    );
+}

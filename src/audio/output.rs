@@ -59,6 +59,17 @@ struct Device {
     clockless: bool,
     /// The start was checked against the device's delay (see `SETTLE`).
     settled: bool,
+    /// Paused in place (the video is paused): what it holds plays on when the video resumes.
+    paused: bool,
+}
+
+enum Wait {
+    /// For the next command.
+    Block,
+    /// For the next command, or this long.
+    For(Duration),
+    /// Not at all: there is sound to write.
+    Run,
 }
 
 enum Wrote {
@@ -80,6 +91,11 @@ struct Sound {
     failure_said: bool,
     drift: Drift,
     ppm: f64,
+    /// All there was to play was played (and the device drained): nothing to do until a command.
+    idle: bool,
+    /// The next block is too early to write before this (the device would hold more than its
+    /// latency): nothing to do until then, or a command.
+    wake_at: Option<Instant>,
     fade_in: usize,
     gain: f32,
     warned: std::collections::HashSet<std::path::PathBuf>,
@@ -98,18 +114,24 @@ pub(super) fn run(commands: Receiver<Command>, shared: Arc<Mutex<Shared>>, setti
         failure_said: false,
         drift: Drift::default(),
         ppm: 0.0,
+        idle: false,
+        wake_at: None,
         fade_in: 0,
         gain,
         warned: Default::default(),
     };
     loop {
-        let first = match sound.idle_for() {
-            Some(wait) => match commands.recv_timeout(wait) {
+        let first = match sound.wait() {
+            Wait::Block => match commands.recv() {
+                Ok(c) => Some(c),
+                Err(_) => return,
+            },
+            Wait::For(wait) => match commands.recv_timeout(wait) {
                 Ok(c) => Some(c),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return,
             },
-            None => match commands.try_recv() {
+            Wait::Run => match commands.try_recv() {
                 Ok(c) => Some(c),
                 Err(TryRecvError::Empty) => None,
                 Err(TryRecvError::Disconnected) => return,
@@ -141,24 +163,31 @@ impl Sound {
         f(&mut s);
     }
 
-    /// How long to wait for a command when there is nothing to write; `None`: there is.
-    fn idle_for(&self) -> Option<Duration> {
-        if self.clock.is_none() || (self.pending.is_none() && self.items.is_empty()) {
-            return Some(Duration::from_secs(1));
-        }
-        if self.device.is_none() {
+    /// What the thread waits for before its next step: nothing to play (or paused, or not
+    /// started, with the device open) waits for a command and nothing else, so that a silent
+    /// vitrine's sound thread never wakes.
+    fn wait(&self) -> Wait {
+        if self.device.is_none() && (self.pending.is_some() || !self.items.is_empty()) {
             if let Some(at) = self.retry_at {
-                let now = Instant::now();
-                if at > now {
-                    return Some((at - now).min(Duration::from_millis(100)));
-                }
+                // Blocks whose time passed meanwhile are let go once the device is back.
+                return Wait::For(at.saturating_duration_since(Instant::now()));
             }
         }
-        None
+        if let Some(at) = self.wake_at.filter(|_| self.clock.is_some()) {
+            return Wait::For(at.saturating_duration_since(Instant::now()));
+        }
+        let nothing = self.pending.is_none() && self.items.is_empty();
+        if self.clock.is_none() || (nothing && self.idle) {
+            Wait::Block
+        } else {
+            Wait::Run
+        }
     }
 
     /// A command; `false` to stop.
     fn take(&mut self, command: Command) -> bool {
+        self.idle = false;
+        self.wake_at = None;
         match command {
             Command::Stop => return false,
             Command::Item(start) => {
@@ -168,9 +197,11 @@ impl Sound {
                 self.items.push_back(Item { start, track: None, opened: false, blocks: 0 });
             }
             Command::Clock(clock) => {
-                if clock.is_none() {
-                    // Paused (or stopped): what the device holds is dropped; on resuming the
-                    // next block is put at its time again.
+                if clock.is_some() {
+                    self.resume_device();
+                } else if !self.pause_device() {
+                    // Paused (or stopped) on a device that cannot pause: what it holds is
+                    // dropped; on resuming, the next block is put at its time again.
                     self.restart_device();
                 }
                 self.clock = clock;
@@ -189,6 +220,34 @@ impl Sound {
         true
     }
 
+    /// The device, playing, paused where it is (when its driver can), so that nothing it
+    /// holds is lost: `false` when it cannot be.
+    fn pause_device(&mut self) -> bool {
+        let Some(dev) = self.device.as_mut().filter(|d| d.started.is_some() && !d.clockless) else {
+            return false;
+        };
+        if dev.paused {
+            return true;
+        }
+        let can = dev.pcm.hw_params_current().is_ok_and(|p| p.can_pause());
+        dev.paused = can && dev.pcm.pause(true).is_ok();
+        dev.paused
+    }
+
+    /// A device paused in place plays on; its position is checked again shortly after (see
+    /// `SETTLE`), so that the few milliseconds between the picture's pause and the sound's are
+    /// put right at once.
+    fn resume_device(&mut self) {
+        let Some(dev) = self.device.as_mut().filter(|d| d.paused) else { return };
+        dev.paused = false;
+        if dev.pcm.pause(false).is_ok() {
+            dev.started = Some(Instant::now());
+            dev.settled = false;
+        } else {
+            self.restart_device();
+        }
+    }
+
     /// The device stops playing what it holds; the next write starts it again, aligned.
     fn restart_device(&mut self) {
         if let Some(dev) = &mut self.device {
@@ -196,6 +255,7 @@ impl Sound {
             let _ = dev.pcm.prepare();
             dev.started = None;
             dev.written = 0;
+            dev.paused = false;
         }
         self.drift.reset();
         self.ppm = 0.0;
@@ -287,6 +347,7 @@ impl Sound {
     }
 
     fn step(&mut self) {
+        self.wake_at = None;
         if self.pending.is_none() {
             self.pending = self.next_block();
         }
@@ -312,6 +373,7 @@ impl Sound {
                 dev.written = 0;
             }
             self.with_shared(|s| s.state = "idle");
+            self.idle = true;
             return;
         };
         if self.device.as_ref().map(|d| d.rate) != Some(rate) && !self.open_device(rate) {
@@ -344,7 +406,7 @@ impl Sound {
                 if lead > latency {
                     // Too early to start: the device would hold more than its buffer.
                     self.pending = Some(block);
-                    std::thread::sleep(Duration::from_secs_f64((lead - latency).min(0.02)));
+                    self.wake_at = Some(now + Duration::from_secs_f64(lead - latency));
                     return;
                 }
                 if lead > 0.0 {
@@ -390,7 +452,7 @@ impl Sound {
                     let ahead = secs_between(heard, now);
                     if ahead > latency {
                         self.pending = Some(block);
-                        std::thread::sleep(Duration::from_secs_f64((ahead - latency).min(0.02)));
+                        self.wake_at = Some(now + Duration::from_secs_f64(ahead - latency));
                         return;
                     }
                 }
@@ -468,7 +530,15 @@ impl Sound {
         match open_pcm(&self.settings.device, rate, self.settings.latency) {
             Ok(pcm) => {
                 tracing::info!(target: "audio", device = %self.settings.device, rate, "sound device opened");
-                self.device = Some(Device { pcm, rate, started: None, written: 0, clockless: false, settled: false });
+                self.device = Some(Device {
+                    pcm,
+                    rate,
+                    started: None,
+                    written: 0,
+                    clockless: false,
+                    settled: false,
+                    paused: false,
+                });
                 self.retry_at = None;
                 self.failure_said = false;
                 self.with_shared(|s| {

@@ -373,7 +373,22 @@ pub fn read(path: &Path) -> String {
 /// The main thread's voluntary context switches: how often the event loop went to sleep and was
 /// woken (the kernel counts them; the main thread's id is the process id).
 pub fn main_thread_wakeups(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/status")).unwrap();
+    voluntary_switches(pid, pid)
+}
+
+/// The same for the thread of `pid` named `name` (the name vitrine gives it).
+pub fn thread_wakeups(pid: u32, name: &str) -> u64 {
+    let tid = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|t| t.file_name().to_str()?.parse::<u32>().ok())
+        .find(|tid| read(Path::new(&format!("/proc/{pid}/task/{tid}/comm"))).trim() == name)
+        .unwrap_or_else(|| panic!("no thread {name} in {pid}"));
+    voluntary_switches(pid, tid)
+}
+
+fn voluntary_switches(pid: u32, tid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
     status
         .lines()
         .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
