@@ -105,6 +105,44 @@ profile = next((r for r in runs if r["kind"] == "profile"), {})
 report["profile"] = profile.get("profile")
 report["profile_note"] = profile.get("profile_note")
 report["second_size"]["vitrine_1280x720"] = summarize("vitrine", "1280x720")
+
+# The sound rows: CPU per second of playback of the clip with an AAC track, each player with its
+# sound and without; the cost of sound is the difference of the medians.
+SOUND = {"vitrine_sound": "vitrine --play, sound into ALSA (symphonia AAC, own thread)",
+         "vitrine_sound_off": "vitrine --play, the same clip, [audio] off",
+         "kmssink_alsasink": "gst … ! kmssink, audio avdec_aac ! alsasink",
+         "kmssink_sound_off": "gst … ! kmssink, the same clip, audio not linked"}
+SOUND_PAIRS = [("vitrine", "vitrine_sound", "vitrine_sound_off"), ("gst", "kmssink_alsasink", "kmssink_sound_off")]
+FPS = 24
+
+
+def sound_summary(path):
+    plain = [r for r in runs if r["path"] == path and r["size"] == "sound" and r["kind"] == "plain"]
+    if not plain:
+        return None
+    ok = [r for r in plain if r.get("exit") == 0 and r.get("frames_shown")]
+    if not ok:
+        return {"cpu_ms_per_s": None, "note": next((r.get("note") for r in plain if r.get("note")), None)
+                or f"did not run (exit {plain[0].get('exit')})", "frames_expected": plain[0]["frames_expected"]}
+    seconds = plain[0]["frames_expected"] / FPS
+    cpu, lo, hi = med([r["cpu_ms"] / seconds for r in ok])
+    reports = [r.get("self_report") or {} for r in ok]
+    return {"cpu_ms_per_s": cpu, "cpu_ms_per_s_range": [lo, hi],
+            "user_ms_per_s": med([r["user_ms"] / seconds for r in ok])[0],
+            "frames_shown": med([r["frames_shown"] for r in ok])[0], "frames_expected": plain[0]["frames_expected"],
+            "sound_frames_written": med([s.get("audio_frames_written") for s in reports])[0],
+            "audio_underruns": max((s.get("audio_underruns") or 0 for s in reports), default=None)
+            if any("audio_underruns" in s for s in reports) else None,
+            "av_offset_ms_p99": med([s.get("av_offset_ms_p99") for s in reports])[0],
+            "peak_rss_kb": med([r.get("peak_rss_kb") for r in ok])[0], "runs": len(ok)}
+
+
+report["sound"] = {p: sound_summary(p) for p in SOUND}
+for who, on, off in SOUND_PAIRS:
+    a, b = report["sound"].get(on), report["sound"].get(off)
+    if a and b and a.get("cpu_ms_per_s") is not None and b.get("cpu_ms_per_s") is not None:
+        a["sound_cpu_ms_per_s"] = a["cpu_ms_per_s"] - b["cpu_ms_per_s"]
+        a["sound_user_ms_per_s"] = a["user_ms_per_s"] - b["user_ms_per_s"]
 json.dump(report, open(os.path.join(out_dir, "report.json"), "w"), indent=2)
 
 
@@ -205,6 +243,29 @@ md = ["# vitrine video benchmark (VM: visl + vkms under TCG, 1920x1080 H.264, 24
       "that scans decoded pictures out. Idle: wake-ups a second of every thread of a compositor that",
       "has nothing to show.", ""] + rows + ["", "Ratios:"] + ratios + ["", "Targets:", ""] + targets + \
      ["", "vitrine's user-space CPU by function (perf, cpu-clock samples of one run):", ""] + profile_rows + [""]
+sound_rows = []
+if any(report["sound"].values()):
+    sound_rows = ["Sound: the 1080p clip with a stereo 48 kHz AAC-LC track (128 kb/s), into ALSA's loopback card. CPU per",
+                  "second of playback (user+system of every thread, median of the plain runs); the cost of sound is",
+                  "the difference from the same player on the same clip without its sound.", "",
+                  "| path | CPU ms/s (median, min–max) | user ms/s | cost of sound: ms/s (user) | frames shown/expected | "
+                  "sound frames written | underruns | A/V offset p99 ms | peak RSS MiB |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+    for name, label in SOUND.items():
+        r = report["sound"].get(name)
+        if r is None:
+            continue
+        if r["cpu_ms_per_s"] is None:
+            sound_rows.append(f"| {label} | could not run: {r['note']} | | | 0/{r['frames_expected']} | | | | |")
+            continue
+        lo, hi = r["cpu_ms_per_s_range"]
+        cost = f"{fmt(r['sound_cpu_ms_per_s'])} ({fmt(r['sound_user_ms_per_s'])})" if "sound_cpu_ms_per_s" in r else ""
+        sound_rows.append(
+            f"| {label} | {fmt(r['cpu_ms_per_s'])} ({fmt(lo)}–{fmt(hi)}) | {fmt(r['user_ms_per_s'])} | {cost} | "
+            f"{fmt(r['frames_shown'], 0)}/{r['frames_expected']} | {fmt(r['sound_frames_written'], 0)} | "
+            f"{'n/a' if r['audio_underruns'] is None else r['audio_underruns']} | {fmt(r['av_offset_ms_p99'])} | "
+            f"{fmt((r['peak_rss_kb'] or 0) / 1024)} |")
+    md += sound_rows + [""]
 md += ["report.png: CPU ms per frame shown (left) and syscalls per picture (right) for each path.", ""]
 open(os.path.join(out_dir, "report.md"), "w").write("\n".join(md))
 

@@ -47,7 +47,7 @@ pub struct AudioConfig {
 
 impl Default for AudioConfig {
     fn default() -> Self {
-        AudioConfig { enabled: false, device: "default".into(), volume: 100, latency_ms: 100 }
+        AudioConfig { enabled: true, device: "default".into(), volume: 100, latency_ms: 100 }
     }
 }
 

@@ -9,7 +9,10 @@ through the kernel's own view of the display (debugfs `dri/0/state`): the time f
 start to the first decoded (NV12) picture on a plane, the same way for every path. The decoders'
 floors run the same clip decoded and shown nowhere (GStreamer's fakesink, `vitrine decode`).
 Idle: wake-ups a second of a compositor with nothing to show. Profile: vitrine's user-space CPU
-sampled with perf, by function.
+sampled with perf, by function. Sound: the 1080p clip with an AAC track, played (plain runs only)
+by vitrine and by GStreamer, each with its sound into ALSA's loopback card and without it.
+
+ONLY (optional, comma-separated): the sections to run, of video, sound, idle, profile.
 """
 
 import json
@@ -22,6 +25,7 @@ import tempfile
 import time
 
 RESULTS, VITRINE, RUNS = sys.argv[1], sys.argv[2], int(sys.argv[3])
+ONLY = set((sys.argv[4] if len(sys.argv) > 4 and sys.argv[4] else "video,sound,idle,profile").split(","))
 CLIPS = os.path.join(RESULTS, "clips")
 OUT = open(os.path.join(RESULTS, "runs.jsonl"), "a")
 FPS = 24
@@ -35,12 +39,16 @@ def frames_in(clip):
     return int(out.stdout.strip())
 
 
-def gst_client(clip, sink, convert=False):
+def gst_client(clip, sink, convert=False, sound=None):
     """A GStreamer pipeline decoding CLIP on visl into SINK, counting what it renders; with
-    CONVERT, the pictures are converted to RGB in memory first (for sinks that take no NV12)."""
+    CONVERT, the pictures are converted to RGB in memory first (for sinks that take no NV12);
+    with SOUND (an ALSA device), the clip's AAC track decoded by libav into alsasink too."""
     middle = ["videoconvert", "!"] if convert else []
-    return ["gst-launch-1.0", "-v", "filesrc", f"location={clip}", "!", "qtdemux", "!", "h264parse", "!",
-            "v4l2slh264dec", "!"] + middle + ["fpsdisplaysink", "text-overlay=false", "sync=true", f"video-sink={sink}"]
+    audio = ["d.audio_0", "!", "queue", "!", "aacparse", "!", "avdec_aac", "!", "audioconvert", "!", "audioresample", "!",
+             "alsasink", f"device={sound}"] if sound else []
+    return ["gst-launch-1.0", "-v", "filesrc", f"location={clip}", "!", "qtdemux", "name=d", "d.video_0", "!", "queue", "!",
+            "h264parse", "!", "v4l2slh264dec", "!"] + middle + [
+        "fpsdisplaysink", "text-overlay=false", "sync=true", f"video-sink={sink}"] + audio
 
 
 def rendered(text):
@@ -91,11 +99,13 @@ def user(usage):
     return usage.ru_utime * 1000.0 if usage else 0.0
 
 
-def path_vitrine(clip, tmp, prefix=()):
+def path_vitrine(clip, tmp, prefix=(), sound=None):
     stats = os.path.join(tmp, "stats.json")
     config = os.path.join(tmp, "vitrine.toml")
     with open(config, "w") as f:
         f.write('[drm]\nmode = "1920x1080@60"\n[video]\nscale = "none"\n')
+        if sound:
+            f.write(f'[audio]\nenabled = true\ndevice = "{sound}"\n')
     log = open(os.path.join(tmp, "vitrine.log"), "w")
     p = spawn([VITRINE, "--backend", "drm", "--config", config, "--play", clip, "--exit-when-done",
                "--stats", stats], stdout=log, prefix=prefix)
@@ -130,13 +140,17 @@ def path_floor_vitrine(clip, tmp, prefix=()):
             "frames_shown": report.get("frames_presented"), "self_report": report}
 
 
-def path_kmssink(clip, tmp, prefix=()):
+def path_kmssink(clip, tmp, prefix=(), sound=None):
     out = os.path.join(tmp, "gst.out")
     with open(out, "w") as f:
-        p = spawn(gst_client(clip, "kmssink driver-name=vkms force-modesetting=true"), stdout=f, prefix=prefix)
+        p = spawn(gst_client(clip, "kmssink driver-name=vkms force-modesetting=true", sound=sound), stdout=f, prefix=prefix)
         code, usage = wait(p, 300)
-    return {"exit": code, "cpu_ms": cpu(usage), "user_ms": user(usage), "peak_rss_kb": usage.ru_maxrss if usage else None,
-            "frames_shown": rendered(open(out).read())}
+    text = open(out).read()
+    result = {"exit": code, "cpu_ms": cpu(usage), "user_ms": user(usage), "peak_rss_kb": usage.ru_maxrss if usage else None,
+              "frames_shown": rendered(text)}
+    if code != 0:
+        result["note"] = " | ".join(l for l in text.splitlines()[-40:] if "ERROR" in l)[:300] or f"exit {code}"
+    return result
 
 
 def traced_as(prefix, role):
@@ -252,6 +266,17 @@ PATHS = {
 # looks for that); weston composites them.
 SCANOUT = {"vitrine", "kmssink", "vitrine_waylandsink"}
 DRI_STATE = "/sys/kernel/debug/dri/0/state"
+# The sound rows: the same 1080p picture with a stereo AAC track, each player with its sound into
+# the loopback card (whose other end nobody records: it plays at its own timer's rate all the
+# same) and with its sound left out.
+SOUND_CLIP = os.path.join(CLIPS, "1920x1080-aac.mp4")
+SOUND_DEVICE = "hw:Loopback,0,0"
+SOUND_PATHS = {
+    "vitrine_sound": lambda clip, tmp: path_vitrine(clip, tmp, sound=SOUND_DEVICE),
+    "vitrine_sound_off": path_vitrine,
+    "kmssink_alsasink": lambda clip, tmp: path_kmssink(clip, tmp, sound=SOUND_DEVICE),
+    "kmssink_sound_off": path_kmssink,
+}
 
 
 def nv12_on_a_plane():
@@ -457,27 +482,50 @@ def measure(name, clip):
         print(name, size, "syscalls", total, flush=True)
 
 
+def measure_plain(name, run_path, clip):
+    """RUNS plain runs of a path (CPU, RSS, frames shown), and its own report where it has one."""
+    expected = frames_in(clip)
+    for run in range(RUNS):
+        with tempfile.TemporaryDirectory() as tmp:
+            r = run_path(clip, tmp)
+        record(path=name, size="sound", run=run, kind="plain", frames_expected=expected, **r)
+        print(name, run, r, flush=True)
+
+
 CLIP = os.path.join(CLIPS, "1920x1080.mp4")
-for name in PATHS:
-    measure(name, CLIP)
-    probe = first_picture(name, CLIP)
-    record(path=name, size="1920x1080", kind="first_picture", **probe)
-    print(name, "first picture", probe, flush=True)
-# A second size, for vitrine alone.
-measure("vitrine", os.path.join(CLIPS, "1280x720.mp4"))
-# Compositors with nothing to show.
-with tempfile.TemporaryDirectory() as tmp:
-    config = os.path.join(tmp, "vitrine.toml")
-    open(config, "w").write("")
-    rate = idle_wakeups([VITRINE, "--backend", "drm", "--config", config, "--socket", "bench-idle"], "bench-idle")
+if "video" in ONLY:
+    for name in PATHS:
+        measure(name, CLIP)
+        probe = first_picture(name, CLIP)
+        record(path=name, size="1920x1080", kind="first_picture", **probe)
+        print(name, "first picture", probe, flush=True)
+    # A second size, for vitrine alone.
+    measure("vitrine", os.path.join(CLIPS, "1280x720.mp4"))
+if "sound" in ONLY:
+    subprocess.run(["modprobe", "snd-aloop", "pcm_substreams=1"])
+    for name, run_path in SOUND_PATHS.items():
+        measure_plain(name, run_path, SOUND_CLIP)
+
+
+def measure_idle():
+    """Compositors with nothing to show."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = os.path.join(tmp, "vitrine.toml")
+        open(config, "w").write("")
+        rate = idle_wakeups([VITRINE, "--backend", "drm", "--config", config, "--socket", "bench-idle"], "bench-idle")
     record(path="vitrine", size="idle", kind="idle", wakeups_per_s=rate)
     print("vitrine idle", rate, flush=True)
-if WESTON_CHOICE:
-    label, cmd, env, _, _ = WESTON_CHOICE
-    cmd = [c if not c.startswith("--socket=") else "--socket=bench-weston-idle" for c in cmd]
-    rate = idle_wakeups(cmd, "bench-weston-idle", env)
-    record(path="weston_waylandsink", size="idle", kind="idle", wakeups_per_s=rate, note=label)
-    print("weston idle", rate, flush=True)
-prof = profile_vitrine(CLIP)
-record(path="vitrine", size="1920x1080", kind="profile", **prof)
-print("profile", prof, flush=True)
+    if WESTON_CHOICE:
+        label, cmd, env, _, _ = WESTON_CHOICE
+        cmd = [c if not c.startswith("--socket=") else "--socket=bench-weston-idle" for c in cmd]
+        rate = idle_wakeups(cmd, "bench-weston-idle", env)
+        record(path="weston_waylandsink", size="idle", kind="idle", wakeups_per_s=rate, note=label)
+        print("weston idle", rate, flush=True)
+
+
+if "idle" in ONLY:
+    measure_idle()
+if "profile" in ONLY:
+    prof = profile_vitrine(CLIP)
+    record(path="vitrine", size="1920x1080", kind="profile", **prof)
+    print("profile", prof, flush=True)
