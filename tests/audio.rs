@@ -259,3 +259,40 @@ fn a_paused_video_keeps_the_sound_thread_asleep() {
         vitrine.log()
     );
 }
+
+/// A file cut short (the last part of its sound and pictures gone): its sound ends where the file
+/// does, said once however often a looping list plays it and counted every time; the video plays
+/// on.
+#[test]
+fn a_truncated_items_sound_ends_where_the_file_does_said_once() {
+    common::require("ffmpeg");
+    let dir = tempfile::tempdir().unwrap();
+    let whole = clip(dir.path(), "whole.mp4", 3, 5, Some("aac"));
+    // The index first (faststart), so that what is cut off is samples, not the index.
+    let cut = dir.path().join("cut.mp4");
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(&whole)
+        .args(["-c", "copy", "-movflags", "+faststart"])
+        .arg(&cut)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let len = std::fs::metadata(&cut).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&cut).unwrap().set_len(len * 6 / 10).unwrap();
+    file_device(dir.path(), &dir.path().join("out.raw"));
+    let args = vec!["--play".into(), cut.display().to_string(), "--loop".into()];
+    let mut vitrine = with_sound("audio-truncated", dir.path(), "vitrine_test", args);
+    let errors = || vitrine.ok(&Request::Stats)["video"]["audio_decode_errors"].as_u64().unwrap_or(0);
+    assert!(
+        common::wait_until(Duration::from_secs(60), || errors() >= 3),
+        "{} errors; log:\n{}",
+        errors(),
+        vitrine.log()
+    );
+    let written = vitrine.ok(&Request::Stats)["video"]["audio_frames_written"].as_u64().unwrap_or(0);
+    assert!(written > 0, "the sound before the cut was not played");
+    let log = vitrine.log();
+    assert_eq!(log.matches("this item's sound ends here").count(), 1, "{log}");
+    assert!(vitrine.is_running());
+}

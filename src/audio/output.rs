@@ -43,6 +43,8 @@ struct Item {
     start: ItemStart,
     track: Option<Box<AudioTrack>>,
     opened: bool,
+    /// This file's sound problems are said (the first time it is played).
+    say: bool,
     /// Blocks given out so far.
     blocks: u64,
 }
@@ -194,7 +196,7 @@ impl Sound {
                 if self.items.len() >= MAX_ITEMS {
                     self.items.pop_front();
                 }
-                self.items.push_back(Item { start, track: None, opened: false, blocks: 0 });
+                self.items.push_back(Item { start, track: None, opened: false, say: false, blocks: 0 });
             }
             Command::Clock(clock) => {
                 if clock.is_some() {
@@ -273,6 +275,9 @@ impl Sound {
                 };
                 // Said once a file (a looping list plays it again and again).
                 let first_time = self.warned.len() < MAX_WARNED && self.warned.insert(path.clone());
+                if let Some(item) = self.items.front_mut() {
+                    item.say = first_time;
+                }
                 let (codec, silent_because, track) = match track::open(&path, first_pts) {
                     Ok(Opened::Track(t)) => (Some(t.codec.clone()), None, Some(t)),
                     Ok(Opened::NoAudio) => (Some("none".to_string()), None, None),
@@ -303,16 +308,21 @@ impl Sound {
             let base = self.items.front()?.start.base.as_secs_f64();
             let next_base = self.items.get(1).map(|i| i.start.base.as_secs_f64());
             let item = self.items.front_mut()?;
+            let mut ended = 0;
             let block = match item.track.as_mut().map(|t| t.next_block()) {
                 Some(Ok(Some(block))) => Some(block),
                 Some(Ok(None)) | None => None,
                 Some(Err(why)) => {
-                    tracing::warn!(target: "audio", file = %item.start.path.display(), %why, "this item's sound ends here");
+                    // Counted every time, said the first.
+                    ended = 1;
+                    if item.say {
+                        tracing::warn!(target: "audio", file = %item.start.path.display(), %why, "this item's sound ends here");
+                    }
                     None
                 }
             };
             let Some(mut block) = block else {
-                let errors = item.track.as_ref().map(|t| t.decode_errors).unwrap_or(0);
+                let errors = item.track.as_ref().map(|t| t.decode_errors).unwrap_or(0) + ended;
                 self.with_shared(|s| s.decode_errors += errors);
                 self.items.pop_front();
                 continue;
