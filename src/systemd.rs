@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 pub struct Notifier {
     socket: UnixDatagram,
     target: NotifyTarget,
+    /// The last message could not be sent (said once until one is sent again).
+    failing: std::cell::Cell<bool>,
 }
 
 enum NotifyTarget {
@@ -24,7 +26,15 @@ impl Notifier {
             Some(name) => NotifyTarget::Abstract(name.as_bytes().to_vec()),
             None => NotifyTarget::Path(PathBuf::from(value)),
         };
-        Some(Notifier { socket: UnixDatagram::unbound().ok()?, target })
+        Notifier::to(target)
+    }
+
+    /// A non-blocking socket: a listener that stops reading (its queue full) must never stop
+    /// the loop; the message is then dropped, as a watchdog ping missed would be.
+    fn to(target: NotifyTarget) -> Option<Notifier> {
+        let socket = UnixDatagram::unbound().ok()?;
+        socket.set_nonblocking(true).ok()?;
+        Some(Notifier { socket, target, failing: std::cell::Cell::new(false) })
     }
 
     pub fn notify(&self, message: &str) {
@@ -36,8 +46,13 @@ impl Notifier {
                     .and_then(|addr| self.socket.send_to_addr(message.as_bytes(), &addr))
             }
         };
-        if let Err(err) = result {
-            tracing::warn!(%err, message, "sd_notify failed");
+        match result {
+            Ok(_) => self.failing.set(false),
+            Err(err) => {
+                if !self.failing.replace(true) {
+                    tracing::warn!(%err, message, "sd_notify failed: the message is dropped (said again only after one got through)");
+                }
+            }
         }
     }
 }
@@ -149,7 +164,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notify");
         let server = UnixDatagram::bind(&path).unwrap();
-        let notifier = Notifier { socket: UnixDatagram::unbound().unwrap(), target: NotifyTarget::Path(path) };
+        let notifier = Notifier::to(NotifyTarget::Path(path)).unwrap();
         notifier.notify("READY=1");
         notifier.notify("WATCHDOG=1");
         let mut buf = [0u8; 64];
@@ -157,5 +172,24 @@ mod tests {
         assert_eq!(&buf[..n], b"READY=1");
         let n = server.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"WATCHDOG=1");
+    }
+
+    /// A listener that stops reading fills its queue (a few datagrams): the next messages are
+    /// dropped, and sending never blocks the loop.
+    #[test]
+    fn a_listener_that_stops_reading_never_blocks_the_sender() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let _server = UnixDatagram::bind(&path).unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let notifier = Notifier::to(NotifyTarget::Path(path)).unwrap();
+            for _ in 0..1000 {
+                notifier.notify("WATCHDOG=1");
+            }
+            let _ = done.send(notifier.failing.get());
+        });
+        let failing = finished.recv_timeout(Duration::from_secs(30)).expect("notify blocked on a full queue");
+        assert!(failing, "a full queue is seen as a failure");
     }
 }
