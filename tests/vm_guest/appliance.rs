@@ -48,6 +48,9 @@ fn started_as_the_unit_starts_it_vitrine_reaches_its_first_frame() {
     use std::os::unix::fs::MetadataExt;
 
     super::assert_in_vm();
+    // A sound card, as a board has one (the [audio] device is "default": card 0); udev gives
+    // it to the audio group.
+    let _ = std::process::Command::new("modprobe").args(["snd-aloop", "pcm_substreams=1"]).status();
     apply_udev_rules("");
     // The rules gave the kiosk groups the decoder and the buffer heaps (udmabuf is root-only
     // without them).
@@ -119,6 +122,17 @@ fn started_as_the_unit_starts_it_vitrine_reaches_its_first_frame() {
     vitrine.wait_for_pixels("unit", Duration::from_secs(60), |img| {
         img.fraction_differing((412, 284, 200, 200), common::BG, 8) > 0.95
     });
+    // Sound, on by default: the unit's groups open the sound card (/dev/snd is the audio
+    // group's), and a clip with sound is heard.
+    let sound = |k: &str| vitrine.ok(&Request::Stats)["video"][k].as_u64().unwrap_or(0);
+    vitrine.ok(&Request::Play { path: super::clip("flash-beep.mp4") });
+    assert!(
+        common::wait_until(Duration::from_secs(60), || sound("audio_frames_written") > 48_000),
+        "no sound as the unit's user: {}; log:\n{}",
+        vitrine.ok(&Request::Stats),
+        vitrine.log()
+    );
+    assert_eq!(sound("audio_device_failures"), 0, "{}", vitrine.log());
     assert!(vitrine.is_running());
     drop(vitrine);
     let _ = seatd.kill();
