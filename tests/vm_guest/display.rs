@@ -447,6 +447,50 @@ fn gstreamer_waylandsink_fullscreen_gets_its_size_in_time_on_drm() {
     assert!(vitrine.log().contains("toplevel placed"), "{}", vitrine.log());
 }
 
+/// `grim` (wlr-screencopy, allowed by the config) with the video on a plane: the copy is the
+/// display's writeback, so the decoder's picture is in it, the same as `msg screenshot`'s.
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn grim_shows_the_video_on_a_plane() {
+    super::assert_in_vm();
+    common::require("grim");
+    let grim = String::from_utf8(std::process::Command::new("which").arg("grim").output().unwrap().stdout).unwrap();
+    let config = format!(
+        "{BG_CONFIG}[video]\nscale = \"none\"\n[security]\nprivileged_clients = [{:?}]\n",
+        grim.trim()
+    );
+    let vitrine = Vitrine::launch(Launch {
+        name: "vm-grim",
+        args: vec!["--play".into(), super::clip("640x480-high.mp4").display().to_string(), "--loop".into()],
+        config,
+        env: Vec::new(),
+        runtime: None,
+        wrapper: Vec::new(),
+    });
+    super::wait_for_pictures(&vitrine, 3);
+    assert_eq!(vitrine.ok(&Request::Pause)["paused"], true);
+    let planes = vitrine.ok(&Request::Planes);
+    let layers = planes["outputs"][0]["layers"].as_array().unwrap().clone();
+    let video = layers.iter().find(|l| l["source"] == "video").expect("video layer");
+    assert_eq!((video["format"].as_str(), video["composited"].as_bool()), (Some("NV12"), Some(false)), "{planes}");
+    let own = vitrine.screenshot("grim-own");
+    let shot = common::artifacts().join("vm-grim.png");
+    let (status, _, err) = vitrine.run_client("grim", &[&shot.display().to_string()], Duration::from_secs(60));
+    assert!(status.success(), "grim failed: {err}");
+    let image = vitrine::image::RgbaImage::load_png(&shot).expect("grim's PNG");
+    assert_eq!((image.width, image.height), (own.width, own.height));
+    // visl's colour bars, centred 640x480 on 1024x768.
+    assert!(common::count_near(&image, [191, 191, 0], 24) > 5_000, "yellow bar missing from grim's picture");
+    assert!(common::count_near(&image, [0, 191, 191], 24) > 5_000, "cyan bar missing from grim's picture");
+    assert!(image.fraction_differing((0, 0, 150, 100), common::BG, 8) < 0.02, "the background around the video");
+    // The video is paused: both copies are the same picture.
+    let differing = (0..own.height)
+        .flat_map(|y| (0..own.width).map(move |x| (x, y)))
+        .filter(|&(x, y)| image.pixel(x, y)[..3] != own.pixel(x, y)[..3])
+        .count();
+    assert_eq!(differing, 0, "grim's picture differs from the screenshot");
+}
+
 /// Per-surface linux-dmabuf feedback: a fullscreen surface is told the formats of the planes that
 /// could show it (a scanout tranche with NV12 and XRGB8888, linear); with hardware planes off, no
 /// plane can, and the feedback says so (no scanout tranche).
