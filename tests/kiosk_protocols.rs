@@ -194,22 +194,6 @@ fn grim_matches_the_screenshot_pixel_for_pixel() {
     assert!(err.contains("screencopy"), "{err}");
 }
 
-/// The GTK entry of `an_input_method_types_into_a_gtk_entry`: it prints its text as it changes.
-const GTK_ENTRY: &str = r#"
-import gi
-gi.require_version("Gtk", "3.0")
-from gi.repository import Gtk
-win = Gtk.Window(title="entry")
-entry = Gtk.Entry()
-win.add(entry)
-entry.connect("changed", lambda e: print("text=" + e.get_text(), flush=True))
-win.connect("destroy", Gtk.main_quit)
-win.show_all()
-entry.grab_focus()
-print("ready", flush=True)
-Gtk.main()
-"#;
-
 /// An input method (this test, allowed by the config) writes into a GTK entry: focused, the
 /// entry asks for text through text-input v3, the input method is activated, and the string it
 /// commits arrives in the entry.
@@ -226,7 +210,7 @@ fn an_input_method_types_into_a_gtk_entry() {
     let vitrine = Vitrine::launch(launch);
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("entry.py");
-    std::fs::write(&script, GTK_ENTRY).unwrap();
+    std::fs::write(&script, common::GTK_ENTRY).unwrap();
     let out = dir.path().join("entry.out");
     let mut entry = vitrine.client_command("/usr/bin/python3", &[&script.display().to_string()]);
     entry.env("GTK_IM_MODULE", "wayland").stdout(std::fs::File::create(&out).unwrap());

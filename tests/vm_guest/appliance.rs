@@ -202,3 +202,83 @@ fn a_touchscreen_goes_to_the_output_udev_names() {
     drop(vitrine);
     let _ = std::fs::remove_file("/run/udev/rules.d/70-vitrine.rules");
 }
+
+/// A touch kiosk's on-screen keyboard, end to end on real drivers: `wvkbd` (a layer surface with
+/// an exclusive zone, and a virtual keyboard) over a GTK entry, keys tapped on a uinput
+/// touchscreen; the text arrives in the entry.
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn wvkbd_tapped_on_a_touchscreen_types_into_a_gtk_entry() {
+    use super::Uinput;
+
+    super::assert_in_vm();
+    common::require("wvkbd-mobintl");
+    common::require("/usr/bin/python3");
+    let wvkbd =
+        String::from_utf8(std::process::Command::new("which").arg("wvkbd-mobintl").output().unwrap().stdout).unwrap();
+    let mut vitrine = Vitrine::launch(Launch {
+        name: "vm-wvkbd",
+        args: Vec::new(),
+        config: format!("{BG_CONFIG}[security]\nprivileged_clients = [{:?}]\n", wvkbd.trim()),
+        env: Vec::new(),
+        runtime: None,
+        wrapper: Vec::new(),
+    });
+    let touch = Uinput::touchscreen("vitrine test kiosk touch");
+    assert!(
+        common::wait_until(Duration::from_secs(20), || vitrine
+            .log()
+            .contains("input device added device=vitrine test kiosk touch")),
+        "the touchscreen was not seen; log:\n{}",
+        vitrine.log()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("entry.py");
+    std::fs::write(&script, common::GTK_ENTRY).unwrap();
+    let out = dir.path().join("entry.out");
+    let mut entry = vitrine.client_command("/usr/bin/python3", &[&script.display().to_string()]);
+    entry
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("entry.err")).unwrap());
+    let mut entry = entry.spawn().expect("python3");
+    assert!(
+        common::wait_until(Duration::from_secs(120), || common::read(&out).contains("ready")),
+        "the GTK entry did not start: {}",
+        common::read(&dir.path().join("entry.err"))
+    );
+    let before = vitrine.wait_for_pixels("wvkbd-before", Duration::from_secs(60), |img| common::covered(img) > 0.99);
+    // 240 pixels high: the bottom 240 rows of the 1024x768 output are the keyboard's.
+    const KEYBOARD: i32 = 240;
+    let (width, height) = (1024i32, 768i32);
+    let pressed = vitrine.spawn_client("wvkbd-mobintl", &["-L", "240", "-H", "240", "-o"]);
+    let drawn = common::wait_until(Duration::from_secs(60), || {
+        let now = vitrine.screenshot("wvkbd");
+        now.fraction_differing((0, (height - KEYBOARD) as u32, width as u32, KEYBOARD as u32), common::BG, 8) > 0.9
+            && now.pixel(512, 760) != before.pixel(512, 760)
+    });
+    assert!(drawn, "wvkbd did not show at the bottom; log:\n{}", vitrine.log());
+    // Tap along the middle of the keyboard's letter rows (it has six rows; the third and fourth
+    // hold letters) until a key types (a modifier or layout key types nothing).
+    let mut tapped = 0;
+    'rows: for row in [2, 3] {
+        let y = height - KEYBOARD + KEYBOARD * (2 * row + 1) / 12;
+        for x in (100..width).step_by(90) {
+            touch.tap(x * 4095 / (width - 1), y * 4095 / (height - 1));
+            tapped += 1;
+            if common::wait_until(Duration::from_secs(5), || common::read(&out).contains("text=")) {
+                break 'rows;
+            }
+        }
+    }
+    let text = common::read(&out);
+    let typed = text.lines().find_map(|l| l.strip_prefix("text=")).unwrap_or_default().to_string();
+    let _ = entry.kill();
+    let _ = entry.wait();
+    assert!(
+        typed.chars().count() == 1 && typed.chars().all(|c| !c.is_control()),
+        "after {tapped} taps the entry has {typed:?}; keys wvkbd saw pressed: {:?}; log:\n{}",
+        common::read(&pressed),
+        vitrine.log()
+    );
+    println!("wvkbd: {tapped} taps; the entry got {typed:?}");
+}
