@@ -142,12 +142,27 @@ impl Painter {
                         )),
                     }
                 }
-                // Layer-shell surfaces are composited whole (popups included).
                 LayerSource::Shell(surface) => {
                     let loc = (layer.dst.loc - surface.bbox().loc).to_physical_precise_round(scale);
-                    elements.extend(smithay::backend::renderer::element::AsRenderElements::<R>::render_elements::<
-                        OutputElement<R>,
-                    >(surface, renderer, loc, scale, layer.alpha));
+                    let root = surface.wl_surface();
+                    if !on_planes.surfaces.is_empty()
+                        && surface_tree(root).iter().any(|s| on_planes.surfaces.contains(s))
+                    {
+                        // Some of its surfaces are on planes (it has no popups then): the rest.
+                        elements.extend(surface_elements_except(
+                            renderer,
+                            root,
+                            loc,
+                            scale,
+                            layer.alpha,
+                            &on_planes.surfaces,
+                        ));
+                    } else {
+                        // Composited whole, popups included.
+                        elements.extend(smithay::backend::renderer::element::AsRenderElements::<R>::render_elements::<
+                            OutputElement<R>,
+                        >(surface, renderer, loc, scale, layer.alpha));
+                    }
                 }
                 LayerSource::Solid(color) => {
                     let geo = layer.dst.to_physical_precise_round(scale);

@@ -489,6 +489,94 @@ fn grim_shows_the_video_on_a_plane() {
     assert_eq!(differing, 0, "grim's picture differs from the screenshot");
 }
 
+/// A layer-shell overlay (a ticker, a notice) drawn into a dmabuf, above the video: both go on
+/// planes, the overlay above, and nothing is composited; the writeback shows the overlay's colour
+/// over the video's picture.
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn a_layer_shell_overlay_goes_on_a_plane_above_the_video() {
+    use common::wl::{dispatch_until, dmabuf_buffer, setup, udmabuf};
+    use std::io::Write;
+    use wayland_client::Proxy;
+    use wayland_protocols_wlr::layer_shell::v1::client::{zwlr_layer_shell_v1, zwlr_layer_surface_v1::Anchor};
+
+    super::assert_in_vm();
+    let vitrine = Vitrine::launch(Launch {
+        name: "vm-layer-plane",
+        args: vec!["--play".into(), super::clip("640x480-high.mp4").display().to_string(), "--loop".into()],
+        config: format!("{BG_CONFIG}[video]\nscale = \"none\"\n"),
+        env: Vec::new(),
+        runtime: None,
+        wrapper: Vec::new(),
+    });
+    super::wait_for_pictures(&vitrine, 3);
+    let stream = std::os::unix::net::UnixStream::connect(vitrine.runtime.join(&vitrine.socket)).unwrap();
+    let conn = wayland_client::Connection::from_socket(stream).unwrap();
+    let (g, mut queue, mut client) = setup(&conn);
+    let qh = queue.handle();
+    let shell = g.layer_shell.as_ref().expect("zwlr_layer_shell_v1 is advertised");
+    let surface = g.compositor.create_surface(&qh, ());
+    let overlay = shell.get_layer_surface(
+        &surface,
+        None,
+        zwlr_layer_shell_v1::Layer::Overlay,
+        "vitrine.test.ticker".into(),
+        &qh,
+        (),
+    );
+    // 256x64, centred at the top, 200 down: over the video (144..624 of 768).
+    let (w, h) = (256i32, 64i32);
+    overlay.set_anchor(Anchor::Top);
+    overlay.set_size(w as u32, h as u32);
+    overlay.set_margin(200, 0, 0, 0);
+    surface.commit();
+    let id = overlay.id().protocol_id();
+    dispatch_until(&mut queue, &mut client, |c| c.layer_configures.iter().any(|l| l.0 == id));
+    let (_, serial, ..) = *client.layer_configures.iter().find(|l| l.0 == id).unwrap();
+    overlay.ack_configure(serial);
+    // XRGB8888, a green the video does not have.
+    let mut buf = udmabuf((w * h * 4) as usize).expect("/dev/udmabuf");
+    let pixel = [0x30u8, 0xc0, 0x10, 0xff]; // B, G, R, X
+    buf.memfd.write_all(&pixel.repeat((w * h) as usize)).unwrap();
+    let buffer = dmabuf_buffer(&g, &qh, &buf, (w, h), u32::from_le_bytes(*b"XR24"), &[(0, (w * 4) as u32)]);
+    surface.attach(Some(&buffer), 0, 0);
+    surface.damage_buffer(0, 0, w, h);
+    surface.commit();
+    queue.roundtrip(&mut client).unwrap();
+
+    let layers = |vitrine: &Vitrine| {
+        vitrine.ok(&Request::Planes)["outputs"][0]["layers"].as_array().cloned().unwrap_or_default()
+    };
+    let on_plane = |l: &serde_json::Value| l["composited"] == false && l["plane"].is_number();
+    assert!(
+        common::wait_until(Duration::from_secs(30), || {
+            let layers = layers(&vitrine);
+            layers.iter().any(|l| l["name"] == "vitrine.test.ticker" && l["format"] == "XR24" && on_plane(l))
+        }),
+        "the overlay is not on a plane: {:?}\nlog:\n{}",
+        layers(&vitrine),
+        vitrine.log()
+    );
+    assert_eq!(vitrine.ok(&Request::Pause)["paused"], true);
+    let layers = layers(&vitrine);
+    let video = layers.iter().position(|l| l["source"] == "video").expect("the video layer");
+    let ticker = layers.iter().position(|l| l["name"] == "vitrine.test.ticker").unwrap();
+    assert!(on_plane(&layers[video]), "the video is composited: {layers:?}");
+    assert!(ticker > video, "the overlay is below the video: {layers:?}");
+    assert!(layers.iter().all(|l| l["composited"] == false || l["source"] != "client"), "{layers:?}");
+    // The writeback: the overlay's green where it is, the video's bars beside it.
+    let image = vitrine.screenshot("layer-plane");
+    let x0 = (1024 - w as u32) / 2;
+    assert!(
+        image.fraction_differing((x0, 200, w as u32, h as u32), [0x10, 0xc0, 0x30], 4) < 0.01,
+        "the overlay's colour"
+    );
+    assert!(common::count_near(&image, [191, 191, 0], 24) > 5_000, "the video's yellow bar");
+    let stats = vitrine.ok(&Request::Stats);
+    assert_eq!(stats["client_dmabufs_composited"], 0, "{stats}");
+    drop(buffer);
+}
+
 /// Per-surface linux-dmabuf feedback: a fullscreen surface is told the formats of the planes that
 /// could show it (a scanout tranche with NV12 and XRGB8888, linear); with hardware planes off, no
 /// plane can, and the feedback says so (no scanout tranche).

@@ -66,9 +66,17 @@ fn describe(
         let rect = |r: smithay::utils::Rectangle<i32, smithay::utils::Logical>| {
             rotation.to_panel((r.loc.x, r.loc.y, r.size.w.max(0) as u32, r.size.h.max(0) as u32), panel)
         };
-        match &layer.source {
+        // A toplevel or a layer-shell surface: each of its surfaces is a candidate for a plane.
+        let client = match &layer.source {
             LayerSource::Client(window) => {
-                let name = window.toplevel().and_then(|t| crate::kiosk::app_id(t.wl_surface())).unwrap_or_default();
+                Some(window.toplevel().and_then(|t| crate::kiosk::app_id(t.wl_surface())).unwrap_or_default())
+            }
+            LayerSource::Shell(shell) => Some(shell.namespace().to_string()),
+            _ => None,
+        };
+        match &layer.source {
+            LayerSource::Client(_) | LayerSource::Shell(_) => {
+                let name = client.unwrap_or_default();
                 let mine: Vec<&SurfaceLayer> = surfaces.iter().filter(|(i, _)| *i == index).map(|(_, s)| s).collect();
                 if mine.is_empty() {
                     let mut desc = solid(rect(layer.dst));
@@ -113,13 +121,6 @@ fn describe(
                     descs.push(desc);
                     origins.push(Origin::Surface(s.clone(), fb, name.clone()));
                 }
-            }
-            // Layer-shell surfaces are composited (into the composition's plane).
-            LayerSource::Shell(surface) => {
-                let mut desc = solid(rect(layer.dst));
-                desc.kind = LayerKind::Memory;
-                descs.push(desc);
-                origins.push(Origin::Window(surface.namespace().to_string()));
             }
             LayerSource::Solid(_) => {
                 descs.push(solid(rect(layer.dst)));

@@ -141,18 +141,24 @@ pub struct SurfaceLayer {
     pub dst: Rectangle<i32, Logical>,
 }
 
-/// Every client surface with a buffer, bottom to top, for windows without popups (a window with
-/// popups is composited whole: its popups must stay above its surfaces).
+/// Every client surface with a buffer, bottom to top, for windows and layer-shell surfaces
+/// without popups (one with popups is composited whole: its popups must stay above its
+/// surfaces).
 pub fn surface_layers(scene: &Scene) -> Vec<(usize, SurfaceLayer)> {
     let mut out = Vec::new();
     for (index, layer) in scene.layers.iter().enumerate() {
-        let LayerSource::Client(window) = &layer.source else { continue };
-        let Some(toplevel) = window.toplevel() else { continue };
-        let root = toplevel.wl_surface();
+        // A toplevel, or a layer-shell surface (a bar, an overlay): the same, surface by surface.
+        let (root, origin): (&WlSurface, Point<i32, Logical>) = match &layer.source {
+            LayerSource::Client(window) => {
+                let Some(toplevel) = window.toplevel() else { continue };
+                (toplevel.wl_surface(), layer.dst.loc - window.geometry().loc)
+            }
+            LayerSource::Shell(shell) => (shell.wl_surface(), layer.dst.loc - shell.bbox().loc),
+            _ => continue,
+        };
         if smithay::desktop::PopupManager::popups_for_surface(root).next().is_some() {
             continue;
         }
-        let origin: Point<i32, Logical> = layer.dst.loc - window.geometry().loc;
         with_surface_tree_upward(
             root,
             origin,
