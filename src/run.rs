@@ -228,6 +228,7 @@ pub(crate) fn assemble(
             deferred: Vec::new(),
             trim_armed: false,
             screencopy_waiting: Vec::new(),
+            ime_popups: Vec::new(),
         },
     };
     crate::frames::watch_player(&mut state.core).map_err(|e| anyhow!(e))?;

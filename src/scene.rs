@@ -23,6 +23,9 @@ pub enum LayerSource {
     Video(crate::video::VideoFrame),
     /// The background image (`[background] image`), filling the layer's rectangle.
     Image(std::sync::Arc<crate::image::RgbaImage>),
+    /// An input method's candidate popup (a surface and its subsurfaces), next to the text it is
+    /// for.
+    ImePopup(WlSurface),
 }
 
 #[derive(Debug, Clone)]

@@ -189,6 +189,8 @@ pub struct Core {
     pub trim_armed: bool,
     /// Screen copies waiting for their output to change (`wayland::screencopy`).
     pub screencopy_waiting: Vec<crate::wayland::screencopy::WaitingCopy>,
+    /// Input methods' candidate popups shown now (`wayland::ime`).
+    pub ime_popups: Vec<smithay::wayland::input_method::PopupSurface>,
 }
 
 /// Work left for the end of a turn of the loop.

@@ -196,7 +196,7 @@ fn grim_matches_the_screenshot_pixel_for_pixel() {
 
 /// An input method (this test, allowed by the config) writes into a GTK entry: focused, the
 /// entry asks for text through text-input v3, the input method is activated, and the string it
-/// commits arrives in the entry.
+/// commits arrives in the entry; its candidate popup is shown below the entry's text cursor.
 #[test]
 fn an_input_method_types_into_a_gtk_entry() {
     use wayland_client::globals::registry_queue_init;
@@ -233,18 +233,80 @@ fn an_input_method_types_into_a_gtk_entry() {
     method.commit(ime.done);
     queue.roundtrip(&mut ime).unwrap();
     let typed = common::wait_until(SECS(20), || common::read(&out).contains("text=vitrine-ime"));
+    assert!(typed, "the entry has: {}", common::read(&out));
+
+    // The input method's candidate popup: shown below the entry's text cursor.
+    use std::io::Write;
+    use wayland_client::protocol::{wl_compositor::WlCompositor, wl_shm};
+    let compositor: WlCompositor = globals.bind(&qh, 1..=4, ()).unwrap();
+    let shm: wl_shm::WlShm = globals.bind(&qh, 1..=1, ()).unwrap();
+    let (w, h) = (120i32, 40i32);
+    let colour = [0x20u8, 0x60, 0xe0];
+    let mut file = tempfile::tempfile().unwrap();
+    file.write_all(&[colour[2], colour[1], colour[0], 0xff].repeat((w * h) as usize)).unwrap();
+    let pool = shm.create_pool(std::os::fd::AsFd::as_fd(&file), w * h * 4, &qh, ());
+    let buffer = pool.create_buffer(0, w, h, w * 4, wl_shm::Format::Xrgb8888, &qh, ());
+    let surface = compositor.create_surface(&qh, ());
+    let _popup = method.get_input_popup_surface(&surface, &qh, ());
+    surface.attach(Some(&buffer), 0, 0);
+    surface.damage_buffer(0, 0, w, h);
+    surface.commit();
+    let rect = common::wait_until(SECS(20), || {
+        queue.roundtrip(&mut ime).unwrap();
+        ime.cursor.is_some_and(|r| r.3 > 0)
+    });
+    assert!(rect, "no text cursor rectangle for the popup: {:?}", ime.cursor);
+    let (cx, cy, _, ch) = ime.cursor.unwrap();
+    let image = vitrine
+        .wait_for_pixels("ime-popup", SECS(20), |img| common::count_near(img, colour, 4) >= (w * h) as usize * 9 / 10);
+    let at = (0..image.height)
+        .flat_map(|y| (0..image.width).map(move |x| (x, y)))
+        .find(|&(x, y)| image.pixel(x, y)[..3] == colour)
+        .unwrap();
+    // The kiosk app is fullscreen at the origin: surface coordinates are the output's. The entry
+    // is at the top: there is room below its text cursor.
+    assert!(cy + ch + h <= 480, "the text cursor ({cx}, {cy}, h {ch}) leaves no room below");
+    assert_eq!(at, (cx.max(0) as u32, (cy + ch) as u32), "the popup is not below the text cursor ({cx}, {cy}, h {ch})");
     let _ = entry.kill();
     let _ = entry.wait();
-    assert!(typed, "the entry has: {}", common::read(&out));
 }
 
-/// The input method's side of the protocol: activated once a `done` says so.
+/// The input method's side of the protocol: activated once a `done` says so; where its popup's
+/// entry has its text cursor.
 #[derive(Default)]
 struct Ime {
     pending: bool,
     active: bool,
     done: u32,
+    cursor: Option<(i32, i32, i32, i32)>,
 }
+
+impl
+    wayland_client::Dispatch<
+        wayland_protocols_misc::zwp_input_method_v2::client::zwp_input_popup_surface_v2::ZwpInputPopupSurfaceV2,
+        (),
+    > for Ime
+{
+    fn event(
+        state: &mut Self,
+        _: &wayland_protocols_misc::zwp_input_method_v2::client::zwp_input_popup_surface_v2::ZwpInputPopupSurfaceV2,
+        event: wayland_protocols_misc::zwp_input_method_v2::client::zwp_input_popup_surface_v2::Event,
+        _: &(),
+        _: &wayland_client::Connection,
+        _: &wayland_client::QueueHandle<Self>,
+    ) {
+        use wayland_protocols_misc::zwp_input_method_v2::client::zwp_input_popup_surface_v2::Event;
+        if let Event::TextInputRectangle { x, y, width, height } = event {
+            state.cursor = Some((x, y, width, height));
+        }
+    }
+}
+
+wayland_client::delegate_noop!(Ime: wayland_client::protocol::wl_compositor::WlCompositor);
+wayland_client::delegate_noop!(Ime: ignore wayland_client::protocol::wl_surface::WlSurface);
+wayland_client::delegate_noop!(Ime: ignore wayland_client::protocol::wl_shm::WlShm);
+wayland_client::delegate_noop!(Ime: wayland_client::protocol::wl_shm_pool::WlShmPool);
+wayland_client::delegate_noop!(Ime: ignore wayland_client::protocol::wl_buffer::WlBuffer);
 
 impl
     wayland_client::Dispatch<

@@ -230,6 +230,10 @@ impl Core {
             });
         }
         shell(&mut scene, &[WlrLayer::Top, WlrLayer::Overlay]);
+        // Input methods' candidate popups, next to the entries they are for.
+        let popups: Vec<Layer> =
+            self.ime_popups.iter().filter_map(|p| ime_popup_layer(&scene, p, out_geo.size)).collect();
+        scene.layers.extend(popups);
         let pointer = self.kiosk.pointer_location.to_i32_round();
         if self.pointer_visible() && out_geo.contains(pointer) {
             let local = pointer - out_geo.loc;
@@ -257,6 +261,42 @@ impl Core {
         }
         scene
     }
+}
+
+/// Where an input method's popup goes in `scene`: below the text cursor rectangle its entry gave
+/// (in the coordinates of the entry's window surface), above it when there is no room below,
+/// kept on the output. `None` while it has no buffer or its entry's window is not in the scene.
+fn ime_popup_layer(
+    scene: &Scene,
+    popup: &smithay::wayland::input_method::PopupSurface,
+    output: smithay::utils::Size<i32, Logical>,
+) -> Option<Layer> {
+    if !popup.alive() {
+        return None;
+    }
+    let parent = popup.get_parent()?;
+    let size = with_renderer_surface_state(popup.wl_surface(), |s| s.surface_size()).flatten()?;
+    if size.w <= 0 || size.h <= 0 {
+        return None;
+    }
+    let origin = scene.layers.iter().find_map(|l| match &l.source {
+        LayerSource::Client(w) if w.toplevel().is_some_and(|t| t.wl_surface() == &parent.surface) => {
+            Some(l.dst.loc - w.geometry().loc)
+        }
+        _ => None,
+    })?;
+    let cursor = popup.text_input_rectangle();
+    let mut loc = origin + cursor.loc + Point::from((0, cursor.size.h));
+    if loc.y + size.h > output.h {
+        loc.y = origin.y + cursor.loc.y - size.h;
+    }
+    loc.x = loc.x.min(output.w - size.w).max(0);
+    loc.y = loc.y.max(0);
+    Some(Layer {
+        source: LayerSource::ImePopup(popup.wl_surface().clone()),
+        dst: Rectangle::new(loc, size),
+        alpha: 1.0,
+    })
 }
 
 impl Core {

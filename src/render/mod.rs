@@ -222,6 +222,16 @@ impl Painter {
                         Kind::Cursor,
                     ));
                 }
+                LayerSource::ImePopup(surface) => {
+                    elements.extend(render_elements_from_surface_tree::<R, OutputElement<R>>(
+                        renderer,
+                        surface,
+                        layer.dst.loc.to_physical_precise_round(scale),
+                        scale,
+                        layer.alpha,
+                        Kind::Unspecified,
+                    ));
+                }
             }
         }
         elements
@@ -521,7 +531,9 @@ pub fn post_repaint(output: &Output, scene: &Scene, at: std::time::Instant, refr
         );
     }
     for layer in &scene.layers {
-        if let LayerSource::Cursor(CursorSource::Surface { surface, .. }) = &layer.source {
+        if let LayerSource::Cursor(CursorSource::Surface { surface, .. }) | LayerSource::ImePopup(surface) =
+            &layer.source
+        {
             send_frames_surface_tree(surface, output, elapsed, Some(Duration::ZERO), |_, _| Some(output.clone()));
         }
     }

@@ -19,15 +19,17 @@ use vitrine::image::RgbaImage;
 pub const BG: [u8; 3] = [0xff, 0x00, 0xff];
 pub const BG_CONFIG: &str = "[background]\ncolor = \"#ff00ff\"\n";
 
-/// A GTK 3 window with one focused entry (python3-gi): it prints `ready`, then `text=…` each
-/// time its text changes.
+/// A GTK 3 window with one focused entry at its top (python3-gi): it prints `ready`, then
+/// `text=…` each time its text changes.
 pub const GTK_ENTRY: &str = r#"
 import gi
 gi.require_version("Gtk", "3.0")
 from gi.repository import Gtk
 win = Gtk.Window(title="entry")
+box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL)
 entry = Gtk.Entry()
-win.add(entry)
+box.pack_start(entry, False, False, 0)
+win.add(box)
 entry.connect("changed", lambda e: print("text=" + e.get_text(), flush=True))
 win.connect("destroy", Gtk.main_quit)
 win.show_all()

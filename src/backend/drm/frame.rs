@@ -126,6 +126,13 @@ fn describe(
                 descs.push(solid(rect(layer.dst)));
                 origins.push(Origin::Background);
             }
+            // Composited (a popup's few frames do not need a plane).
+            LayerSource::ImePopup(_) => {
+                let mut desc = solid(rect(layer.dst));
+                desc.kind = LayerKind::Memory;
+                descs.push(desc);
+                origins.push(Origin::Window("input method popup".into()));
+            }
             LayerSource::Image(_) => {
                 let mut desc = solid(rect(layer.dst));
                 desc.kind = LayerKind::Memory;
