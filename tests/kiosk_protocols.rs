@@ -22,17 +22,10 @@ fn interfaces(vitrine: &Vitrine) -> String {
 }
 
 fn privileged<'a>(name: &'a str, programs: &[&str]) -> Launch<'a> {
-    let list: Vec<String> = programs.iter().map(|p| format!("{:?}", which(p))).collect();
+    let list: Vec<String> = programs.iter().map(|p| format!("{:?}", common::which(p))).collect();
     let mut launch = Launch::headless(name);
     launch.config = format!("{BG_CONFIG}[security]\nprivileged_clients = [{}]\n", list.join(", "));
     launch
-}
-
-fn which(program: &str) -> String {
-    common::require(program);
-    let out = std::process::Command::new("sh").args(["-c", &format!("command -v {program}")]).output().unwrap();
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    std::fs::canonicalize(&path).map(|p| p.display().to_string()).unwrap_or(path)
 }
 
 #[test]
@@ -151,7 +144,7 @@ fn mako_shows_a_notification_above_the_kiosk_app() {
 /// `vitrine msg screenshot`, pixel for pixel; a region of it too.
 #[test]
 fn grim_matches_the_screenshot_pixel_for_pixel() {
-    let grim = which("grim");
+    let grim = common::which("grim");
     let dir = tempfile::tempdir().unwrap();
     // A still, asymmetric scene: a red square top-left over the background colour.
     let marker = dir.path().join("marker.png");
@@ -437,7 +430,7 @@ fn wayvnc_shows_the_screen_and_takes_a_click() {
 fn wvkbd_taps_type_into_foot() {
     use wayland_client::protocol::wl_pointer::ButtonState;
     let exe = std::fs::read_link("/proc/self/exe").unwrap().display().to_string();
-    let wvkbd = which("wvkbd-mobintl");
+    let wvkbd = common::which("wvkbd-mobintl");
     let mut launch = Launch::headless("wvkbd");
     launch.config = format!("{BG_CONFIG}[security]\nprivileged_clients = [{exe:?}, {wvkbd:?}]\n");
     let mut vitrine = Vitrine::launch(launch);

@@ -45,6 +45,15 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// Fail (never skip) when a program the test needs is missing.
+/// The executable `program` runs as (symlinks resolved, as `/proc/PID/exe` names it: what
+/// `[security] privileged_clients` lists).
+pub fn which(program: &str) -> String {
+    require(program);
+    let out = Command::new("sh").args(["-c", &format!("command -v {program}")]).output().unwrap();
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    std::fs::canonicalize(&path).map(|p| p.display().to_string()).unwrap_or(path)
+}
+
 pub fn require(program: &str) {
     let found = std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|p| p.join(program).is_file()))

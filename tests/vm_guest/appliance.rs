@@ -212,14 +212,12 @@ fn wvkbd_tapped_on_a_touchscreen_types_into_a_gtk_entry() {
     use super::Uinput;
 
     super::assert_in_vm();
-    common::require("wvkbd-mobintl");
+    let wvkbd = common::which("wvkbd-mobintl");
     common::require("/usr/bin/python3");
-    let wvkbd =
-        String::from_utf8(std::process::Command::new("which").arg("wvkbd-mobintl").output().unwrap().stdout).unwrap();
     let mut vitrine = Vitrine::launch(Launch {
         name: "vm-wvkbd",
         args: Vec::new(),
-        config: format!("{BG_CONFIG}[security]\nprivileged_clients = [{:?}]\n", wvkbd.trim()),
+        config: format!("{BG_CONFIG}[security]\nprivileged_clients = [{:?}]\n", wvkbd),
         env: Vec::new(),
         runtime: None,
         wrapper: Vec::new(),

@@ -453,10 +453,8 @@ fn gstreamer_waylandsink_fullscreen_gets_its_size_in_time_on_drm() {
 #[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
 fn grim_shows_the_video_on_a_plane() {
     super::assert_in_vm();
-    common::require("grim");
-    let grim = String::from_utf8(std::process::Command::new("which").arg("grim").output().unwrap().stdout).unwrap();
-    let config =
-        format!("{BG_CONFIG}[video]\nscale = \"none\"\n[security]\nprivileged_clients = [{:?}]\n", grim.trim());
+    let grim = common::which("grim");
+    let config = format!("{BG_CONFIG}[video]\nscale = \"none\"\n[security]\nprivileged_clients = [{:?}]\n", grim);
     let vitrine = Vitrine::launch(Launch {
         name: "vm-grim",
         args: vec!["--play".into(), super::clip("640x480-high.mp4").display().to_string(), "--loop".into()],

@@ -52,6 +52,8 @@ fn describe(
         needs_color: false,
         opaque: true,
     };
+    // Pixels in memory (shared memory, an image, a popup): composited.
+    let memory = |dst: (i32, i32, u32, u32)| LayerDesc { kind: LayerKind::Memory, ..solid(dst) };
     let full = (0, 0, panel.0, panel.1);
     // Buffers turn with the panel (the rotation of a plane that shows them).
     let turn = rotation.drm_bits();
@@ -66,22 +68,18 @@ fn describe(
         let rect = |r: smithay::utils::Rectangle<i32, smithay::utils::Logical>| {
             rotation.to_panel((r.loc.x, r.loc.y, r.size.w.max(0) as u32, r.size.h.max(0) as u32), panel)
         };
-        // A toplevel or a layer-shell surface: each of its surfaces is a candidate for a plane.
-        let client = match &layer.source {
-            LayerSource::Client(window) => {
-                Some(window.toplevel().and_then(|t| crate::kiosk::app_id(t.wl_surface())).unwrap_or_default())
-            }
-            LayerSource::Shell(shell) => Some(shell.namespace().to_string()),
-            _ => None,
-        };
         match &layer.source {
+            // A toplevel or a layer-shell surface: each of its surfaces is a candidate for a plane.
             LayerSource::Client(_) | LayerSource::Shell(_) => {
-                let name = client.unwrap_or_default();
+                let name = match &layer.source {
+                    LayerSource::Client(w) => w.toplevel().and_then(|t| crate::kiosk::app_id(t.wl_surface())),
+                    LayerSource::Shell(shell) => Some(shell.namespace().to_string()),
+                    _ => None,
+                }
+                .unwrap_or_default();
                 let mine: Vec<&SurfaceLayer> = surfaces.iter().filter(|(i, _)| *i == index).map(|(_, s)| s).collect();
                 if mine.is_empty() {
-                    let mut desc = solid(rect(layer.dst));
-                    desc.kind = LayerKind::Memory;
-                    descs.push(desc);
+                    descs.push(memory(rect(layer.dst)));
                     origins.push(Origin::Window(name));
                     continue;
                 }
@@ -112,11 +110,7 @@ fn describe(
                                 opaque: !crate::fourcc::has_alpha(format.code as u32),
                             }
                         }
-                        _ => {
-                            let mut desc = solid(rect(s.dst));
-                            desc.kind = LayerKind::Memory;
-                            desc
-                        }
+                        _ => memory(rect(s.dst)),
                     };
                     descs.push(desc);
                     origins.push(Origin::Surface(s.clone(), fb, name.clone()));
@@ -128,15 +122,11 @@ fn describe(
             }
             // Composited (a popup's few frames do not need a plane).
             LayerSource::ImePopup(_) => {
-                let mut desc = solid(rect(layer.dst));
-                desc.kind = LayerKind::Memory;
-                descs.push(desc);
+                descs.push(memory(rect(layer.dst)));
                 origins.push(Origin::Window("input method popup".into()));
             }
             LayerSource::Image(_) => {
-                let mut desc = solid(rect(layer.dst));
-                desc.kind = LayerKind::Memory;
-                descs.push(desc);
+                descs.push(memory(rect(layer.dst)));
                 origins.push(Origin::Background);
             }
             LayerSource::Cursor(_) => {
@@ -168,11 +158,7 @@ fn describe(
                         needs_color: true,
                         opaque: true,
                     },
-                    _ => {
-                        let mut desc = solid(rect(layer.dst));
-                        desc.kind = LayerKind::Memory;
-                        desc
-                    }
+                    _ => memory(rect(layer.dst)),
                 };
                 descs.push(desc);
                 origins.push(Origin::Video(fb));
