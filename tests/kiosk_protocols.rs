@@ -120,11 +120,15 @@ fn mako_shows_a_notification_above_the_kiosk_app() {
     let script = "mako & sleep 2; notify-send -t 0 'vitrine notice'; sleep 120";
     let mut notifier = vitrine.client_command("dbus-run-session", &["--", "sh", "-c", script]);
     notifier.env("XDG_CONFIG_HOME", config.path()).stdout(std::process::Stdio::null());
+    // Its own process group: the session's dbus-daemon goes with it (killed alone,
+    // dbus-run-session leaves the daemon running, holding the test's output open).
+    std::os::unix::process::CommandExt::process_group(&mut notifier, 0);
     let mut notifier = notifier.spawn().expect("dbus-run-session");
     // mako's notification: its default background colour (#285577), in a box 300 wide.
     const MAKO: [u8; 3] = [0x28, 0x55, 0x77];
     let image = vitrine.wait_for_pixels("notification", SECS(40), |img| common::count_near(img, MAKO, 4) > 5000);
-    let _ = notifier.kill();
+    let group = format!("-{}", notifier.id());
+    let _ = std::process::Command::new("kill").args(["--", &group]).status();
     let _ = notifier.wait();
     let (mut left, mut bottom) = (u32::MAX, 0);
     for y in 0..image.height {
