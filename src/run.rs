@@ -229,6 +229,7 @@ pub(crate) fn assemble(
             trim_armed: false,
             screencopy_waiting: Vec::new(),
             ime_popups: Vec::new(),
+            output_management: Default::default(),
         },
     };
     crate::frames::watch_player(&mut state.core).map_err(|e| anyhow!(e))?;

@@ -191,6 +191,8 @@ pub struct Core {
     pub screencopy_waiting: Vec<crate::wayland::screencopy::WaitingCopy>,
     /// Input methods' candidate popups shown now (`wayland::ime`).
     pub ime_popups: Vec<smithay::wayland::input_method::PopupSurface>,
+    /// Output managers bound (`wayland::output_management`) and what they were told.
+    pub output_management: crate::wayland::output_management::OutputManagement,
 }
 
 /// Work left for the end of a turn of the loop.
@@ -359,6 +361,16 @@ impl State {
         self.core.schedule_video();
     }
 
+    /// Light every DRM head at `[drm] mode` and `rotation` as the configuration has them now.
+    fn apply_drm_modes(&mut self) -> Result<(), String> {
+        let crate::backend::Backend::Drm(d) = &self.backend else { return Ok(()) };
+        let requests = d.requests_from_config(&self.core.config.drm)?;
+        if requests.iter().all(|r| r.on.is_none()) {
+            return Ok(());
+        }
+        self.configure_outputs(&requests, false)
+    }
+
     /// Read the configuration again and apply what can change while running; an invalid file is
     /// rejected and the running configuration kept. Returns what was applied.
     pub fn reload_config(&mut self) -> Result<String, String> {
@@ -371,8 +383,18 @@ impl State {
         if old.outputs != new.outputs {
             restart_needed.push("outputs");
         }
-        if old.drm != new.drm {
+        // `[drm] mode` and `rotation` apply now, through the path output management takes;
+        // the rest of `[drm]` (device, connector, planes) at the next start.
+        let mut rest = new.drm.clone();
+        (rest.mode, rest.rotation) = (old.drm.mode.clone(), old.drm.rotation);
+        if rest != old.drm {
             restart_needed.push("drm");
+        }
+        if (&old.drm.mode, old.drm.rotation) != (&new.drm.mode, new.drm.rotation) {
+            if let Err(err) = self.apply_drm_modes() {
+                (self.core.config.drm.mode, self.core.config.drm.rotation) = (old.drm.mode.clone(), old.drm.rotation);
+                return Err(format!("drm.mode/drm.rotation: {err} (the running mode and rotation are kept)"));
+            }
         }
         if old.compat != new.compat {
             restart_needed.push("compat");

@@ -481,3 +481,114 @@ fn wvkbd_taps_type_into_foot() {
         vitrine.log()
     );
 }
+
+/// The outputs as `msg outputs` reports them, by name.
+fn output_named(vitrine: &Vitrine, name: &str) -> serde_json::Value {
+    let data = vitrine.ok(&vitrine::control::protocol::Request::Outputs);
+    let outputs = data["outputs"].as_array().cloned().unwrap_or_default();
+    outputs.into_iter().find(|o| o["name"] == name).unwrap_or_else(|| panic!("no output {name} in {data}"))
+}
+
+/// wlr-randr lists the heads and changes them (a custom mode and a quarter turn, one output
+/// off); the kiosk app's window follows; what cannot be done is refused whole; kanshi applies its
+/// profile when it starts; a client not allowed does not get to change anything.
+#[test]
+fn wlr_randr_and_kanshi_set_modes_rotation_and_which_outputs_are_on() {
+    let mut launch = privileged("output-management", &["wlr-randr", "kanshi"]);
+    launch.args =
+        ["--backend", "headless", "--output", "1280x720@60", "--output", "640x480@60"].map(String::from).to_vec();
+    let mut vitrine = Vitrine::launch(launch);
+    vitrine.spawn_client("foot", &["-e", "sleep", "120"]);
+    let sized = |v: &Vitrine, size: [i64; 2]| {
+        let data = v.clients_json();
+        data["clients"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c["surfaces"].as_array().cloned().unwrap_or_default())
+            .any(|s| s["output"] == "HEADLESS-1" && s["size"] == serde_json::json!(size))
+    };
+    assert!(common::wait_until(SECS(30), || sized(&vitrine, [1280, 720])), "{}", vitrine.clients_json());
+
+    let randr = |v: &Vitrine, args: &[&str]| v.run_client("wlr-randr", args, SECS(30));
+    let (status, listed, err) = randr(&vitrine, &[]);
+    assert!(status.success(), "wlr-randr failed: {err}");
+    assert!(listed.contains("HEADLESS-1") && listed.contains("HEADLESS-2"), "{listed}");
+    assert!(listed.contains("1280x720 px, 60.000000 Hz (preferred, current)"), "{listed}");
+
+    // A custom mode, turned a quarter; the second output off.
+    let (status, _, err) = randr(
+        &vitrine,
+        &[
+            "--output",
+            "HEADLESS-1",
+            "--custom-mode",
+            "1024x768",
+            "--transform",
+            "90",
+            "--output",
+            "HEADLESS-2",
+            "--off",
+        ],
+    );
+    assert!(status.success(), "wlr-randr could not set the mode: {err}\n{}", vitrine.log());
+    let first = output_named(&vitrine, "HEADLESS-1");
+    assert_eq!(
+        (first["width"].as_i64(), first["height"].as_i64(), first["rotation"].as_i64()),
+        (Some(1024), Some(768), Some(90))
+    );
+    assert_eq!(first["logical_size"], serde_json::json!([768, 1024]));
+    assert_eq!(output_named(&vitrine, "HEADLESS-2")["enabled"], false);
+    assert!(
+        common::wait_until(SECS(30), || sized(&vitrine, [768, 1024])),
+        "the app kept its size: {}",
+        vitrine.clients_json()
+    );
+    let shot = vitrine.screenshot("turned");
+    // What the (virtual) panel shows: its mode's size, the picture turned in it.
+    assert_eq!((shot.width, shot.height), (1024, 768), "the screenshot is not the panel's picture");
+    let (_, listed, _) = randr(&vitrine, &[]);
+    assert!(listed.contains("1024x768 px, 60.000000 Hz (current)") && listed.contains("Transform: 90"), "{listed}");
+    assert!(listed.contains("Enabled: no"), "{listed}");
+
+    // Refused whole, with the reason in the log: every output off, a scale, a mirror.
+    for (args, why) in [
+        (&["--output", "HEADLESS-1", "--off"][..], "at least one stays on"),
+        (&["--output", "HEADLESS-1", "--scale", "2"][..], "scale 2"),
+        (&["--output", "HEADLESS-1", "--transform", "flipped-90"][..], "does not mirror"),
+    ] {
+        let (status, _, _) = randr(&vitrine, args);
+        assert!(!status.success(), "wlr-randr {args:?} was accepted");
+        assert!(vitrine.log().contains(why), "no reason {why:?} in the log:\n{}", vitrine.log());
+    }
+    assert_eq!(output_named(&vitrine, "HEADLESS-1")["rotation"], 90, "a refused configuration changed something");
+
+    // kanshi's profile, applied when it starts: the first upside down at its own mode, the
+    // second on again beside it.
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("kanshi");
+    std::fs::write(
+        &profile,
+        "profile wall {\n  output HEADLESS-1 mode 1280x720@60Hz position 0,0 transform 180\n  output HEADLESS-2 enable position 1280,0\n}\n",
+    )
+    .unwrap();
+    vitrine.spawn_client("kanshi", &["-c", &profile.display().to_string()]);
+    let applied = common::wait_until(SECS(30), || {
+        let (a, b) = (output_named(&vitrine, "HEADLESS-1"), output_named(&vitrine, "HEADLESS-2"));
+        a["rotation"] == 180 && a["width"] == 1280 && b["enabled"] == true && b["x"] == 1280
+    });
+    assert!(
+        applied,
+        "kanshi's profile was not applied: {}\n{}",
+        vitrine.ok(&vitrine::control::protocol::Request::Outputs),
+        vitrine.log()
+    );
+    assert!(common::wait_until(SECS(30), || sized(&vitrine, [1280, 720])), "{}", vitrine.clients_json());
+    assert!(vitrine.is_running());
+
+    // Not listed: wlr-randr finds no output manager.
+    let plain = Vitrine::headless("output-management-refused");
+    let (status, _, err) = plain.run_client("wlr-randr", &[], SECS(30));
+    assert!(!status.success(), "wlr-randr worked without being allowed");
+    assert!(err.contains("wlr-output-management"), "{err}");
+}

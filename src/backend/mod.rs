@@ -20,6 +20,7 @@ use crate::cli::{BackendChoice, OutputSpec};
 use crate::frames::Repaint;
 use crate::image::RgbaImage;
 use crate::state::{Core, State};
+use crate::wayland::output_management::{HeadInfo, HeadMode, HeadRequest, Lit};
 
 pub use self::drm::Drm;
 pub use headless::Headless;
@@ -205,6 +206,85 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// The heads output management shows: every output, and the displays a client turned off.
+    pub fn heads(&self, core: &Core) -> Vec<HeadInfo> {
+        match self {
+            Backend::None => Vec::new(),
+            Backend::Drm(d) => d.output_heads(),
+            Backend::Headless(h) => h.output_heads(),
+            Backend::Nested(_) => core.outputs.iter().map(|o| head_of_output(o, Vec::new())).collect(),
+        }
+    }
+
+    /// Apply what output management asks (with `test`, only check it). Either all of it is
+    /// applied or none of it, with the reason.
+    pub fn configure(&mut self, core: &mut Core, requests: &[HeadRequest], test: bool) -> Result<(), String> {
+        match self {
+            Backend::None => Err("no backend runs".into()),
+            Backend::Drm(d) => d.configure(core, requests, test),
+            Backend::Headless(h) => h.configure(core, requests, test),
+            Backend::Nested(_) => {
+                let heads = self.heads(core);
+                // The window's size is the parent's to set; only "as it is" is taken.
+                match requests.iter().find(|r| !unchanged(&heads, r)) {
+                    None => Ok(()),
+                    Some(r) => Err(format!("{}: the nested backend's output follows its window", r.name)),
+                }
+            }
+        }
+    }
+}
+
+/// Whether `request` leaves its head as `heads` has it.
+fn unchanged(heads: &[HeadInfo], request: &HeadRequest) -> bool {
+    let Some(head) = heads.iter().find(|h| h.name == request.name) else { return false };
+    match (&request.on, head.lit) {
+        (None, None) => true,
+        (Some(s), Some(lit)) => {
+            let mode = head.modes.get(lit.mode);
+            s.mode.is_none_or(|(w, h, mhz)| {
+                mode.is_some_and(|m| m.width == w && m.height == h && (mhz == 0 || m.refresh_mhz == mhz))
+            }) && s.position.is_none_or(|p| p == lit.position)
+                && s.transform.is_none_or(|t| t == lit.transform)
+        }
+        _ => false,
+    }
+}
+
+/// How output management describes a head (smithay's words for an output's description).
+pub fn head_description(make: &str, model: &str, name: &str) -> String {
+    format!("{make} - {model} - {name}")
+}
+
+/// An output as output management shows it; `modes` besides its current one (which is added
+/// when missing).
+pub fn head_of_output(output: &Output, mut modes: Vec<HeadMode>) -> HeadInfo {
+    let current = output.current_mode().map(|m| HeadMode {
+        width: m.size.w.max(0) as u32,
+        height: m.size.h.max(0) as u32,
+        refresh_mhz: m.refresh.max(0) as u32,
+        preferred: false,
+    });
+    let same =
+        |a: &HeadMode, b: &HeadMode| a.width == b.width && a.height == b.height && a.refresh_mhz == b.refresh_mhz;
+    let mut index = current.and_then(|c| modes.iter().position(|m| same(m, &c)));
+    if let (None, Some(c)) = (index, current) {
+        modes.push(c);
+        index = Some(modes.len() - 1);
+    }
+    let props = output.physical_properties();
+    let loc = output.current_location();
+    HeadInfo {
+        name: output.name(),
+        description: output.description(),
+        make: props.make,
+        model: props.model,
+        modes,
+        lit: index.map(|mode| Lit { mode, position: (loc.x, loc.y), transform: output.current_transform() }),
+    }
+}
+
 /// Create an output, advertise it as wl_output and put it into the layout.
 pub fn add_output(
     state_dh: &DisplayHandle,
@@ -270,6 +350,27 @@ impl Core {
         self.frames.add(output.clone(), refresh_mhz, real_vblank);
         self.kiosk_relayout();
         self.queue_redraw(&output);
+        self.defer(|state| state.refresh_output_heads());
+    }
+
+    /// An output's mode, position or rotation changed (output management, a reload, the parent
+    /// resizing the nested window): the layout, the frame clock and output management follow.
+    pub fn output_changed(&mut self, output: &Output) {
+        self.space.map_output(output, output.current_location());
+        if let Some(mode) = output.current_mode() {
+            self.frames.set_refresh(output, mode.refresh.max(0) as u32);
+        }
+        tracing::info!(
+            output = %output.name(),
+            mode = ?output.current_mode().map(|m| (m.size.w, m.size.h, m.refresh)),
+            transform = ?output.current_transform(),
+            location = ?output.current_location(),
+            "output changed"
+        );
+        self.kiosk_relayout();
+        self.queue_redraw_all();
+        self.schedule_video();
+        self.defer(|state| state.refresh_output_heads());
     }
 
     /// An output went away (its display was unplugged): clients are told, its windows move to
@@ -304,6 +405,7 @@ impl Core {
         self.kiosk_relayout();
         self.queue_redraw_all();
         self.schedule_video();
+        self.defer(|state| state.refresh_output_heads());
     }
 
     pub fn output_names(&self) -> Vec<String> {

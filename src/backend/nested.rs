@@ -120,7 +120,7 @@ impl Nested {
         let size = self.window.window_size();
         let renderer = self.window.renderer();
         let elements = self.painter.elements(renderer, scene, 1.0);
-        capture::<_, GlesTexture>(renderer, size, &elements, scene.background)
+        capture::<_, GlesTexture>(renderer, size, Transform::Normal, &elements, scene.background)
     }
 }
 
@@ -134,8 +134,7 @@ impl Nested {
         output.change_current_state(Some(mode), None, None, None);
         output.set_preferred(mode);
         tracing::info!(width = size.w, height = size.h, "window resized by the parent session");
-        core.kiosk_relayout();
-        core.queue_redraw(&output);
+        core.output_changed(&output);
     }
 
     /// Composite the window for its virtual vblank at `at` and hand it to the parent.

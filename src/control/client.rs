@@ -145,9 +145,15 @@ pub fn human(req: &Request, data: &Value) -> String {
         }
         Request::Outputs => {
             for o in data["outputs"].as_array().into_iter().flatten() {
+                if o["enabled"] == false {
+                    out += &format!("{}: off (turned off by a client)\n", s(&o["name"]));
+                    continue;
+                }
                 let hz = o["refresh_mhz"].as_f64().unwrap_or(0.0) / 1000.0;
+                let turned =
+                    o["rotation"].as_u64().filter(|r| *r != 0).map(|r| format!(", turned {r}°")).unwrap_or_default();
                 out += &format!(
-                    "{}: {}x{} @ {:.2} Hz at {},{} ({} {})\n",
+                    "{}: {}x{} @ {:.2} Hz at {},{}{turned} ({} {})\n",
                     s(&o["name"]),
                     s(&o["width"]),
                     s(&o["height"]),

@@ -534,7 +534,11 @@ fn handle(state: &mut State, id: u64, request: Request) -> Option<Reply> {
     })
 }
 
+/// The lit outputs, then the displays a client turned off (output management).
 fn outputs(state: &State) -> Vec<Value> {
+    let off = state.backend.heads(&state.core).into_iter().filter(|h| h.lit.is_none()).map(|h| {
+        json!({ "name": h.name, "enabled": false, "modes": h.modes.iter().map(|m| m.describe()).collect::<Vec<_>>() })
+    });
     state
         .core
         .outputs
@@ -560,8 +564,10 @@ fn outputs(state: &State) -> Vec<Value> {
                 "power": if state.core.displays_on { "on" } else { "off" },
                 // The TV behind the output, as HDMI-CEC reports it.
                 "cec": state.core.cec.states().into_iter().find(|a| a.output.as_deref() == Some(o.name().as_str())),
+                "enabled": true,
             })
         })
+        .chain(off)
         .collect()
 }
 

@@ -169,6 +169,15 @@ impl Frames {
         });
     }
 
+    /// The output's mode changed: its vblanks come at the new rate, from its next frame on.
+    pub fn set_refresh(&mut self, output: &Output, refresh_mhz: u32) {
+        if let Some(o) = self.get_mut(output) {
+            if o.clock.period() != FrameClock::new(refresh_mhz).period() {
+                o.clock = FrameClock::new(refresh_mhz);
+            }
+        }
+    }
+
     pub fn get(&self, output: &Output) -> Option<&OutputFrames> {
         self.outputs.iter().find(|o| &o.output == output)
     }

@@ -476,10 +476,13 @@ where
     out
 }
 
-/// Render elements into a new offscreen buffer of `size` and read it back as RGBA.
+/// Render elements into a new offscreen buffer of `size` (the panel's, in pixels) turned as the
+/// panel is (`transform`), and read it back as RGBA: what the display shows, as a writeback
+/// connector reads it and as wlr-screencopy describes a frame.
 pub fn capture<R, T>(
     renderer: &mut R,
     size: Size<i32, Physical>,
+    transform: Transform,
     elements: &[OutputElement<R>],
     background: [f32; 4],
 ) -> Result<RgbaImage, String>
@@ -492,7 +495,7 @@ where
         .create_buffer(Fourcc::Abgr8888, buffer_size)
         .map_err(|e| format!("cannot create an offscreen buffer: {e}"))?;
     let mut framebuffer = renderer.bind(&mut target).map_err(|e| format!("cannot bind the offscreen buffer: {e}"))?;
-    let mut tracker = OutputDamageTracker::new(size, 1.0, Transform::Normal);
+    let mut tracker = OutputDamageTracker::new(size, 1.0, transform);
     tracker
         .render_output(renderer, &mut framebuffer, 0, elements, Color32F::from(background))
         .map_err(|e| format!("cannot render the screenshot: {e:?}"))?;

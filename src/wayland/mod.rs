@@ -6,6 +6,7 @@ mod ime;
 mod layer;
 pub mod limits;
 mod misc;
+pub mod output_management;
 pub mod privileged;
 pub mod screencopy;
 mod seat;
@@ -69,6 +70,7 @@ impl Globals {
             tracing::info!(version, "xdg_wm_base advertised at a lower version (compat.xdg_wm_base_version)");
         }
         screencopy::create_global(dh);
+        output_management::create_global(dh);
         virtual_pointer::create_global(dh);
         Globals {
             compositor: CompositorState::new_v6::<State>(dh),

@@ -1,5 +1,5 @@
 //! Privileged protocols: the ones that let a client act as the person at the kiosk (type keys
-//! into any window; later: read the screen, change the outputs). Their globals are seen only by
+//! into any window; read the screen, change the outputs). Their globals are seen only by
 //! the kiosk app vitrine launched (and what it starts in its own process group) and by clients
 //! whose executable `[security] privileged_clients` lists. Decided once, when a client connects:
 //! a reloaded list applies to clients that connect after it.
@@ -29,6 +29,7 @@ pub const PROTOCOLS: &[&str] = &[
     "zwp_input_method_manager_v2",
     "zwlr_virtual_pointer_manager_v1",
     "zwlr_screencopy_manager_v1",
+    "zwlr_output_manager_v1",
 ];
 
 /// The largest keymap a virtual keyboard may upload (a full XKB keymap is about 60 KiB).

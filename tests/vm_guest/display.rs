@@ -1036,3 +1036,111 @@ fn a_stateful_decoder_plays_fwht_clips_onto_a_plane() {
     assert_eq!(n("frames_composited"), 0, "{stats}");
     assert!(n("framebuffers_created") <= n("dmabufs_exported"), "{stats}");
 }
+
+/// wlr-randr and kanshi on vkms: wlr-randr lists the connector's modes and sets another one and
+/// a quarter turn, applied in place on the lit head (no restart, no hotplug) while the video
+/// plays; the writeback shows the 800x600 panel with the video in it; a mode vkms does
+/// not offer is refused and nothing changes; kanshi's profile puts the preferred mode back when
+/// it starts; a reload of `[drm] mode` and `rotation` applies them the same way. Every commit the
+/// changes made went through at the first try.
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn wlr_randr_and_kanshi_change_the_mode_and_rotation_of_a_lit_head() {
+    super::assert_in_vm();
+    let programs = [common::which("wlr-randr"), common::which("kanshi")];
+    let config = format!("{BG_CONFIG}[video]\nscale = \"none\"\n[security]\nprivileged_clients = {programs:?}\n");
+    let mut vitrine = Vitrine::launch(Launch {
+        name: "vm-output-management",
+        args: vec!["--play".into(), super::clip("640x480-high.mp4").display().to_string(), "--loop".into()],
+        config,
+        env: Vec::new(),
+        runtime: None,
+        wrapper: Vec::new(),
+    });
+    super::wait_for_pictures(&vitrine, 3);
+    let output = |v: &Vitrine| v.ok(&Request::Outputs)["outputs"][0].clone();
+    let presented = |v: &Vitrine| v.ok(&Request::Stats)["frames_presented"].as_u64().unwrap_or(0);
+    let name = output(&vitrine)["name"].as_str().unwrap().to_string();
+    let randr = |v: &Vitrine, args: &[&str]| v.run_client("wlr-randr", args, Duration::from_secs(60));
+
+    let (status, listed, err) = randr(&vitrine, &[]);
+    assert!(status.success(), "wlr-randr failed: {err}");
+    assert!(listed.contains(&name), "{listed}");
+    assert!(listed.contains("1024x768 px") && listed.contains("(preferred, current)"), "{listed}");
+    assert!(listed.contains("800x600 px"), "vkms's 800x600 is not listed:\n{listed}");
+    assert!(listed.matches(" px, ").count() > 10, "vkms offers dozens of modes:\n{listed}");
+
+    let (status, _, err) = randr(&vitrine, &["--output", &name, "--mode", "800x600", "--transform", "90"]);
+    assert!(status.success(), "wlr-randr could not set 800x600 turned 90: {err}\n{}", vitrine.log());
+    let now = output(&vitrine);
+    assert_eq!(
+        (now["width"].as_i64(), now["height"].as_i64(), now["rotation"].as_i64()),
+        (Some(800), Some(600), Some(90)),
+        "{now}"
+    );
+    assert_eq!(now["logical_size"], serde_json::json!([600, 800]));
+    // Frames go on at the new mode: the flips of its commits come.
+    let before = presented(&vitrine);
+    assert!(
+        common::wait_until(Duration::from_secs(60), || presented(&vitrine) > before + 10),
+        "no flips after the mode change:\n{}",
+        vitrine.log()
+    );
+    let shot = vitrine.screenshot("turned");
+    // The writeback: the panel's 800x600 framebuffer, the upright 600x800 output turned in it.
+    assert_eq!((shot.width, shot.height), (800, 600), "the writeback is not the panel's framebuffer");
+    assert!(common::count_near(&shot, [191, 191, 0], 24) > 5_000, "the video's yellow bar is not on the turned output");
+    let (_, listed, _) = randr(&vitrine, &[]);
+    assert!(listed.contains("Transform: 90"), "{listed}");
+
+    // A mode vkms does not have: refused, named, nothing changed.
+    let (status, _, _) = randr(&vitrine, &["--output", &name, "--custom-mode", "1000x700"]);
+    assert!(!status.success(), "a mode vkms does not offer was accepted");
+    assert!(vitrine.log().contains("has no mode 1000x700"), "{}", vitrine.log());
+    assert_eq!(output(&vitrine)["width"], 800);
+
+    // kanshi's profile, at its start: the preferred mode, upright.
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("kanshi");
+    std::fs::write(&profile, format!("profile signage {{\n  output {name} mode 1024x768 transform normal\n}}\n"))
+        .unwrap();
+    let profile = profile.display().to_string();
+    vitrine.spawn_client("kanshi", &["-c", &profile]);
+    let back = common::wait_until(Duration::from_secs(60), || {
+        let o = output(&vitrine);
+        o["width"] == 1024 && o["rotation"] == 0
+    });
+    assert!(back, "kanshi's profile was not applied: {}\n{}", output(&vitrine), vitrine.log());
+    let before = presented(&vitrine);
+    assert!(
+        common::wait_until(Duration::from_secs(60), || presented(&vitrine) > before + 10),
+        "no flips after kanshi:\n{}",
+        vitrine.log()
+    );
+    let shot = vitrine.screenshot("back");
+    assert_eq!((shot.width, shot.height), (1024, 768));
+
+    // A reload of `[drm] mode` and `rotation` takes the same path, while running; a mode the
+    // connector lacks is refused and the running one kept.
+    let config_path = vitrine.runtime.join(format!("{}.toml", vitrine.socket));
+    let base = std::fs::read_to_string(&config_path).unwrap();
+    std::fs::write(&config_path, format!("{base}[drm]\nmode = \"800x600\"\nrotation = 180\n")).unwrap();
+    let reply = vitrine.ok(&Request::Reload);
+    assert!(!reply["report"].as_str().unwrap_or("").contains("next start"), "{reply}");
+    let o = output(&vitrine);
+    assert_eq!((o["width"].as_i64(), o["rotation"].as_i64()), (Some(800), Some(180)), "{o}");
+    std::fs::write(&config_path, format!("{base}[drm]\nmode = \"1000x700\"\n")).unwrap();
+    let reply = vitrine.request(&Request::Reload);
+    assert!(!reply.ok && reply.error.as_deref().unwrap_or("").contains("no mode 1000x700"), "{reply:?}");
+    assert_eq!(output(&vitrine)["width"], 800, "a refused reload changed the mode");
+    let before = presented(&vitrine);
+    assert!(
+        common::wait_until(Duration::from_secs(60), || presented(&vitrine) > before + 10),
+        "no flips after the reload"
+    );
+
+    let stats = vitrine.ok(&Request::Stats);
+    assert_eq!(stats["commits_refused"], 0, "{stats}");
+    assert_eq!(stats["flips_timed_out"], 0, "{stats}");
+    assert!(vitrine.is_running());
+}

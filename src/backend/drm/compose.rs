@@ -161,17 +161,31 @@ impl Compositor {
         }
     }
 
-    /// The scene rendered offscreen (screenshots where there is no writeback connector).
-    pub fn capture(&mut self, painter: &Painter, scene: &Scene, size: (u32, u32)) -> Result<RgbaImage, String> {
+    /// The scene rendered offscreen as a panel of `size` turned `rotation` shows it (screenshots
+    /// where there is no writeback connector: the same picture a writeback would give).
+    pub fn capture(
+        &mut self,
+        painter: &Painter,
+        scene: &Scene,
+        size: (u32, u32),
+        rotation: crate::rotation::Rotation,
+    ) -> Result<RgbaImage, String> {
         let size = (size.0 as i32, size.1 as i32).into();
+        let transform = rotation.transform();
         match self {
             Compositor::Pixman(r) => {
                 let elements = painter.elements(r, scene, 1.0);
-                capture::<_, smithay::reexports::pixman::Image<'static, 'static>>(r, size, &elements, scene.background)
+                capture::<_, smithay::reexports::pixman::Image<'static, 'static>>(
+                    r,
+                    size,
+                    transform,
+                    &elements,
+                    scene.background,
+                )
             }
             Compositor::Gles(g) => {
                 let elements = painter.elements(&mut g.renderer, scene, 1.0);
-                capture::<_, GlesTexture>(&mut g.renderer, size, &elements, scene.background)
+                capture::<_, GlesTexture>(&mut g.renderer, size, transform, &elements, scene.background)
             }
         }
     }

@@ -290,30 +290,66 @@ fn modeset(
     writeback: Option<&mut Writeback>,
     fb: framebuffer::Handle,
 ) -> Result<(), DrmError> {
-    let prop = |props: &super::device::Props, name: &str| {
-        props.handle(name).ok_or_else(|| DrmError::Missing(format!("{}: property {name} missing", card.name())))
-    };
-    let mut req = AtomicModeReq::new();
-    let blob = card.create_property_blob(&head.mode).map_err(|e| DrmError::kernel("mode blob".into(), e))?;
-    req.add_property(head.connector.handle, prop(&head.connector.props, "CRTC_ID")?, Value::CRTC(Some(head.crtc)));
-    req.add_property(head.crtc, prop(&head.crtc_props, "MODE_ID")?, blob);
-    req.add_property(head.crtc, prop(&head.crtc_props, "ACTIVE")?, Value::Boolean(true));
+    let (mut req, _) = modeset_request(card, head, &head.mode, fb)?;
     if let Some(wb) = writeback {
         if wb.crtc.is_none_or(|c| c == head.crtc) && wb.connector.possible_crtcs.contains(&head.crtc) {
-            req.add_property(wb.connector.handle, prop(&wb.connector.props, "CRTC_ID")?, Value::CRTC(Some(head.crtc)));
+            let prop = wb.connector.props.handle("CRTC_ID").ok_or_else(|| missing(card, "CRTC_ID"))?;
+            req.add_property(wb.connector.handle, prop, Value::CRTC(Some(head.crtc)));
             wb.crtc = Some(head.crtc);
         }
     }
-    for plane in &head.others {
-        disable_plane(plane, &mut req)?;
-    }
-    let (w, h) = head.size();
-    set_plane(head, &mut req, head.primary.handle.into(), fb, (0, 0, w, h), (0, 0, w, h), None, false, 0)?;
     let flags = AtomicCommitFlags::PAGE_FLIP_EVENT | AtomicCommitFlags::NONBLOCK | AtomicCommitFlags::ALLOW_MODESET;
     card.atomic_commit(flags, req)
         .map_err(|e| DrmError::kernel(format!("{}: modeset of {}", card.name(), head.name()), e))?;
     head.modeset_done = true;
     Ok(())
+}
+
+/// Ask the kernel whether `head` can be lit at `mode` with `fb` (of the mode's size) on its
+/// primary plane, changing nothing.
+pub(super) fn test_mode(
+    card: &Card,
+    head: &Head,
+    mode: &drm::control::Mode,
+    fb: framebuffer::Handle,
+) -> Result<(), DrmError> {
+    let (req, blob) = modeset_request(card, head, mode, fb)?;
+    let flags = AtomicCommitFlags::TEST_ONLY | AtomicCommitFlags::ALLOW_MODESET;
+    let result = card
+        .atomic_commit(flags, req)
+        .map_err(|e| DrmError::kernel(format!("{}: test of {}", card.name(), head.name()), e));
+    // A client may test as often as it likes: its mode blobs do not pile up in the kernel.
+    if let Value::Blob(id) = blob {
+        let _ = card.destroy_property_blob(id);
+    }
+    result
+}
+
+fn missing(card: &Card, name: &str) -> DrmError {
+    DrmError::Missing(format!("{}: property {name} missing", card.name()))
+}
+
+/// The request that lights `head` at `mode` with `fb` full screen and its other planes off, and
+/// the mode's blob.
+fn modeset_request(
+    card: &Card,
+    head: &Head,
+    mode: &drm::control::Mode,
+    fb: framebuffer::Handle,
+) -> Result<(AtomicModeReq, Value<'static>), DrmError> {
+    let prop = |props: &super::device::Props, name: &str| props.handle(name).ok_or_else(|| missing(card, name));
+    let mut req = AtomicModeReq::new();
+    let blob = card.create_property_blob(mode).map_err(|e| DrmError::kernel("mode blob".into(), e))?;
+    req.add_property(head.connector.handle, prop(&head.connector.props, "CRTC_ID")?, Value::CRTC(Some(head.crtc)));
+    req.add_property(head.crtc, prop(&head.crtc_props, "MODE_ID")?, blob);
+    req.add_property(head.crtc, prop(&head.crtc_props, "ACTIVE")?, Value::Boolean(true));
+    for plane in &head.others {
+        disable_plane(plane, &mut req)?;
+    }
+    let (w, h) = mode.size();
+    let (w, h) = (w as u32, h as u32);
+    set_plane(head, &mut req, head.primary.handle.into(), fb, (0, 0, w, h), (0, 0, w, h), None, false, 0)?;
+    Ok((req, blob))
 }
 
 /// Where a repaint's time went, step by step (each the time since the one before).
@@ -384,6 +420,7 @@ impl Drm {
         if self.heads[index].in_flight.is_some() {
             return Repaint::Skipped;
         }
+        self.heads[index].take_pending();
         // Framebuffers of buffers that are gone (a client destroyed them, a decoder was reset)
         // go now, flip or not: what is on screen or in flight is held by the head.
         self.fb_cache.prune(&self.card);
@@ -690,6 +727,10 @@ impl Drm {
             let Some(index) = self.heads.iter().position(|h| h.crtc == flip.crtc) else { continue };
             let head = &mut self.heads[index];
             let Some(done) = head.in_flight.take() else { continue };
+            // Buffers of a mode left behind are off screen now.
+            for slot in std::mem::take(&mut head.retired) {
+                slot.buffer.destroy(&self.card);
+            }
             self.stats.frames_presented += 1;
             let video = done.video().cloned();
             // The picture shown before this flip may go back to the decoder now.

@@ -63,6 +63,17 @@ pub struct Head {
     /// Layers stay composited (the ladder's second step) for this many more commits, then
     /// planes are tried again.
     pub composited_for: u32,
+    /// A mode or rotation a configuration gave, taken at the head's next frame.
+    pub pending: Option<Pending>,
+    /// Composition buffers of the mode before: destroyed at the flip that takes them off screen.
+    pub retired: Vec<Slot>,
+}
+
+/// A new mode and rotation for a lit head, with buffers of the new size when it differs.
+pub struct Pending {
+    pub mode: drm::control::Mode,
+    pub rotation: crate::rotation::Rotation,
+    pub slots: Option<Vec<Slot>>,
 }
 
 /// The commits a head stays fully composited after the kernel refused a plane plan, before

@@ -27,6 +27,9 @@ impl Drm {
             Ok(c) => c,
             Err(err) => return (self.heads.len(), vec![err.to_string()]),
         };
+        // A display a client turned off that is unplugged is forgotten (plugged in again, it
+        // lights as any display does).
+        self.off.retain(|c| connectors.iter().any(|n| n.handle == c.handle && n.connected && !n.modes.is_empty()));
         let gone: Vec<crtc::Handle> = self
             .heads
             .iter()
@@ -37,13 +40,14 @@ impl Drm {
             .map(|h| h.crtc)
             .collect();
         for crtc in gone {
-            self.remove_head(core, crtc);
+            self.remove_head(core, crtc, "connector gone");
         }
         let wanted = core.config.drm.connector.clone();
         let mut errors = Vec::new();
         for connector in connectors.iter().filter(|c| !c.writeback) {
             let named = wanted.is_empty() || connector.name == wanted;
-            if !named || self.heads.iter().any(|h| h.connector.handle == connector.handle) {
+            let off = self.off.iter().any(|c| c.handle == connector.handle);
+            if !named || off || self.heads.iter().any(|h| h.connector.handle == connector.handle) {
                 continue;
             }
             if !connector.connected || connector.modes.is_empty() {
@@ -52,7 +56,12 @@ impl Drm {
                 }
                 continue;
             }
-            if let Err(err) = self.add_head(core, connector.clone()) {
+            let rotation = core.config.drm.rotation;
+            let lit = match pick_mode(connector, &core.config.drm.mode) {
+                Ok(mode) => self.add_head(core, connector.clone(), mode, rotation),
+                Err(e) => Err(DrmError::Missing(format!("{}: {e}", self.card.name()))),
+            };
+            if let Err(err) = lit {
                 tracing::error!(connector = %connector.name, %err, "cannot light the connector");
                 errors.push(err.to_string());
             }
@@ -64,13 +73,16 @@ impl Drm {
         (self.heads.iter().filter(|h| !h.removing).count(), errors)
     }
 
-    /// Light `connector`: a free CRTC, the mode, a share of the planes, composition buffers and
-    /// an output for clients.
-    fn add_head(&mut self, core: &mut Core, connector: ConnectorInfo) -> Result<(), DrmError> {
-        let mode_wanted = core.config.drm.mode.clone();
-        let rotation = core.config.drm.rotation;
+    /// Light `connector` at `mode`, its panel turned `rotation`: a free CRTC, a share of the
+    /// planes, composition buffers and an output for clients.
+    pub(super) fn add_head(
+        &mut self,
+        core: &mut Core,
+        connector: ConnectorInfo,
+        mode: drm::control::Mode,
+        rotation: crate::rotation::Rotation,
+    ) -> Result<(), DrmError> {
         let name = self.card.name();
-        let mode = pick_mode(&connector, &mode_wanted).map_err(|e| DrmError::Missing(format!("{name}: {e}")))?;
         let crtc = connector
             .possible_crtcs
             .iter()
@@ -150,6 +162,8 @@ impl Drm {
             removing: false,
             commit_failures: 0,
             composited_for: 0,
+            pending: None,
+            retired: Vec::new(),
         });
         self.stats.outputs_added += 1;
         self.reshare_planes();
@@ -157,16 +171,17 @@ impl Drm {
         Ok(())
     }
 
-    /// The connector of the head on `crtc` went away: clients lose its output now; its CRTC and
-    /// planes are turned off once no commit of it is in flight (at its flip, if one is).
-    fn remove_head(&mut self, core: &mut Core, crtc: crtc::Handle) {
+    /// The head on `crtc` goes (`why`: its connector went away, a client turned it off): clients
+    /// lose its output now; its CRTC and planes are turned off once no commit of it is in flight
+    /// (at its flip, if one is).
+    pub(super) fn remove_head(&mut self, core: &mut Core, crtc: crtc::Handle, why: &str) {
         let Some(index) = self.heads.iter().position(|h| h.crtc == crtc) else { return };
         let head = &mut self.heads[index];
         if head.removing {
             return;
         }
         head.removing = true;
-        tracing::info!(connector = %head.connector.name, "drm: connector gone, output removed");
+        tracing::info!(connector = %head.connector.name, why, "drm: output removed");
         self.stats.outputs_removed += 1;
         let output = head.output.clone();
         let captures = std::mem::take(&mut head.captures);
@@ -185,7 +200,8 @@ impl Drm {
         if let Err(err) = self.disable_head(&head) {
             tracing::warn!(connector = %head.name(), %err, "cannot turn the CRTC off");
         }
-        for slot in head.slots {
+        let pending = head.pending.and_then(|p| p.slots).unwrap_or_default();
+        for slot in head.slots.into_iter().chain(head.retired).chain(pending) {
             slot.buffer.destroy(&self.card);
         }
         self.reshare_planes();
@@ -267,7 +283,7 @@ impl Drm {
 }
 
 /// The mode named in the config (`WxH` or `WxH@HZ`), or the preferred one.
-fn pick_mode(connector: &ConnectorInfo, wanted: &str) -> Result<drm::control::Mode, String> {
+pub(super) fn pick_mode(connector: &ConnectorInfo, wanted: &str) -> Result<drm::control::Mode, String> {
     if wanted.is_empty() {
         return connector
             .modes
@@ -293,6 +309,28 @@ fn pick_mode(connector: &ConnectorInfo, wanted: &str) -> Result<drm::control::Mo
             let modes: Vec<String> =
                 connector.modes.iter().map(|m| format!("{}x{}@{}", m.size().0, m.size().1, m.vrefresh())).collect();
             format!("{} has no mode {wanted} (modes: {})", connector.name, modes.join(", "))
+        })
+}
+
+/// The connector's mode of `width`x`height` at `refresh_mhz` (within 1 Hz; 0: its first mode of
+/// that size), or why there is none.
+pub(super) fn find_mode(
+    connector: &ConnectorInfo,
+    width: u32,
+    height: u32,
+    refresh_mhz: u32,
+) -> Result<drm::control::Mode, String> {
+    connector
+        .modes
+        .iter()
+        .filter(|m| m.size().0 as u32 == width && m.size().1 as u32 == height)
+        .min_by_key(|m| (super::refresh_mhz(m) as i64 - refresh_mhz as i64).abs())
+        .filter(|m| refresh_mhz == 0 || (super::refresh_mhz(m) as i64 - refresh_mhz as i64).abs() <= 1000)
+        .copied()
+        .ok_or_else(|| {
+            let modes: Vec<String> = connector.modes.iter().map(super::configure::describe).collect();
+            let rate = if refresh_mhz == 0 { String::new() } else { format!("@{:.3}", refresh_mhz as f64 / 1000.0) };
+            format!("{} has no mode {width}x{height}{rate} (modes: {})", connector.name, modes.join(", "))
         })
 }
 

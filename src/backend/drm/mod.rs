@@ -6,6 +6,7 @@
 //! defers what needs it idle (turning off, a capture) until that flip.
 
 pub mod compose;
+mod configure;
 pub mod device;
 mod error;
 mod feedback;
@@ -82,6 +83,8 @@ pub struct Drm {
     /// The device's CRTCs, in resource order (a CRTC's index is its bit in possible_crtcs).
     crtcs: Vec<crtc::Handle>,
     heads: Vec<Head>,
+    /// Connected displays a client turned off (output management): not lit until turned on.
+    off: Vec<device::ConnectorInfo>,
     compositor: Compositor,
     painter: Painter,
     /// Switched away from our VT: no DRM master, no commits.
@@ -255,6 +258,7 @@ impl Drm {
             planes,
             crtcs,
             heads: Vec::new(),
+            off: Vec::new(),
             compositor,
             painter,
             paused: false,

@@ -112,8 +112,8 @@ impl Drm {
         } else {
             tracing::info!(output = %output.name(), "no writeback connector on this output: the screenshot is vitrine's composition");
         }
-        let size = head.rotation.logical_size(head.size());
-        Err((done, self.compositor.capture(&self.painter, scene, size)))
+        let (size, rotation) = (head.size(), head.rotation);
+        Err((done, self.compositor.capture(&self.painter, scene, size, rotation)))
     }
 
     /// The commit carrying captures went out: they wait for its out-fence, an event source.
