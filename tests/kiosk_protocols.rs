@@ -584,6 +584,9 @@ fn wlr_randr_and_kanshi_set_modes_rotation_and_which_outputs_are_on() {
         vitrine.log()
     );
     assert!(common::wait_until(SECS(30), || sized(&vitrine, [1280, 720])), "{}", vitrine.clients_json());
+    let counted = vitrine.ok(&vitrine::control::protocol::Request::Stats)["output_configurations"].clone();
+    assert_eq!(counted["refused"], 3, "{counted}");
+    assert!(counted["applied"].as_u64() >= Some(2), "{counted}");
     assert!(vitrine.is_running());
 
     // Not listed: wlr-randr finds no output manager.

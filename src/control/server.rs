@@ -626,6 +626,11 @@ pub fn stats(state: &State) -> Value {
         .map(|o| json!({ "name": o.name(), "presented": state.core.frames.get(o).map(|f| f.presented) }))
         .collect();
     v["frames"] = json!({ "repaints": state.core.frames.repaints, "outputs": outputs });
+    // Output management: configurations applied and refused (by clients and reloads alike).
+    v["output_configurations"] = json!({
+        "applied": state.core.output_management.applied,
+        "refused": state.core.output_management.refused,
+    });
     v["control"] = json!({
         "connections": state.core.control.len(),
         "refused": state.core.control.refused,

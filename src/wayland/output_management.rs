@@ -553,20 +553,14 @@ impl State {
         }
         let pid = client.get_credentials(&self.core.display_handle).map(|c| c.pid).unwrap_or(0);
         let what = describe(&requests);
-        let result = match unsupported(&requests) {
-            Some(why) => Err(why),
-            None => self.configure_outputs(&requests, test),
-        };
-        match result {
+        match self.configure_outputs(&requests, test) {
             Ok(()) => {
                 if !test {
-                    self.core.output_management.applied += 1;
                     tracing::info!(client = pid, %what, "outputs configured by a client");
                 }
                 config.succeeded();
             }
             Err(why) => {
-                self.core.output_management.refused += 1;
                 tracing::warn!(client = pid, %what, %why, test, "output configuration refused: nothing changed");
                 config.failed();
             }
@@ -574,11 +568,21 @@ impl State {
         self.refresh_output_heads();
     }
 
-    /// Apply (or with `test`, only check) `requests` on the backend.
+    /// Apply (or with `test`, only check) `requests` on the backend: all of them or, with the
+    /// reason, none. Counted for `stats` (tests are not).
     pub fn configure_outputs(&mut self, requests: &[HeadRequest], test: bool) -> Result<(), String> {
-        let result = self.backend.configure(&mut self.core, requests, test);
-        if result.is_ok() && !test {
-            self.refresh_output_heads();
+        let result = match unsupported(requests) {
+            Some(why) => Err(why),
+            None => self.backend.configure(&mut self.core, requests, test),
+        };
+        let om = &mut self.core.output_management;
+        match (&result, test) {
+            (Ok(()), false) => {
+                om.applied += 1;
+                self.refresh_output_heads();
+            }
+            (Err(_), false) => om.refused += 1,
+            _ => {}
         }
         result
     }
