@@ -120,6 +120,18 @@ pub enum VideoScale {
     None,
 }
 
+/// What a plane that cannot be told a picture's colour (no COLOR_ENCODING/COLOR_RANGE: the
+/// RK3566's VOP2, which converts every YUV window as BT.709 limited range) may show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ColourPolicy {
+    /// Only pictures the plane converts right (BT.709 limited); others are composited.
+    #[default]
+    Exact,
+    /// Every picture: zero copy, with the driver's conversion (said once, shown in `msg planes`).
+    Fast,
+}
+
 /// The playlist and where video is shown.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -133,6 +145,8 @@ pub struct VideoConfig {
     /// Where on the first output the video goes, as [x, y, width, height]; empty: the whole
     /// output.
     pub zone: Vec<i32>,
+    /// Exact colours, or zero copy where a plane converts colours its own way.
+    pub colour: ColourPolicy,
 }
 
 /// The DRM backend: which connectors and modes, how the rest is composited.

@@ -220,3 +220,27 @@ fn swaybg_shows_around_the_video_zone() {
     assert_ne!(image.pixel(160, 100)[..3], [255, 0, 0], "the zone is covered by swaybg");
     assert!(vitrine.is_running());
 }
+
+/// The matrix and range a stream states in its SPS (x264 writes what ffmpeg is told), and the
+/// convention for streams that say nothing: BT.601 below 720 lines, BT.709 from 720, limited.
+#[test]
+fn streams_say_their_colour_and_silent_ones_get_the_convention() {
+    use vitrine::video::colour::{Colour, Matrix};
+    let dir = tempfile::tempdir().unwrap();
+    let encode = |name: &str, size: &str, args: &[&str]| {
+        let mut all = vec!["-t", "0.2", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"];
+        all.extend_from_slice(args);
+        clip(dir.path(), name, &format!("testsrc=size={size}:rate=10"), &all)
+    };
+    let cases = [
+        (encode("601-full.mp4", "640x480", &["-colorspace", "bt470bg", "-color_range", "pc"]), Matrix::Bt601, true),
+        (encode("709.mp4", "640x480", &["-colorspace", "bt709", "-color_range", "tv"]), Matrix::Bt709, false),
+        (encode("2020.mp4", "640x480", &["-colorspace", "bt2020nc", "-color_range", "tv"]), Matrix::Bt2020, false),
+        (encode("sd.mp4", "640x480", &[]), Matrix::Bt601, false),
+        (encode("hd.mp4", "1280x720", &[]), Matrix::Bt709, false),
+    ];
+    for (path, matrix, full_range) in cases {
+        let info = vitrine::video::demux::open(&path).expect("demux").info;
+        assert_eq!(info.colour, Colour { matrix, full_range }, "{}", path.display());
+    }
+}

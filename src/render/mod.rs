@@ -332,20 +332,22 @@ impl Painter {
             let converted;
             let bytes: &[u8] = match (&frame.image, &frame.dmabuf) {
                 (Some(image), _) => image,
-                (None, Some(dmabuf)) => match crate::video::convert::dmabuf_nv12_to_rgba(dmabuf, frame.visible) {
-                    Ok(rgba) => {
-                        self.mappings.set(self.mappings.get() + 1);
-                        self.copied.set(self.copied.get() + rgba.len() as u64);
-                        converted = rgba;
-                        &converted
-                    }
-                    Err(err) => {
-                        if !self.video_import_failed.replace(true) {
-                            tracing::warn!(target: "video", %err, "the decoded picture cannot be composited");
+                (None, Some(dmabuf)) => {
+                    match crate::video::convert::dmabuf_nv12_to_rgba(dmabuf, frame.visible, frame.colour) {
+                        Ok(rgba) => {
+                            self.mappings.set(self.mappings.get() + 1);
+                            self.copied.set(self.copied.get() + rgba.len() as u64);
+                            converted = rgba;
+                            &converted
                         }
-                        return None;
+                        Err(err) => {
+                            if !self.video_import_failed.replace(true) {
+                                tracing::warn!(target: "video", %err, "the decoded picture cannot be composited");
+                            }
+                            return None;
+                        }
                     }
-                },
+                }
                 (None, None) => return None,
             };
             let buffer = MemoryRenderBuffer::from_slice(bytes, Fourcc::Abgr8888, size, 1, Transform::Normal, None);

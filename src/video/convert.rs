@@ -10,32 +10,28 @@ use smithay::backend::allocator::Buffer as _;
 
 use super::{DMA_BUF_SYNC_END, DMA_BUF_SYNC_READ, DMA_BUF_SYNC_START};
 
-/// YCbCr → RGB coefficients, 8.8 fixed point.
-#[derive(Debug, Clone, Copy)]
-struct Matrix {
-    y: i32,
-    rv: i32,
-    gu: i32,
-    gv: i32,
-    bu: i32,
-}
-
-/// BT.709, limited range (16–235 luma): what H.264 video without other signalling uses, and
-/// what vitrine programs into planes' COLOR_ENCODING/COLOR_RANGE.
-const BT709_LIMITED: Matrix = Matrix { y: 298, rv: 459, gu: -55, gv: -136, bu: 541 };
+use super::colour::Colour;
 
 /// Convert `size` pixels of an NV12 picture (a Y plane and an interleaved CbCr plane at half
-/// resolution) into RGBA rows of `size.0 * 4` bytes.
-pub fn nv12_to_rgba(y: &[u8], y_stride: usize, uv: &[u8], uv_stride: usize, size: (u32, u32), out: &mut [u8]) {
+/// resolution) of `colour` into RGBA rows of `size.0 * 4` bytes.
+pub fn nv12_to_rgba(
+    y: &[u8],
+    y_stride: usize,
+    uv: &[u8],
+    uv_stride: usize,
+    size: (u32, u32),
+    colour: Colour,
+    out: &mut [u8],
+) {
     let (w, h) = (size.0 as usize, size.1 as usize);
-    let m = BT709_LIMITED;
+    let m = colour.coefficients();
     let clamp = |v: i32| (v >> 8).clamp(0, 255) as u8;
     for row in 0..h {
         let y_row = &y[row * y_stride..][..w];
         let uv_row = &uv[(row / 2) * uv_stride..][..w.div_ceil(2) * 2];
         let out_row = &mut out[row * w * 4..][..w * 4];
         for x in 0..w {
-            let luma = (y_row[x] as i32 - 16) * m.y;
+            let luma = (y_row[x] as i32 - m.y_offset) * m.y;
             let (u, v) = (uv_row[x & !1] as i32 - 128, uv_row[x | 1] as i32 - 128);
             let px = &mut out_row[x * 4..][..4];
             px[0] = clamp(luma + m.rv * v + 128);
@@ -88,8 +84,9 @@ impl Drop for Mapping {
     }
 }
 
-/// The visible `size` of an NV12 dmabuf as RGBA rows, through a CPU mapping of the buffer.
-pub fn dmabuf_nv12_to_rgba(dmabuf: &Dmabuf, size: (u32, u32)) -> Result<Vec<u8>, String> {
+/// The visible `size` of an NV12 dmabuf of `colour` as RGBA rows, through a CPU mapping of the
+/// buffer.
+pub fn dmabuf_nv12_to_rgba(dmabuf: &Dmabuf, size: (u32, u32), colour: Colour) -> Result<Vec<u8>, String> {
     let format = dmabuf.format().code as u32;
     if format != crate::video::v4l2::PIX_FMT_NV12 {
         return Err(format!("cannot convert {} pictures on the CPU (NV12 only)", crate::fourcc::name(format)));
@@ -116,7 +113,7 @@ pub fn dmabuf_nv12_to_rgba(dmabuf: &Dmabuf, size: (u32, u32)) -> Result<Vec<u8>,
         ));
     }
     let mut out = vec![0u8; w * h * 4];
-    nv12_to_rgba(&y_bytes[y_off..], y_stride, &uv_bytes[uv_off..], uv_stride, size, &mut out);
+    nv12_to_rgba(&y_bytes[y_off..], y_stride, &uv_bytes[uv_off..], uv_stride, size, colour, &mut out);
     Ok(out)
 }
 
@@ -132,20 +129,52 @@ mod tests {
         // Black and white share a chroma sample (neutral), one row of chroma for both rows.
         let uv_plane = [128, 128, 128, 128];
         let mut out = vec![0; 4 * 2 * 4];
-        nv12_to_rgba(&y_plane, 4, &uv_plane, 4, (4, 2), &mut out);
+        let bt709 = Colour::default();
+        nv12_to_rgba(&y_plane, 4, &uv_plane, 4, (4, 2), bt709, &mut out);
         assert_eq!(&out[0..4], &[0, 0, 0, 255]);
         assert_eq!(&out[8..12], &[255, 255, 255, 255]);
 
         let (yy, yc) = (168u8, 145u8); // Y of 75% yellow and of 75% cyan (BT.709)
         let y_plane = [yy, yy, yc, yc, yy, yy, yc, yc];
         let uv_plane = [44, 136, 147, 44]; // (Cb, Cr) of yellow, then of cyan
-        nv12_to_rgba(&y_plane, 4, &uv_plane, 4, (4, 2), &mut out);
+        nv12_to_rgba(&y_plane, 4, &uv_plane, 4, (4, 2), bt709, &mut out);
         let near = |px: &[u8], rgb: [u8; 3]| px.iter().zip(rgb).all(|(a, b)| a.abs_diff(b) <= 4);
         assert!(near(&out[0..3], [191, 191, 0]), "yellow: {:?}", &out[0..4]);
         assert!(near(&out[8..11], [0, 191, 191]), "cyan: {:?}", &out[8..12]);
         // Odd widths use the last chroma sample of the row.
         let mut small = vec![0; 3 * 4];
-        nv12_to_rgba(&[235, 235, 235], 3, &[128, 128, 128, 128], 4, (3, 1), &mut small);
+        nv12_to_rgba(&[235, 235, 235], 3, &[128, 128, 128, 128], 4, (3, 1), bt709, &mut small);
         assert_eq!(&small[8..12], &[255, 255, 255, 255]);
+    }
+
+    #[test]
+    fn each_matrix_and_range_gives_back_the_colour_it_encoded() {
+        use crate::video::colour::Matrix;
+        // 75% yellow (191, 191, 0) encoded with each matrix and range, as an encoder does it.
+        for matrix in [Matrix::Bt601, Matrix::Bt709, Matrix::Bt2020] {
+            for full_range in [false, true] {
+                let colour = Colour { matrix, full_range };
+                let (kr, kb) = match matrix {
+                    Matrix::Bt601 => (0.299, 0.114),
+                    Matrix::Bt709 => (0.2126, 0.0722),
+                    Matrix::Bt2020 => (0.2627, 0.0593),
+                };
+                let (r, g, b) = (191.0, 191.0, 0.0);
+                let y = kr * r + (1.0 - kr - kb) * g + kb * b;
+                let (cb, cr) = ((b - y) / (2.0 * (1.0 - kb)), (r - y) / (2.0 * (1.0 - kr)));
+                let (ys, cs, yo) = if full_range { (1.0, 1.0, 0.0) } else { (219.0 / 255.0, 224.0 / 255.0, 16.0) };
+                let code = |v: f64| v.round().clamp(0.0, 255.0) as u8;
+                let (yy, u, v) = (code(y * ys + yo), code(cb * cs + 128.0), code(cr * cs + 128.0));
+                let mut out = vec![0; 4 * 2 * 4];
+                nv12_to_rgba(&[yy; 8], 4, &[u, v, u, v], 4, (4, 2), colour, &mut out);
+                let near = out[0..3].iter().zip([191u8, 191, 0]).all(|(a, b)| a.abs_diff(b) <= 2);
+                assert!(near, "{}: {:?}", colour.describe(), &out[0..3]);
+                // The same numbers read as BT.709 limited are visibly another colour (but for
+                // BT.709 limited itself).
+                nv12_to_rgba(&[yy; 8], 4, &[u, v, u, v], 4, (4, 2), Colour::default(), &mut out);
+                let off = out[0..3].iter().zip([191u8, 191, 0]).map(|(a, b)| a.abs_diff(b)).max().unwrap();
+                assert!(colour == Colour::default() || off > 6, "{}: {:?}", colour.describe(), &out[0..3]);
+            }
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! decoder into NV12 dmabufs, and the player shows each picture at its time as a scene layer
 //! (on a plane where the display allows it).
 
+pub mod colour;
 pub mod convert;
 pub mod decode;
 pub mod demux;
@@ -95,6 +96,9 @@ pub struct VideoFrame {
     pub pts: Duration,
     pub decoded_at: Instant,
     pub hold: Arc<FrameToken>,
+    /// Its matrix and range, as its stream says (the player sets it for the item the picture
+    /// belongs to; until then the convention for its height).
+    pub colour: colour::Colour,
 }
 
 impl VideoFrame {
@@ -114,6 +118,7 @@ impl VideoFrame {
             pts,
             decoded_at: Instant::now(),
             hold: Arc::new(FrameToken { buffer: buffer.clone(), waker: waker.and_then(|w| w.try_clone().ok()) }),
+            colour: colour::Colour::conventional(visible.1),
         }
     }
 

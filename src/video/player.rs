@@ -51,6 +51,8 @@ struct Clip {
     fps: f64,
     /// Units are skipped up to the next keyframe (the decoder was reset).
     resync: bool,
+    /// Its pictures' matrix and range.
+    colour: crate::video::colour::Colour,
 }
 
 impl Clip {
@@ -112,6 +114,8 @@ pub struct Player {
     /// dropped with the ones after it (a new item's decoder set-up, a reset, is a hold of the
     /// last picture, not a skip).
     rebase: VecDeque<Duration>,
+    /// Where each item sent to the decoder starts on the timeline, with its pictures' colour.
+    colours: VecDeque<(Duration, crate::video::colour::Colour)>,
     /// When the decoder last reported anything: a decoder with work that says nothing for
     /// `stall_after` has stalled.
     last_event: Instant,
@@ -180,6 +184,7 @@ impl Player {
             force_software: false,
             degraded: false,
             rebase: VecDeque::new(),
+            colours: VecDeque::new(),
             last_event: Instant::now(),
             run_delay: None,
             delay_at_pick: None,
@@ -276,6 +281,7 @@ impl Player {
         self.loader = None;
         self.failed_in_row = 0;
         self.rebase.clear();
+        self.colours.clear();
         if let Some(a) = &mut self.audio {
             a.flush();
         }
@@ -362,6 +368,14 @@ impl Player {
                     if self.discard > 0 {
                         self.discard -= 1;
                     } else {
+                        let mut frame = frame;
+                        // The item the picture belongs to: the last to start at or before it.
+                        while self.colours.get(1).is_some_and(|(start, _)| *start <= frame.pts) {
+                            self.colours.pop_front();
+                        }
+                        if let Some((_, colour)) = self.colours.front() {
+                            frame.colour = *colour;
+                        }
                         self.queue.push_back(frame);
                     }
                 }
@@ -545,6 +559,7 @@ impl Player {
                     a.item(&clip.path, self.timeline_end, clip.first_pts);
                 }
                 self.rebase.push_back(self.timeline_end);
+                self.colours.push_back((self.timeline_end, clip.colour));
                 self.failed_in_row = 0;
             }
             let mut resumed = false;

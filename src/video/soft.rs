@@ -125,6 +125,7 @@ fn picture(
                     pts,
                     decoded_at: Instant::now(),
                     hold: Arc::new(FrameToken { buffer: written.token, waker: None }),
+                    colour: crate::video::colour::Colour::conventional(size.1),
                 };
             }
             Err(err) => {
@@ -153,5 +154,6 @@ fn picture(
         pts,
         decoded_at: Instant::now(),
         hold: Arc::new(FrameToken { buffer: Arc::new(()), waker: None }),
+        colour: crate::video::colour::Colour::conventional(h as u32),
     }
 }

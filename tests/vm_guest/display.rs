@@ -1144,3 +1144,79 @@ fn wlr_randr_and_kanshi_change_the_mode_and_rotation_of_a_lit_head() {
     assert_eq!(stats["flips_timed_out"], 0, "{stats}");
     assert!(vitrine.is_running());
 }
+
+/// The colour of each of visl's eight bars in a writeback of a 640x480 picture centred on the
+/// 1024x768 output: the most common colour of the middle of each 80-pixel bar (visl's text
+/// covers a little of some).
+fn bar_colours(image: &vitrine::image::RgbaImage) -> Vec<[u8; 3]> {
+    let (x0, y0) = ((image.width - 640) / 2, (image.height - 480) / 2);
+    (0..8)
+        .map(|bar| {
+            let mut counts = std::collections::HashMap::<[u8; 3], u32>::new();
+            for y in (y0 + 20..y0 + 460).step_by(3) {
+                for x in (x0 + bar * 80 + 20..x0 + bar * 80 + 60).step_by(3) {
+                    let p = image.pixel(x, y);
+                    *counts.entry([p[0], p[1], p[2]]).or_default() += 1;
+                }
+            }
+            counts.into_iter().max_by_key(|(_, n)| *n).map(|(c, _)| c).unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Each picture's colour comes from its stream: the plane is told the matrix and range (vkms
+/// converts with them) and the CPU conversion of composition uses the same, so the two paths
+/// show the same bars; a BT.601 full-range stream's bars differ from a BT.709 one's (visl's
+/// pictures are the same bytes whatever the stream says); `msg planes` names each colour.
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn each_streams_colour_is_shown_the_same_on_a_plane_and_composited() {
+    super::assert_in_vm();
+    let clips = [
+        ("colour-601-full.mp4", "BT.601 full"),
+        ("colour-709.mp4", "BT.709 limited"),
+        ("colour-2020.mp4", "BT.2020 limited"),
+        ("640x480-high.mp4", "BT.601 limited"),
+    ];
+    let mut on_planes = Vec::new();
+    for (clip, colour) in clips {
+        let mut seen = Vec::new();
+        for planes_on in [true, false] {
+            let name =
+                format!("vm-colour-{}-{}", clip.trim_end_matches(".mp4"), if planes_on { "plane" } else { "composed" });
+            let vitrine = Vitrine::launch(Launch {
+                name: &name,
+                args: vec!["--play".into(), super::clip(clip).display().to_string(), "--loop".into()],
+                config: format!(
+                    "background.color = \"#000000\"\n[drm]\nhardware_planes = {planes_on}\nrenderer = \"pixman\"\n[video]\nscale = \"none\"\n"
+                ),
+                env: Vec::new(),
+                runtime: None,
+                wrapper: Vec::new(),
+            });
+            super::wait_for_pictures(&vitrine, 3);
+            assert_eq!(vitrine.ok(&Request::Pause)["paused"], true);
+            let planes = vitrine.ok(&Request::Planes);
+            let layers = planes["outputs"][0]["layers"].as_array().cloned().unwrap_or_default();
+            let video = layers.iter().find(|l| l["source"] == "video").cloned().unwrap_or_default();
+            assert_eq!(video["composited"], !planes_on, "{planes}");
+            assert_eq!(video["colour"], colour, "{planes}");
+            seen.push(bar_colours(&vitrine.screenshot("bars")));
+        }
+        let (plane, composed) = (&seen[0], &seen[1]);
+        for (bar, (p, c)) in plane.iter().zip(composed).enumerate() {
+            let off = p.iter().zip(c).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+            assert!(off <= 3, "{clip}: bar {bar} is {p:?} on the plane, {c:?} composited");
+        }
+        eprintln!("{clip} ({colour}): plane {plane:?}, composited {composed:?}");
+        on_planes.push(plane.clone());
+    }
+    let differ = |a: &[[u8; 3]], b: &[[u8; 3]]| {
+        a.iter().zip(b).flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| p.abs_diff(*q))).max().unwrap()
+    };
+    // visl writes its bars as BT.709 limited-range bytes: read as such, they are the 75% bars.
+    let expected = [[191, 191, 0], [0, 191, 191], [0, 191, 0], [191, 0, 191], [191, 0, 0], [0, 0, 191]];
+    assert!(differ(&on_planes[1][1..7], &expected) <= 3, "BT.709 bars: {:?}", on_planes[1]);
+    assert!(differ(&on_planes[0], &on_planes[1]) > 10, "BT.601 full and BT.709 limited show the same bars");
+    assert!(differ(&on_planes[1], &on_planes[2]) > 3, "BT.709 and BT.2020 show the same bars");
+}

@@ -19,6 +19,7 @@ use crate::frames::Repaint;
 use crate::render::{post_repaint, OnPlanes};
 use crate::scene::{LayerSource, Scene};
 use crate::state::Core;
+use crate::video::colour::Colour;
 use smithay::output::Output;
 use std::time::{Duration, Instant};
 
@@ -27,7 +28,7 @@ enum Origin {
     Background,
     Window(String),
     Surface(SurfaceLayer, Option<framebuffer::Handle>, String),
-    Video(Option<framebuffer::Handle>),
+    Video(Option<framebuffer::Handle>, Colour),
     Cursor,
 }
 
@@ -39,6 +40,7 @@ fn describe(
     scene: &Scene,
     panel: (u32, u32),
     rotation: crate::rotation::Rotation,
+    colour_policy: crate::config::ColourPolicy,
 ) -> (Vec<LayerDesc>, Vec<Origin>) {
     let mut descs = Vec::new();
     let mut origins = Vec::new();
@@ -155,13 +157,16 @@ fn describe(
                         src_size: frame.visible,
                         dst: rect(layer.dst),
                         rotation: turn,
-                        needs_color: true,
+                        // A plane that cannot be told the colour converts as BT.709 limited:
+                        // right for such pictures; for others only when fast is chosen.
+                        needs_color: frame.colour != Colour::default()
+                            && colour_policy == crate::config::ColourPolicy::Exact,
                         opaque: true,
                     },
                     _ => memory(rect(layer.dst)),
                 };
                 descs.push(desc);
-                origins.push(Origin::Video(fb));
+                origins.push(Origin::Video(fb, frame.colour));
             }
         }
     }
@@ -179,7 +184,7 @@ pub(super) fn set_plane(
     src: (u32, u32, u32, u32),
     dst: (i32, i32, u32, u32),
     zpos: Option<u64>,
-    yuv: bool,
+    yuv: Option<Colour>,
     rotation: u32,
 ) -> Result<(), DrmError> {
     let info = head
@@ -209,13 +214,13 @@ pub(super) fn set_plane(
             Value::Bitmask(if rotation == 0 { planner::DRM_MODE_ROTATE_0 } else { rotation } as u64),
         );
     }
-    if yuv {
-        // Client dmabufs carry no colour description: BT.709 limited range, what video uses.
-        if let (Some(enc), Some(v)) = (p.handle("COLOR_ENCODING"), p.enum_value("COLOR_ENCODING", "ITU-R BT.709 YCbCr"))
+    if let Some(colour) = yuv {
+        if let (Some(enc), Some(v)) =
+            (p.handle("COLOR_ENCODING"), p.enum_value("COLOR_ENCODING", colour.drm_encoding()))
         {
             req.add_property(h, enc, Value::UnsignedRange(v));
         }
-        if let (Some(range), Some(v)) = (p.handle("COLOR_RANGE"), p.enum_value("COLOR_RANGE", "YCbCr limited range")) {
+        if let (Some(range), Some(v)) = (p.handle("COLOR_RANGE"), p.enum_value("COLOR_RANGE", colour.drm_range())) {
             req.add_property(h, range, Value::UnsignedRange(v));
         }
     }
@@ -245,14 +250,14 @@ fn plan_request(
                 src,
                 desc.dst,
                 *zpos,
-                crate::fourcc::is_yuv(desc.format),
+                crate::fourcc::is_yuv(desc.format).then_some(b.colour),
                 desc.rotation,
             )?;
         }
     }
     let (w, h) = head.size();
     if let Some(c) = plan.composition {
-        set_plane(head, &mut req, c.plane, composition_fb, (0, 0, w, h), (0, 0, w, h), c.zpos, false, 0)?;
+        set_plane(head, &mut req, c.plane, composition_fb, (0, 0, w, h), (0, 0, w, h), c.zpos, None, 0)?;
     }
     let used = plan.planes();
     for plane in &head.active_planes {
@@ -348,7 +353,7 @@ fn modeset_request(
     }
     let (w, h) = mode.size();
     let (w, h) = (w as u32, h as u32);
-    set_plane(head, &mut req, head.primary.handle.into(), fb, (0, 0, w, h), (0, 0, w, h), None, false, 0)?;
+    set_plane(head, &mut req, head.primary.handle.into(), fb, (0, 0, w, h), (0, 0, w, h), None, None, 0)?;
     Ok((req, blob))
 }
 
@@ -507,14 +512,17 @@ impl Drm {
 
         // The first frame sets the mode, with everything composited on the primary plane.
         let (descs, origins, plan, fbs) = if head.modeset_done {
-            let (descs, origins) = describe(card, fb_cache, stats, &scene, (w, h), head.rotation);
+            let (descs, origins) =
+                describe(card, fb_cache, stats, &scene, (w, h), head.rotation, core.config.video.colour);
             let fbs: Vec<Option<Scanout>> = origins
                 .iter()
                 .map(|o| match o {
                     Origin::Surface(s, fb, _) => {
-                        fb.map(|fb| Scanout { fb, src_pos: s.src.map(|r| (r.0, r.1)).unwrap_or((0, 0)) })
+                        // Client buffers say nothing of their colour: BT.709 limited, as video.
+                        let src_pos = s.src.map(|r| (r.0, r.1)).unwrap_or((0, 0));
+                        fb.map(|fb| Scanout { fb, src_pos, colour: Colour::default() })
                     }
-                    Origin::Video(fb) => fb.map(|fb| Scanout { fb, src_pos: (0, 0) }),
+                    Origin::Video(fb, colour) => fb.map(|fb| Scanout { fb, src_pos: (0, 0), colour: *colour }),
                     _ => None,
                 })
                 .collect();
@@ -554,7 +562,7 @@ impl Drm {
             for (o, p) in origins.iter().zip(&plan.layers) {
                 match (o, p) {
                     (Origin::Surface(s, _, _), Placement::Plane { .. }) => on_planes.surfaces.push(s.surface.clone()),
-                    (Origin::Video(_), Placement::Plane { .. }) => on_planes.video = true,
+                    (Origin::Video(..), Placement::Plane { .. }) => on_planes.video = true,
                     _ => {}
                 }
             }
@@ -653,7 +661,7 @@ impl Drm {
                 let video_composited = origins
                     .iter()
                     .zip(&plan.layers)
-                    .any(|(o, p)| matches!((o, p), (Origin::Video(_), Placement::Composited { .. })));
+                    .any(|(o, p)| matches!((o, p), (Origin::Video(..), Placement::Composited { .. })));
                 if video_composited {
                     stats.video_frames_composited += 1;
                 }
@@ -665,7 +673,7 @@ impl Drm {
                 if client_composited && composited.is_some() {
                     stats.client_dmabufs_composited += 1;
                 }
-                report(&descs, &origins, plan, None)
+                report(head, &descs, &origins, plan, None)
             }
             None => vec![LayerReport {
                 source: "composition",
@@ -676,6 +684,7 @@ impl Drm {
                 plane: Some(head.primary.handle.into()),
                 composited: false,
                 reason: None,
+                colour: None,
             }],
         };
         let buffers = origins
@@ -783,7 +792,13 @@ fn slow_flip(output: &Output, committed: Instant, at: Instant, refresh: Duration
     }
 }
 
-fn report(descs: &[LayerDesc], origins: &[Origin], plan: &Plan, composition: Option<u32>) -> Vec<LayerReport> {
+fn report(
+    head: &Head,
+    descs: &[LayerDesc],
+    origins: &[Origin],
+    plan: &Plan,
+    composition: Option<u32>,
+) -> Vec<LayerReport> {
     let mut out: Vec<LayerReport> = descs
         .iter()
         .zip(origins)
@@ -793,13 +808,38 @@ fn report(descs: &[LayerDesc], origins: &[Origin], plan: &Plan, composition: Opt
                 Origin::Background => ("solid", "background".to_string()),
                 Origin::Window(n) | Origin::Surface(_, _, n) => ("client", n.clone()),
                 Origin::Cursor => ("cursor", "pointer".to_string()),
-                Origin::Video(_) => ("video", "video".to_string()),
+                Origin::Video(..) => ("video", "video".to_string()),
             };
             let (plane, reason) = match placement {
                 Placement::Plane { plane, .. } => (Some(*plane), None),
                 Placement::Composited { reason } => (None, Some(reason.to_string())),
             };
             let has_buffer = desc.kind.scanoutable();
+            let colour = match origin {
+                Origin::Video(_, colour) => Some(*colour),
+                Origin::Surface(..) if has_buffer && crate::fourcc::is_yuv(desc.format) => Some(Colour::default()),
+                _ => None,
+            }
+            .map(|colour| {
+                let told = plane.and_then(|id| head.plane(id)).map(|p| p.props.has("COLOR_ENCODING"));
+                match told {
+                    Some(false) if colour != Colour::default() => {
+                        static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+                        if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                            tracing::warn!(
+                                target: "planes",
+                                colour = %colour.describe(),
+                                "a picture on a plane that converts as BT.709 limited (video.colour = \"fast\"): its colours are the driver's"
+                            );
+                        }
+                        format!(
+                        "{}, shown as BT.709 limited: the plane converts its own way (video.colour = \"fast\")",
+                        colour.describe()
+                    )
+                    }
+                    _ => colour.describe(),
+                }
+            });
             LayerReport {
                 source,
                 name,
@@ -809,6 +849,7 @@ fn report(descs: &[LayerDesc], origins: &[Origin], plan: &Plan, composition: Opt
                 plane,
                 composited: plane.is_none(),
                 reason,
+                colour,
             }
         })
         .collect();
@@ -822,6 +863,7 @@ fn report(descs: &[LayerDesc], origins: &[Origin], plan: &Plan, composition: Opt
             plane: Some(composition.unwrap_or(c.plane)),
             composited: false,
             reason: None,
+            colour: None,
         });
     }
     out

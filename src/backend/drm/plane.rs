@@ -37,6 +37,9 @@ pub struct LayerReport {
     pub plane: Option<u32>,
     pub composited: bool,
     pub reason: Option<String>,
+    /// A YUV layer's colour, and how the plane showing it converts it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub colour: Option<String>,
 }
 
 /// What the planner may assume about a KMS plane.
@@ -67,11 +70,13 @@ pub fn plane_caps(p: &PlaneInfo) -> PlaneCaps {
     }
 }
 
-/// A layer's buffer on a plane: its framebuffer and where in the buffer the shown part starts.
+/// A layer's buffer on a plane: its framebuffer, where in the buffer the shown part starts, and
+/// (for YUV) the colour the plane is told.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Scanout {
     pub(super) fb: framebuffer::Handle,
     pub(super) src_pos: (u32, u32),
+    pub(super) colour: crate::video::colour::Colour,
 }
 
 /// Turn a plane off in `req`.

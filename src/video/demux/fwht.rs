@@ -65,6 +65,7 @@ pub fn open(path: &Path, data: &[u8]) -> Result<Demuxed, DemuxError> {
         fps: Some(FPS),
         sps: Vec::new(),
         pps: Vec::new(),
+        colour: crate::video::colour::Colour::conventional(height),
     };
     Ok(Demuxed { info, units, damage })
 }

@@ -117,6 +117,8 @@ pub struct StreamInfo {
     /// The raw SPS and PPS NAL units (without start codes).
     pub sps: Vec<u8>,
     pub pps: Vec<u8>,
+    /// The pictures' matrix and range (the SPS's VUI, or the convention for the height).
+    pub colour: crate::video::colour::Colour,
 }
 
 /// One access unit (a coded picture) in Annex-B form.
@@ -195,6 +197,10 @@ pub(super) fn describe(
         fps: fps.or_else(|| sps.fps()).filter(|f| f.is_finite() && *f > 0.0),
         sps: sps_nal.to_vec(),
         pps: pps_nal.to_vec(),
+        colour: crate::video::colour::Colour::of_stream(
+            sps.vui_parameters.as_ref().and_then(|v| v.video_signal_type.as_ref()),
+            height,
+        ),
     })
 }
 

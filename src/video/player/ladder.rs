@@ -203,6 +203,7 @@ mod tests {
             frame_time: Duration::from_millis(40),
             fps: 25.0,
             resync: false,
+            colour: Default::default(),
         }
     }
 

@@ -109,6 +109,7 @@ impl Player {
             frame_time: Duration::from_secs_f64(1.0 / fps),
             fps,
             resync: false,
+            colour: info.colour,
         });
     }
 

@@ -1,0 +1,147 @@
+//! Which YCbCr → RGB conversion a decoded picture needs: its matrix (BT.601, BT.709, BT.2020)
+//! and range (limited 16–235, or full 0–255), as its stream says in the SPS's VUI, or where the
+//! stream is silent, the convention players follow (BT.601 below 720 lines, BT.709 from 720,
+//! limited range). Planes are told with COLOR_ENCODING/COLOR_RANGE; the CPU conversion uses the
+//! same numbers.
+
+use h264_reader::nal::sps::VideoSignalType;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum Matrix {
+    Bt601,
+    #[default]
+    Bt709,
+    Bt2020,
+}
+
+/// A picture's colour: matrix and range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Colour {
+    pub matrix: Matrix,
+    pub full_range: bool,
+}
+
+/// YCbCr → RGB coefficients in 8.8 fixed point, with the luma and chroma offsets to take off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Coefficients {
+    pub y: i32,
+    pub rv: i32,
+    pub gu: i32,
+    pub gv: i32,
+    pub bu: i32,
+    pub y_offset: i32,
+}
+
+impl Colour {
+    /// What players assume of a stream that says nothing: SD is BT.601, HD BT.709, limited range.
+    pub fn conventional(height: u32) -> Colour {
+        Colour { matrix: if height < 720 { Matrix::Bt601 } else { Matrix::Bt709 }, full_range: false }
+    }
+
+    /// The colour an H.264 stream of `height` lines states in its VUI (`signal`), with the
+    /// convention for what it leaves out.
+    pub fn of_stream(signal: Option<&VideoSignalType>, height: u32) -> Colour {
+        let default = Colour::conventional(height);
+        let Some(signal) = signal else { return default };
+        let matrix = match signal.colour_description.as_ref().map(|c| c.matrix_coefficients) {
+            Some(1) => Matrix::Bt709,
+            // BT.470 System B/G and SMPTE 170M: the same matrix.
+            Some(5 | 6) => Matrix::Bt601,
+            Some(9 | 10) => Matrix::Bt2020,
+            // Unspecified (2), and what vitrine does not convert (identity, YCgCo, ...).
+            _ => default.matrix,
+        };
+        Colour { matrix, full_range: signal.video_full_range_flag }
+    }
+
+    /// "BT.709 limited", for logs and `msg planes`.
+    pub fn describe(self) -> String {
+        let matrix = match self.matrix {
+            Matrix::Bt601 => "BT.601",
+            Matrix::Bt709 => "BT.709",
+            Matrix::Bt2020 => "BT.2020",
+        };
+        format!("{matrix} {}", if self.full_range { "full" } else { "limited" })
+    }
+
+    /// The plane property COLOR_ENCODING's enum name for this matrix.
+    pub fn drm_encoding(self) -> &'static str {
+        match self.matrix {
+            Matrix::Bt601 => "ITU-R BT.601 YCbCr",
+            Matrix::Bt709 => "ITU-R BT.709 YCbCr",
+            Matrix::Bt2020 => "ITU-R BT.2020 YCbCr",
+        }
+    }
+
+    /// The plane property COLOR_RANGE's enum name for this range.
+    pub fn drm_range(self) -> &'static str {
+        if self.full_range {
+            "YCbCr full range"
+        } else {
+            "YCbCr limited range"
+        }
+    }
+
+    /// The conversion's coefficients (from the matrix's Kr and Kb, scaled for the range).
+    pub fn coefficients(self) -> Coefficients {
+        let (kr, kb) = match self.matrix {
+            Matrix::Bt601 => (0.299, 0.114),
+            Matrix::Bt709 => (0.2126, 0.0722),
+            Matrix::Bt2020 => (0.2627, 0.0593),
+        };
+        let kg = 1.0 - kr - kb;
+        let (luma, chroma) = if self.full_range { (1.0, 1.0) } else { (255.0 / 219.0, 255.0 / 224.0) };
+        let fixed = |v: f64| (v * 256.0).round() as i32;
+        Coefficients {
+            y: fixed(luma),
+            rv: fixed(2.0 * (1.0 - kr) * chroma),
+            gu: fixed(-2.0 * kb * (1.0 - kb) / kg * chroma),
+            gv: fixed(-2.0 * kr * (1.0 - kr) / kg * chroma),
+            bu: fixed(2.0 * (1.0 - kb) * chroma),
+            y_offset: if self.full_range { 0 } else { 16 },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use h264_reader::nal::sps::{ColourDescription, VideoFormat};
+
+    fn signal(matrix: Option<u8>, full: bool) -> VideoSignalType {
+        VideoSignalType {
+            video_format: VideoFormat::Unspecified,
+            video_full_range_flag: full,
+            colour_description: matrix.map(|m| ColourDescription {
+                colour_primaries: 2,
+                transfer_characteristics: 2,
+                matrix_coefficients: m,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_stream_says_which_matrix_and_range_else_the_convention_by_height() {
+        let c = |m, full, h| Colour::of_stream(Some(&signal(m, full)), h);
+        assert_eq!(c(Some(1), false, 480), Colour { matrix: Matrix::Bt709, full_range: false });
+        assert_eq!(c(Some(6), true, 1080), Colour { matrix: Matrix::Bt601, full_range: true });
+        assert_eq!(c(Some(9), false, 2160), Colour { matrix: Matrix::Bt2020, full_range: false });
+        // Unspecified matrix: by height; the range flag still counts.
+        assert_eq!(c(Some(2), true, 480), Colour { matrix: Matrix::Bt601, full_range: true });
+        assert_eq!(c(None, false, 720), Colour { matrix: Matrix::Bt709, full_range: false });
+        // No VUI signal at all.
+        assert_eq!(Colour::of_stream(None, 576), Colour { matrix: Matrix::Bt601, full_range: false });
+        assert_eq!(Colour::of_stream(None, 1080), Colour::default());
+    }
+
+    #[test]
+    fn coefficients_are_the_standard_ones() {
+        // BT.709 limited, the numbers every conversion table has (×256).
+        let c = Colour::default().coefficients();
+        assert_eq!((c.y, c.rv, c.gu, c.gv, c.bu, c.y_offset), (298, 459, -55, -136, 541, 16));
+        let c = Colour { matrix: Matrix::Bt601, full_range: false }.coefficients();
+        assert_eq!((c.rv, c.gu, c.gv, c.bu), (409, -100, -208, 516));
+        let c = Colour { matrix: Matrix::Bt601, full_range: true }.coefficients();
+        assert_eq!((c.y, c.rv, c.bu, c.y_offset), (256, 359, 454, 0));
+    }
+}
