@@ -82,6 +82,13 @@ impl Colour {
         }
     }
 
+    /// Whether only a plane that can be told this colour (COLOR_ENCODING/COLOR_RANGE) may show
+    /// it: a plane that cannot converts as BT.709 limited, right for such pictures only, and
+    /// `fast` accepts its colours for the others.
+    pub fn plane_must_be_told(self, policy: crate::config::ColourPolicy) -> bool {
+        self != Colour::default() && policy == crate::config::ColourPolicy::Exact
+    }
+
     /// The conversion's coefficients (from the matrix's Kr and Kb, scaled for the range).
     pub fn coefficients(self) -> Coefficients {
         let (kr, kb) = match self.matrix {
@@ -132,6 +139,16 @@ mod tests {
         // No VUI signal at all.
         assert_eq!(Colour::of_stream(None, 576), Colour { matrix: Matrix::Bt601, full_range: false });
         assert_eq!(Colour::of_stream(None, 1080), Colour::default());
+    }
+
+    #[test]
+    fn only_pictures_a_fixed_bt709_plane_gets_wrong_need_the_colour_properties() {
+        use crate::config::ColourPolicy::{Exact, Fast};
+        let sd = Colour { matrix: Matrix::Bt601, full_range: false };
+        assert!(!Colour::default().plane_must_be_told(Exact));
+        assert!(sd.plane_must_be_told(Exact));
+        assert!(Colour { matrix: Matrix::Bt709, full_range: true }.plane_must_be_told(Exact));
+        assert!(!sd.plane_must_be_told(Fast));
     }
 
     #[test]

@@ -159,8 +159,7 @@ fn describe(
                         rotation: turn,
                         // A plane that cannot be told the colour converts as BT.709 limited:
                         // right for such pictures; for others only when fast is chosen.
-                        needs_color: frame.colour != Colour::default()
-                            && colour_policy == crate::config::ColourPolicy::Exact,
+                        needs_color: frame.colour.plane_must_be_told(colour_policy),
                         opaque: true,
                     },
                     _ => memory(rect(layer.dst)),
