@@ -50,6 +50,9 @@ pub struct Scene {
     pub background: [f32; 4],
     /// Bottom to top.
     pub layers: Vec<Layer>,
+    /// `[video] colour`: whether composition must get every picture's colours right, at the
+    /// cost of a CPU conversion where the GPU's sampling would not.
+    pub colour: crate::config::ColourPolicy,
 }
 
 impl Scene {

@@ -175,7 +175,11 @@ impl Core {
 
     /// What `output` should show now.
     pub fn scene_for_output(&self, output: &Output) -> Scene {
-        let mut scene = Scene { background: self.config.background.color.to_f32(), layers: Vec::new() };
+        let mut scene = Scene {
+            background: self.config.background.color.to_f32(),
+            layers: Vec::new(),
+            colour: self.config.video.colour,
+        };
         let Some(out_geo) = self.space.output_geometry(output) else {
             return scene;
         };

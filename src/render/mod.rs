@@ -194,9 +194,16 @@ impl Painter {
                     )));
                 }
                 // A decoded picture no plane shows: sampled from its dmabuf by a GPU renderer,
-                // else converted on the CPU (a mapping and a copy, counted).
+                // else converted on the CPU (a mapping and a copy, counted). EGL samples YUV as
+                // BT.601 limited range (smithay gives it no colour hints): other pictures are
+                // converted on the CPU too, unless `[video] colour = "fast"`.
                 LayerSource::Video(_) if on_planes.video => {}
-                LayerSource::Video(frame) if frame.dmabuf.is_some() && !self.yuv_on_cpu.get() => {
+                LayerSource::Video(frame)
+                    if frame.dmabuf.is_some()
+                        && !self.yuv_on_cpu.get()
+                        && (frame.colour == crate::video::colour::Colour::EGL_DEFAULT
+                            || scene.colour == crate::config::ColourPolicy::Fast) =>
+                {
                     if let Some(e) = self.video_texture_element(renderer, frame, layer.dst, scale) {
                         elements.push(e);
                     }

@@ -33,6 +33,10 @@ pub struct Coefficients {
 }
 
 impl Colour {
+    /// How EGL samples a YUV image it is told nothing about (EGL_EXT_image_dma_buf_import's
+    /// defaults).
+    pub const EGL_DEFAULT: Colour = Colour { matrix: Matrix::Bt601, full_range: false };
+
     /// What players assume of a stream that says nothing: SD is BT.601, HD BT.709, limited range.
     pub fn conventional(height: u32) -> Colour {
         Colour { matrix: if height < 720 { Matrix::Bt601 } else { Matrix::Bt709 }, full_range: false }
