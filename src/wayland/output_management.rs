@@ -178,10 +178,7 @@ fn send_changes(dh: &DisplayHandle, manager: &mut Manager, old: &[HeadInfo], new
     });
     for head in new {
         match manager.heads.iter().find(|s| s.name == head.name) {
-            Some(sent) => {
-                let before = old.iter().find(|h| h.name == head.name);
-                send_state(sent, head, before.and_then(|b| b.lit));
-            }
+            Some(sent) => send_state(sent, head, old.iter().find(|h| h.name == head.name)),
             None => {
                 if let Some(sent) = introduce(dh, &manager.resource, head) {
                     manager.heads.push(sent);
@@ -229,32 +226,33 @@ fn introduce(dh: &DisplayHandle, manager: &ZwlrOutputManagerV1, head: &HeadInfo)
     Some(sent)
 }
 
-/// The head's on/off state, mode, position and transform, where they differ from `before`.
-fn send_state(sent: &SentHead, head: &HeadInfo, before: Option<Lit>) {
-    let fresh = before.is_none();
-    match (head.lit, before) {
-        (None, Some(_)) => sent.resource.enabled(0),
-        (None, None) if fresh && sent.modes.len() == head.modes.len() => sent.resource.enabled(0),
-        (Some(lit), _) => {
-            if fresh {
-                sent.resource.enabled(1);
-            }
-            if fresh || before.is_some_and(|b| b.mode != lit.mode) {
-                if let Some(mode) = sent.modes.get(lit.mode) {
-                    sent.resource.current_mode(mode);
-                }
-            }
-            if fresh || before.is_some_and(|b| b.position != lit.position) {
-                sent.resource.position(lit.position.0, lit.position.1);
-            }
-            if fresh || before.is_some_and(|b| b.transform != lit.transform) {
-                sent.resource.transform(wl_output::Transform::from(lit.transform));
-            }
-            if fresh {
-                sent.resource.scale(1.0);
-            }
+/// The head's on/off state, mode, position and transform: all of it for a head just introduced
+/// (`before` None), else what differs from `before`.
+fn send_state(sent: &SentHead, head: &HeadInfo, before: Option<&HeadInfo>) {
+    let was = before.and_then(|b| b.lit);
+    let Some(lit) = head.lit else {
+        if before.is_none() || was.is_some() {
+            sent.resource.enabled(0);
         }
-        _ => {}
+        return;
+    };
+    let lit_now = was.is_none();
+    if lit_now {
+        sent.resource.enabled(1);
+    }
+    if lit_now || was.is_some_and(|w| w.mode != lit.mode) {
+        if let Some(mode) = sent.modes.get(lit.mode) {
+            sent.resource.current_mode(mode);
+        }
+    }
+    if lit_now || was.is_some_and(|w| w.position != lit.position) {
+        sent.resource.position(lit.position.0, lit.position.1);
+    }
+    if lit_now || was.is_some_and(|w| w.transform != lit.transform) {
+        sent.resource.transform(wl_output::Transform::from(lit.transform));
+    }
+    if lit_now {
+        sent.resource.scale(1.0);
     }
 }
 

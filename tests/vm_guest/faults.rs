@@ -542,10 +542,12 @@ fn a_video_frozen_with_its_ladder_run_out_holds_the_watchdog_back() {
     assert_eq!(log.matches(frozen_said).count(), 1, "said once: {log}");
     // The ladder's steps are errors until it ran out, then quiet: at most one item's run for the
     // unbind (the failure, the reopening, software decoding, the skip: four when the unbind is
-    // seen by a decoder at work rather than at opening), and the retries every 10 s say nothing
-    // more at error level.
+    // seen by a decoder at work rather than at opening), plus one when the unbind comes as the
+    // 3-second item's last units were sent: that item is done, and its next loop starts the
+    // ladder afresh (seen once under TCG: 2 + 3 lines). The retries every 10 s say nothing more
+    // at error level.
     let errors = log.lines().filter(|l| l.contains("ERROR") && l.contains("video decoder failed")).count();
-    assert!(errors <= 4, "{errors} ladder errors; log:\n{log}");
+    assert!(errors <= 5, "{errors} ladder errors; log:\n{log}");
 
     unbound.bind();
     let before = presented(&vitrine);

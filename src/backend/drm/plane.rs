@@ -63,8 +63,14 @@ pub fn plane_caps(p: &PlaneInfo) -> PlaneCaps {
         // KMS does not publish scaling limits: allow what most hardware does and let the
         // TEST_ONLY commit have the last word.
         scaling: Some(ScalingLimits { max_upscale: 8, max_downscale: 8 }),
-        color_encoding: p.props.has("COLOR_ENCODING"),
-        color_range: p.props.has("COLOR_RANGE"),
+        // Only a plane that can be told every matrix and range counts as one that can be told:
+        // one lacking, say, BT.2020 shows other pictures than BT.709 limited wrong as well.
+        color_encoding: ["ITU-R BT.601 YCbCr", "ITU-R BT.709 YCbCr", "ITU-R BT.2020 YCbCr"]
+            .iter()
+            .all(|e| p.props.enum_value("COLOR_ENCODING", e).is_some()),
+        color_range: ["YCbCr limited range", "YCbCr full range"]
+            .iter()
+            .all(|e| p.props.enum_value("COLOR_RANGE", e).is_some()),
         alpha: p.props.has("alpha"),
         formats: p.formats.iter().map(|f| planner::FormatModifier { format: f.format, modifier: f.modifier }).collect(),
     }

@@ -324,7 +324,10 @@ impl fmt::Display for Rejection {
                 src.0, src.1, dst.0, dst.1, l.max_downscale, l.max_upscale
             ),
             Rejection::ColorProps { plane } => {
-                write!(f, "{plane} has no COLOR_ENCODING/COLOR_RANGE: this YUV layer's colours would be wrong")
+                write!(
+                    f,
+                    "{plane} cannot be told this YUV layer's colour (COLOR_ENCODING/COLOR_RANGE missing or partial): it would show it wrong"
+                )
             }
             Rejection::Zpos { plane } => write!(f, "{plane} is free but cannot sit at this layer's z position"),
             Rejection::NoFreePlane => write!(f, "every plane that could take it holds another layer"),
