@@ -294,7 +294,7 @@ fn modeset(
     writeback: Option<&mut Writeback>,
     fb: framebuffer::Handle,
 ) -> Result<(), DrmError> {
-    let (mut req, _) = modeset_request(card, head, &head.mode, fb)?;
+    let (mut req, blob) = modeset_request(card, head, &head.mode, fb)?;
     if let Some(wb) = writeback {
         if wb.crtc.is_none_or(|c| c == head.crtc) && wb.connector.possible_crtcs.contains(&head.crtc) {
             let prop = wb.connector.props.handle("CRTC_ID").ok_or_else(|| missing(card, "CRTC_ID"))?;
@@ -303,8 +303,16 @@ fn modeset(
         }
     }
     let flags = AtomicCommitFlags::PAGE_FLIP_EVENT | AtomicCommitFlags::NONBLOCK | AtomicCommitFlags::ALLOW_MODESET;
-    card.atomic_commit(flags, req)
-        .map_err(|e| DrmError::kernel(format!("{}: modeset of {}", card.name(), head.name()), e))?;
+    let result = card
+        .atomic_commit(flags, req)
+        .map_err(|e| DrmError::kernel(format!("{}: modeset of {}", card.name(), head.name()), e));
+    // The committed state holds its own reference to the mode's blob: vitrine's handle goes now,
+    // so modes set again and again (VT switches, the display ladder, clients changing modes) do
+    // not pile blobs up in the kernel.
+    if let Value::Blob(id) = blob {
+        let _ = card.destroy_property_blob(id);
+    }
+    result?;
     head.modeset_done = true;
     Ok(())
 }
@@ -322,7 +330,7 @@ pub(super) fn test_mode(
     let result = card
         .atomic_commit(flags, req)
         .map_err(|e| DrmError::kernel(format!("{}: test of {}", card.name(), head.name()), e));
-    // A client may test as often as it likes: its mode blobs do not pile up in the kernel.
+    // A client may test as often as it likes: the blobs do not pile up (see `modeset`).
     if let Value::Blob(id) = blob {
         let _ = card.destroy_property_blob(id);
     }
