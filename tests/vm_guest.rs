@@ -631,6 +631,18 @@ fn wait_for_pictures(vitrine: &Vitrine, n: u64) {
     );
 }
 
+/// vitrine on the DRM backend with `config`, playing the rig's `clip` in a loop.
+fn play_looping(name: &str, clip: &str, config: String) -> common::Vitrine {
+    common::Vitrine::launch(common::Launch {
+        name,
+        args: vec!["--play".into(), self::clip(clip).display().to_string(), "--loop".into()],
+        config,
+        env: Vec::new(),
+        runtime: None,
+        wrapper: Vec::new(),
+    })
+}
+
 /// Arguments to play `clips` once and write the audit to `stats`.
 fn play_once_args(clips: &[&std::path::Path], stats: &std::path::Path) -> Vec<String> {
     let mut args = vec!["--play".to_string()];

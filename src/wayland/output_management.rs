@@ -389,26 +389,9 @@ impl Dispatch<ZwlrOutputConfigurationV1, ConfigData> for State {
             config.post_error(Error::AlreadyUsed, "this configuration was already applied or tested");
             return;
         }
-        let head_name = |head: &ZwlrOutputHeadV1| head.data::<HeadData>().map(|d| d.name.clone()).unwrap_or_default();
-        match request {
-            Request::EnableHead { id, head } => {
-                let name = head_name(&head);
-                let data = ConfigHeadData { head: name.clone(), settings: Mutex::new(HeadSettings::default()) };
-                let config_head = init.init(id, data);
-                if inner.heads.iter().any(|(n, _)| *n == name) {
-                    config.post_error(Error::AlreadyConfiguredHead, format!("head {name} is configured twice"));
-                    return;
-                }
-                inner.heads.push((name, Some(config_head)));
-            }
-            Request::DisableHead { head } => {
-                let name = head_name(&head);
-                if inner.heads.iter().any(|(n, _)| *n == name) {
-                    config.post_error(Error::AlreadyConfiguredHead, format!("head {name} is configured twice"));
-                    return;
-                }
-                inner.heads.push((name, None));
-            }
+        let (head, id) = match request {
+            Request::EnableHead { id, head } => (head, Some(id)),
+            Request::DisableHead { head } => (head, None),
             Request::Apply | Request::Test => {
                 inner.used = true;
                 let test = matches!(request, Request::Test);
@@ -427,9 +410,18 @@ impl Dispatch<ZwlrOutputConfigurationV1, ConfigData> for State {
                     .collect();
                 drop(inner);
                 state.output_configuration(client, config, serial, requests, test);
+                return;
             }
-            _ => {}
+            _ => return,
+        };
+        // A head to enable gets its configuration object, a head to disable none.
+        let name = head.data::<HeadData>().map(|d| d.name.clone()).unwrap_or_default();
+        let config_head = id.map(|id| init.init(id, ConfigHeadData { head: name.clone(), settings: Mutex::default() }));
+        if inner.heads.iter().any(|(n, _)| *n == name) {
+            config.post_error(Error::AlreadyConfiguredHead, format!("head {name} is configured twice"));
+            return;
         }
+        inner.heads.push((name, config_head));
     }
 }
 

@@ -147,14 +147,7 @@ fn hotplugged_connectors_add_and_remove_outputs() {
     let vkms = ConfigfsVkms::new("hotplug", &[true, false], 2);
     // vkms planes do not scale: the picture is shown 1:1 so that it can go on a plane.
     let config = format!("{BG_CONFIG}[drm]\ndevice = \"{}\"\n[video]\nscale = \"none\"\n", vkms.card.display());
-    let vitrine = Vitrine::launch(Launch {
-        name: "vm-hotplug",
-        args: vec!["--play".into(), super::clip("640x480-high.mp4").display().to_string(), "--loop".into()],
-        config,
-        env: Vec::new(),
-        runtime: None,
-        wrapper: Vec::new(),
-    });
+    let vitrine = super::play_looping("vm-hotplug", "640x480-high.mp4", config);
     assert_eq!(vitrine.ok(&Request::Version)["backend"], "drm");
     let first = output_names(&vitrine);
     assert_eq!(first.len(), 1, "one connector is connected: {first:?}");
@@ -455,14 +448,7 @@ fn grim_shows_the_video_on_a_plane() {
     super::assert_in_vm();
     let grim = common::which("grim");
     let config = format!("{BG_CONFIG}[video]\nscale = \"none\"\n[security]\nprivileged_clients = [{:?}]\n", grim);
-    let vitrine = Vitrine::launch(Launch {
-        name: "vm-grim",
-        args: vec!["--play".into(), super::clip("640x480-high.mp4").display().to_string(), "--loop".into()],
-        config,
-        env: Vec::new(),
-        runtime: None,
-        wrapper: Vec::new(),
-    });
+    let vitrine = super::play_looping("vm-grim", "640x480-high.mp4", config);
     super::wait_for_pictures(&vitrine, 3);
     assert_eq!(vitrine.ok(&Request::Pause)["paused"], true);
     let planes = vitrine.ok(&Request::Planes);
@@ -499,14 +485,8 @@ fn a_layer_shell_overlay_goes_on_a_plane_above_the_video() {
     use wayland_protocols_wlr::layer_shell::v1::client::{zwlr_layer_shell_v1, zwlr_layer_surface_v1::Anchor};
 
     super::assert_in_vm();
-    let vitrine = Vitrine::launch(Launch {
-        name: "vm-layer-plane",
-        args: vec!["--play".into(), super::clip("640x480-high.mp4").display().to_string(), "--loop".into()],
-        config: format!("{BG_CONFIG}[video]\nscale = \"none\"\n"),
-        env: Vec::new(),
-        runtime: None,
-        wrapper: Vec::new(),
-    });
+    let vitrine =
+        super::play_looping("vm-layer-plane", "640x480-high.mp4", format!("{BG_CONFIG}[video]\nscale = \"none\"\n"));
     super::wait_for_pictures(&vitrine, 3);
     let stream = std::os::unix::net::UnixStream::connect(vitrine.runtime.join(&vitrine.socket)).unwrap();
     let conn = wayland_client::Connection::from_socket(stream).unwrap();
@@ -638,14 +618,7 @@ fn portrait_output(planes_on: bool) {
     let config = format!(
         "{BG_CONFIG}[drm]\nrotation = 90\nhardware_planes = {planes_on}\nrenderer = \"pixman\"\n[video]\nscale = \"none\"\n"
     );
-    let vitrine = Vitrine::launch(Launch {
-        name,
-        args: vec!["--play".into(), super::clip("640x480-high.mp4").display().to_string(), "--loop".into()],
-        config,
-        env: Vec::new(),
-        runtime: None,
-        wrapper: Vec::new(),
-    });
+    let vitrine = super::play_looping(name, "640x480-high.mp4", config);
     let outputs = vitrine.ok(&Request::Outputs);
     assert_eq!(outputs["outputs"][0]["rotation"], 90, "{outputs}");
     assert_eq!(outputs["outputs"][0]["logical_size"], serde_json::json!([768, 1024]), "{outputs}");
@@ -1049,14 +1022,7 @@ fn wlr_randr_and_kanshi_change_the_mode_and_rotation_of_a_lit_head() {
     super::assert_in_vm();
     let programs = [common::which("wlr-randr"), common::which("kanshi")];
     let config = format!("{BG_CONFIG}[video]\nscale = \"none\"\n[security]\nprivileged_clients = {programs:?}\n");
-    let mut vitrine = Vitrine::launch(Launch {
-        name: "vm-output-management",
-        args: vec!["--play".into(), super::clip("640x480-high.mp4").display().to_string(), "--loop".into()],
-        config,
-        env: Vec::new(),
-        runtime: None,
-        wrapper: Vec::new(),
-    });
+    let mut vitrine = super::play_looping("vm-output-management", "640x480-high.mp4", config);
     super::wait_for_pictures(&vitrine, 3);
     let output = |v: &Vitrine| v.ok(&Request::Outputs)["outputs"][0].clone();
     let presented = |v: &Vitrine| v.ok(&Request::Stats)["frames_presented"].as_u64().unwrap_or(0);
@@ -1184,16 +1150,10 @@ fn each_streams_colour_is_shown_the_same_on_a_plane_and_composited() {
         for planes_on in [true, false] {
             let name =
                 format!("vm-colour-{}-{}", clip.trim_end_matches(".mp4"), if planes_on { "plane" } else { "composed" });
-            let vitrine = Vitrine::launch(Launch {
-                name: &name,
-                args: vec!["--play".into(), super::clip(clip).display().to_string(), "--loop".into()],
-                config: format!(
-                    "background.color = \"#000000\"\n[drm]\nhardware_planes = {planes_on}\nrenderer = \"pixman\"\n[video]\nscale = \"none\"\n"
-                ),
-                env: Vec::new(),
-                runtime: None,
-                wrapper: Vec::new(),
-            });
+            let config = format!(
+                "background.color = \"#000000\"\n[drm]\nhardware_planes = {planes_on}\nrenderer = \"pixman\"\n[video]\nscale = \"none\"\n"
+            );
+            let vitrine = super::play_looping(&name, clip, config);
             super::wait_for_pictures(&vitrine, 3);
             assert_eq!(vitrine.ok(&Request::Pause)["paused"], true);
             let planes = vitrine.ok(&Request::Planes);

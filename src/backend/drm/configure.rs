@@ -34,17 +34,7 @@ struct Light {
 impl Drm {
     /// The lit heads and the displays a client turned off, as output management shows them.
     pub fn output_heads(&self) -> Vec<HeadInfo> {
-        let modes = |c: &ConnectorInfo| -> Vec<HeadMode> {
-            c.modes
-                .iter()
-                .map(|m| HeadMode {
-                    width: m.size().0 as u32,
-                    height: m.size().1 as u32,
-                    refresh_mhz: refresh_mhz(m),
-                    preferred: m.mode_type().contains(ModeTypeFlags::PREFERRED),
-                })
-                .collect()
-        };
+        let modes = |c: &ConnectorInfo| -> Vec<HeadMode> { c.modes.iter().map(head_mode).collect() };
         let mut heads: Vec<HeadInfo> = self
             .heads
             .iter()
@@ -142,7 +132,7 @@ impl Drm {
                 Ok(())
             } else {
                 let fb = slots.as_ref().map(|s| s[0].buffer.fb()).unwrap_or_else(|| head.slots[0].buffer.fb());
-                super::frame::test_mode(&self.card, head, &change.mode, fb)
+                super::modeset::test_mode(&self.card, head, &change.mode, fb)
             };
             let p = Pending { mode: change.mode, rotation: change.rotation, slots };
             if let Err(err) = tested {
@@ -270,14 +260,23 @@ impl super::head::Head {
             self.back = 0;
         }
         self.mode = p.mode;
-        self.refresh = std::time::Duration::from_nanos(1_000_000_000_000 / refresh_mhz(&p.mode).max(1) as u64);
+        self.refresh = crate::frames::FrameClock::new(refresh_mhz(&p.mode)).period();
         self.rotation = p.rotation;
         self.reset();
     }
 }
 
+/// A connector's mode as output management shows it.
+fn head_mode(mode: &drm::control::Mode) -> HeadMode {
+    HeadMode {
+        width: mode.size().0 as u32,
+        height: mode.size().1 as u32,
+        refresh_mhz: refresh_mhz(mode),
+        preferred: mode.mode_type().contains(ModeTypeFlags::PREFERRED),
+    }
+}
+
 /// A mode in words.
 pub fn describe(mode: &drm::control::Mode) -> String {
-    let (w, h) = mode.size();
-    format!("{w}x{h}@{:.3}", refresh_mhz(mode) as f64 / 1000.0)
+    head_mode(mode).describe()
 }

@@ -3,7 +3,6 @@
 //! watch that notices.
 
 use std::path::Path;
-use std::time::Duration;
 
 use drm::control::atomic::AtomicModeReq;
 use drm::control::property::Value;
@@ -109,7 +108,7 @@ impl Drm {
             slots.push(Slot { buffer, damage: head::damage_tracker(size, rotation) });
         }
         let refresh_mhz = refresh_mhz(&mode);
-        let refresh = Duration::from_nanos(1_000_000_000_000 / refresh_mhz as u64);
+        let refresh = crate::frames::FrameClock::new(refresh_mhz).period();
         // New outputs go to the right of the others.
         let x = self
             .heads

@@ -14,6 +14,7 @@ mod frame;
 pub mod head;
 mod hotplug;
 pub mod kms;
+mod modeset;
 mod plane;
 pub mod planner;
 pub mod probe;
