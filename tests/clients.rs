@@ -27,6 +27,7 @@ fn wayland_info_lists_every_global() {
         ("wp_viewporter", None),
         ("wp_single_pixel_buffer_manager_v1", None),
         ("wp_content_type_manager_v1", None),
+        ("wp_color_representation_manager_v1", Some(1)),
         ("xdg_activation_v1", None),
         ("zxdg_decoration_manager_v1", None),
         ("zwp_primary_selection_device_manager_v1", None),

@@ -37,6 +37,10 @@ use wayland_client::protocol::{
     wl_surface::WlSurface,
 };
 use wayland_client::{delegate_noop, Connection, Dispatch, EventQueue, Proxy, QueueHandle};
+use wayland_protocols::wp::color_representation::v1::client::{
+    wp_color_representation_manager_v1::{self, WpColorRepresentationManagerV1},
+    wp_color_representation_surface_v1::{AlphaMode, Coefficients, Range, WpColorRepresentationSurfaceV1},
+};
 use wayland_protocols::wp::primary_selection::zv1::client::{
     zwp_primary_selection_device_manager_v1::ZwpPrimarySelectionDeviceManagerV1,
     zwp_primary_selection_source_v1::ZwpPrimarySelectionSourceV1,
@@ -190,6 +194,11 @@ struct Abuser {
     keyboard_focus: Option<u32>,
     /// The clipboard's content as last offered (wl_data_device.selection).
     selection: Option<WlDataOffer>,
+    /// wp_color_representation_manager_v1's offer: (coefficients, range) pairs, alpha modes,
+    /// and whether its done came.
+    colour_pairs: Vec<(u32, u32)>,
+    alpha_modes: Vec<u32>,
+    colour_done: bool,
 }
 
 struct Session {
@@ -416,6 +425,28 @@ impl Dispatch<WlDataDevice, ()> for Abuser {
     ]);
 }
 delegate_noop!(Abuser: ignore WlDataSource);
+delegate_noop!(Abuser: WpColorRepresentationSurfaceV1);
+
+impl Dispatch<WpColorRepresentationManagerV1, ()> for Abuser {
+    fn event(
+        state: &mut Self,
+        _: &WpColorRepresentationManagerV1,
+        event: wp_color_representation_manager_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        use wp_color_representation_manager_v1::Event;
+        match event {
+            Event::SupportedCoefficientsAndRanges { coefficients, range } => {
+                state.colour_pairs.push((u32::from(coefficients), u32::from(range)))
+            }
+            Event::SupportedAlphaMode { alpha_mode } => state.alpha_modes.push(u32::from(alpha_mode)),
+            Event::Done => state.colour_done = true,
+            _ => {}
+        }
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // The frame of every test.
@@ -1028,6 +1059,80 @@ fn viewport_abuse_gets_viewport_errors() {
         surface.destroy();
         viewport.set_source(0.0, 0.0, 10.0, 10.0);
         assert_error_on(&s.expect_error("a viewport of a destroyed surface"), &["wp_viewport"]);
+    });
+}
+
+/// wp-color-representation: what is offered (BT.601, BT.709, BT.2020 in both ranges,
+/// pre-multiplied alpha), and each misuse gets the protocol's own error: a second object for a
+/// surface, a matrix or an alpha mode not offered, a YCbCr colour on an RGB buffer, an object
+/// used after its surface is gone.
+#[test]
+fn colour_representation_misuse_gets_its_errors() {
+    hostile("hostile-colour-representation", |vitrine, mut s| {
+        let manager: WpColorRepresentationManagerV1 = s.bind(1);
+        s.roundtrip().unwrap();
+        let (c, r) = (|c: Coefficients| u32::from(c), |r: Range| u32::from(r));
+        let mut offered = s.state.colour_pairs.clone();
+        offered.sort();
+        let mut expected = Vec::new();
+        for coefficients in [Coefficients::Bt709, Coefficients::Bt601, Coefficients::Bt2020] {
+            for range in [Range::Full, Range::Limited] {
+                expected.push((c(coefficients), r(range)));
+            }
+        }
+        expected.sort();
+        assert_eq!(offered, expected);
+        assert_eq!(s.state.alpha_modes, [u32::from(AlphaMode::PremultipliedElectrical)]);
+        assert!(s.state.colour_done);
+        // Stating a colour that is offered, on a surface without a buffer yet: fine.
+        let compositor: WlCompositor = s.bind(6);
+        let surface = compositor.create_surface(&s.qh, ());
+        let rep = manager.get_surface(&surface, &s.qh, ());
+        rep.set_coefficients_and_range(Coefficients::Bt601, Range::Full);
+        surface.commit();
+        s.roundtrip().unwrap();
+        // Destroyed, the surface may have another.
+        rep.destroy();
+        let _again = manager.get_surface(&surface, &s.qh, ());
+        s.roundtrip().unwrap();
+        // Two at once.
+        let _twice = manager.get_surface(&surface, &s.qh, ());
+        assert_error_on(&s.expect_error("two objects for a surface"), &["wp_color_representation_manager_v1"]);
+
+        let mut s = Session::open(vitrine);
+        let manager: WpColorRepresentationManagerV1 = s.bind(1);
+        let compositor: WlCompositor = s.bind(6);
+        let rep = manager.get_surface(&compositor.create_surface(&s.qh, ()), &s.qh, ());
+        rep.set_coefficients_and_range(Coefficients::Identity, Range::Full);
+        assert_error_on(&s.expect_error("identity coefficients"), &["wp_color_representation_surface_v1"]);
+
+        let mut s = Session::open(vitrine);
+        let manager: WpColorRepresentationManagerV1 = s.bind(1);
+        let compositor: WlCompositor = s.bind(6);
+        let rep = manager.get_surface(&compositor.create_surface(&s.qh, ()), &s.qh, ());
+        rep.set_alpha_mode(AlphaMode::Straight);
+        assert_error_on(&s.expect_error("straight alpha"), &["wp_color_representation_surface_v1"]);
+
+        // BT.601 stated for an XRGB8888 buffer: refused at the commit.
+        let mut s = Session::open(vitrine);
+        let (surface, _xdg, _toplevel) = s.mapped_toplevel("vitrine.test.colour");
+        let manager: WpColorRepresentationManagerV1 = s.bind(1);
+        let rep = manager.get_surface(&surface, &s.qh, ());
+        rep.set_coefficients_and_range(Coefficients::Bt601, Range::Limited);
+        surface.commit();
+        let error = s.expect_error("BT.601 on an RGB buffer");
+        assert_error_on(&error, &["wp_color_representation_surface_v1"]);
+        assert_eq!(error.code, 3, "the pixel_format error: {error:?}");
+
+        // Used after its surface was destroyed.
+        let mut s = Session::open(vitrine);
+        let manager: WpColorRepresentationManagerV1 = s.bind(1);
+        let compositor: WlCompositor = s.bind(6);
+        let surface = compositor.create_surface(&s.qh, ());
+        let rep = manager.get_surface(&surface, &s.qh, ());
+        surface.destroy();
+        rep.set_coefficients_and_range(Coefficients::Bt709, Range::Limited);
+        assert_error_on(&s.expect_error("an inert object"), &["wp_color_representation_surface_v1"]);
     });
 }
 

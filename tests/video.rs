@@ -222,7 +222,8 @@ fn swaybg_shows_around_the_video_zone() {
 }
 
 /// The matrix and range a stream states in its SPS (x264 writes what ffmpeg is told), and the
-/// convention for streams that say nothing: BT.601 below 720 lines, BT.709 from 720, limited.
+/// convention for streams that say nothing: BT.601 below 720 lines, BT.709 from 720, limited;
+/// what their container says where the stream is silent.
 #[test]
 fn streams_say_their_colour_and_silent_ones_get_the_convention() {
     use vitrine::video::colour::{Colour, Matrix};
@@ -239,7 +240,32 @@ fn streams_say_their_colour_and_silent_ones_get_the_convention() {
         (encode("sd.mp4", "640x480", &[]), Matrix::Bt601, false),
         (encode("hd.mp4", "1280x720", &[]), Matrix::Bt709, false),
     ];
-    for (path, matrix, full_range) in cases {
+    // Where the stream is silent the container speaks: an untagged SD stream (BT.601 limited by
+    // the convention) put into MP4 (a 'colr' box) and Matroska (a Colour element) that say
+    // BT.709 full range; and a BT.2020 stream in a container that says BT.709: the stream wins.
+    // (ffmpeg 5.1 writes a container's colour only with primaries and transfer given too.)
+    let remux_as_709_full = |from: &std::path::Path, name: &str| {
+        let out = dir.path().join(name);
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-loglevel", "error", "-y", "-fflags", "+genpts", "-r", "10", "-i"])
+            .arg(from)
+            .args(["-c", "copy", "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"])
+            .args(["-color_range", "pc"])
+            .arg(&out)
+            .status()
+            .expect("ffmpeg");
+        assert!(status.success(), "ffmpeg remux to {name}");
+        out
+    };
+    let silent = encode("silent.h264", "640x480", &[]);
+    let tagged_2020 = encode("2020.h264", "640x480", &["-colorspace", "bt2020nc", "-color_range", "tv"]);
+    let container_cases = [
+        (silent.clone(), Matrix::Bt601, false),
+        (remux_as_709_full(&silent, "colr.mp4"), Matrix::Bt709, true),
+        (remux_as_709_full(&silent, "colour.mkv"), Matrix::Bt709, true),
+        (remux_as_709_full(&tagged_2020, "2020-in-709.mp4"), Matrix::Bt2020, false),
+    ];
+    for (path, matrix, full_range) in cases.into_iter().chain(container_cases) {
         let info = vitrine::video::demux::open(&path).expect("demux").info;
         assert_eq!(info.colour, Colour { matrix, full_range }, "{}", path.display());
     }

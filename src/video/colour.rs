@@ -1,7 +1,7 @@
 //! Which YCbCr → RGB conversion a decoded picture needs: its matrix (BT.601, BT.709, BT.2020)
-//! and range (limited 16–235, or full 0–255), as its stream says in the SPS's VUI, or where the
-//! stream is silent, the convention players follow (BT.601 below 720 lines, BT.709 from 720,
-//! limited range). Planes are told with COLOR_ENCODING/COLOR_RANGE; the CPU conversion uses the
+//! and range (limited 16–235, or full 0–255), as its stream says in the SPS's VUI, else as its
+//! container says (MP4's `colr` box, Matroska's Colour element), else the convention players
+//! follow (BT.601 below 720 lines, BT.709 from 720, limited range). Planes are told with COLOR_ENCODING/COLOR_RANGE; the CPU conversion uses the
 //! same numbers.
 
 use h264_reader::nal::sps::VideoSignalType;
@@ -19,6 +19,26 @@ pub enum Matrix {
 pub struct Colour {
     pub matrix: Matrix,
     pub full_range: bool,
+}
+
+/// What a container says of its video's colour, in the VUI's code points (ISO/IEC 23091-2):
+/// `None` where it says nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stated {
+    pub matrix_coefficients: Option<u8>,
+    pub full_range: Option<bool>,
+}
+
+/// The matrix a `matrix_coefficients` code point names, if vitrine converts it.
+fn matrix_of(code: u8) -> Option<Matrix> {
+    match code {
+        1 => Some(Matrix::Bt709),
+        // BT.470 System B/G and SMPTE 170M: the same matrix.
+        5 | 6 => Some(Matrix::Bt601),
+        9 | 10 => Some(Matrix::Bt2020),
+        // Unspecified (2), and what vitrine does not convert (identity, YCgCo, ...).
+        _ => None,
+    }
 }
 
 /// YCbCr → RGB coefficients in 8.8 fixed point, with the luma and chroma offsets to take off.
@@ -42,20 +62,14 @@ impl Colour {
         Colour { matrix: if height < 720 { Matrix::Bt601 } else { Matrix::Bt709 }, full_range: false }
     }
 
-    /// The colour an H.264 stream of `height` lines states in its VUI (`signal`), with the
-    /// convention for what it leaves out.
-    pub fn of_stream(signal: Option<&VideoSignalType>, height: u32) -> Colour {
+    /// The colour an H.264 stream of `height` lines states in its VUI (`signal`), else what its
+    /// container states, else the convention.
+    pub fn of_stream(signal: Option<&VideoSignalType>, container: Stated, height: u32) -> Colour {
         let default = Colour::conventional(height);
-        let Some(signal) = signal else { return default };
-        let matrix = match signal.colour_description.as_ref().map(|c| c.matrix_coefficients) {
-            Some(1) => Matrix::Bt709,
-            // BT.470 System B/G and SMPTE 170M: the same matrix.
-            Some(5 | 6) => Matrix::Bt601,
-            Some(9 | 10) => Matrix::Bt2020,
-            // Unspecified (2), and what vitrine does not convert (identity, YCgCo, ...).
-            _ => default.matrix,
-        };
-        Colour { matrix, full_range: signal.video_full_range_flag }
+        let vui_matrix = signal.and_then(|s| s.colour_description.as_ref()).and_then(|c| matrix_of(c.matrix_coefficients));
+        let matrix = vui_matrix.or_else(|| container.matrix_coefficients.and_then(matrix_of)).unwrap_or(default.matrix);
+        let full_range = signal.map(|s| s.video_full_range_flag).or(container.full_range).unwrap_or(false);
+        Colour { matrix, full_range }
     }
 
     /// "BT.709 limited", for logs and `msg planes`.
@@ -133,7 +147,7 @@ mod tests {
 
     #[test]
     fn the_stream_says_which_matrix_and_range_else_the_convention_by_height() {
-        let c = |m, full, h| Colour::of_stream(Some(&signal(m, full)), h);
+        let c = |m, full, h| Colour::of_stream(Some(&signal(m, full)), Stated::default(), h);
         assert_eq!(c(Some(1), false, 480), Colour { matrix: Matrix::Bt709, full_range: false });
         assert_eq!(c(Some(6), true, 1080), Colour { matrix: Matrix::Bt601, full_range: true });
         assert_eq!(c(Some(9), false, 2160), Colour { matrix: Matrix::Bt2020, full_range: false });
@@ -141,8 +155,26 @@ mod tests {
         assert_eq!(c(Some(2), true, 480), Colour { matrix: Matrix::Bt601, full_range: true });
         assert_eq!(c(None, false, 720), Colour { matrix: Matrix::Bt709, full_range: false });
         // No VUI signal at all.
-        assert_eq!(Colour::of_stream(None, 576), Colour { matrix: Matrix::Bt601, full_range: false });
-        assert_eq!(Colour::of_stream(None, 1080), Colour::default());
+        assert_eq!(Colour::of_stream(None, Stated::default(), 576), Colour { matrix: Matrix::Bt601, full_range: false });
+        assert_eq!(Colour::of_stream(None, Stated::default(), 1080), Colour::default());
+    }
+
+    #[test]
+    fn the_container_speaks_where_the_stream_is_silent() {
+        let full_601 = Stated { matrix_coefficients: Some(6), full_range: Some(true) };
+        // Silent stream: the container's matrix and range.
+        assert_eq!(Colour::of_stream(None, full_601, 1080), Colour { matrix: Matrix::Bt601, full_range: true });
+        // A VUI with a range but no matrix: its range, the container's matrix.
+        assert_eq!(
+            Colour::of_stream(Some(&signal(None, false)), full_601, 1080),
+            Colour { matrix: Matrix::Bt601, full_range: false }
+        );
+        // The stream's own matrix wins; an unspecified one (2) does not.
+        assert_eq!(Colour::of_stream(Some(&signal(Some(9), false)), full_601, 1080).matrix, Matrix::Bt2020);
+        assert_eq!(Colour::of_stream(Some(&signal(Some(2), false)), full_601, 1080).matrix, Matrix::Bt601);
+        // A container matrix vitrine does not convert (YCgCo, 8) leaves the convention.
+        let ycgco = Stated { matrix_coefficients: Some(8), full_range: None };
+        assert_eq!(Colour::of_stream(None, ycgco, 480), Colour { matrix: Matrix::Bt601, full_range: false });
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! smithay protocol handlers, one file per protocol group, and the globals vitrine advertises.
 
+pub mod colour_representation;
 mod compositor;
 pub mod dmabuf_check;
 mod ime;
@@ -70,6 +71,7 @@ impl Globals {
             tracing::info!(version, "xdg_wm_base advertised at a lower version (compat.xdg_wm_base_version)");
         }
         screencopy::create_global(dh);
+        colour_representation::create_global(dh);
         output_management::create_global(dh);
         virtual_pointer::create_global(dh);
         Globals {

@@ -13,6 +13,10 @@ use wayland_client::protocol::{
     wl_shm::WlShm, wl_shm_pool::WlShmPool, wl_surface::WlSurface, wl_touch, wl_touch::WlTouch,
 };
 use wayland_client::{delegate_noop, Connection, Dispatch, EventQueue, Proxy, QueueHandle, WEnum};
+use wayland_protocols::wp::color_representation::v1::client::{
+    wp_color_representation_manager_v1::WpColorRepresentationManagerV1,
+    wp_color_representation_surface_v1::WpColorRepresentationSurfaceV1,
+};
 use wayland_protocols::wp::linux_dmabuf::zv1::client::{
     zwp_linux_buffer_params_v1::{self, ZwpLinuxBufferParamsV1},
     zwp_linux_dmabuf_feedback_v1::{self, ZwpLinuxDmabufFeedbackV1},
@@ -98,6 +102,7 @@ pub struct Globals {
     pub layer_shell: Option<ZwlrLayerShellV1>,
     /// Seen only by privileged clients.
     pub virtual_pointer: Option<ZwlrVirtualPointerManagerV1>,
+    pub colour_representation: Option<WpColorRepresentationManagerV1>,
 }
 
 pub struct Window {
@@ -122,6 +127,7 @@ pub fn setup(conn: &Connection) -> (Globals, EventQueue<Client>, Client) {
         dmabuf: globals.bind(&qh, 3..=5, ()).ok(),
         layer_shell: globals.bind(&qh, 1..=4, ()).ok(),
         virtual_pointer: globals.bind(&qh, 1..=2, ()).ok(),
+        colour_representation: globals.bind(&qh, 1..=1, ()).ok(),
     };
     let mut client = Client::default();
     queue.roundtrip(&mut client).unwrap();
@@ -304,6 +310,8 @@ impl Dispatch<ZwlrLayerSurfaceV1, ()> for Client {
 delegate_noop!(Client: WlShmPool);
 delegate_noop!(Client: ZxdgDecorationManagerV1);
 delegate_noop!(Client: ignore WlShm);
+delegate_noop!(Client: ignore WpColorRepresentationManagerV1);
+delegate_noop!(Client: WpColorRepresentationSurfaceV1);
 delegate_noop!(Client: ignore WlBuffer);
 delegate_noop!(Client: ignore WlSurface);
 delegate_noop!(Client: ignore WlSeat);

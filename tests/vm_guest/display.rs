@@ -555,6 +555,107 @@ fn a_layer_shell_overlay_goes_on_a_plane_above_the_video() {
     drop(buffer);
 }
 
+/// A client's NV12 buffer with its colour stated (wp-color-representation: BT.601 full range):
+/// the plane is told, and the writeback shows the bytes read as BT.601 full; the statement
+/// withdrawn (the object destroyed), the same bytes are read as BT.709 limited, the default.
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn a_clients_stated_colour_reaches_its_plane() {
+    use common::wl::{dispatch_until, dmabuf_buffer, setup, udmabuf};
+    use std::io::Write;
+    use wayland_client::Proxy;
+    use wayland_protocols::wp::color_representation::v1::client::wp_color_representation_surface_v1::{
+        Coefficients, Range,
+    };
+    use wayland_protocols_wlr::layer_shell::v1::client::{zwlr_layer_shell_v1, zwlr_layer_surface_v1::Anchor};
+
+    super::assert_in_vm();
+    let vitrine = Vitrine::launch(Launch {
+        name: "vm-client-colour",
+        args: Vec::new(),
+        config: BG_CONFIG.to_string(),
+        env: Vec::new(),
+        runtime: None,
+        wrapper: Vec::new(),
+    });
+    let stream = std::os::unix::net::UnixStream::connect(vitrine.runtime.join(&vitrine.socket)).unwrap();
+    let conn = wayland_client::Connection::from_socket(stream).unwrap();
+    let (g, mut queue, mut client) = setup(&conn);
+    let qh = queue.handle();
+    let surface = g.compositor.create_surface(&qh, ());
+    let overlay = g.layer_shell.as_ref().expect("layer shell").get_layer_surface(
+        &surface,
+        None,
+        zwlr_layer_shell_v1::Layer::Overlay,
+        "vitrine.test.colour".into(),
+        &qh,
+        (),
+    );
+    let (w, h) = (256i32, 64i32);
+    overlay.set_anchor(Anchor::Top);
+    overlay.set_size(w as u32, h as u32);
+    overlay.set_margin(200, 0, 0, 0);
+    surface.commit();
+    let id = overlay.id().protocol_id();
+    dispatch_until(&mut queue, &mut client, |c| c.layer_configures.iter().any(|l| l.0 == id));
+    let (_, serial, ..) = *client.layer_configures.iter().find(|l| l.0 == id).unwrap();
+    overlay.ack_configure(serial);
+    // NV12 of one colour: Y 100, Cb 90, Cr 200.
+    let (y, cb, cr) = (100.0f64, 90.0f64, 200.0f64);
+    let mut buf = udmabuf((w * h * 3 / 2) as usize).expect("/dev/udmabuf");
+    buf.memfd.write_all(&vec![y as u8; (w * h) as usize]).unwrap();
+    buf.memfd.write_all(&[cb as u8, cr as u8].repeat((w * h / 4) as usize)).unwrap();
+    let nv12 = u32::from_le_bytes(*b"NV12");
+    let buffer = dmabuf_buffer(&g, &qh, &buf, (w, h), nv12, &[(0, w as u32), ((w * h) as u32, w as u32)]);
+    let rep = g.colour_representation.as_ref().expect("wp_color_representation_manager_v1").get_surface(&surface, &qh, ());
+    rep.set_coefficients_and_range(Coefficients::Bt601, Range::Full);
+    surface.attach(Some(&buffer), 0, 0);
+    surface.damage_buffer(0, 0, w, h);
+    surface.commit();
+    queue.roundtrip(&mut client).unwrap();
+
+    // The expected colours, from the standard's equations (Kr, Kb; limited range scaled).
+    let rgb = |kr: f64, kb: f64, full: bool| -> [u8; 3] {
+        let (luma, chroma) = if full { (y, 1.0) } else { ((y - 16.0) * 255.0 / 219.0, 255.0 / 224.0) };
+        let (u, v) = ((cb - 128.0) * chroma, (cr - 128.0) * chroma);
+        let kg = 1.0 - kr - kb;
+        let r = luma + 2.0 * (1.0 - kr) * v;
+        let b = luma + 2.0 * (1.0 - kb) * u;
+        let g = (luma - kr * r - kb * b) / kg;
+        [r, g, b].map(|c| c.round().clamp(0.0, 255.0) as u8)
+    };
+    let bt601_full = rgb(0.299, 0.114, true);
+    let bt709_limited = rgb(0.2126, 0.0722, false);
+    let layer = |vitrine: &Vitrine| {
+        vitrine.ok(&Request::Planes)["outputs"][0]["layers"]
+            .as_array()
+            .and_then(|l| l.iter().find(|l| l["name"] == "vitrine.test.colour").cloned())
+    };
+    let x0 = (1024 - w as u32) / 2;
+    for (what, colour, expected) in [("stated", "BT.601 full", bt601_full), ("withdrawn", "BT.709 limited", bt709_limited)]
+    {
+        if what == "withdrawn" {
+            rep.destroy();
+            surface.commit();
+            queue.roundtrip(&mut client).unwrap();
+        }
+        assert!(
+            common::wait_until(Duration::from_secs(30), || layer(&vitrine).is_some_and(|l| l["colour"] == colour
+                && l["composited"] == false)),
+            "{what}: the layer is not on a plane as {colour}: {:?}\nlog:\n{}",
+            layer(&vitrine),
+            vitrine.log()
+        );
+        let image = vitrine.wait_for_pixels(&format!("the {what} colour"), Duration::from_secs(30), |image| {
+            image.fraction_differing((x0 + 8, 208, w as u32 - 16, h as u32 - 16), expected, 4) < 0.01
+        });
+        let got = image.pixel(x0 + w as u32 / 2, 200 + h as u32 / 2);
+        println!("{what}: expected {expected:?} as {colour}, the writeback has {:?}", &got[..3]);
+    }
+    assert_ne!(bt601_full, bt709_limited);
+    drop(buffer);
+}
+
 /// Per-surface linux-dmabuf feedback: a fullscreen surface is told the formats of the planes that
 /// could show it (a scanout tranche with NV12 and XRGB8888, linear); with hardware planes off, no
 /// plane can, and the feedback says so (no scanout tranche).

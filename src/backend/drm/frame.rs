@@ -108,7 +108,8 @@ fn describe(
                                 src_size: (src.2, src.3),
                                 dst: rect(s.dst),
                                 rotation: turn,
-                                needs_color: false,
+                                needs_color: crate::fourcc::is_yuv(format.code as u32)
+                                    && s.colour.plane_must_be_told(colour_policy),
                                 opaque: !crate::fourcc::has_alpha(format.code as u32),
                             }
                         }
@@ -447,9 +448,8 @@ impl Drm {
                 .iter()
                 .map(|o| match o {
                     Origin::Surface(s, fb, _) => {
-                        // Client buffers say nothing of their colour: BT.709 limited, as video.
                         let src_pos = s.src.map(|r| (r.0, r.1)).unwrap_or((0, 0));
-                        fb.map(|fb| Scanout { fb, src_pos, colour: Colour::default() })
+                        fb.map(|fb| Scanout { fb, src_pos, colour: s.colour })
                     }
                     Origin::Video(fb, colour) => fb.map(|fb| Scanout { fb, src_pos: (0, 0), colour: *colour }),
                     _ => None,
@@ -747,7 +747,7 @@ fn report(
             let has_buffer = desc.kind.scanoutable();
             let colour = match origin {
                 Origin::Video(_, colour) => Some(*colour),
-                Origin::Surface(..) if has_buffer && crate::fourcc::is_yuv(desc.format) => Some(Colour::default()),
+                Origin::Surface(s, ..) if has_buffer && crate::fourcc::is_yuv(desc.format) => Some(s.colour),
                 _ => None,
             }
             .map(|colour| {

@@ -139,6 +139,8 @@ pub struct SurfaceLayer {
     pub src: Option<(u32, u32, u32, u32)>,
     /// Where the surface is shown, output-local.
     pub dst: Rectangle<i32, Logical>,
+    /// The colour of its YUV buffer (wp_color_representation, else BT.709 limited).
+    pub colour: crate::video::colour::Colour,
 }
 
 /// Every client surface with a buffer, bottom to top, for windows and layer-shell surfaces
@@ -192,6 +194,7 @@ pub fn surface_layers(scene: &Scene) -> Vec<(usize, SurfaceLayer)> {
                         buffer_size: ((dims.w * scale) as u32, (dims.h * scale) as u32),
                         src,
                         dst: Rectangle::new(*loc + view.offset, view.dst),
+                        colour: crate::wayland::colour_representation::surface_colour(states),
                     },
                 ));
             },

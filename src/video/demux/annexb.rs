@@ -16,7 +16,7 @@ pub(super) fn open(path: &Path, data: &[u8]) -> Result<Demuxed, DemuxError> {
         .iter()
         .find(|n| n[0] & 0x1f == 8)
         .ok_or_else(|| DemuxError::Corrupt { path: path.to_path_buf(), reason: "no picture parameter set".into() })?;
-    let info = describe(path, sps, pps, None)?;
+    let info = describe(path, sps, pps, None, Default::default())?;
     let fps = info.fps.unwrap_or(25.0);
     let mut units: Vec<AccessUnit> = Vec::new();
     let mut current: Vec<u8> = Vec::new();

@@ -228,6 +228,26 @@ pub(crate) fn open_file(path: &Path) -> Result<matroska_demuxer::MatroskaFile<Bu
         .map_err(|e| corrupt(format!("Matroska: {}", matroska_error(e))))
 }
 
+/// A Matroska Colour element's matrix and range, in the VUI's code points.
+fn stated_colour(colour: &matroska_demuxer::Colour) -> crate::video::colour::Stated {
+    use matroska_demuxer::{MatrixCoefficients as M, Range};
+    crate::video::colour::Stated {
+        matrix_coefficients: colour.matrix_coefficients().and_then(|m| match m {
+            M::Bt709 => Some(1),
+            M::Bt470bg => Some(5),
+            M::Smpte170 => Some(6),
+            M::Bt2020Ncl => Some(9),
+            M::Bt2020Cl => Some(10),
+            _ => None,
+        }),
+        full_range: colour.range().and_then(|r| match r {
+            Range::Broadcast => Some(false),
+            Range::Full => Some(true),
+            _ => None,
+        }),
+    }
+}
+
 pub(super) fn stream(path: &Path, send: &mut dyn FnMut(Loaded) -> bool) -> Result<(), DemuxError> {
     use matroska_demuxer::{Frame, TrackType};
     let corrupt = |reason: String| DemuxError::Corrupt { path: path.to_path_buf(), reason };
@@ -250,7 +270,8 @@ pub(super) fn stream(path: &Path, send: &mut dyn FnMut(Loaded) -> bool) -> Resul
     let fps = track.default_duration().map(|ns| 1e9 / ns.get() as f64);
     let number = track.track_number().get();
     let tick = mkv.info().timestamp_scale().get();
-    if !send(Loaded::Header(describe(path, &sps, &pps, fps)?)) {
+    let colour = track.video().and_then(|v| v.colour()).map(stated_colour).unwrap_or_default();
+    if !send(Loaded::Header(describe(path, &sps, &pps, fps, colour)?)) {
         return Ok(());
     }
     let mut frame = Frame::default();

@@ -165,12 +165,14 @@ pub(super) fn length_prefixed_to_annexb(
     Ok(data)
 }
 
-/// Check a SPS against what vitrine decodes, and describe the stream.
+/// Check a SPS against what vitrine decodes, and describe the stream (`container`: what the
+/// container says of its colour).
 pub(super) fn describe(
     path: &Path,
     sps_nal: &[u8],
     pps_nal: &[u8],
     fps: Option<f64>,
+    container: crate::video::colour::Stated,
 ) -> Result<StreamInfo, DemuxError> {
     let corrupt = |reason: String| DemuxError::Corrupt { path: path.to_path_buf(), reason };
     let rbsp = crate::video::h264::rbsp(sps_nal).map_err(|e| corrupt(format!("SPS: {e}")))?;
@@ -199,6 +201,7 @@ pub(super) fn describe(
         pps: pps_nal.to_vec(),
         colour: crate::video::colour::Colour::of_stream(
             sps.vui_parameters.as_ref().and_then(|v| v.video_signal_type.as_ref()),
+            container,
             height,
         ),
     })

@@ -1,11 +1,13 @@
 //! MP4/MOV (ISO-BMFF): the H.264 track's samples, read one by one from the index.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 use std::time::Duration;
 
 use super::{describe, length_prefixed_to_annexb, AccessUnit, DemuxError, Loaded};
+use crate::video::colour::Stated;
 
 /// The box at `offset`: its size (0: to the end of the file), type and header length (8, or 16
 /// with a 64-bit size); `None` past the end.
@@ -106,6 +108,73 @@ fn check_boxes(f: &mut File, len: u64) -> Result<u64, String> {
     Ok(declared)
 }
 
+/// What each track's H.264 sample entry says of its colour in a `colr` box, by track id: ISO's
+/// 'nclx' gives the matrix and range, QuickTime's 'nclc' the matrix. Walks a box tree
+/// `check_boxes` accepted (sizes inside their parents, 16 deep at most).
+fn stated_colours(f: &mut File, len: u64) -> std::io::Result<HashMap<u32, Stated>> {
+    use std::io::{Seek, SeekFrom};
+    struct Walk<'a> {
+        f: &'a mut File,
+        len: u64,
+        track: Option<u32>,
+        found: HashMap<u32, Stated>,
+    }
+    impl Walk<'_> {
+        fn fields<const N: usize>(&mut self, at: u64) -> std::io::Result<Option<[u8; N]>> {
+            let mut bytes = [0u8; N];
+            self.f.seek(SeekFrom::Start(at))?;
+            Ok(self.f.read_exact(&mut bytes).ok().map(|_| bytes))
+        }
+        fn boxes(&mut self, mut at: u64, end: u64, parent: [u8; 4], depth: usize) -> std::io::Result<()> {
+            while end.saturating_sub(at) >= 8 {
+                let Some((size, kind, header)) = box_header(self.f, at, self.len)? else { break };
+                let size = if size == 0 { self.len - at } else { size };
+                if size < header {
+                    break;
+                }
+                let box_end = at.saturating_add(size).min(end);
+                match &kind {
+                    b"trak" => {
+                        self.track = None;
+                        self.boxes(at + header, box_end, kind, depth + 1)?;
+                    }
+                    b"tkhd" => {
+                        // Version 1 has 64-bit times before the track id, version 0 32-bit ones.
+                        if let Some(head) = self.fields::<24>(at + header)? {
+                            let id = if head[0] == 1 { &head[20..24] } else { &head[12..16] };
+                            self.track = Some(u32::from_be_bytes([id[0], id[1], id[2], id[3]]));
+                        }
+                    }
+                    b"colr" if matches!(&parent, b"avc1" | b"avc3") => {
+                        if let (Some(track), Some(c)) = (self.track, self.fields::<11>(at + header)?) {
+                            // 'nclx': primaries, transfer, matrix (16 bits each), then the range
+                            // in the top bit; 'nclc' the same without it; 'rICC'/'prof' (an ICC
+                            // profile) state neither.
+                            let full_range = (&c[..4] == b"nclx").then_some(c[10] & 0x80 != 0);
+                            if matches!(&c[..4], b"nclx" | b"nclc") {
+                                let matrix = u16::from_be_bytes([c[8], c[9]]);
+                                let matrix_coefficients = u8::try_from(matrix).ok().filter(|&m| m != 2);
+                                self.found.insert(track, Stated { matrix_coefficients, full_range });
+                            }
+                        }
+                    }
+                    b"meta" => {}
+                    _ => {
+                        if let Some(skip) = children_at(&kind).filter(|_| depth < 16) {
+                            self.boxes(at + header + skip, box_end, kind, depth + 1)?;
+                        }
+                    }
+                }
+                at = at.saturating_add(size);
+            }
+            Ok(())
+        }
+    }
+    let mut walk = Walk { f, len, track: None, found: HashMap::new() };
+    walk.boxes(0, len, *b"    ", 0)?;
+    Ok(walk.found)
+}
+
 /// The largest sample vitrine reads: a coded picture is a few MiB at most (a 4K intra picture
 /// at a high rate), and the demuxer holds it twice (as read, and in Annex-B form).
 const MAX_SAMPLE: u32 = 16 << 20;
@@ -123,21 +192,37 @@ fn indexed_sample_size(track: &::mp4::Mp4Track, id: u32) -> Option<u32> {
     stsz.sample_sizes.get(id.checked_sub(1)? as usize).copied()
 }
 
-/// The file's index, read once its box tree was checked (see `check_boxes`): for the video
-/// here, and for the audio track (`audio::track`).
-pub(crate) fn open_reader(path: &Path) -> Result<::mp4::Mp4Reader<BufReader<File>>, DemuxError> {
+/// The file, its length and the size its top-level boxes declare, once its box tree was checked
+/// (see `check_boxes`); rewound.
+fn checked_file(path: &Path) -> Result<(File, u64, u64), DemuxError> {
     let io = |source| DemuxError::Io { path: path.to_path_buf(), source };
     let mut file = File::open(path).map_err(io)?;
     let corrupt = |reason: String| DemuxError::Corrupt { path: path.to_path_buf(), reason };
     let len = file.metadata().map_err(io)?.len();
     let size = check_boxes(&mut file, len).map_err(corrupt)?;
     std::io::Seek::rewind(&mut file).map_err(io)?;
+    Ok((file, len, size))
+}
+
+/// The file's index, read once its box tree was checked: for the video here, and for the audio
+/// track (`audio::track`).
+pub(crate) fn open_reader(path: &Path) -> Result<::mp4::Mp4Reader<BufReader<File>>, DemuxError> {
+    let (file, _, size) = checked_file(path)?;
+    read_index(path, file, size)
+}
+
+fn read_index(path: &Path, file: File, size: u64) -> Result<::mp4::Mp4Reader<BufReader<File>>, DemuxError> {
+    let corrupt = |reason: String| DemuxError::Corrupt { path: path.to_path_buf(), reason };
     ::mp4::Mp4Reader::read_header(BufReader::new(file), size).map_err(|e| corrupt(e.to_string()))
 }
 
 pub(super) fn stream(path: &Path, send: &mut dyn FnMut(Loaded) -> bool) -> Result<(), DemuxError> {
     let corrupt = |reason: String| DemuxError::Corrupt { path: path.to_path_buf(), reason };
-    let mut reader = open_reader(path)?;
+    let io = |source| DemuxError::Io { path: path.to_path_buf(), source };
+    let (mut file, len, size) = checked_file(path)?;
+    let colours = stated_colours(&mut file, len).map_err(io)?;
+    std::io::Seek::rewind(&mut file).map_err(io)?;
+    let mut reader = read_index(path, file, size)?;
     let mut video = None;
     for (id, track) in reader.tracks() {
         if track.track_type().ok() != Some(::mp4::TrackType::Video) {
@@ -178,7 +263,8 @@ pub(super) fn stream(path: &Path, send: &mut dyn FnMut(Loaded) -> bool) -> Resul
         let sps = track.sequence_parameter_set().map_err(|e| corrupt(format!("avcC: {e}")))?.to_vec();
         let pps = track.picture_parameter_set().map_err(|e| corrupt(format!("avcC: {e}")))?.to_vec();
         let fps = Some(track.frame_rate()).filter(|f| *f > 0.0);
-        (describe(path, &sps, &pps, fps)?, track.timescale().max(1), track.sample_count())
+        let colour = colours.get(&track_id).copied().unwrap_or_default();
+        (describe(path, &sps, &pps, fps, colour)?, track.timescale().max(1), track.sample_count())
     };
     let (sps, pps) = (info.sps.clone(), info.pps.clone());
     if !send(Loaded::Header(info)) {
