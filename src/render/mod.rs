@@ -26,12 +26,17 @@ use smithay::wayland::presentation::Refresh;
 
 use crate::scene::{CursorSource, LayerSource, Scene};
 
+pub mod yuv;
+
+use yuv::{PlaneViews, YuvDraw, YuvElement};
+
 smithay::backend::renderer::element::render_elements! {
-    pub OutputElement<R> where R: ImportAll + ImportMem;
+    pub OutputElement<R> where R: ImportAll + ImportMem + YuvDraw;
     Surface = WaylandSurfaceRenderElement<R>,
     Solid = SolidColorRenderElement,
     Memory = MemoryRenderBufferRenderElement<R>,
     Texture = TextureRenderElement<<R as smithay::backend::renderer::RendererSuper>::TextureId>,
+    Yuv = YuvElement<<R as smithay::backend::renderer::RendererSuper>::TextureId>,
 }
 
 /// Turns scenes into render elements; keeps the ids of vitrine's own elements stable across
@@ -56,6 +61,10 @@ pub struct Painter {
     video_texture: std::cell::RefCell<Option<(std::sync::Weak<crate::video::FrameToken>, Id)>>,
     /// A decoded picture the renderer could not import was reported (once per size and format).
     video_import_failed: std::cell::Cell<bool>,
+    /// Decoded pictures' planes as dmabufs of their own, for the GPU's conversion.
+    plane_views: std::cell::RefCell<PlaneViews>,
+    /// The renderer could not import a picture's planes (reported once; not tried again).
+    planes_failed: std::cell::Cell<bool>,
 }
 
 impl std::fmt::Debug for Painter {
@@ -76,6 +85,8 @@ impl Default for Painter {
             copied: Default::default(),
             video_texture: Default::default(),
             video_import_failed: Default::default(),
+            plane_views: Default::default(),
+            planes_failed: Default::default(),
         }
     }
 }
@@ -93,7 +104,7 @@ impl Painter {
     /// Render elements for a scene, front to back (smithay's order).
     pub fn elements<R>(&self, renderer: &mut R, scene: &Scene, scale: f64) -> Vec<OutputElement<R>>
     where
-        R: Renderer + ImportAll + ImportMem + ImportDma,
+        R: Renderer + ImportAll + ImportMem + YuvDraw + ImportDma,
         R::TextureId: Clone + Texture + Send + 'static,
     {
         self.elements_except(renderer, scene, scale, &OnPlanes::default())
@@ -109,7 +120,7 @@ impl Painter {
         on_planes: &OnPlanes,
     ) -> Vec<OutputElement<R>>
     where
-        R: Renderer + ImportAll + ImportMem + ImportDma,
+        R: Renderer + ImportAll + ImportMem + YuvDraw + ImportDma,
         R::TextureId: Clone + Texture + Send + 'static,
     {
         let scale = Scale::from(scale);
@@ -193,25 +204,24 @@ impl Painter {
                         Kind::Cursor,
                     )));
                 }
-                // A decoded picture no plane shows: sampled from its dmabuf by a GPU renderer,
-                // else converted on the CPU (a mapping and a copy, counted). EGL samples YUV as
-                // BT.601 limited range (smithay gives it no colour hints): other pictures are
-                // converted on the CPU too, unless `[video] colour = "fast"`.
+                // A decoded picture no plane shows: converted by a GPU renderer from its dmabuf's
+                // planes with its own matrix and range; where the planes cannot be imported,
+                // sampled by EGL as it samples YUV by default (BT.601 limited), or converted on
+                // the CPU (a mapping and a copy, counted) for a picture EGL would show wrongly
+                // (unless `[video] colour = "fast"`) or a renderer that cannot sample YUV.
                 LayerSource::Video(_) if on_planes.video => {}
-                LayerSource::Video(frame)
-                    if frame.dmabuf.is_some()
-                        && !self.yuv_on_cpu.get()
-                        && (frame.colour == crate::video::colour::Colour::EGL_DEFAULT
-                            || scene.colour == crate::config::ColourPolicy::Fast) =>
-                {
-                    if let Some(e) = self.video_texture_element(renderer, frame, layer.dst, scale) {
-                        elements.push(e);
-                    }
-                }
                 LayerSource::Video(frame) => {
-                    if let Some(e) = self.video_memory_element(renderer, frame, layer.dst, scale) {
-                        elements.push(e);
-                    }
+                    let egl_right = frame.colour == crate::video::colour::Colour::EGL_DEFAULT
+                        || scene.colour == crate::config::ColourPolicy::Fast;
+                    let element = self
+                        .video_planes_element(renderer, frame, layer.dst, scale)
+                        .or_else(|| {
+                            (frame.dmabuf.is_some() && !self.yuv_on_cpu.get() && egl_right)
+                                .then(|| self.video_texture_element(renderer, frame, layer.dst, scale))
+                                .flatten()
+                        })
+                        .or_else(|| self.video_memory_element(renderer, frame, layer.dst, scale));
+                    elements.extend(element);
                 }
                 LayerSource::Image(image) => {
                     if let Some(e) = self.image_element(renderer, image, layer.dst, scale) {
@@ -255,7 +265,7 @@ fn memory_element<R>(
     what: &str,
 ) -> Option<OutputElement<R>>
 where
-    R: Renderer + ImportAll + ImportMem,
+    R: Renderer + ImportAll + ImportMem + YuvDraw,
     R::TextureId: Clone + Texture + Send + 'static,
 {
     let loc: Point<i32, Physical> = dst.loc.to_physical_precise_round(scale);
@@ -299,7 +309,7 @@ impl Painter {
         scale: Scale<f64>,
     ) -> Option<OutputElement<R>>
     where
-        R: Renderer + ImportAll + ImportMem,
+        R: Renderer + ImportAll + ImportMem + YuvDraw,
         R::TextureId: Clone + Texture + Send + 'static,
     {
         let mut cache = self.background.borrow_mut();
@@ -330,7 +340,7 @@ impl Painter {
         scale: Scale<f64>,
     ) -> Option<OutputElement<R>>
     where
-        R: Renderer + ImportAll + ImportMem,
+        R: Renderer + ImportAll + ImportMem + YuvDraw,
         R::TextureId: Clone + Texture + Send + 'static,
     {
         let mut cache = self.video.borrow_mut();
@@ -368,6 +378,55 @@ impl Painter {
     }
 
     /// The decoded picture of `frame` as a texture drawn into `dst`.
+    /// The element id of `frame` composited from its dmabuf: a new one per picture.
+    fn picture_id(&self, frame: &crate::video::VideoFrame) -> Id {
+        let mut cached = self.video_texture.borrow_mut();
+        match cached.as_ref() {
+            Some((held, id)) if same_picture(held, frame) => id.clone(),
+            _ => {
+                let id = Id::new();
+                *cached = Some((std::sync::Arc::downgrade(&frame.hold), id.clone()));
+                id
+            }
+        }
+    }
+
+    /// `frame` converted by the renderer from its planes (see `yuv`), where it can.
+    fn video_planes_element<R>(
+        &self,
+        renderer: &mut R,
+        frame: &crate::video::VideoFrame,
+        dst: Rectangle<i32, smithay::utils::Logical>,
+        scale: Scale<f64>,
+    ) -> Option<OutputElement<R>>
+    where
+        R: Renderer + ImportAll + ImportMem + YuvDraw,
+        R::TextureId: Clone + Texture + Send + 'static,
+    {
+        // Not on a software rasterizer: Mesa 22's softpipe crashes sampling dmabufs imported as
+        // external images, and gains nothing over the CPU's conversion.
+        if !R::DRAWS_PLANES || self.yuv_on_cpu.get() || self.planes_failed.get() {
+            return None;
+        }
+        let views = self.plane_views.borrow_mut().of(frame.dmabuf.as_ref()?)?;
+        let planes = match renderer.import_planes(&views)? {
+            Ok(planes) => planes,
+            Err(err) => {
+                tracing::warn!(
+                    target: "video",
+                    %err,
+                    "the renderer cannot convert pictures from their planes: composited pictures are sampled by EGL or converted on the CPU"
+                );
+                self.planes_failed.set(true);
+                return None;
+            }
+        };
+        let geometry =
+            Rectangle::new(dst.loc.to_physical_precise_round(scale), dst.size.to_physical_precise_round(scale));
+        let src = Rectangle::from_size((frame.visible.0 as f64, frame.visible.1 as f64).into());
+        Some(OutputElement::Yuv(YuvElement::new(self.picture_id(frame), geometry, src, planes, frame.colour)))
+    }
+
     fn video_texture_element<R>(
         &self,
         renderer: &mut R,
@@ -376,7 +435,7 @@ impl Painter {
         scale: Scale<f64>,
     ) -> Option<OutputElement<R>>
     where
-        R: Renderer + ImportAll + ImportMem + ImportDma,
+        R: Renderer + ImportAll + ImportMem + YuvDraw + ImportDma,
         R::TextureId: Clone + Texture + Send + 'static,
     {
         let dmabuf = frame.dmabuf.as_ref()?;
@@ -394,17 +453,7 @@ impl Painter {
             }
         };
         let visible = Rectangle::from_size((frame.visible.0 as f64, frame.visible.1 as f64).into());
-        let id = {
-            let mut cached = self.video_texture.borrow_mut();
-            match cached.as_ref() {
-                Some((held, id)) if same_picture(held, frame) => id.clone(),
-                _ => {
-                    let id = Id::new();
-                    *cached = Some((std::sync::Arc::downgrade(&frame.hold), id.clone()));
-                    id
-                }
-            }
-        };
+        let id = self.picture_id(frame);
         Some(OutputElement::Texture(TextureRenderElement::from_static_texture(
             id,
             renderer.context_id(),
@@ -445,7 +494,7 @@ fn surface_elements_except<R>(
     skip: &[WlSurface],
 ) -> Vec<OutputElement<R>>
 where
-    R: Renderer + ImportAll + ImportMem,
+    R: Renderer + ImportAll + ImportMem + YuvDraw,
     R::TextureId: Clone + Texture + Send + 'static,
 {
     let view_offset = |states: &smithay::wayland::compositor::SurfaceData| {
@@ -496,7 +545,7 @@ pub fn capture<R, T>(
     background: [f32; 4],
 ) -> Result<RgbaImage, String>
 where
-    R: Renderer + ImportAll + ImportMem + ImportDma + Offscreen<T> + ExportMem,
+    R: Renderer + ImportAll + ImportMem + YuvDraw + ImportDma + Offscreen<T> + ExportMem,
     R::TextureId: Clone + Texture + Send + 'static,
 {
     let buffer_size = size.to_logical(1).to_buffer(1, Transform::Normal);

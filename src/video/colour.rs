@@ -66,7 +66,8 @@ impl Colour {
     /// container states, else the convention.
     pub fn of_stream(signal: Option<&VideoSignalType>, container: Stated, height: u32) -> Colour {
         let default = Colour::conventional(height);
-        let vui_matrix = signal.and_then(|s| s.colour_description.as_ref()).and_then(|c| matrix_of(c.matrix_coefficients));
+        let vui_matrix =
+            signal.and_then(|s| s.colour_description.as_ref()).and_then(|c| matrix_of(c.matrix_coefficients));
         let matrix = vui_matrix.or_else(|| container.matrix_coefficients.and_then(matrix_of)).unwrap_or(default.matrix);
         let full_range = signal.map(|s| s.video_full_range_flag).or(container.full_range).unwrap_or(false);
         Colour { matrix, full_range }
@@ -107,8 +108,9 @@ impl Colour {
         self != Colour::default() && policy == crate::config::ColourPolicy::Exact
     }
 
-    /// The conversion's coefficients (from the matrix's Kr and Kb, scaled for the range).
-    pub fn coefficients(self) -> Coefficients {
+    /// The conversion's factors in floating point: luma scale, then Cr→R, Cb→G, Cr→G, Cb→B
+    /// (from the matrix's Kr and Kb, scaled for the range).
+    fn factors(self) -> [f64; 5] {
         let (kr, kb) = match self.matrix {
             Matrix::Bt601 => (0.299, 0.114),
             Matrix::Bt709 => (0.2126, 0.0722),
@@ -116,15 +118,35 @@ impl Colour {
         };
         let kg = 1.0 - kr - kb;
         let (luma, chroma) = if self.full_range { (1.0, 1.0) } else { (255.0 / 219.0, 255.0 / 224.0) };
+        [
+            luma,
+            2.0 * (1.0 - kr) * chroma,
+            -2.0 * kb * (1.0 - kb) / kg * chroma,
+            -2.0 * kr * (1.0 - kr) / kg * chroma,
+            2.0 * (1.0 - kb) * chroma,
+        ]
+    }
+
+    /// The conversion's coefficients in 8.8 fixed point, for the CPU.
+    pub fn coefficients(self) -> Coefficients {
         let fixed = |v: f64| (v * 256.0).round() as i32;
+        let [y, rv, gu, gv, bu] = self.factors();
         Coefficients {
-            y: fixed(luma),
-            rv: fixed(2.0 * (1.0 - kr) * chroma),
-            gu: fixed(-2.0 * kb * (1.0 - kb) / kg * chroma),
-            gv: fixed(-2.0 * kr * (1.0 - kr) / kg * chroma),
-            bu: fixed(2.0 * (1.0 - kb) * chroma),
+            y: fixed(y),
+            rv: fixed(rv),
+            gu: fixed(gu),
+            gv: fixed(gv),
+            bu: fixed(bu),
             y_offset: if self.full_range { 0 } else { 16 },
         }
+    }
+
+    /// The conversion for a shader: a 3x3 matrix (column-major) applied to (Y, Cb, Cr) in 0..1
+    /// once `offsets` are taken off.
+    pub fn gl_conversion(self) -> ([f32; 9], [f32; 3]) {
+        let [y, rv, gu, gv, bu] = self.factors().map(|f| f as f32);
+        let luma_offset = if self.full_range { 0.0 } else { 16.0 / 255.0 };
+        ([y, y, y, 0.0, gu, bu, rv, gv, 0.0], [luma_offset, 128.0 / 255.0, 128.0 / 255.0])
     }
 }
 
@@ -155,7 +177,10 @@ mod tests {
         assert_eq!(c(Some(2), true, 480), Colour { matrix: Matrix::Bt601, full_range: true });
         assert_eq!(c(None, false, 720), Colour { matrix: Matrix::Bt709, full_range: false });
         // No VUI signal at all.
-        assert_eq!(Colour::of_stream(None, Stated::default(), 576), Colour { matrix: Matrix::Bt601, full_range: false });
+        assert_eq!(
+            Colour::of_stream(None, Stated::default(), 576),
+            Colour { matrix: Matrix::Bt601, full_range: false }
+        );
         assert_eq!(Colour::of_stream(None, Stated::default(), 1080), Colour::default());
     }
 
@@ -185,6 +210,30 @@ mod tests {
         assert!(sd.plane_must_be_told(Exact));
         assert!(Colour { matrix: Matrix::Bt709, full_range: true }.plane_must_be_told(Exact));
         assert!(!sd.plane_must_be_told(Fast));
+    }
+
+    #[test]
+    fn the_shader_matrix_gives_the_cpu_conversions_colours() {
+        // Y 100, Cb 90, Cr 200 through the shader's arithmetic, against the fixed-point one.
+        for matrix in [Matrix::Bt601, Matrix::Bt709, Matrix::Bt2020] {
+            for full_range in [false, true] {
+                let colour = Colour { matrix, full_range };
+                let (m, off) = colour.gl_conversion();
+                let yuv = [100.0 / 255.0 - off[0], 90.0 / 255.0 - off[1], 200.0 / 255.0 - off[2]];
+                let rgb: Vec<f32> =
+                    (0..3).map(|row| (0..3).map(|col| m[col * 3 + row] * yuv[col]).sum::<f32>() * 255.0).collect();
+                let c = colour.coefficients();
+                let (y, u, v) = ((100 - c.y_offset) * c.y, 90 - 128, 200 - 128);
+                let cpu = [
+                    (y + c.rv * v) as f32 / 256.0,
+                    (y + c.gu * u + c.gv * v) as f32 / 256.0,
+                    (y + c.bu * u) as f32 / 256.0,
+                ];
+                for (gl, cpu) in rgb.iter().zip(cpu) {
+                    assert!((gl - cpu).abs() < 1.0, "{}: shader {rgb:?}, CPU {cpu}", colour.describe());
+                }
+            }
+        }
     }
 
     #[test]

@@ -28,8 +28,11 @@ use crate::video::colour::{Colour, Matrix};
 const VERSION: u32 = 1;
 
 /// The matrices and ranges offered, as the protocol names them.
-const OFFERED: [(Coefficients, Matrix); 3] =
-    [(Coefficients::Bt601, Matrix::Bt601), (Coefficients::Bt709, Matrix::Bt709), (Coefficients::Bt2020, Matrix::Bt2020)];
+const OFFERED: [(Coefficients, Matrix); 3] = [
+    (Coefficients::Bt601, Matrix::Bt601),
+    (Coefficients::Bt709, Matrix::Bt709),
+    (Coefficients::Bt2020, Matrix::Bt2020),
+];
 
 pub fn create_global(dh: &DisplayHandle) -> GlobalId {
     dh.create_global::<State, WpColorRepresentationManagerV1, ()>(VERSION, ())

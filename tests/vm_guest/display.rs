@@ -607,7 +607,8 @@ fn a_clients_stated_colour_reaches_its_plane() {
     buf.memfd.write_all(&[cb as u8, cr as u8].repeat((w * h / 4) as usize)).unwrap();
     let nv12 = u32::from_le_bytes(*b"NV12");
     let buffer = dmabuf_buffer(&g, &qh, &buf, (w, h), nv12, &[(0, w as u32), ((w * h) as u32, w as u32)]);
-    let rep = g.colour_representation.as_ref().expect("wp_color_representation_manager_v1").get_surface(&surface, &qh, ());
+    let rep =
+        g.colour_representation.as_ref().expect("wp_color_representation_manager_v1").get_surface(&surface, &qh, ());
     rep.set_coefficients_and_range(Coefficients::Bt601, Range::Full);
     surface.attach(Some(&buffer), 0, 0);
     surface.damage_buffer(0, 0, w, h);
@@ -632,7 +633,8 @@ fn a_clients_stated_colour_reaches_its_plane() {
             .and_then(|l| l.iter().find(|l| l["name"] == "vitrine.test.colour").cloned())
     };
     let x0 = (1024 - w as u32) / 2;
-    for (what, colour, expected) in [("stated", "BT.601 full", bt601_full), ("withdrawn", "BT.709 limited", bt709_limited)]
+    for (what, colour, expected) in
+        [("stated", "BT.601 full", bt601_full), ("withdrawn", "BT.709 limited", bt709_limited)]
     {
         if what == "withdrawn" {
             rep.destroy();
@@ -640,8 +642,8 @@ fn a_clients_stated_colour_reaches_its_plane() {
             queue.roundtrip(&mut client).unwrap();
         }
         assert!(
-            common::wait_until(Duration::from_secs(30), || layer(&vitrine).is_some_and(|l| l["colour"] == colour
-                && l["composited"] == false)),
+            common::wait_until(Duration::from_secs(30), || layer(&vitrine)
+                .is_some_and(|l| l["colour"] == colour && l["composited"] == false)),
             "{what}: the layer is not on a plane as {colour}: {:?}\nlog:\n{}",
             layer(&vitrine),
             vitrine.log()
@@ -1248,11 +1250,14 @@ fn each_streams_colour_is_shown_the_same_on_a_plane_and_composited() {
     let mut on_planes = Vec::new();
     for (clip, colour) in clips {
         let mut seen = Vec::new();
-        for planes_on in [true, false] {
-            let name =
-                format!("vm-colour-{}-{}", clip.trim_end_matches(".mp4"), if planes_on { "plane" } else { "composed" });
+        // On a plane; composited by pixman; composited by GLES (softpipe here, which does not
+        // sample YUV: converted on the CPU, then drawn by GL).
+        for (path, planes_on, renderer) in
+            [("plane", true, "pixman"), ("pixman", false, "pixman"), ("gles", false, "gles")]
+        {
+            let name = format!("vm-colour-{}-{path}", clip.trim_end_matches(".mp4"));
             let config = format!(
-                "background.color = \"#000000\"\n[drm]\nhardware_planes = {planes_on}\nrenderer = \"pixman\"\n[video]\nscale = \"none\"\n"
+                "background.color = \"#000000\"\n[drm]\nhardware_planes = {planes_on}\nrenderer = \"{renderer}\"\n[video]\nscale = \"none\"\n"
             );
             let vitrine = super::play_looping(&name, clip, config);
             super::wait_for_pictures(&vitrine, 3);
@@ -1264,12 +1269,14 @@ fn each_streams_colour_is_shown_the_same_on_a_plane_and_composited() {
             assert_eq!(video["colour"], colour, "{planes}");
             seen.push(bar_colours(&vitrine.screenshot("bars")));
         }
-        let (plane, composed) = (&seen[0], &seen[1]);
-        for (bar, (p, c)) in plane.iter().zip(composed).enumerate() {
-            let off = p.iter().zip(c).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
-            assert!(off <= 3, "{clip}: bar {bar} is {p:?} on the plane, {c:?} composited");
+        let plane = &seen[0];
+        for (path, composed) in ["pixman", "gles"].iter().zip(&seen[1..]) {
+            for (bar, (p, c)) in plane.iter().zip(composed).enumerate() {
+                let off = p.iter().zip(c).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+                assert!(off <= 3, "{clip}: bar {bar} is {p:?} on the plane, {c:?} composited by {path}");
+            }
         }
-        eprintln!("{clip} ({colour}): plane {plane:?}, composited {composed:?}");
+        eprintln!("{clip} ({colour}): plane {plane:?}, pixman {:?}, gles {:?}", seen[1], seen[2]);
         on_planes.push(plane.clone());
     }
     let differ = |a: &[[u8; 3]], b: &[[u8; 3]]| {

@@ -283,7 +283,7 @@ fn draw<R, T>(
     clear: [f32; 4],
 ) -> Result<Option<Drawn>, String>
 where
-    R: Renderer + ImportAll + ImportMem + ImportDma + Bind<T>,
+    R: Renderer + ImportAll + ImportMem + ImportDma + Bind<T> + crate::render::yuv::YuvDraw,
     R::TextureId: Clone + Texture + Send + 'static,
 {
     let elements: Vec<OutputElement<R>> = painter.elements_except(renderer, scene, 1.0, skip);
