@@ -182,13 +182,13 @@ impl Dispatch<WpColorRepresentationSurfaceV1, Weak<WlSurface>> for State {
                     }
                 });
             }
-            representation::Request::SetAlphaMode { alpha_mode } => {
-                if alpha_mode != WEnum::Value(AlphaMode::PremultipliedElectrical) {
-                    object.post_error(
-                        representation::Error::AlphaMode,
-                        format!("alpha mode {} is not offered (pre-multiplied electrical only)", named(alpha_mode)),
-                    );
-                }
+            representation::Request::SetAlphaMode { alpha_mode }
+                if alpha_mode != WEnum::Value(AlphaMode::PremultipliedElectrical) =>
+            {
+                object.post_error(
+                    representation::Error::AlphaMode,
+                    format!("alpha mode {} is not offered (pre-multiplied electrical only)", named(alpha_mode)),
+                );
             }
             representation::Request::SetCoefficientsAndRange { coefficients, range } => {
                 let matrix = OFFERED.iter().find(|(c, _)| WEnum::Value(*c) == coefficients).map(|(_, m)| *m);
@@ -205,10 +205,8 @@ impl Dispatch<WpColorRepresentationSurfaceV1, Weak<WlSurface>> for State {
                     ),
                 }
             }
-            representation::Request::SetChromaLocation { chroma_location } => {
-                if let WEnum::Unknown(v) = chroma_location {
-                    object.post_error(representation::Error::ChromaLocation, format!("unknown chroma location {v}"));
-                }
+            representation::Request::SetChromaLocation { chroma_location: WEnum::Unknown(v) } => {
+                object.post_error(representation::Error::ChromaLocation, format!("unknown chroma location {v}"));
             }
             _ => {}
         }
