@@ -19,6 +19,8 @@ mod frames;
 mod rewrite;
 #[path = "vm_guest/soak.rs"]
 mod soak;
+#[path = "vm_guest/vop2.rs"]
+mod vop2;
 
 use std::time::Duration;
 

@@ -110,7 +110,7 @@ impl Drop for ConfigfsVkms {
     }
 }
 
-fn cards() -> Vec<PathBuf> {
+pub fn cards() -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir("/dev/dri")
         .into_iter()
         .flatten()
@@ -123,7 +123,7 @@ fn cards() -> Vec<PathBuf> {
 }
 
 /// Whether /dev/dri/cardN belongs to the configfs device `name` (/sys/devices/faux/NAME/drm/cardN).
-fn card_of_device(card: &Path, name: &str) -> bool {
+pub fn card_of_device(card: &Path, name: &str) -> bool {
     let node = card.file_name().unwrap().to_string_lossy().into_owned();
     std::fs::canonicalize(format!("/sys/class/drm/{node}"))
         .map(|p| p.to_string_lossy().contains(&format!("/{name}/drm/")))
