@@ -204,19 +204,22 @@ impl Painter {
                         Kind::Cursor,
                     )));
                 }
-                // A decoded picture no plane shows: converted by a GPU renderer from its dmabuf's
-                // planes with its own matrix and range; where the planes cannot be imported,
-                // sampled by EGL as it samples YUV by default (BT.601 limited), or converted on
-                // the CPU (a mapping and a copy, counted) for a picture EGL would show wrongly
-                // (unless `[video] colour = "fast"`) or a renderer that cannot sample YUV.
+                // A decoded picture no plane shows: sampled by a GPU renderer from its dmabuf as
+                // EGL samples YUV by default (BT.601 limited); a picture of another colour is
+                // converted by vitrine's shader from the dmabuf's planes with its own matrix and
+                // range, or where that cannot be, on the CPU (a mapping and a copy, counted;
+                // under `[video] colour = "fast"`, by EGL's default instead). A renderer that
+                // cannot sample YUV converts on the CPU.
                 LayerSource::Video(_) if on_planes.video => {}
                 LayerSource::Video(frame) => {
-                    let egl_right = frame.colour == crate::video::colour::Colour::EGL_DEFAULT
-                        || scene.colour == crate::config::ColourPolicy::Fast;
-                    let element = self
-                        .video_planes_element(renderer, frame, layer.dst, scale)
+                    let egl_right = frame.colour == crate::video::colour::Colour::EGL_DEFAULT;
+                    let fast = scene.colour == crate::config::ColourPolicy::Fast;
+                    let gpu = frame.dmabuf.is_some() && !self.yuv_on_cpu.get();
+                    let element = (!egl_right)
+                        .then(|| self.video_planes_element(renderer, frame, layer.dst, scale))
+                        .flatten()
                         .or_else(|| {
-                            (frame.dmabuf.is_some() && !self.yuv_on_cpu.get() && egl_right)
+                            (gpu && (egl_right || fast))
                                 .then(|| self.video_texture_element(renderer, frame, layer.dst, scale))
                                 .flatten()
                         })
@@ -403,8 +406,8 @@ impl Painter {
         R: Renderer + ImportAll + ImportMem + YuvDraw,
         R::TextureId: Clone + Texture + Send + 'static,
     {
-        // Not on a software rasterizer: Mesa 22's softpipe crashes sampling dmabufs imported as
-        // external images, and gains nothing over the CPU's conversion.
+        // Not on a software rasterizer: Mesa 22's softpipe crashes sampling dmabuf textures
+        // (external or 2D alike), and gains nothing over the CPU's conversion.
         if !R::DRAWS_PLANES || self.yuv_on_cpu.get() || self.planes_failed.get() {
             return None;
         }

@@ -1,8 +1,10 @@
 //! Decoded pictures composited by the GPU with their own matrix and range. EGL's YUV import
 //! samples with its defaults (BT.601 limited; smithay passes it no colour hints), so instead each
-//! plane of the NV12 dmabuf is imported as a texture of its own (R8 luma, GR88 chroma, the same
-//! memory, no copy) and vitrine's shader converts with the picture's coefficients, the numbers
-//! the CPU conversion and the planes use.
+//! plane of the NV12 dmabuf is imported as a 2D texture of its own (R8 luma, GR88 chroma, the
+//! same memory, no copy) and vitrine's shader converts with the picture's coefficients, the
+//! numbers the CPU conversion and the planes use. The textures are made once per decoder buffer.
+
+use std::cell::RefCell;
 
 use smithay::backend::allocator::dmabuf::{Dmabuf, DmabufFlags, WeakDmabuf};
 use smithay::backend::allocator::{Buffer as _, Fourcc};
@@ -13,7 +15,7 @@ use smithay::backend::renderer::gles::{
 };
 use smithay::backend::renderer::pixman::{PixmanError, PixmanRenderer, PixmanTexture};
 use smithay::backend::renderer::utils::{CommitCounter, OpaqueRegions};
-use smithay::backend::renderer::{ImportDma, Renderer};
+use smithay::backend::renderer::Renderer;
 use smithay::utils::{Buffer, Physical, Rectangle, Scale, Transform};
 
 use crate::video::colour::Colour;
@@ -26,16 +28,13 @@ pub struct YuvElement<T> {
     src: Rectangle<f64, Buffer>,
     luma: T,
     chroma: T,
-    external: bool,
     colour: Colour,
 }
 
-/// Imported planes: luma, chroma, and whether the renderer samples them as external images
-/// (both alike).
+/// Imported planes: luma and chroma.
 pub struct Planes<T> {
     pub luma: T,
     pub chroma: T,
-    pub external: bool,
 }
 
 impl<T> YuvElement<T> {
@@ -46,7 +45,7 @@ impl<T> YuvElement<T> {
         planes: Planes<T>,
         colour: Colour,
     ) -> Self {
-        YuvElement { id, geometry, src, luma: planes.luma, chroma: planes.chroma, external: planes.external, colour }
+        YuvElement { id, geometry, src, luma: planes.luma, chroma: planes.chroma, colour }
     }
 }
 
@@ -123,21 +122,13 @@ impl YuvDraw for PixmanRenderer {
 /// unit; offsets taken off, then the matrix.
 const SHADER: &str = r#"#version 100
 //_DEFINES_
-#if defined(EXTERNAL)
-#extension GL_OES_EGL_image_external : require
-#endif
 #ifdef GL_FRAGMENT_PRECISION_HIGH
 precision highp float;
 #else
 precision mediump float;
 #endif
-#if defined(EXTERNAL)
-uniform samplerExternalOES tex;
-uniform samplerExternalOES chroma;
-#else
 uniform sampler2D tex;
 uniform sampler2D chroma;
-#endif
 uniform float alpha;
 uniform vec3 offsets;
 uniform mat3 yuv_to_rgb;
@@ -150,6 +141,48 @@ void main() {
 
 /// The compiled conversion, kept with the EGL context it was compiled in.
 struct YuvProgram(GlesTexProgram);
+
+/// The planes' textures, by luma view (kept with the EGL context; an entry goes with its view).
+#[derive(Default)]
+struct PlaneTextures(Vec<(WeakDmabuf, Planes<GlesTexture>)>);
+
+impl<T: Clone> Clone for Planes<T> {
+    fn clone(&self) -> Self {
+        Planes { luma: self.luma.clone(), chroma: self.chroma.clone() }
+    }
+}
+
+/// A single-plane dmabuf as a 2D texture (EGL imports R8 and GR88 for 2D sampling; smithay's own
+/// import would make them external images where it cannot render to them).
+fn texture_2d(renderer: &mut GlesRenderer, plane: &Dmabuf, what: &str) -> Result<GlesTexture, String> {
+    let failed = |err: String| format!("the {what} plane as {:?}: {err}", plane.format().code);
+    let display = renderer.egl_context().display().clone();
+    let image = display.create_image_from_dmabuf(plane).map_err(|e| failed(e.to_string()))?;
+    // SAFETY: a texture made and bound to the image on the renderer's current context; the
+    // image is destroyed once the texture holds its storage (EGL keeps it for the texture).
+    let made = renderer.with_context(|gl| unsafe {
+        let mut tex = 0;
+        gl.GenTextures(1, &mut tex);
+        gl.BindTexture(ffi::TEXTURE_2D, tex);
+        gl.EGLImageTargetTexture2DOES(ffi::TEXTURE_2D, image);
+        let error = gl.GetError();
+        gl.TexParameteri(ffi::TEXTURE_2D, ffi::TEXTURE_WRAP_S, ffi::CLAMP_TO_EDGE as i32);
+        gl.TexParameteri(ffi::TEXTURE_2D, ffi::TEXTURE_WRAP_T, ffi::CLAMP_TO_EDGE as i32);
+        gl.BindTexture(ffi::TEXTURE_2D, 0);
+        if error != ffi::NO_ERROR {
+            gl.DeleteTextures(1, &tex);
+            return Err(format!("GL error 0x{error:x} binding the image"));
+        }
+        Ok(tex)
+    });
+    // SAFETY: the image was made on this display and nothing else refers to it.
+    unsafe {
+        smithay::backend::egl::ffi::egl::DestroyImageKHR(**display.get_display_handle(), image);
+    }
+    let tex = made.map_err(|e| failed(e.to_string()))?.map_err(failed)?;
+    // SAFETY: `tex` is a texture of this renderer's context, owned by the GlesTexture from here.
+    Ok(unsafe { GlesTexture::from_raw(renderer, None, true, tex, plane.size()) })
+}
 
 impl YuvDraw for GlesRenderer {
     const DRAWS_PLANES: bool = true;
@@ -172,28 +205,23 @@ impl YuvDraw for GlesRenderer {
         if let Err(err) = compiled {
             return Some(Err(err.clone()));
         }
-        // The renderer samples a dmabuf as an external image unless it can render to its format
-        // (smithay's rule): the shader takes both planes one way or the other.
-        let render_formats = self.egl_context().dmabuf_render_formats();
-        let (luma_external, chroma_external) =
-            (!render_formats.contains(&planes.0.format()), !render_formats.contains(&planes.1.format()));
-        if luma_external != chroma_external {
-            return Some(Err(format!(
-                "EGL samples {:?} as {} and {:?} as {}",
-                planes.0.format().code,
-                if luma_external { "an external image" } else { "a texture" },
-                planes.1.format().code,
-                if chroma_external { "an external image" } else { "a texture" },
-            )));
+        let cache = self.egl_context().user_data().get_or_insert(|| RefCell::new(PlaneTextures::default()));
+        let mut cache = cache.borrow_mut();
+        cache.0.retain(|(weak, _)| !weak.is_gone());
+        if let Some((_, planes)) = cache.0.iter().find(|(weak, _)| weak.upgrade().as_ref() == Some(&planes.0)) {
+            return Some(Ok(planes.clone()));
         }
-        let import = |r: &mut GlesRenderer, plane: &Dmabuf, what: &str| {
-            r.import_dmabuf(plane, None).map_err(|err| format!("the {what} plane as {:?}: {err}", plane.format().code))
-        };
-        Some(
-            import(self, &planes.0, "luma").and_then(|luma| {
-                Ok(Planes { luma, chroma: import(self, &planes.1, "chroma")?, external: luma_external })
-            }),
-        )
+        drop(cache);
+        let imported = texture_2d(self, &planes.0, "luma")
+            .and_then(|luma| Ok(Planes { luma, chroma: texture_2d(self, &planes.1, "chroma")? }));
+        if let Ok(textures) = &imported {
+            let mut cache = self.egl_context().user_data().get::<RefCell<PlaneTextures>>()?.borrow_mut();
+            if cache.0.len() >= VIEWS {
+                cache.0.remove(0);
+            }
+            cache.0.push((planes.0.weak(), textures.clone()));
+        }
+        Some(imported)
     }
 
     fn draw_yuv(
@@ -208,7 +236,7 @@ impl YuvDraw for GlesRenderer {
         };
         let program = program.clone();
         let chroma = element.chroma.tex_id();
-        let target = if element.external { ffi::TEXTURE_EXTERNAL_OES } else { ffi::TEXTURE_2D };
+        let target = ffi::TEXTURE_2D;
         // SAFETY: plain GL state calls on the frame's current context; unit 1 is unbound again
         // below.
         frame.with_context(|gl| unsafe {

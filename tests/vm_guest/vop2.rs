@@ -28,7 +28,8 @@ pub struct Vop2 {
 }
 
 fn write(path: &Path, value: &str) {
-    std::fs::write(path, value).unwrap_or_else(|e| panic!("{}: {e} (vkms without tests/vm/vkms-planes.patch?)", path.display()));
+    std::fs::write(path, value)
+        .unwrap_or_else(|e| panic!("{}: {e} (vkms without tests/vm/vkms-planes.patch?)", path.display()));
 }
 
 fn link(target: &Path, dir: &Path) {
@@ -66,14 +67,16 @@ impl Vop2 {
             .split(' ')
             .flat_map(|f| AFBC.iter().map(move |m| format!("{f}:0x{:016x}", 0x0800_0000_0000_0000u64 | m)))
             .collect();
-        // (name, type: 1 primary 0 overlay, formats, zpos, CRTCs) in registration order.
+        // (name, type: 1 primary 0 overlay, formats, zpos, rotations, CRTCs) in registration
+        // order. Rotations: Smart and Esmart windows only reflect (ROTATE_0 | REFLECT_Y), the
+        // Cluster turns by 90 and 270 and reflects both ways.
         let esmart_crtcs: Vec<usize> = if heads == 2 { vec![1] } else { vec![0] };
         let specs = [
-            ("smart0", "1", SMART.to_string(), 0, vec![0]),
-            ("esmart0", if heads == 2 { "1" } else { "0" }, ESMART.to_string(), 3, esmart_crtcs),
-            ("cluster0", "0", afbc.join(" "), 4, (0..heads).collect()),
+            ("smart0", "1", SMART.to_string(), 0, 33, vec![0]),
+            ("esmart0", if heads == 2 { "1" } else { "0" }, ESMART.to_string(), 3, 33, esmart_crtcs),
+            ("cluster0", "0", afbc.join(" "), 4, 59, (0..heads).collect()),
         ];
-        for (plane, kind, formats, zpos, crtcs) in specs {
+        for (plane, kind, formats, zpos, rotations, crtcs) in specs {
             let p = dir.join("planes").join(plane);
             std::fs::create_dir(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             write(&p.join("type"), kind);
@@ -82,6 +85,7 @@ impl Vop2 {
             write(&p.join("zpos_max"), "5");
             write(&p.join("zpos"), &zpos.to_string());
             write(&p.join("color_properties"), "0");
+            write(&p.join("rotations"), &rotations.to_string());
             for c in crtcs {
                 link(&crtc(c), &p.join("possible_crtcs"));
             }
@@ -104,7 +108,8 @@ impl Vop2 {
     /// The planes as `vitrine probe` reads them from the kernel, by window name (registration
     /// order: the kernel numbers them in the order they were made).
     pub fn planes(&self) -> Vec<(&'static str, serde_json::Value)> {
-        let probe = std::process::Command::new(env!("CARGO_BIN_EXE_vitrine")).args(["probe", "--json"]).output().unwrap();
+        let probe =
+            std::process::Command::new(env!("CARGO_BIN_EXE_vitrine")).args(["probe", "--json"]).output().unwrap();
         let probe: serde_json::Value = serde_json::from_slice(&probe.stdout).unwrap();
         let card = probe["drm"]
             .as_array()
@@ -149,7 +154,7 @@ impl Drop for Vop2 {
 }
 
 /// The kernel describes the planes as the VOP2's: exactly the formats and modifiers given (IN_FORMATS),
-/// zpos 0..5, no colour properties.
+/// zpos 0..5, the rotations each window has, no colour properties.
 #[test]
 #[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
 fn the_emulated_vop2_has_the_rk3566_planes() {
@@ -176,6 +181,15 @@ fn the_emulated_vop2_has_the_rk3566_planes() {
         assert_eq!(plane["type"], if name == "smart0" { "Primary" } else { "Overlay" }, "{plane}");
         assert_eq!((plane["zpos"]["min"].as_u64(), plane["zpos"]["max"].as_u64()), (Some(0), Some(5)), "{plane}");
         assert!(plane["color_encoding"].as_array().is_none_or(|e| e.is_empty()), "{name} has COLOR_ENCODING: {plane}");
+        let mut rotations: Vec<&str> =
+            plane["rotation"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+        rotations.sort();
+        let expected = if name == "cluster0" {
+            vec!["reflect-x", "reflect-y", "rotate-0", "rotate-270", "rotate-90"]
+        } else {
+            vec!["reflect-y", "rotate-0"]
+        };
+        assert_eq!(rotations, expected, "{name}: {plane}");
     }
 }
 
@@ -200,15 +214,11 @@ fn on_the_vop2_video_takes_esmart0_under_a_client_on_smart0() {
     // Esmart0 itself, so one of video and overlay is composited: the planner keeps the overlay
     // on Esmart0 and composites the video with the background. Black needs no layer.
     const BLACK: &str = "[background]\ncolor = \"#000000\"\n";
-    for (case, background, zone) in [
-        ("centred", BLACK, ""),
-        ("zone", BLACK, "zone = [64, 96, 640, 480]\n"),
-        ("background", BG_CONFIG, ""),
-    ] {
-        let config = format!(
-            "{background}[drm]\ndevice = \"{}\"\n[video]\nscale = \"none\"\n{zone}",
-            vop2.card.display()
-        );
+    for (case, background, zone) in
+        [("centred", BLACK, ""), ("zone", BLACK, "zone = [64, 96, 640, 480]\n"), ("background", BG_CONFIG, "")]
+    {
+        let config =
+            format!("{background}[drm]\ndevice = \"{}\"\n[video]\nscale = \"none\"\n{zone}", vop2.card.display());
         let vitrine = super::play_looping(&format!("vm-vop2-{case}"), "colour-709.mp4", config);
         super::wait_for_pictures(&vitrine, 3);
         let stream = std::os::unix::net::UnixStream::connect(vitrine.runtime.join(&vitrine.socket)).unwrap();
@@ -329,4 +339,51 @@ fn with_two_vop2_displays_the_first_composites_its_video() {
     let image = vitrine.screenshot("vop2-two");
     assert!(common::count_near(&image, [189, 191, 0], 24) > 5_000, "the composited video's yellow bar");
     println!("two displays: video composited on the first ({reason})");
+}
+
+/// A panel turned 90°: Esmart0 only reflects, so the planner composites the video (its reason:
+/// the plane cannot rotate, as the kernel refuses ROTATE_90 there, see tests/vm/check-vkms), the
+/// composition on Smart0 is drawn turned, no commit is refused, and the writeback shows the bars
+/// running top to bottom.
+#[test]
+#[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
+fn on_a_turned_vop2_panel_the_video_is_composited_turned() {
+    super::assert_in_vm();
+    let vop2 = Vop2::new("vop2-turned", 1);
+    let config = format!(
+        "[background]\ncolor = \"#000000\"\n[drm]\ndevice = \"{}\"\nrotation = 90\n[video]\nscale = \"none\"\n",
+        vop2.card.display()
+    );
+    let vitrine = super::play_looping("vm-vop2-turned", "colour-709.mp4", config);
+    super::wait_for_pictures(&vitrine, 3);
+    assert_eq!(vitrine.ok(&Request::Pause)["paused"], true);
+    let report = vitrine.ok(&Request::Planes);
+    let video = report["outputs"][0]["layers"]
+        .as_array()
+        .and_then(|l| l.iter().find(|l| l["source"] == "video").cloned())
+        .unwrap_or_else(|| panic!("no video layer: {report}"));
+    assert_eq!(video["composited"], true, "{report}");
+    let reason = video["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("rotat"), "the planner's reason is not the rotation: {reason}");
+    let stats = vitrine.ok(&Request::Stats);
+    assert_eq!(stats["commits_refused"], 0, "{stats}");
+    // visl's bars run left to right in the picture: on the panel turned 90°, top to bottom (the
+    // writeback is the panel's picture, 1024x768, with the 480x640 turned video in its middle).
+    let image = vitrine.screenshot("vop2-turned");
+    let mean_y = |rgb: [u8; 3]| {
+        let (mut sum, mut n) = (0u64, 0u64);
+        for y in (0..image.height).step_by(4) {
+            for x in (0..image.width).step_by(4) {
+                if image.pixel(x, y).iter().zip(rgb).all(|(a, b)| a.abs_diff(b) <= 24) {
+                    sum += y as u64;
+                    n += 1;
+                }
+            }
+        }
+        assert!(n > 200, "colour {rgb:?} is (almost) missing: {n} samples");
+        sum / n
+    };
+    let (yellow, blue) = (mean_y([189, 191, 0]), mean_y([0, 0, 189]));
+    assert!(yellow.abs_diff(blue) > 200, "the bars do not run top to bottom: yellow at y {yellow}, blue at y {blue}");
+    println!("turned 90: video composited ({reason}); bars at y {yellow} (yellow) and {blue} (blue)");
 }
