@@ -124,6 +124,10 @@ impl Painter {
         R::TextureId: Clone + Texture + Send + 'static,
     {
         let scale = Scale::from(scale);
+        // Pictures whose decoder buffers are gone let go of their planes' views and textures
+        // (they hold the buffers' memory).
+        self.plane_views.borrow_mut().prune();
+        renderer.forget_gone_planes();
         let mut elements = Vec::new();
         for layer in scene.layers.iter().rev() {
             match &layer.source {

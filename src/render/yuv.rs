@@ -74,6 +74,9 @@ pub trait YuvDraw: Renderer + Sized {
     /// Whether this renderer draws pictures from their planes at all.
     const DRAWS_PLANES: bool;
 
+    /// Drop the textures of planes whose views are gone.
+    fn forget_gone_planes(&mut self) {}
+
     /// Import the planes of an NV12 picture (`planes`: the same memory described as R8 and GR88)
     /// as textures; `None` where this renderer does not draw pictures this way, the reason where
     /// it cannot.
@@ -186,6 +189,12 @@ fn texture_2d(renderer: &mut GlesRenderer, plane: &Dmabuf, what: &str) -> Result
 
 impl YuvDraw for GlesRenderer {
     const DRAWS_PLANES: bool = true;
+
+    fn forget_gone_planes(&mut self) {
+        if let Some(cache) = self.egl_context().user_data().get::<RefCell<PlaneTextures>>() {
+            cache.borrow_mut().0.retain(|(weak, _)| !weak.is_gone());
+        }
+    }
     fn import_planes(&mut self, planes: &(Dmabuf, Dmabuf)) -> Option<Result<Planes<GlesTexture>, String>> {
         if self.egl_context().user_data().get::<Result<YuvProgram, String>>().is_none() {
             let program = self
@@ -282,9 +291,14 @@ pub struct PlaneViews(Vec<(WeakDmabuf, (Dmabuf, Dmabuf))>);
 const VIEWS: usize = 64;
 
 impl PlaneViews {
+    /// Forget the views of dmabufs that are gone.
+    pub fn prune(&mut self) {
+        self.0.retain(|(weak, _)| !weak.is_gone());
+    }
+
     /// The R8 and GR88 views of an NV12 dmabuf (`None` for other formats or layouts).
     pub fn of(&mut self, nv12: &Dmabuf) -> Option<(Dmabuf, Dmabuf)> {
-        self.0.retain(|(weak, _)| !weak.is_gone());
+        self.prune();
         if let Some((_, views)) = self.0.iter().find(|(weak, _)| weak.upgrade().as_ref() == Some(nv12)) {
             return Some(views.clone());
         }
