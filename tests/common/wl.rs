@@ -32,7 +32,7 @@ use wayland_protocols::xdg::shell::client::{
     xdg_wm_base::{self, XdgWmBase},
 };
 use wayland_protocols_wlr::layer_shell::v1::client::{
-    zwlr_layer_shell_v1::ZwlrLayerShellV1,
+    zwlr_layer_shell_v1::{self, ZwlrLayerShellV1},
     zwlr_layer_surface_v1::{self, ZwlrLayerSurfaceV1},
 };
 use wayland_protocols_wlr::virtual_pointer::v1::client::{
@@ -439,6 +439,32 @@ pub fn udmabuf(size: usize) -> std::io::Result<Udmabuf> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(Udmabuf { dmabuf: unsafe { OwnedFd::from_raw_fd(fd) }, memfd })
+}
+
+/// A layer-shell surface named `namespace` on the overlay layer, `size` pixels, centred at the
+/// top `top` pixels down, its first configure acknowledged (nothing attached yet).
+pub fn top_overlay(
+    g: &Globals,
+    queue: &mut EventQueue<Client>,
+    client: &mut Client,
+    namespace: &str,
+    size: (i32, i32),
+    top: i32,
+) -> (WlSurface, ZwlrLayerSurfaceV1) {
+    let qh = queue.handle();
+    let surface = g.compositor.create_surface(&qh, ());
+    let shell = g.layer_shell.as_ref().expect("zwlr_layer_shell_v1 is advertised");
+    let overlay =
+        shell.get_layer_surface(&surface, None, zwlr_layer_shell_v1::Layer::Overlay, namespace.into(), &qh, ());
+    overlay.set_anchor(zwlr_layer_surface_v1::Anchor::Top);
+    overlay.set_size(size.0 as u32, size.1 as u32);
+    overlay.set_margin(top, 0, 0, 0);
+    surface.commit();
+    let id = overlay.id().protocol_id();
+    dispatch_until(queue, client, |c| c.layer_configures.iter().any(|l| l.0 == id));
+    let (_, serial, ..) = *client.layer_configures.iter().find(|l| l.0 == id).unwrap();
+    overlay.ack_configure(serial);
+    (surface, overlay)
 }
 
 /// A linux-dmabuf wl_buffer over `planes` = [(offset, stride)] of one dmabuf, LINEAR.

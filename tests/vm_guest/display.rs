@@ -479,10 +479,8 @@ fn grim_shows_the_video_on_a_plane() {
 #[test]
 #[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
 fn a_layer_shell_overlay_goes_on_a_plane_above_the_video() {
-    use common::wl::{dispatch_until, dmabuf_buffer, setup, udmabuf};
+    use common::wl::{dmabuf_buffer, setup, top_overlay, udmabuf};
     use std::io::Write;
-    use wayland_client::Proxy;
-    use wayland_protocols_wlr::layer_shell::v1::client::{zwlr_layer_shell_v1, zwlr_layer_surface_v1::Anchor};
 
     super::assert_in_vm();
     let vitrine =
@@ -492,26 +490,9 @@ fn a_layer_shell_overlay_goes_on_a_plane_above_the_video() {
     let conn = wayland_client::Connection::from_socket(stream).unwrap();
     let (g, mut queue, mut client) = setup(&conn);
     let qh = queue.handle();
-    let shell = g.layer_shell.as_ref().expect("zwlr_layer_shell_v1 is advertised");
-    let surface = g.compositor.create_surface(&qh, ());
-    let overlay = shell.get_layer_surface(
-        &surface,
-        None,
-        zwlr_layer_shell_v1::Layer::Overlay,
-        "vitrine.test.ticker".into(),
-        &qh,
-        (),
-    );
     // 256x64, centred at the top, 200 down: over the video (144..624 of 768).
     let (w, h) = (256i32, 64i32);
-    overlay.set_anchor(Anchor::Top);
-    overlay.set_size(w as u32, h as u32);
-    overlay.set_margin(200, 0, 0, 0);
-    surface.commit();
-    let id = overlay.id().protocol_id();
-    dispatch_until(&mut queue, &mut client, |c| c.layer_configures.iter().any(|l| l.0 == id));
-    let (_, serial, ..) = *client.layer_configures.iter().find(|l| l.0 == id).unwrap();
-    overlay.ack_configure(serial);
+    let (surface, _overlay) = top_overlay(&g, &mut queue, &mut client, "vitrine.test.ticker", (w, h), 200);
     // XRGB8888, a green the video does not have.
     let mut buf = udmabuf((w * h * 4) as usize).expect("/dev/udmabuf");
     let pixel = [0x30u8, 0xc0, 0x10, 0xff]; // B, G, R, X
@@ -561,13 +542,11 @@ fn a_layer_shell_overlay_goes_on_a_plane_above_the_video() {
 #[test]
 #[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
 fn a_clients_stated_colour_reaches_its_plane() {
-    use common::wl::{dispatch_until, dmabuf_buffer, setup, udmabuf};
+    use common::wl::{dmabuf_buffer, setup, top_overlay, udmabuf};
     use std::io::Write;
-    use wayland_client::Proxy;
     use wayland_protocols::wp::color_representation::v1::client::wp_color_representation_surface_v1::{
         Coefficients, Range,
     };
-    use wayland_protocols_wlr::layer_shell::v1::client::{zwlr_layer_shell_v1, zwlr_layer_surface_v1::Anchor};
 
     super::assert_in_vm();
     let vitrine = Vitrine::launch(Launch {
@@ -582,24 +561,8 @@ fn a_clients_stated_colour_reaches_its_plane() {
     let conn = wayland_client::Connection::from_socket(stream).unwrap();
     let (g, mut queue, mut client) = setup(&conn);
     let qh = queue.handle();
-    let surface = g.compositor.create_surface(&qh, ());
-    let overlay = g.layer_shell.as_ref().expect("layer shell").get_layer_surface(
-        &surface,
-        None,
-        zwlr_layer_shell_v1::Layer::Overlay,
-        "vitrine.test.colour".into(),
-        &qh,
-        (),
-    );
     let (w, h) = (256i32, 64i32);
-    overlay.set_anchor(Anchor::Top);
-    overlay.set_size(w as u32, h as u32);
-    overlay.set_margin(200, 0, 0, 0);
-    surface.commit();
-    let id = overlay.id().protocol_id();
-    dispatch_until(&mut queue, &mut client, |c| c.layer_configures.iter().any(|l| l.0 == id));
-    let (_, serial, ..) = *client.layer_configures.iter().find(|l| l.0 == id).unwrap();
-    overlay.ack_configure(serial);
+    let (surface, _overlay) = top_overlay(&g, &mut queue, &mut client, "vitrine.test.colour", (w, h), 200);
     // NV12 of one colour: Y 100, Cb 90, Cr 200.
     let (y, cb, cr) = (100.0f64, 90.0f64, 200.0f64);
     let mut buf = udmabuf((w * h * 3 / 2) as usize).expect("/dev/udmabuf");

@@ -201,10 +201,8 @@ fn the_emulated_vop2_has_the_rk3566_planes() {
 #[test]
 #[ignore = "needs the VM rig's kernel drivers: run tests/vm/run"]
 fn on_the_vop2_video_takes_esmart0_under_a_client_on_smart0() {
-    use common::wl::{dispatch_until, dmabuf_buffer, setup, udmabuf};
+    use common::wl::{dmabuf_buffer, setup, top_overlay, udmabuf};
     use std::io::Write;
-    use wayland_client::Proxy;
-    use wayland_protocols_wlr::layer_shell::v1::client::{zwlr_layer_shell_v1, zwlr_layer_surface_v1::Anchor};
 
     super::assert_in_vm();
     let vop2 = Vop2::new("vop2-video", 1);
@@ -225,24 +223,8 @@ fn on_the_vop2_video_takes_esmart0_under_a_client_on_smart0() {
         let conn = wayland_client::Connection::from_socket(stream).unwrap();
         let (g, mut queue, mut client) = setup(&conn);
         let qh = queue.handle();
-        let surface = g.compositor.create_surface(&qh, ());
-        let overlay = g.layer_shell.as_ref().expect("layer shell").get_layer_surface(
-            &surface,
-            None,
-            zwlr_layer_shell_v1::Layer::Overlay,
-            "vitrine.test.ticker".into(),
-            &qh,
-            (),
-        );
         let (w, h) = (256i32, 64i32);
-        overlay.set_anchor(Anchor::Top);
-        overlay.set_size(w as u32, h as u32);
-        overlay.set_margin(200, 0, 0, 0);
-        surface.commit();
-        let id = overlay.id().protocol_id();
-        dispatch_until(&mut queue, &mut client, |c| c.layer_configures.iter().any(|l| l.0 == id));
-        let (_, serial, ..) = *client.layer_configures.iter().find(|l| l.0 == id).unwrap();
-        overlay.ack_configure(serial);
+        let (surface, _overlay) = top_overlay(&g, &mut queue, &mut client, "vitrine.test.ticker", (w, h), 200);
         let mut buf = udmabuf((w * h * 4) as usize).expect("/dev/udmabuf");
         buf.memfd.write_all(&[0x30u8, 0xc0, 0x10, 0xff].repeat((w * h) as usize)).unwrap();
         let buffer = dmabuf_buffer(&g, &qh, &buf, (w, h), u32::from_le_bytes(*b"XR24"), &[(0, (w * 4) as u32)]);
